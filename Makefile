@@ -1,0 +1,57 @@
+# One entry point for humans and CI. `make test` installs everything it needs itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help venv test unit integration lint typecheck crds crds-check demo bench kind-e2e clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+venv: $(VENV)/.installed ## create .venv with the package and its dev extras
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+include devcluster/devcluster.mk
+
+crds: venv ## regenerate crds/ and the chart's copy from the pydantic models
+	$(PY) -m strategy_rollouts.api.crdgen --out crds --chart charts/strategy-rollouts/crds
+
+crds-check: ## fail when crds/ differs from the models (fast, no cluster)
+	@test -x $(PY) || $(MAKE) -s venv
+	$(PY) -m strategy_rollouts.api.crdgen --check --out crds --chart charts/strategy-rollouts/crds
+
+lint: venv ## ruff + mypy
+	$(VENV)/bin/ruff check strategy_rollouts tests examples devcluster bench
+	$(VENV)/bin/ruff format --check strategy_rollouts tests examples devcluster bench
+	$(VENV)/bin/mypy
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+unit: venv ## engine and model tests, milliseconds each, no cluster
+	$(VENV)/bin/pytest tests/unit -q
+
+test: venv system-deps binaries ## everything: installs, builds or reuses binaries, runs every test
+	$(MAKE) -s crds-check
+	$(MAKE) -s lint
+	$(VENV)/bin/pytest tests -q -p no:cacheprovider
+
+demo: venv system-deps binaries ## local cluster + operator + quoters + a live rollout
+	$(PY) -m strategy_rollouts.demo
+
+bench: venv system-deps binaries ## benchmarks (not tests); results under bench/results/
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m bench.run
+
+kind-e2e: ## (needs Docker; not runnable on the no-Docker dev machines) kind cluster + image + chart + e2e suite
+	./hack/kind-e2e.sh
+
+clean:
+	rm -rf $(VENV) .devcluster .pytest_cache .mypy_cache .ruff_cache
