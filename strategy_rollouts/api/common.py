@@ -1,0 +1,184 @@
+"""Building blocks shared by the three kinds: base model, durations, conditions, gates, refs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic.alias_generators import to_camel
+
+from strategy_rollouts.api.conditions import CONDITION_PATTERN, parse_condition
+from strategy_rollouts.api.durations import DURATION_PATTERN
+
+GROUP = "strategyrollouts.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Kubernetes object names (DNS-1123 subdomain / label).
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
+def rfc3339(value: datetime) -> str:
+    """Kubernetes-style timestamp, always UTC with a `Z`."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    text = value.astimezone(UTC).isoformat(timespec="milliseconds")
+    return text.replace("+00:00", "Z")
+
+
+Timestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+ConditionText = Annotated[str, Field(pattern=CONDITION_PATTERN, max_length=64)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=253)]
+Query = Annotated[str, Field(min_length=1, max_length=8192)]
+
+
+class ApiModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are an error naming the field."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        validate_assignment=False,
+    )
+
+    def wire(self) -> dict[str, Any]:
+        """JSON-ready dict with camelCase keys and no unset optional fields."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class StatusModel(ApiModel):
+    # Status is written by us and read back; tolerate fields from a newer operator version.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+class SecretKeyRef(ApiModel):
+    name: Name
+    key: Annotated[str, Field(min_length=1, max_length=253)]
+
+
+class PrometheusConnection(ApiModel):
+    """Per-object override of the operator-wide Prometheus connection."""
+
+    address: Annotated[str, Field(pattern=r"^https?://.+", max_length=2048)] | None = None
+    timeout: Duration = "10s"
+    bearer_token_secret_ref: SecretKeyRef | None = None
+    ca_secret_ref: SecretKeyRef | None = None
+    insecure_skip_verify: bool = False
+
+
+class DeploymentRef(ApiModel):
+    deployment: Name
+    version: Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class CanaryRef(DeploymentRef):
+    replicas: Annotated[int, Field(ge=0, le=10_000)] | None = None
+
+
+class GateSpec(ApiModel):
+    """A Prometheus gate: threshold mode (`condition`) or compare mode (`baseline` + `maxIncreasePercent`)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.condition) != (has(self.baseline) && has(self.maxIncreasePercent))",
+                    "message": "set either condition, or baseline together with maxIncreasePercent",
+                },
+                {
+                    "rule": "has(self.baseline) == has(self.maxIncreasePercent)",
+                    "message": "baseline and maxIncreasePercent go together",
+                },
+            ]
+        },
+    )
+
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$", max_length=63)]
+    query: Query
+    condition: ConditionText | None = None
+    baseline: Query | None = None
+    max_increase_percent: Annotated[float, Field(ge=0, le=10_000)] | None = None
+    interval: Duration = "30s"
+    failure_limit: Annotated[int, Field(ge=0, le=1000)] = 0
+    inconclusive_limit: Annotated[int, Field(ge=0, le=1000)] = 2
+    dry_run: bool = False
+
+    @field_validator("condition")
+    @classmethod
+    def _condition_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_condition(value)
+        return value
+
+
+GateResult = Literal["Pass", "Fail", "Inconclusive", "Error"]
+
+
+class GateStatus(StatusModel):
+    name: str
+    value: float | None = None
+    baseline: float | None = None
+    result: GateResult | None = None
+    failures: int = 0
+    inconclusives: int = 0
+    evaluated_at: Timestamp | None = None
+    message: str | None = None
+    dry_run: bool | None = None
+
+
+class Condition(StatusModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: Timestamp | None = None
+    observed_generation: int | None = None
+
+
+def set_condition(
+    conditions: list[Condition],
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """Upsert a condition; lastTransitionTime moves only when status flips (Kubernetes convention)."""
+    wanted = "True" if status else "False"
+    result: list[Condition] = []
+    found = False
+    for cond in conditions:
+        if cond.type != type_:
+            result.append(cond)
+            continue
+        found = True
+        moved = cond.status != wanted
+        result.append(
+            Condition(
+                type=type_,
+                status=wanted,
+                reason=reason,
+                message=message,
+                last_transition_time=now if moved or cond.last_transition_time is None else cond.last_transition_time,
+                observed_generation=generation,
+            )
+        )
+    if not found:
+        result.append(
+            Condition(
+                type=type_,
+                status=wanted,
+                reason=reason,
+                message=message,
+                last_transition_time=now,
+                observed_generation=generation,
+            )
+        )
+    return result
