@@ -1,0 +1,62 @@
+"""Shared fixtures. ``cluster`` (session) is the real local control plane + Prometheus + Redis; it is
+only started when a test asks for it, so tests/unit never starts anything."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+if TYPE_CHECKING:
+    from devcluster.cluster import DevCluster
+
+_MARKED_DIRS = {"integration": ("integration",), "e2e": ("integration", "e2e")}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    tests_dir = Path(__file__).resolve().parent
+    for item in items:
+        try:
+            rel = Path(str(item.path)).resolve().relative_to(tests_dir)
+        except ValueError:
+            continue
+        for marker in _MARKED_DIRS.get(rel.parts[0], ()):
+            item.add_marker(getattr(pytest.mark, marker))
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[DevCluster]:
+    """The control plane for this session: E2E_KUBECONFIG's, a running `make dev-cluster` (reused,
+    left running), or a fresh one stopped at session end."""
+    from devcluster.cluster import session_cluster
+
+    old = os.environ.get("KUBECONFIG")
+    with session_cluster() as c:
+        os.environ["KUBECONFIG"] = str(c.kubeconfig)
+        try:
+            yield c
+        finally:
+            if old is None:
+                os.environ.pop("KUBECONFIG", None)
+            else:
+                os.environ["KUBECONFIG"] = old
+
+
+@pytest.fixture
+def namespace(cluster: DevCluster) -> Iterator[str]:
+    """A fresh namespace t-<random>, deleted afterwards (without waiting for finalization)."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
