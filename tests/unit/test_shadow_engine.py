@@ -251,7 +251,7 @@ def test_worst_examples_bounded_and_ordered_by_severity() -> None:
     s = ingest(MatcherState(), live, shadow, MATCH_ON, TOL, now_ts=0, pairing_window_s=60)
     kinds = [e.kind for e in s.worst_examples]
     assert len(kinds) == MAX_EXAMPLES and kinds[0] == "side"
-    bps = [e.price_bps for e in s.worst_examples[1:]]
+    bps = [e.price_bps or 0.0 for e in s.worst_examples[1:]]
     assert bps == sorted(bps, reverse=True) and bps[0] == pytest.approx(99)
 
 
