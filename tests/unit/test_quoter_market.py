@@ -9,16 +9,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "quoter"))
 
-from quoter import market, simulate  # noqa: E402
-from quoter.config import parse_config, parse_duration  # noqa: E402
-from quoter.decisions import Decision, decide, stream_name  # noqa: E402
-from quoter.knobs import Knobs  # noqa: E402
-from quoter.routing import HANDS_OFF, parse_routing  # noqa: E402
+from quoter import market, simulate
+from quoter.config import parse_config, parse_duration
+from quoter.decisions import Decision, decide, stream_name
+from quoter.knobs import Knobs
+from quoter.routing import HANDS_OFF, parse_routing
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "ADAUSDT")
 T0 = 8_900_000_000  # a realistic tick number (unix time / 0.2 s)
