@@ -143,7 +143,8 @@ class StrategyRolloutSpec(ApiModel):
 
 RolloutPhase = Literal["Pending", "Progressing", "Paused", "Succeeded", "RolledBack", "Invalid"]
 HistoryOutcome = Literal["Succeeded", "RolledBack", "Aborted", "Superseded", "Promoted", "Paused", "Resumed", "Retried"]
-ManualAction = Literal["promote", "promoteFull", "abort", "retry", "pause", "resume"]
+# `stopTrading` is sent by a ParityCheck at emergency: every key to nobody, both sides to 0.
+ManualAction = Literal["promote", "promoteFull", "abort", "retry", "pause", "resume", "stopTrading"]
 
 
 class ReplicaStatus(StatusModel):
@@ -170,6 +171,11 @@ class TargetStatus(StatusModel):
     # key -> owner it will get once the handoff is over
     pending: dict[str, str] = {}
     draining_until: Timestamp | None = None
+    # Desired replicas the operator enforces (None: leave the deployment alone).
+    stable_replicas: int | None = None
+    canary_replicas: int | None = None
+    # The stable deployment's replicas when the rollout started (default canary size / replicas mode total).
+    base_replicas: int | None = None
     canary_scaled_at: Timestamp | None = None
 
 
@@ -227,4 +233,4 @@ class StrategyRolloutStatus(StatusModel):
     request: ManualRequest | None = None
     handled_requests: list[str] = []
     scale_downs: list[ScaleDown] = []
-    total_replicas: int | None = None
+    trading_stopped: bool = False

@@ -1,0 +1,127 @@
+"""Gate bookkeeping: judge one measurement, count failures and inconclusives, decide freshness.
+
+Shared by StrategyRollout gates, risk budgets and ShadowRun KPIs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from strategy_rollouts.api.common import GateResult, GateSpec, GateStatus
+from strategy_rollouts.api.conditions import parse_condition
+from strategy_rollouts.api.durations import parse_duration
+
+Outcome = Literal["ok", "inconclusive", "error"]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What the Prometheus adapter saw: a value (and baseline in compare mode), or why not."""
+
+    value: float | None
+    baseline: float | None = None
+    outcome: Outcome = "ok"
+    message: str = ""
+
+
+def _num(value: float | None) -> str:
+    return "none" if value is None else f"{value:.6g}"
+
+
+def judge(spec: GateSpec, m: Measurement) -> tuple[GateResult, str]:
+    """Pass / Fail / Inconclusive / Error for one measurement, with a message naming the numbers."""
+    if m.outcome == "error":
+        return "Error", m.message or "query error"
+    if m.outcome == "inconclusive" or m.value is None or not math.isfinite(m.value):
+        return "Inconclusive", m.message or f"no usable value ({_num(m.value)})"
+    if spec.condition is not None:
+        cond = parse_condition(spec.condition)
+        ok = cond.holds(m.value)
+        return ("Pass" if ok else "Fail"), f"{_num(m.value)} {'' if ok else 'not '}{cond}"
+    # Compare mode: relative increase of value over baseline.
+    if m.baseline is None or not math.isfinite(m.baseline) or m.baseline <= 0:
+        return "Inconclusive", m.message or f"no usable baseline ({_num(m.baseline)})"
+    increase = (m.value - m.baseline) / m.baseline * 100
+    limit = spec.max_increase_percent or 0.0
+    ok = increase <= limit
+    verb = "<=" if ok else ">"
+    return ("Pass" if ok else "Fail"), (
+        f"{_num(m.value)} vs baseline {_num(m.baseline)}: {increase:+.2f}% {verb} +{limit:g}%"
+    )
+
+
+def record(prev: GateStatus | None, spec: GateSpec, m: Measurement, now: datetime) -> GateStatus:
+    """Consecutive counting: a Pass resets both counters, so a recovered gate lets the rollout go on."""
+    result, message = judge(spec, m)
+    failures = prev.failures if prev else 0
+    inconclusives = prev.inconclusives if prev else 0
+    if result == "Pass":
+        failures, inconclusives = 0, 0
+    elif result == "Fail":
+        failures += 1
+    else:
+        inconclusives += 1
+    return GateStatus(
+        name=spec.name,
+        value=m.value if m.value is not None and math.isfinite(m.value) else None,
+        baseline=m.baseline if m.baseline is not None and math.isfinite(m.baseline) else None,
+        result=result,
+        failures=failures,
+        inconclusives=inconclusives,
+        evaluated_at=now,
+        message=message,
+        dry_run=spec.dry_run or None,
+    )
+
+
+def interval(spec: GateSpec) -> timedelta:
+    return parse_duration(spec.interval)
+
+
+def is_due(spec: GateSpec, status: GateStatus | None, now: datetime) -> bool:
+    return status is None or status.evaluated_at is None or now >= status.evaluated_at + interval(spec)
+
+
+def next_due(spec: GateSpec, status: GateStatus | None, now: datetime) -> datetime:
+    if status is None or status.evaluated_at is None:
+        return now
+    return status.evaluated_at + interval(spec)
+
+
+def is_fresh(spec: GateSpec, status: GateStatus | None, now: datetime) -> bool:
+    return status is not None and status.evaluated_at is not None and now - status.evaluated_at <= 2 * interval(spec)
+
+
+@dataclass(frozen=True)
+class GateSummary:
+    failed: list[GateStatus]  # failures beyond failureLimit (non-dry-run)
+    held: list[GateStatus]  # inconclusive/error beyond inconclusiveLimit (non-dry-run)
+    all_pass: bool  # every non-dry-run gate's latest fresh measurement is Pass
+
+    def failure_reason(self) -> str:
+        gate = self.failed[0]
+        return f"gate {gate.name} failed: {gate.message} (failures {gate.failures})"
+
+    def hold_reason(self) -> str:
+        gate = self.held[0]
+        return f"gate {gate.name} {gate.result}: {gate.message} ({gate.inconclusives} in a row)"
+
+
+def summarize(specs: list[GateSpec], statuses: dict[str, GateStatus], now: datetime) -> GateSummary:
+    failed: list[GateStatus] = []
+    held: list[GateStatus] = []
+    all_pass = True
+    for spec in specs:
+        if spec.dry_run:
+            continue
+        status = statuses.get(spec.name)
+        if status is not None and status.failures > spec.failure_limit:
+            failed.append(status)
+        if status is not None and status.inconclusives > spec.inconclusive_limit:
+            held.append(status)
+        if status is None or status.result != "Pass" or not is_fresh(spec, status, now):
+            all_pass = False
+    return GateSummary(failed, held, all_pass)

@@ -1,0 +1,71 @@
+"""Checks the CRD schema cannot express; each message names the field (reported as InvalidSpec)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from strategy_rollouts.api.common import GateSpec
+from strategy_rollouts.api.durations import parse_duration
+from strategy_rollouts.api.placeholders import ROLLOUT_PLACEHOLDERS, SHADOW_PLACEHOLDERS, unknown_placeholders
+from strategy_rollouts.api.rollout import StrategyRolloutSpec
+
+
+def _duplicates(names: Iterable[str]) -> list[str]:
+    seen: set[str] = set()
+    dupes: list[str] = []
+    for name in names:
+        if name in seen and name not in dupes:
+            dupes.append(name)
+        seen.add(name)
+    return dupes
+
+
+def query_errors(field: str, query: str | None, known: frozenset[str]) -> list[str]:
+    if query is None:
+        return []
+    return [f"{field}: unknown placeholder {{{{{name}}}}}" for name in unknown_placeholders(query, known)]
+
+
+def gate_errors(field: str, gates: list[GateSpec], known: frozenset[str] = ROLLOUT_PLACEHOLDERS) -> list[str]:
+    errors = [f"{field}: duplicate gate name {name!r}" for name in _duplicates(g.name for g in gates)]
+    for i, gate in enumerate(gates):
+        where = f"{field}[{i}]"
+        errors += query_errors(f"{where}.query", gate.query, known)
+        errors += query_errors(f"{where}.baseline", gate.baseline, known)
+        if gate.condition is None and (gate.baseline is None or gate.max_increase_percent is None):
+            errors.append(f"{where}: set either condition, or baseline with maxIncreasePercent")
+        if gate.condition is not None and gate.baseline is not None:
+            errors.append(f"{where}: condition and baseline are exclusive")
+        if parse_duration(gate.interval).total_seconds() <= 0:
+            errors.append(f"{where}.interval: must be > 0")
+    return errors
+
+
+def rollout_errors(spec: StrategyRolloutSpec) -> list[str]:
+    errors: list[str] = []
+    if spec.stable.deployment == spec.canary.deployment:
+        errors.append("spec.canary.deployment: must differ from spec.stable.deployment")
+    if spec.stable.version == spec.canary.version:
+        errors.append("spec.canary.version: must differ from spec.stable.version")
+    if spec.routing.mode == "symbols" and not spec.routing.keys:
+        errors.append("spec.routing.keys: symbols mode needs at least one key")
+    errors += [f"spec.routing.keys: duplicate key {k!r}" for k in _duplicates(spec.routing.keys)]
+    errors += [f"spec.stages: duplicate stage name {n!r}" for n in _duplicates(s.name for s in spec.stages)]
+    for i, stage in enumerate(spec.stages):
+        where = f"spec.stages[{i}]"
+        weights = [s.set_weight for s in stage.steps if s.set_weight is not None]
+        if weights != sorted(weights):
+            errors.append(f"{where}.steps: setWeight must be non-decreasing, got {weights}")
+        for j, step in enumerate(stage.steps):
+            if (step.set_weight is None) == (step.pause is None):
+                errors.append(f"{where}.steps[{j}]: a step is either setWeight or pause")
+        if stage.min_duration and stage.max_duration:
+            if parse_duration(stage.max_duration) < parse_duration(stage.min_duration):
+                errors.append(f"{where}.maxDuration: {stage.max_duration} is shorter than minDuration {stage.min_duration}")
+        if stage.risk_budget is not None:
+            errors += query_errors(f"{where}.riskBudget.query", stage.risk_budget.query, ROLLOUT_PLACEHOLDERS)
+    errors += gate_errors("spec.gates", spec.gates)
+    return errors
+
+
+__all__ = ["SHADOW_PLACEHOLDERS", "gate_errors", "query_errors", "rollout_errors"]

@@ -1,0 +1,119 @@
+"""A tiny deterministic world for the pure engine: deployments follow scales, ConfigMaps follow routing.
+
+No mocks: the engine is pure, so the 'world' is just data that the test advances with a fake clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import yaml
+
+from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
+from strategy_rollouts.engine.gates import Measurement
+from strategy_rollouts.engine.rollout import Decision, DeploymentObs, Observations, due_gates, reconcile
+
+T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
+
+EXAMPLE = """
+strategy: fib_rsi
+stable: {deployment: fib-rsi-legacy, version: v1.0.0}
+canary: {deployment: fib-rsi-pipeline, version: v2.0.0, replicas: 2}
+routing:
+  keys: [BTCUSDT, ETHUSDT, SOLUSDT, BNBUSDT, ADAUSDT, XRPUSDT, DOGEUSDT, AVAXUSDT, DOTUSDT, LINKUSDT]
+  handoff: 5s
+stages:
+- name: staging
+  steps: [{setWeight: 10}, {pause: {duration: 1m}}]
+  minDuration: 2m
+- name: prod
+  steps: [{setWeight: 10}, {pause: {duration: 1m}}, {setWeight: 50}, {pause: {duration: 1m}}, {setWeight: 100}]
+gates:
+- {name: tick-p95-ms, query: 'q{v="{{canary.version}}"}', condition: "< 200", interval: 30s, failureLimit: 0, inconclusiveLimit: 2}
+scaleDownDelay: 1m
+"""
+
+
+def spec_from(text: str = EXAMPLE, **overrides: Any) -> StrategyRolloutSpec:
+    data = yaml.safe_load(text)
+    data.update(overrides)
+    return StrategyRolloutSpec.model_validate(data)
+
+
+@dataclass
+class World:
+    spec: StrategyRolloutSpec
+    namespace: str = "trading"
+    now: datetime = T0
+    status: StrategyRolloutStatus = field(default_factory=StrategyRolloutStatus)
+    replicas: dict[tuple[str, str], int] = field(default_factory=dict)
+    ready_lag: bool = False
+    published: dict[str, dict[str, str]] = field(default_factory=dict)
+    revisions: dict[str, int] = field(default_factory=dict)
+    gate_values: dict[str, float | None] = field(default_factory=dict)
+    shadow: tuple[bool, str | None] = (False, None)
+    decisions: list[Decision] = field(default_factory=list)
+    snapshots: list[dict[str, str]] = field(default_factory=list)
+    scale_log: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for stage in self.spec.stages:
+            ns = stage.namespace or self.namespace
+            self.replicas.setdefault((ns, self.spec.stable.deployment), 4)
+            self.replicas.setdefault((ns, self.spec.canary.deployment), 0)
+
+    def observe(self) -> Observations:
+        measurements = {}
+        for gate in due_gates(self.spec, self.status, self.now):
+            value = self.gate_values.get(gate.name, 100.0)
+            measurements[gate.name] = (
+                Measurement(value) if value is not None else Measurement(None, outcome="inconclusive", message="empty")
+            )
+        published = {t.namespace: self.published.get(t.namespace) == t.assignments for t in self.status.targets}
+        return Observations(
+            namespace=self.namespace,
+            name="fib-rsi",
+            deployments={k: DeploymentObs(v, v) for k, v in self.replicas.items()},
+            measurements=measurements,
+            published=published,
+            revisions=dict(self.revisions),
+            shadow_found=self.shadow[0],
+            shadow_verdict=self.shadow[1],
+        )
+
+    def reconcile(self, apply: bool = True) -> Decision:
+        decision = reconcile(self.spec, self.status, self.observe(), self.now)
+        # Round-trip through JSON, as the API server does, so tests catch anything unserializable.
+        self.status = StrategyRolloutStatus.model_validate(decision.status.wire())
+        if apply:
+            self.apply(decision)
+        self.decisions.append(decision)
+        return decision
+
+    def apply(self, decision: Decision) -> None:
+        for payload in decision.routing:
+            if self.published.get(payload.namespace) != payload.assignments:
+                self.published[payload.namespace] = dict(payload.assignments)
+                self.revisions[payload.namespace] = self.revisions.get(payload.namespace, 0) + 1
+                self.snapshots.append(dict(payload.assignments))
+        for scale in decision.scales:
+            key = (scale.namespace, scale.deployment)
+            if self.replicas.get(key) != scale.replicas:
+                self.replicas[key] = scale.replicas
+                self.scale_log.append((scale.namespace, scale.deployment, scale.replicas))
+
+    def run(self, seconds: float, tick: float = 1.0) -> None:
+        end = self.now + timedelta(seconds=seconds)
+        while self.now < end:
+            self.reconcile()
+            self.now += timedelta(seconds=tick)
+
+    def run_until(self, phase: str, limit: float = 3 * 86400, tick: float = 1.0) -> None:
+        end = self.now + timedelta(seconds=limit)
+        while self.status.phase != phase:
+            assert self.now < end, f"never reached {phase}: {self.status.phase} {self.status.reason} {self.status.message}"
+            self.reconcile()
+            if self.status.phase != phase:
+                self.now += timedelta(seconds=tick)
