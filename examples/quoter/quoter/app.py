@@ -49,6 +49,7 @@ class Quoter:
         self.metrics = metrics
         self.publisher = publisher
         self.last_tick: int | None = None
+        self.orders_sent = 0
         self._publish_errors = 0
 
     def keys(self, routing: Routing) -> list[str]:
@@ -76,9 +77,10 @@ class Quoter:
                     log.warning("publishing decisions failed (%d so far): %s", self._publish_errors, exc)
         m.decisions.inc(len(decisions))
         if not cfg.shadow:  # side effects: only the live process "sends" orders
-            for d in decisions:
+            for _ in decisions:
+                self.orders_sent += 1
                 m.orders.inc()
-                if simulate.partially_filled(cfg.seed, d.symbol, tick, knobs.partial_fill_rate):
+                if simulate.partially_filled(self.orders_sent, knobs.partial_fill_rate):
                     m.partial_fills.inc()
 
         # Simulated latency is observed, not slept: the loop keeps its cadence at any knob value.
@@ -87,7 +89,7 @@ class Quoter:
             if stage == "tick_total":
                 m.tick_duration.observe(seconds)
         m.ticks.inc()
-        if late or simulate.deadline_missed(cfg.seed, tick, knobs.deadline_miss_rate):
+        if late or simulate.deadline_missed(tick, knobs.deadline_miss_rate):
             m.deadline_misses.inc()
 
         m.routing_revision.set(routing.revision)

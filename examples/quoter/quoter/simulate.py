@@ -1,7 +1,8 @@
 """Simulated side of a tick, driven by the knobs: stage latencies, misses, fills, returns, costs.
 
 Randomness comes from hashes of (seed, tick, ...) rather than a process RNG, so two processes
-with equal knobs report identical latency distributions and backtest series.
+with equal knobs report identical latency distributions and backtest series. Rates (misses,
+partial fills) are spread evenly rather than randomly, so `rate()` over a few seconds shows them.
 """
 
 from __future__ import annotations
@@ -27,12 +28,23 @@ def stage_durations(seed: str, tick: int, latency_ms: float) -> dict[str, float]
     return out
 
 
-def deadline_missed(seed: str, tick: int, rate: float) -> bool:
-    return rate > 0.0 and market.unit_hash(seed, "deadline", tick) < rate
+_GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / golden ratio
 
 
-def partially_filled(seed: str, symbol: str, tick: int, rate: float) -> bool:
-    return rate > 0.0 and market.unit_hash(seed, "fill", symbol, tick) < rate
+def evenly(n: int, rate: float) -> bool:
+    """True for a `rate` fraction of consecutive n, spread evenly (a Weyl sequence), so a counter
+    fed by it shows `rate` over any short window, not just on average."""
+    return (n * _GOLDEN) % 2**64 < rate * 2**64
+
+
+def deadline_missed(tick: int, rate: float) -> bool:
+    """Whether this tick counts as a simulated deadline miss (same answer in every process)."""
+    return evenly(tick, rate)
+
+
+def partially_filled(order_number: int, rate: float) -> bool:
+    """Whether the process's `order_number`-th order is only partially filled."""
+    return evenly(order_number, rate)
 
 
 def returns(seed: str, strategy: str, version: str, tick: int, knobs: Knobs) -> dict[str, float]:
