@@ -216,9 +216,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     watcher: RoutingWatcher | None = None
     if cfg.routed:
         assert cfg.routing_configmap is not None
-        watcher = RoutingWatcher(
-            kube_api_client(cfg.kubeconfig), cfg.namespace, cfg.routing_configmap, cfg.strategy
-        )
+        try:
+            api_client = kube_api_client(cfg.kubeconfig)
+        except Exception as exc:
+            log.error(
+                "cannot configure the Kubernetes client (--kubeconfig, KUBECONFIG, in-cluster): %s", exc
+            )
+            return 2
+        watcher = RoutingWatcher(api_client, cfg.namespace, cfg.routing_configmap, cfg.strategy)
         watcher.start()
         if not watcher.synced.wait(10.0):
             log.warning("routing ConfigMap not read yet; hands off until it is")

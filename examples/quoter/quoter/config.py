@@ -104,7 +104,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=_truthy(env("exit-with-parent")),
         help="exit when the parent process dies (test harnesses)",
     )
-    p.add_argument("--log-level", default=env("log-level", "INFO"))
+    p.add_argument(
+        "--log-level",
+        type=str.upper,
+        default=env("log-level", "INFO"),
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+    )
     defaults = Knobs()
     knobs = p.add_argument_group("knobs (also settable at runtime: POST /knobs on the control port)")
     for name in KNOB_NAMES:
@@ -147,6 +152,6 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         shadow=args.shadow or shadow_env,
         seed=args.seed,
         exit_with_parent=args.exit_with_parent,
-        log_level=args.log_level.upper(),
+        log_level=args.log_level,
         knobs=knobs,
     )
