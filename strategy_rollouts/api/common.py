@@ -166,7 +166,9 @@ def set_condition(
                 status=wanted,
                 reason=reason,
                 message=message,
-                last_transition_time=now if moved or cond.last_transition_time is None else cond.last_transition_time,
+                last_transition_time=now
+                if moved or cond.last_transition_time is None
+                else cond.last_transition_time,
                 observed_generation=generation,
             )
         )

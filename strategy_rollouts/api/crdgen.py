@@ -159,7 +159,10 @@ def crd(kind: Kind) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{kind.plural}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "strategy-rollouts"}},
+        "metadata": {
+            "name": f"{kind.plural}.{GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "strategy-rollouts"},
+        },
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
@@ -196,7 +199,9 @@ def rendered() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("crds"))
-    parser.add_argument("--chart", type=Path, action="append", default=[], help="also write (or check) a copy here")
+    parser.add_argument(
+        "--chart", type=Path, action="append", default=[], help="also write (or check) a copy here"
+    )
     parser.add_argument("--check", action="store_true", help="fail when the files differ from the models")
     args = parser.parse_args(argv)
     drift: list[str] = []

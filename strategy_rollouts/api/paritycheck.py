@@ -26,7 +26,10 @@ class ParityTarget(ApiModel):
         extra="forbid",
         json_schema_extra={
             "x-kubernetes-validations": [
-                {"rule": "has(self.rollout) != has(self.deployment)", "message": "set exactly one of rollout, deployment"}
+                {
+                    "rule": "has(self.rollout) != has(self.deployment)",
+                    "message": "set exactly one of rollout, deployment",
+                }
             ]
         },
     )

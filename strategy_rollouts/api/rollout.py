@@ -27,7 +27,9 @@ Key = Annotated[str, Field(min_length=1, max_length=128)]
 
 class Routing(ApiModel):
     mode: Literal["symbols", "replicas"] = "symbols"
-    keys: Annotated[list[Key], Field(max_length=5000, json_schema_extra={"x-kubernetes-list-type": "set"})] = []
+    keys: Annotated[
+        list[Key], Field(max_length=5000, json_schema_extra={"x-kubernetes-list-type": "set"})
+    ] = []
     salt: Annotated[str, Field(max_length=253)] | None = None
     config_map: Name | None = None
     handoff: Duration = "5s"
@@ -44,7 +46,10 @@ class Step(ApiModel):
         extra="forbid",
         json_schema_extra={
             "x-kubernetes-validations": [
-                {"rule": "has(self.setWeight) != has(self.pause)", "message": "a step is either setWeight or pause"}
+                {
+                    "rule": "has(self.setWeight) != has(self.pause)",
+                    "message": "a step is either setWeight or pause",
+                }
             ]
         },
     )
@@ -142,7 +147,9 @@ class StrategyRolloutSpec(ApiModel):
 
 
 RolloutPhase = Literal["Pending", "Progressing", "Paused", "Succeeded", "RolledBack", "Invalid"]
-HistoryOutcome = Literal["Succeeded", "RolledBack", "Aborted", "Superseded", "Promoted", "Paused", "Resumed", "Retried"]
+HistoryOutcome = Literal[
+    "Succeeded", "RolledBack", "Aborted", "Superseded", "Promoted", "Paused", "Resumed", "Retried"
+]
 # `stopTrading` is sent by a ParityCheck at emergency: every key to nobody, both sides to 0.
 ManualAction = Literal["promote", "promoteFull", "abort", "retry", "pause", "resume", "stopTrading"]
 

@@ -152,7 +152,9 @@ def target_namespaces(spec: StrategyRolloutSpec, namespace: str) -> list[str]:
 class _Run:
     """One reconcile's working state: a copy of status plus what was decided along the way."""
 
-    def __init__(self, spec: StrategyRolloutSpec, status: StrategyRolloutStatus, obs: Observations, now: datetime):
+    def __init__(
+        self, spec: StrategyRolloutSpec, status: StrategyRolloutStatus, obs: Observations, now: datetime
+    ):
         self.spec = spec
         self.st = status.model_copy(deep=True)
         self.obs = obs
@@ -171,7 +173,9 @@ class _Run:
         if at is not None:
             self.wakes.append(at)
 
-    def history(self, outcome: HistoryOutcome, by: str | None, reason: str | None, version: str | None = None) -> None:
+    def history(
+        self, outcome: HistoryOutcome, by: str | None, reason: str | None, version: str | None = None
+    ) -> None:
         entry = HistoryEntry(
             version=version or self.spec.canary.version, outcome=outcome, at=self.now, by=by, reason=reason
         )
@@ -237,7 +241,9 @@ class _Run:
         elif verdict is None:
             self.set_phase("Pending", "WaitingForShadowRun", f"waiting for ShadowRun {name} verdict")
         else:
-            self.set_phase("Pending", f"ShadowRun{verdict}", f"ShadowRun {name} verdict is {verdict}, not Pass")
+            self.set_phase(
+                "Pending", f"ShadowRun{verdict}", f"ShadowRun {name} verdict is {verdict}, not Pass"
+            )
         return False
 
     def _total(self, t: TargetStatus) -> int:
@@ -352,7 +358,11 @@ class _Run:
         if index >= len(self.spec.stages):
             self.begin_completion()
             return
-        self.event("Normal", "StagePromoted", f"stage {self.spec.stages[index - 1].name} done; starting {self.spec.stages[index].name}")
+        self.event(
+            "Normal",
+            "StagePromoted",
+            f"stage {self.spec.stages[index - 1].name} done; starting {self.spec.stages[index].name}",
+        )
         self.st.stage_index, self.st.step_index = index, 0
         self.st.stage = self.spec.stages[index].name
         self.st.stage_started_at = self.st.step_started_at = self.now
@@ -414,10 +424,16 @@ class _Run:
                 self.fail("MaxDurationFailed", f"stage {stage.name} reached maxDuration with a failing gate")
                 return False
             if gates_ok:
-                self.event("Normal", "MaxDurationPromoted", f"stage {stage.name} reached maxDuration with gates passing")
+                self.event(
+                    "Normal",
+                    "MaxDurationPromoted",
+                    f"stage {stage.name} reached maxDuration with gates passing",
+                )
                 self.next_stage()
                 return True
-            self.set_phase("Progressing", "WaitingForGates", f"stage {stage.name} at maxDuration; gates not all passing")
+            self.set_phase(
+                "Progressing", "WaitingForGates", f"stage {stage.name} at maxDuration; gates not all passing"
+            )
             return False
         if (st.step_index or 0) >= len(stage.steps):
             return self._leave_stage(stage, stage_age, gates_ok)
@@ -438,7 +454,9 @@ class _Run:
             return True
         # pause step
         if step.pause is None or step.pause.duration is None:
-            self.set_phase("Paused", "AwaitingPromotion", f"{stage.name}: step {st.step_index} waits for promote")
+            self.set_phase(
+                "Paused", "AwaitingPromotion", f"{stage.name}: step {st.step_index} waits for promote"
+            )
             return False
         ends = (st.step_started_at or self.now) + parse_duration(step.pause.duration)
         if self.now < ends:
@@ -469,7 +487,9 @@ class _Run:
     def _routing_settled(self, t: TargetStatus) -> bool:
         if not self.symbols:
             return True
-        desired = desired_assignments(self.ranked, t.weight, self.spec.stable.version, self.spec.canary.version)
+        desired = desired_assignments(
+            self.ranked, t.weight, self.spec.stable.version, self.spec.canary.version
+        )
         return settled(RoutingState(t.assignments, t.pending, t.draining_until), desired)
 
     # ---- routing and replicas --------------------------------------------------------------
@@ -481,15 +501,25 @@ class _Run:
             if self.st.trading_stopped or not self.symbols:
                 desired = {k: NONE for k in self.ranked} if self.st.trading_stopped and self.symbols else {}
             else:
-                desired = desired_assignments(self.ranked, t.weight, self.spec.stable.version, self.spec.canary.version)
+                desired = desired_assignments(
+                    self.ranked, t.weight, self.spec.stable.version, self.spec.canary.version
+                )
             # What this reconcile changed is not in the ConfigMap yet: its drain must not end here.
             published = (self.obs.published.get(t.namespace, False) or not t.assignments) and (
                 t.namespace not in self.unpublished
             )
             state = step_handoff(
-                RoutingState(t.assignments, t.pending, t.draining_until), desired, self.now, handoff, published
+                RoutingState(t.assignments, t.pending, t.draining_until),
+                desired,
+                self.now,
+                handoff,
+                published,
             )
-            t.assignments, t.pending, t.draining_until = state.assignments, state.pending, state.draining_until
+            t.assignments, t.pending, t.draining_until = (
+                state.assignments,
+                state.pending,
+                state.draining_until,
+            )
             if before != (t.assignments, t.pending):
                 self.unpublished.add(t.namespace)
             self.wake(t.draining_until)
@@ -549,7 +579,9 @@ class _Run:
             st.canary_version != spec.canary.version or st.stable_version != spec.stable.version
         ):
             if st.phase in (*ACTIVE, "Pending"):
-                self.history("Superseded", None, f"canary changed to {spec.canary.version}", version=st.canary_version)
+                self.history(
+                    "Superseded", None, f"canary changed to {spec.canary.version}", version=st.canary_version
+                )
                 self.event("Normal", "Superseded", f"{st.canary_version} superseded by {spec.canary.version}")
             st.phase = None
         if request is not None:
@@ -609,10 +641,18 @@ class _Run:
         phase = st.phase
         conds = st.conditions
         conds = set_condition(conds, "InvalidSpec", False, "Valid", "", self.now, gen)
-        conds = set_condition(conds, "Progressing", phase == "Progressing", st.reason or "", st.message or "", self.now, gen)
-        conds = set_condition(conds, "Paused", phase == "Paused", st.reason or "", st.message or "", self.now, gen)
-        conds = set_condition(conds, "Completed", phase == "Succeeded", st.reason or "", st.message or "", self.now, gen)
-        conds = set_condition(conds, "Degraded", phase == "RolledBack", st.reason or "", st.message or "", self.now, gen)
+        conds = set_condition(
+            conds, "Progressing", phase == "Progressing", st.reason or "", st.message or "", self.now, gen
+        )
+        conds = set_condition(
+            conds, "Paused", phase == "Paused", st.reason or "", st.message or "", self.now, gen
+        )
+        conds = set_condition(
+            conds, "Completed", phase == "Succeeded", st.reason or "", st.message or "", self.now, gen
+        )
+        conds = set_condition(
+            conds, "Degraded", phase == "RolledBack", st.reason or "", st.message or "", self.now, gen
+        )
         st.conditions = conds
         st.observed_generation = gen
 
@@ -664,7 +704,11 @@ def desired_scales(spec: StrategyRolloutSpec, st: StrategyRolloutStatus) -> list
 
 
 def routing_document(
-    spec: StrategyRolloutSpec, payload: RoutingPayload, revision: int, size_multiplier: float, entries_enabled: bool
+    spec: StrategyRolloutSpec,
+    payload: RoutingPayload,
+    revision: int,
+    size_multiplier: float,
+    entries_enabled: bool,
 ) -> dict[str, object]:
     """The `routing.json` the strategy apps read."""
     return {

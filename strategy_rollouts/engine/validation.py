@@ -59,9 +59,9 @@ def rollout_errors(spec: StrategyRolloutSpec) -> list[str]:
         for j, step in enumerate(stage.steps):
             if (step.set_weight is None) == (step.pause is None):
                 errors.append(f"{where}.steps[{j}]: a step is either setWeight or pause")
-        if stage.min_duration and stage.max_duration:
-            if parse_duration(stage.max_duration) < parse_duration(stage.min_duration):
-                errors.append(f"{where}.maxDuration: {stage.max_duration} is shorter than minDuration {stage.min_duration}")
+        short = stage.min_duration and stage.max_duration
+        if short and parse_duration(stage.max_duration or "0s") < parse_duration(stage.min_duration or "0s"):
+            errors.append(f"{where}.maxDuration: {stage.max_duration} is shorter than minDuration {stage.min_duration}")
         if stage.risk_budget is not None:
             errors += query_errors(f"{where}.riskBudget.query", stage.risk_budget.query, ROLLOUT_PLACEHOLDERS)
     errors += gate_errors("spec.gates", spec.gates)

@@ -69,9 +69,13 @@ class World:
         for gate in due_gates(self.spec, self.status, self.now):
             value = self.gate_values.get(gate.name, 100.0)
             measurements[gate.name] = (
-                Measurement(value) if value is not None else Measurement(None, outcome="inconclusive", message="empty")
+                Measurement(value)
+                if value is not None
+                else Measurement(None, outcome="inconclusive", message="empty")
             )
-        published = {t.namespace: self.published.get(t.namespace) == t.assignments for t in self.status.targets}
+        published = {
+            t.namespace: self.published.get(t.namespace) == t.assignments for t in self.status.targets
+        }
         return Observations(
             namespace=self.namespace,
             name="fib-rsi",
@@ -113,7 +117,9 @@ class World:
     def run_until(self, phase: str, limit: float = 3 * 86400, tick: float = 1.0) -> None:
         end = self.now + timedelta(seconds=limit)
         while self.status.phase != phase:
-            assert self.now < end, f"never reached {phase}: {self.status.phase} {self.status.reason} {self.status.message}"
+            assert self.now < end, (
+                f"never reached {phase}: {self.status.phase} {self.status.reason} {self.status.message}"
+            )
             self.reconcile()
             if self.status.phase != phase:
                 self.now += timedelta(seconds=tick)

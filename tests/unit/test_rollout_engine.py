@@ -159,7 +159,9 @@ def test_canary_change_mid_rollout_supersedes_and_restarts() -> None:
 
 
 def test_risk_budget_exceeded_rolls_back() -> None:
-    text = EXAMPLE.replace("  minDuration: 2m", "  minDuration: 2m\n  riskBudget: {query: risk, maxPercent: 1}")
+    text = EXAMPLE.replace(
+        "  minDuration: 2m", "  minDuration: 2m\n  riskBudget: {query: risk, maxPercent: 1}"
+    )
     world = World(spec_from(text))
     world.gate_values["risk-budget:staging"] = 0.4
     world.run(60)
@@ -200,7 +202,9 @@ def test_shadow_run_gate_keeps_rollout_pending_until_pass() -> None:
 def test_stop_trading_gives_every_key_to_nobody_and_scales_both_to_zero() -> None:
     world = World(spec_from())
     world.run(200)
-    world.status.request = ManualRequest(id="s1", action="stopTrading", by="parity/fib-rsi-parity", reason="TE 140bps")
+    world.status.request = ManualRequest(
+        id="s1", action="stopTrading", by="parity/fib-rsi-parity", reason="TE 140bps"
+    )
     world.run(3)
     assert set(world.published["trading"].values()) == {NONE}
     assert world.replicas[("trading", "fib-rsi-legacy")] == 0
@@ -212,7 +216,9 @@ def test_replicas_mode_splits_pods_and_ends_with_canary_owning_all() -> None:
     seen: set[tuple[int, int]] = set()
     while world.status.phase != "Succeeded":
         world.reconcile()
-        seen.add((world.replicas[("trading", "fib-rsi-legacy")], world.replicas[("trading", "fib-rsi-pipeline")]))
+        seen.add(
+            (world.replicas[("trading", "fib-rsi-legacy")], world.replicas[("trading", "fib-rsi-pipeline")])
+        )
         world.now += timedelta(seconds=1)
     assert (9, 1) in seen and (5, 5) in seen and (0, 10) in seen
 
@@ -257,7 +263,10 @@ def test_property_no_key_is_ever_owned_by_both_and_canary_set_is_monotonic(
     steps = []
     for w in weights:
         steps += [{"setWeight": w}, {"pause": {"duration": "20s"}}]
-    spec = spec_from(stages=[{"name": "prod", "steps": steps}], routing={"keys": [f"K{i}" for i in range(23)], "handoff": handoff})
+    spec = spec_from(
+        stages=[{"name": "prod", "steps": steps}],
+        routing={"keys": [f"K{i}" for i in range(23)], "handoff": handoff},
+    )
     world = World(spec)
     elapsed = 0.0
     canary_sets: list[set[str]] = []
@@ -281,8 +290,13 @@ def test_property_no_key_is_ever_owned_by_both_and_canary_set_is_monotonic(
 
 
 @settings(max_examples=40, deadline=None)
-@given(crash_points=st.lists(st.integers(min_value=1, max_value=500), min_size=1, max_size=5), lose_apply=st.booleans())
-def test_property_restart_resumes_exactly_no_step_repeated_or_skipped(crash_points: list[int], lose_apply: bool) -> None:
+@given(
+    crash_points=st.lists(st.integers(min_value=1, max_value=500), min_size=1, max_size=5),
+    lose_apply=st.booleans(),
+)
+def test_property_restart_resumes_exactly_no_step_repeated_or_skipped(
+    crash_points: list[int], lose_apply: bool
+) -> None:
     """A restart is a reconcile from status alone (optionally after the world missed the last apply)."""
     reference = World(spec_from())
     reference.run_until("Succeeded")

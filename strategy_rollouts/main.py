@@ -1,0 +1,84 @@
+"""`strategy-rollouts run`: the operator process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+import kopf
+from prometheus_client import start_http_server
+
+from strategy_rollouts import __version__
+from strategy_rollouts.operator import handlers
+from strategy_rollouts.operator.context import Context, Settings
+from strategy_rollouts.operator.kube import Kube
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="strategy-rollouts", description="Operator for safe trading-strategy rollouts."
+    )
+    p.add_argument("--version", action="version", version=__version__)
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the operator against the current KUBECONFIG (or in-cluster)")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n", "--namespace", action="append", default=[], help="watch these namespaces (repeatable)"
+    )
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
+    run.add_argument("--prometheus-url", default="http://127.0.0.1:9090", help="default Prometheus address")
+    run.add_argument("--prometheus-timeout", type=float, default=10.0, help="seconds per query")
+    run.add_argument("--metrics-port", type=int, default=9102, help="/metrics port (0 disables)")
+    run.add_argument("--liveness-port", type=int, default=8080, help="/healthz port (0 disables)")
+    run.add_argument("--kubeconfig", default=None)
+    run.add_argument(
+        "--idle-recheck", type=float, default=300.0, help="seconds between checks of objects at rest"
+    )
+    run.add_argument(
+        "--peering", default=None, help="kopf peering name (needs kopf's peering CRDs); default standalone"
+    )
+    run.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("kubernetes", "urllib3", "aiohttp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    handlers.CTX = Context(
+        kube=Kube.from_environment(args.kubeconfig),
+        settings=Settings(
+            prometheus_url=args.prometheus_url,
+            prometheus_timeout_s=args.prometheus_timeout,
+            idle_recheck_s=args.idle_recheck,
+        ),
+    )
+    if args.metrics_port:
+        start_http_server(args.metrics_port)
+    liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or (),
+            liveness_endpoint=liveness,
+            standalone=args.peering is None,
+            peering_name=args.peering,
+        )
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "run":
+        return run(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

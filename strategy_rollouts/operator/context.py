@@ -1,0 +1,99 @@
+"""Process-wide operator state: settings, the shared Kubernetes client, and daemon wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from strategy_rollouts.api.common import PrometheusConnection, SecretKeyRef
+from strategy_rollouts.api.durations import parse_duration
+from strategy_rollouts.operator.kube import Kube
+from strategy_rollouts.operator.prometheus import Connection
+
+ObjectKey = tuple[str, str]  # (namespace, name)
+
+
+@dataclass
+class Settings:
+    prometheus_url: str = "http://127.0.0.1:9090"
+    prometheus_timeout_s: float = 10.0
+    # Longest a daemon sleeps with nothing due (a safety net; events wake it sooner).
+    idle_recheck_s: float = 300.0
+    error_backoff_s: float = 5.0
+
+
+class Wakers:
+    """One asyncio.Event per object, plus reverse indexes: a Deployment or ShadowRun event wakes its rollouts."""
+
+    def __init__(self) -> None:
+        self.events: dict[tuple[str, ObjectKey], asyncio.Event] = {}
+        self.watchers: dict[tuple[str, ObjectKey], set[tuple[str, ObjectKey]]] = defaultdict(set)
+
+    def event(self, kind: str, key: ObjectKey) -> asyncio.Event:
+        return self.events.setdefault((kind, key), asyncio.Event())
+
+    def wake(self, kind: str, key: ObjectKey) -> None:
+        ev = self.events.get((kind, key))
+        if ev is not None:
+            ev.set()
+        for watcher in self.watchers.get((kind, key), ()):
+            ev = self.events.get(watcher)
+            if ev is not None:
+                ev.set()
+
+    def watch(self, watcher_kind: str, watcher: ObjectKey, kind: str, keys: list[ObjectKey]) -> None:
+        """`watcher` wants a wake-up whenever one of `keys` (of `kind`) changes."""
+        for key in keys:
+            self.watchers[(kind, key)].add((watcher_kind, watcher))
+
+    def forget(self, kind: str, key: ObjectKey) -> None:
+        self.events.pop((kind, key), None)
+        for watchers in self.watchers.values():
+            watchers.discard((kind, key))
+
+
+@dataclass
+class Context:
+    kube: Kube
+    settings: Settings = field(default_factory=Settings)
+    wakers: Wakers = field(default_factory=Wakers)
+
+    async def connection(self, namespace: str, override: PrometheusConnection | None) -> Connection:
+        """The operator default, overridden per object; secrets read at use, never logged or stored."""
+        if override is None:
+            return Connection(self.settings.prometheus_url, self.settings.prometheus_timeout_s)
+        token = await self._secret(namespace, override.bearer_token_secret_ref)
+        ca = await self._secret(namespace, override.ca_secret_ref)
+        return Connection(
+            address=override.address or self.settings.prometheus_url,
+            timeout_s=parse_duration(override.timeout).total_seconds(),
+            bearer_token=token.strip() if token else None,
+            ca_file=_ca_file(ca) if ca else None,
+            insecure_skip_verify=override.insecure_skip_verify,
+        )
+
+    async def _secret(self, namespace: str, ref: SecretKeyRef | None) -> str | None:
+        if ref is None:
+            return None
+        secret = await self.kube.maybe(self.kube.core.read_namespaced_secret, ref.name, namespace)
+        data = (secret.data if secret is not None else None) or {}
+        if ref.key not in data:
+            return None
+        return base64.b64decode(data[ref.key]).decode()
+
+
+_CA_FILES: dict[str, str] = {}
+
+
+def _ca_file(pem: str) -> str:
+    """CA bundles go to a temp file (requests wants a path); the root filesystem may be read-only."""
+    if pem not in _CA_FILES:
+        fd, path = tempfile.mkstemp(prefix="prometheus-ca-", suffix=".pem")
+        with os.fdopen(fd, "w") as handle:
+            handle.write(pem)
+        _CA_FILES[pem] = path
+    return _CA_FILES[pem]

@@ -1,0 +1,61 @@
+"""kopf registrations: one daemon per object, event handlers that wake them, startup settings.
+
+Daemons reconcile at the level (status + observed world), so create, resume after a restart and
+update are the same code path; nothing here stores progress in annotations.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from strategy_rollouts.api.common import GROUP, VERSION
+from strategy_rollouts.operator import rollouts
+from strategy_rollouts.operator.context import Context
+
+CTX: Context | None = None
+
+
+def context() -> Context:
+    if CTX is None:
+        raise RuntimeError("operator context not initialised; run through strategy_rollouts.main")
+    return CTX
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.posting.level = logging.WARNING
+    # A stalled watch stream recovers instead of silently starving the daemons of wake-ups.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.inactivity_timeout = 600
+    settings.watching.connect_timeout = 30
+    settings.batching.error_delays = [1, 2, 5, 10, 30]
+    settings.networking.error_backoffs = [1, 2, 5, 10]
+    # Peering stops two operator replicas acting at once, when the peering CRDs are installed.
+    settings.peering.standalone = True
+
+
+@kopf.daemon(GROUP, VERSION, "strategyrollouts", cancellation_timeout=2.0)  # type: ignore[arg-type]
+async def strategyrollout_daemon(namespace: str, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    await rollouts.run_daemon(context(), namespace, name, stopped)
+
+
+@kopf.on.event(GROUP, VERSION, "strategyrollouts")  # type: ignore[arg-type]
+def strategyrollout_changed(namespace: str, name: str, **_: Any) -> None:
+    context().wakers.wake(rollouts.KIND, (namespace, name))
+
+
+@kopf.on.event("apps", "v1", "deployments")  # type: ignore[arg-type]
+def deployment_changed(namespace: str, name: str, **_: Any) -> None:
+    context().wakers.wake("deployment", (namespace, name))
+
+
+@kopf.on.event(GROUP, VERSION, "shadowruns")  # type: ignore[arg-type]
+def shadowrun_changed(namespace: str, name: str, **_: Any) -> None:
+    context().wakers.wake("shadowrun", (namespace, name))

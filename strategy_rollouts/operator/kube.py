@@ -1,0 +1,201 @@
+"""Kubernetes adapter: one shared ApiClient, sync calls off the event loop with bounded concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from strategy_rollouts.api.common import GROUP, VERSION
+
+T = TypeVar("T")
+_LIMIT = asyncio.Semaphore(32)
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    replicas: int
+    ready: int
+    env: dict[str, str]  # the pod template's env, all containers (for isolation checks)
+    generation: int
+    observed_generation: int
+
+
+class Conflict(Exception):
+    """The object changed since we read it; the caller retries from a fresh read."""
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient | None = None) -> None:
+        self.api = api or client.ApiClient()
+        self.apps = client.AppsV1Api(self.api)
+        self.core = client.CoreV1Api(self.api)
+        self.custom = client.CustomObjectsApi(self.api)
+        self.networking = client.NetworkingV1Api(self.api)
+        self.auth = client.AuthenticationV1Api(self.api)
+
+    @classmethod
+    def from_environment(cls, kubeconfig: str | None = None) -> Kube:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config(config_file=kubeconfig)
+        return cls()
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        async with _LIMIT:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def maybe(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """Like call, but a 404 is None."""
+        try:
+            return await self.call(fn, *args, **kwargs)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # ---- deployments ---------------------------------------------------------------------
+    async def deployment(self, namespace: str, name: str) -> DeploymentInfo | None:
+        dep = await self.maybe(self.apps.read_namespaced_deployment, name, namespace)
+        if dep is None:
+            return None
+        env: dict[str, str] = {}
+        for container in dep.spec.template.spec.containers or []:
+            for var in container.env or []:
+                if var.value is not None:
+                    env[var.name] = var.value
+        status = dep.status
+        return DeploymentInfo(
+            replicas=dep.spec.replicas if dep.spec.replicas is not None else 1,
+            ready=(status.ready_replicas or 0) if status else 0,
+            env=env,
+            generation=dep.metadata.generation or 0,
+            observed_generation=(status.observed_generation or 0) if status else 0,
+        )
+
+    async def scale(self, namespace: str, name: str, replicas: int) -> None:
+        await self.call(
+            self.apps.patch_namespaced_deployment_scale, name, namespace, {"spec": {"replicas": replicas}}
+        )
+
+    # ---- config maps -----------------------------------------------------------------------
+    async def config_map(self, namespace: str, name: str) -> client.V1ConfigMap | None:
+        return await self.maybe(self.core.read_namespaced_config_map, name, namespace)
+
+    async def write_config_map(
+        self,
+        namespace: str,
+        name: str,
+        data: dict[str, str],
+        *,
+        labels: dict[str, str] | None = None,
+        owner: dict[str, Any] | None = None,
+        resource_version: str | None = None,
+    ) -> client.V1ConfigMap:
+        """Create, or replace guarded by resourceVersion (a concurrent writer raises Conflict)."""
+        meta = client.V1ObjectMeta(name=name, namespace=namespace, labels=labels or {})
+        if owner is not None:
+            meta.owner_references = [owner_reference(owner)]
+        body = client.V1ConfigMap(metadata=meta, data=data)
+        try:
+            if resource_version is None:
+                return await self.call(self.core.create_namespaced_config_map, namespace, body)
+            meta.resource_version = resource_version
+            return await self.call(self.core.replace_namespaced_config_map, name, namespace, body)
+        except ApiException as exc:
+            if exc.status in (409, 422):
+                raise Conflict(f"configmap {namespace}/{name} changed concurrently") from exc
+            raise
+
+    async def replace_config_map(self, cm: client.V1ConfigMap) -> client.V1ConfigMap:
+        """Replace guarded by the resourceVersion it was read with."""
+        try:
+            return await self.call(
+                self.core.replace_namespaced_config_map, cm.metadata.name, cm.metadata.namespace, cm
+            )
+        except ApiException as exc:
+            if exc.status in (409, 422):
+                raise Conflict(
+                    f"configmap {cm.metadata.namespace}/{cm.metadata.name} changed concurrently"
+                ) from exc
+            raise
+
+    # ---- our custom resources --------------------------------------------------------------
+    async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+        found: object = await self.maybe(
+            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, plural, name
+        )
+        return found if isinstance(found, dict) else None
+
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any], resource_version: str
+    ) -> dict[str, Any]:
+        """Replace the whole status, only if nobody wrote the object since we read it."""
+        ops = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+            {"op": "add", "path": "/status", "value": status},
+        ]
+        try:
+            result: object = await self.call(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                ops,
+            )
+            return result if isinstance(result, dict) else {}
+        except ApiException as exc:
+            if exc.status in (409, 422):
+                raise Conflict(f"{plural} {namespace}/{name} changed concurrently") from exc
+            raise
+
+    async def merge_status(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        await self.call(
+            self.custom.patch_namespaced_custom_object_status,
+            GROUP,
+            VERSION,
+            namespace,
+            plural,
+            name,
+            {"status": patch},
+        )
+
+    async def who_am_i(self) -> str:
+        """The caller's user name from SelfSubjectReview (authentication.k8s.io/v1)."""
+        try:
+            review = await self.call(
+                self.auth.create_self_subject_review,
+                client.V1SelfSubjectReview(metadata=client.V1ObjectMeta()),
+            )
+            return str(review.status.user_info.username)
+        except ApiException:
+            return "unknown"
+
+
+def owner_reference(obj: dict[str, Any]) -> client.V1OwnerReference:
+    return client.V1OwnerReference(
+        api_version=obj["apiVersion"],
+        kind=obj["kind"],
+        name=obj["metadata"]["name"],
+        uid=obj["metadata"]["uid"],
+        controller=True,
+        block_owner_deletion=False,
+    )
+
+
+def parse_json(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,138 @@
+"""Prometheus adapter: prometheus-api-client off the event loop, every failure mapped to a cause.
+
+Unreachable, timed out, empty, NaN or unparseable answers are Inconclusive (never Pass);
+a query Prometheus rejects (HTTP 400, bad_data) is Error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+from strategy_rollouts.engine.gates import Measurement
+
+# Shared by every object: bounded concurrency toward Prometheus, whatever the number of rollouts.
+_LIMIT = asyncio.Semaphore(16)
+
+
+@dataclass(frozen=True)
+class Connection:
+    address: str
+    timeout_s: float = 10.0
+    bearer_token: str | None = None
+    ca_file: str | None = None
+    insecure_skip_verify: bool = False
+
+
+_CLIENTS: dict[Connection, PrometheusConnect] = {}
+
+
+def client(conn: Connection) -> PrometheusConnect:
+    """One client (and HTTP session) per distinct connection, reused across reconciles."""
+    if conn not in _CLIENTS:
+        session = requests.Session()
+        if conn.ca_file:
+            session.verify = conn.ca_file
+        headers = {"Authorization": f"Bearer {conn.bearer_token}"} if conn.bearer_token else None
+        _CLIENTS[conn] = PrometheusConnect(
+            url=conn.address.rstrip("/"),
+            headers=headers,
+            disable_ssl=conn.insecure_skip_verify,
+            retry=Retry(total=0),
+            session=session,
+            timeout=conn.timeout_s,
+        )
+    return _CLIENTS[conn]
+
+
+def _describe(exc: BaseException, address: str) -> tuple[str, str]:
+    """(outcome, message) for an exception; the message names the cause, never a secret."""
+    if isinstance(exc, PrometheusApiClientException):
+        text = str(exc)
+        if "HTTP Status Code 400" in text or "HTTP Status Code 422" in text:
+            return "error", f"Prometheus rejected the query: {text[:300]}"
+        return "inconclusive", f"Prometheus answered an error: {text[:300]}"
+    if isinstance(exc, requests.Timeout):
+        return "inconclusive", f"Prometheus at {address} timed out"
+    if isinstance(exc, requests.ConnectionError):
+        return "inconclusive", f"Prometheus at {address} unreachable"
+    if isinstance(exc, ValueError | KeyError | TypeError):
+        return (
+            "inconclusive",
+            f"Prometheus at {address} answered something unparseable ({type(exc).__name__})",
+        )
+    return "inconclusive", f"Prometheus at {address}: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+def scalar_from(result: Any) -> float | None:
+    """One number from an instant query result; None when empty. Several series is an error."""
+    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+        return float(result[1])  # resultType scalar: [ts, "value"]
+    if not isinstance(result, list):
+        raise TypeError("result is not a list")
+    if not result:
+        return None
+    if len(result) > 1:
+        raise LookupError(f"query returned {len(result)} series; aggregate it to one (e.g. sum or max)")
+    return float(result[0]["value"][1])
+
+
+async def instant(conn: Connection, query: str) -> Measurement:
+    async with _LIMIT:
+        try:
+            result = await asyncio.to_thread(client(conn).custom_query, query)
+            value = scalar_from(result)
+        except LookupError as exc:
+            return Measurement(None, outcome="error", message=str(exc))
+        except Exception as exc:  # every failure becomes a measured cause, never a crash
+            outcome, message = _describe(exc, conn.address)
+            return Measurement(None, outcome=outcome, message=message)  # type: ignore[arg-type]
+    if value is None:
+        return Measurement(None, outcome="inconclusive", message="empty result")
+    if not math.isfinite(value):
+        return Measurement(None, outcome="inconclusive", message=f"value is {value}")
+    return Measurement(value)
+
+
+async def compare(conn: Connection, query: str, baseline: str) -> Measurement:
+    """Compare mode: the value and the baseline measured together."""
+    value, base = await asyncio.gather(instant(conn, query), instant(conn, baseline))
+    if value.outcome != "ok":
+        return value
+    if base.outcome != "ok":
+        return Measurement(value.value, None, base.outcome, f"baseline: {base.message}")
+    return Measurement(value.value, base.value)
+
+
+@dataclass(frozen=True)
+class Series:
+    points: list[tuple[float, float]]
+    error: str | None = None
+
+
+async def range_series(conn: Connection, query: str, start: datetime, end: datetime, step_s: float) -> Series:
+    """A range query that must return exactly one series (NaN points dropped)."""
+    async with _LIMIT:
+        try:
+            result = await asyncio.to_thread(
+                client(conn).custom_query_range, query, start, end, f"{step_s:g}s"
+            )
+        except Exception as exc:
+            return Series([], _describe(exc, conn.address)[1])
+    try:
+        if not result:
+            return Series([])
+        if len(result) > 1:
+            return Series([], f"query returned {len(result)} series; aggregate it to one")
+        points = [(float(ts), float(v)) for ts, v in result[0]["values"]]
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        return Series([], f"unparseable range answer ({type(exc).__name__})")
+    return Series([(ts, v) for ts, v in points if math.isfinite(v)])

@@ -1,0 +1,209 @@
+"""StrategyRollout reconcile: read, observe, call the pure engine, write status once, enforce the world."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+from pydantic import ValidationError
+
+from strategy_rollouts.api.common import GateSpec
+from strategy_rollouts.api.errors import validation_message
+from strategy_rollouts.api.placeholders import substitute
+from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
+from strategy_rollouts.engine.gates import Measurement
+from strategy_rollouts.engine.rollout import (
+    Decision,
+    DeploymentObs,
+    Observations,
+    due_gates,
+    invalid,
+    reconcile,
+    routing_document,
+    target_namespaces,
+)
+from strategy_rollouts.operator import metrics, prometheus, routing_writer
+from strategy_rollouts.operator.context import Context
+from strategy_rollouts.operator.kube import Conflict
+
+PLURAL = "strategyrollouts"
+KIND = "rollout"
+log = logging.getLogger(__name__)
+
+
+def placeholder_values(
+    spec: StrategyRolloutSpec, namespace: str, stage: str | None, interval: str
+) -> dict[str, str]:
+    return {
+        "strategy": spec.strategy,
+        "namespace": namespace,
+        "stage": stage or "",
+        "stable.version": spec.stable.version,
+        "canary.version": spec.canary.version,
+        "stable.deployment": spec.stable.deployment,
+        "canary.deployment": spec.canary.deployment,
+        "interval": interval,
+    }
+
+
+async def measure(conn: prometheus.Connection, gate: GateSpec, values: dict[str, str]) -> Measurement:
+    values = {**values, "interval": gate.interval}
+    query = substitute(gate.query, values)
+    if gate.baseline is not None:
+        return await prometheus.compare(conn, query, substitute(gate.baseline, values))
+    return await prometheus.instant(conn, query)
+
+
+async def observe(
+    ctx: Context, obj: dict[str, Any], spec: StrategyRolloutSpec, status: StrategyRolloutStatus
+) -> Observations:
+    ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    now = datetime.now(UTC)
+    targets = target_namespaces(spec, ns)
+    dep_keys = [(t, d) for t in targets for d in (spec.stable.deployment, spec.canary.deployment)]
+    ctx.wakers.watch(KIND, (ns, name), "deployment", dep_keys)
+    infos = await asyncio.gather(*(ctx.kube.deployment(t, d) for t, d in dep_keys))
+    deployments = {k: DeploymentObs(i.replicas, i.ready) for k, i in zip(dep_keys, infos, strict=True) if i}
+    routings = await asyncio.gather(
+        *(routing_writer.read(ctx.kube, t.namespace, t.config_map) for t in status.targets)
+    )
+    published = {
+        t.namespace: r.document is not None and r.assignments == t.assignments
+        for t, r in zip(status.targets, routings, strict=True)
+    }
+    revisions = {t.namespace: r.revision for t, r in zip(status.targets, routings, strict=True)}
+    shadow_found, verdict = False, None
+    if spec.shadow_run:
+        ctx.wakers.watch(KIND, (ns, name), "shadowrun", [(ns, spec.shadow_run)])
+        shadow = await ctx.kube.get("shadowruns", ns, spec.shadow_run)
+        if shadow is not None:
+            shadow_found, verdict = True, (shadow.get("status") or {}).get("verdict")
+    measurements: dict[str, Measurement] = {}
+    due = due_gates(spec, status, now)
+    if due:
+        conn = await ctx.connection(ns, spec.prometheus)
+        index = min(status.stage_index or 0, len(spec.stages) - 1)
+        stage = spec.stages[index]
+        values = placeholder_values(spec, stage.namespace or ns, stage.name, "")
+        results = await asyncio.gather(*(measure(conn, g, values) for g in due))
+        measurements = {g.name: m for g, m in zip(due, results, strict=True)}
+        for gate, m in measurements.items():
+            result = "Pass" if m.outcome == "ok" else m.outcome
+            metrics.gate_evaluations_total.labels("StrategyRollout", gate, result).inc()
+    return Observations(
+        namespace=ns,
+        name=name,
+        generation=obj["metadata"].get("generation", 1),
+        deployments=deployments,
+        measurements=measurements,
+        published=published,
+        revisions=revisions,
+        shadow_found=shadow_found,
+        shadow_verdict=verdict,
+    )
+
+
+def parse(obj: dict[str, Any]) -> tuple[StrategyRolloutSpec | None, StrategyRolloutStatus, str | None]:
+    """(spec, status, error). A spec that does not parse is reported, never acted on."""
+    try:
+        status = StrategyRolloutStatus.model_validate(obj.get("status") or {})
+    except ValidationError:
+        status = StrategyRolloutStatus()
+    try:
+        return StrategyRolloutSpec.model_validate(obj.get("spec") or {}), status, None
+    except ValidationError as exc:
+        return None, status, validation_message(exc)
+
+
+async def enforce(
+    ctx: Context, obj: dict[str, Any], spec: StrategyRolloutSpec, decision: Decision, obs: Observations
+) -> None:
+    """Make the world match status: routing ConfigMaps and replica counts, writing only differences."""
+    for payload in decision.routing:
+        doc = routing_document(spec, payload, 0, 1.0, True)
+        changes = {k: doc[k] for k in ("strategy", "stableVersion", "canaryVersion", "weight", "assignments")}
+        await routing_writer.update(ctx.kube, payload.namespace, payload.config_map, changes, owner=obj)
+    for scale in decision.scales:
+        current = obs.deployments.get((scale.namespace, scale.deployment))
+        if current is None:
+            continue  # reported through readiness; never create a workload we do not own
+        if current.replicas != scale.replicas:
+            await ctx.kube.scale(scale.namespace, scale.deployment, scale.replicas)
+
+
+def record_metrics(
+    obj: dict[str, Any], spec: StrategyRolloutSpec, old: StrategyRolloutStatus, new: StrategyRolloutStatus
+) -> None:
+    ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    metrics.set_rollout_phase(ns, name, spec.strategy, new.phase)
+    metrics.canary_traffic_percent.labels(ns, name, spec.strategy, spec.canary.version).set(
+        new.canary_weight or 0
+    )
+    if new.phase != old.phase:
+        if new.phase == "Succeeded":
+            metrics.version_activations_total.labels(spec.strategy, spec.canary.version).inc()
+        if new.phase == "RolledBack":
+            metrics.rollbacks_total.labels(spec.strategy, new.reason or "").inc()
+
+
+async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | None:
+    """One level-based pass. Returns when to look again (None: only on an event)."""
+    obj = await ctx.kube.get(PLURAL, namespace, name)
+    if obj is None:
+        return None
+    spec, status, error = parse(obj)
+    now = datetime.now(UTC)
+    if spec is None:
+        decision = invalid(
+            status, [error or "spec does not parse"], obj["metadata"].get("generation", 1), now
+        )
+        await write_status(ctx, obj, status, decision)
+        return None
+    obs = await observe(ctx, obj, spec, status)
+    decision = reconcile(spec, status, obs, datetime.now(UTC))
+    await write_status(ctx, obj, status, decision)
+    await enforce(ctx, obj, spec, decision, obs)
+    record_metrics(obj, spec, status, decision.status)
+    return decision.wake_at
+
+
+async def write_status(
+    ctx: Context, obj: dict[str, Any], old: StrategyRolloutStatus, decision: Decision
+) -> None:
+    new = decision.status.wire()
+    if new != old.wire():
+        meta = obj["metadata"]
+        await ctx.kube.patch_status(PLURAL, meta["namespace"], meta["name"], new, meta["resourceVersion"])
+    for event in decision.events:
+        kopf.event(cast(kopf.Body, obj), type=event.type, reason=event.reason, message=event.message[:1000])
+
+
+async def run_daemon(ctx: Context, namespace: str, name: str, stopped: kopf.DaemonStopped) -> None:
+    """One long-lived loop per rollout: reconcile, then sleep until the engine's next due time or an event."""
+    waker = ctx.wakers.event(KIND, (namespace, name))
+    try:
+        while not stopped:
+            waker.clear()
+            started = time.monotonic()
+            try:
+                wake_at = await reconcile_once(ctx, namespace, name)
+                delay = ctx.settings.idle_recheck_s
+                if wake_at is not None:
+                    delay = min(delay, max((wake_at - datetime.now(UTC)).total_seconds(), 0.0) + 0.01)
+            except Conflict:
+                delay = 0.05  # someone wrote first (the plugin, a parity check): re-read at once
+            except Exception:  # a bad answer from the API must not kill the loop (no crash-loop)
+                log.exception("reconcile of StrategyRollout %s/%s failed", namespace, name)
+                metrics.reconcile_errors_total.labels("StrategyRollout").inc()
+                delay = ctx.settings.error_backoff_s
+            finally:
+                metrics.reconcile_seconds.labels("StrategyRollout").observe(time.monotonic() - started)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waker.wait(), timeout=delay)
+    finally:
+        ctx.wakers.forget(KIND, (namespace, name))
