@@ -1,0 +1,1 @@
+"""Helpers for tests, the demo and benchmarks: run the real operator as a separate process."""

@@ -1,0 +1,420 @@
+"""StrategyRollout end to end on the real control plane, real Prometheus, real Redis and real quoters.
+
+Second-scale durations; hours and days are covered by the engine's unit tests with a fake clock.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis
+from kubernetes import client, config, watch
+
+from strategy_rollouts.testing.operator_process import OperatorProcess
+from tests.integration.conftest import wait_for
+from tests.integration.workloads import apply, deployment, patch_status, replicas, routing, status
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "quoter"))
+from quoter.testing import QuoterProcess, start_quoter  # noqa: E402
+
+if TYPE_CHECKING:
+    from devcluster.cluster import DevCluster
+
+KEYS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "ADAUSDT", "XRPUSDT", "DOGEUSDT", "AVAXUSDT", "DOTUSDT", "LINKUSDT"]
+P95 = (
+    "histogram_quantile(0.95, sum by (le) (rate(tick_duration_seconds_bucket"
+    '{strategy="{{strategy}}",version="{{canary.version}}"}[5s]))) * 1000'
+)
+
+
+def rollout(name: str, namespace: str, strategy: str, **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "strategy": strategy,
+        "stable": {"deployment": "legacy", "version": "v1.0.0"},
+        "canary": {"deployment": "pipeline", "version": "v2.0.0", "replicas": 2},
+        "routing": {"keys": KEYS, "handoff": "1s"},
+        "stages": [
+            {"name": "staging", "steps": [{"setWeight": 10}, {"pause": {"duration": "2s"}}]},
+            {
+                "name": "prod",
+                "steps": [
+                    {"setWeight": 10},
+                    {"pause": {"duration": "2s"}},
+                    {"setWeight": 50},
+                    {"pause": {"duration": "2s"}},
+                    {"setWeight": 100},
+                ],
+            },
+        ],
+        "gates": [
+            {
+                "name": "tick-p95-ms",
+                "query": P95,
+                "condition": "< 200",
+                "interval": "1s",
+                "failureLimit": 1,
+                "inconclusiveLimit": 8,
+            }
+        ],
+        "scaleDownDelay": "3s",
+    }
+    spec.update(overrides)
+    return {
+        "apiVersion": "strategyrollouts.io/v1alpha1",
+        "kind": "StrategyRollout",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+@dataclass
+class Scenario:
+    cluster: DevCluster
+    namespace: str
+    strategy: str
+    quoters: dict[str, QuoterProcess] = field(default_factory=dict)
+    revisions: list[dict[str, Any]] = field(default_factory=list)
+    canary_replica_changes: list[int] = field(default_factory=list)
+
+    @property
+    def configmap(self) -> str:
+        return "fib-rsi-routing"
+
+    def status(self) -> dict[str, Any]:
+        return status(self.cluster, "fib-rsi", self.namespace)
+
+    def wait_phase(self, phase: str, timeout: float = 90) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            st = self.status()
+            return st if st.get("phase") == phase else None
+
+        try:
+            return wait_for(check, timeout, what=f"phase {phase}")  # type: ignore[no-any-return]
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nstatus: {json.dumps(self.status(), indent=1)[:3000]}") from None
+
+
+def _watch_routing(cluster: DevCluster, ns: str, name: str, out: list[dict[str, Any]], stop: threading.Event) -> None:
+    """Every revision of the routing ConfigMap, in order (a watch delivers each resourceVersion)."""
+    api = client.CoreV1Api(config.new_client_from_config(str(cluster.kubeconfig)))
+    while not stop.is_set():
+        w = watch.Watch()
+        try:
+            for event in w.stream(
+                api.list_namespaced_config_map, ns, field_selector=f"metadata.name={name}", timeout_seconds=2
+            ):
+                doc = json.loads((event["object"].data or {}).get("routing.json", "{}"))
+                if not out or out[-1].get("revision") != doc.get("revision"):
+                    out.append(doc)
+                if stop.is_set():
+                    break
+        except Exception:  # the namespace may be going away at the end
+            time.sleep(0.2)
+
+
+def _watch_canary_replicas(cluster: DevCluster, ns: str, out: list[int], stop: threading.Event) -> None:
+    api = client.AppsV1Api(config.new_client_from_config(str(cluster.kubeconfig)))
+    while not stop.is_set():
+        w = watch.Watch()
+        try:
+            for event in w.stream(
+                api.list_namespaced_deployment, ns, field_selector="metadata.name=pipeline", timeout_seconds=2
+            ):
+                value = event["object"].spec.replicas
+                if not out or out[-1] != value:
+                    out.append(value)
+                if stop.is_set():
+                    break
+        except Exception:
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def scenario(cluster: DevCluster, namespace: str, live_operator: OperatorProcess) -> Iterator[Scenario]:
+    """Two deployments, one quoter per version (reading the routing ConfigMap), scraped by Prometheus."""
+    strategy = f"s_{namespace.replace('-', '_')}"
+    apply(
+        cluster,
+        deployment("legacy", namespace, 4, "v1.0.0"),
+        deployment("pipeline", namespace, 0, "v2.0.0"),
+    )
+    sc = Scenario(cluster, namespace, strategy)
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=_watch_routing, args=(cluster, namespace, sc.configmap, sc.revisions, stop), daemon=True),
+        threading.Thread(target=_watch_canary_replicas, args=(cluster, namespace, sc.canary_replica_changes, stop), daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for version in ("v1.0.0", "v2.0.0"):
+            q = start_quoter(
+                strategy,
+                version,
+                namespace=namespace,
+                routing_configmap=sc.configmap,
+                symbols=KEYS,
+                kubeconfig=cluster.kubeconfig,
+                redis_url=cluster.redis_url,
+                tick_interval=0.2,
+            )
+            sc.quoters[version] = q
+            cluster.add_scrape_target(f"quoter-{namespace}-{version}", q.metrics_target)
+        yield sc
+    finally:
+        stop.set()
+        for version, q in sc.quoters.items():
+            q.stop()
+            cluster.remove_scrape_target(f"quoter-{namespace}-{version}")
+        for t in threads:
+            t.join(5)
+
+
+def assert_exclusive(revisions: list[dict[str, Any]]) -> None:
+    """Between consecutive published revisions no key goes straight from one version to the other."""
+    assert revisions, "no routing revision observed"
+    for before, after in zip(revisions, revisions[1:], strict=False):
+        assert after["revision"] > before["revision"]
+        for key, owner in after.get("assignments", {}).items():
+            prev = before.get("assignments", {}).get(key)
+            if prev in ("v1.0.0", "v2.0.0") and owner in ("v1.0.0", "v2.0.0"):
+                assert prev == owner, f"{key}: {prev} -> {owner} without draining (rev {after['revision']})"
+
+
+def assert_no_symbol_traded_by_both(cluster: DevCluster, strategy: str) -> int:
+    """The decision streams: for every (symbol, tick), decisions from at most one version."""
+    r = redis.Redis.from_url(cluster.redis_url, decode_responses=True)
+    owners: dict[tuple[str, str], set[str]] = {}
+    for version in ("v1.0.0", "v2.0.0"):
+        for _id, fields in r.xrange(f"decisions:{strategy}:{version}"):
+            owners.setdefault((fields["symbol"], fields["tick"]), set()).add(version)
+    both = [k for k, v in owners.items() if len(v) > 1]
+    assert not both, f"traded by both versions at the same tick: {both[:5]}"
+    return len(owners)
+
+
+def test_happy_path_two_stages_succeeds_and_scales_stable_down(scenario: Scenario) -> None:
+    sc, cluster = scenario, scenario.cluster
+    apply(cluster, rollout("fib-rsi", sc.namespace, sc.strategy))
+    done = subprocess_wait(cluster, sc.namespace)
+    st = sc.wait_phase("Succeeded", 120)
+    assert done.returncode == 0, done.stderr
+    assert st["canaryWeight"] == 100
+    assert [h["outcome"] for h in st["history"]] == ["Succeeded"]
+    doc = routing(cluster, sc.configmap, sc.namespace)
+    assert doc is not None and set(doc["assignments"].values()) == {"v2.0.0"}
+    wait_for(lambda: replicas(cluster, "legacy", sc.namespace)[0] == 0, 30, what="stable scaled to 0")
+    assert replicas(cluster, "pipeline", sc.namespace) == (2, 2)
+    weights = [r["weight"] for r in sc.revisions]
+    assert [w for i, w in enumerate(weights) if i == 0 or weights[i - 1] != w] == [0, 10, 50, 100]
+    assert_exclusive(sc.revisions)
+    traded = assert_no_symbol_traded_by_both(cluster, sc.strategy)
+    assert traded > 50
+    # the canary got its pods before it got its first key, and exactly once
+    assert sc.canary_replica_changes[:2] == [0, 2] and sc.canary_replica_changes.count(2) == 1
+    events = cluster.kubectl("get", "events", "-n", sc.namespace, "-o", "json").stdout
+    assert "RolloutSucceeded" in events
+
+
+def subprocess_wait(cluster: DevCluster, namespace: str) -> Any:
+    """`kubectl wait --for=condition=Completed` in the background; returns a handle with .returncode."""
+    import subprocess
+
+    proc = subprocess.Popen(
+        [
+            str(cluster.bin_dir / "kubectl"),
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "wait",
+            "--for=condition=Completed",
+            "srl/fib-rsi",
+            "-n",
+            namespace,
+            "--timeout=150s",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    class Handle:
+        @property
+        def returncode(self) -> int:
+            return proc.wait(160)
+
+        @property
+        def stderr(self) -> str:
+            return proc.stderr.read() if proc.stderr else ""
+
+    return Handle()
+
+
+def test_failing_gate_rolls_back_through_draining_and_names_gate_and_value(scenario: Scenario) -> None:
+    sc, cluster = scenario, scenario.cluster
+    spec = rollout("fib-rsi", sc.namespace, sc.strategy)
+    spec["spec"]["stages"][1]["steps"][1] = {"pause": {"duration": "60s"}}
+    apply(cluster, spec)
+    wait_for(lambda: sc.status().get("stage") == "prod" and sc.status().get("stepIndex") == 1, 90, what="prod pause")
+    sc.quoters["v2.0.0"].set_knobs(latency_ms=450)
+    st = sc.wait_phase("RolledBack", 60)
+    assert st["reason"] == "GateFailed"
+    assert "tick-p95-ms" in st["message"]
+    gate = next(g for g in st["gates"] if g["name"] == "tick-p95-ms")
+    assert gate["result"] == "Fail" and gate["value"] > 200
+    assert f"{gate['value']:.6g}"[:3] in st["message"] or "not < 200" in st["message"]
+    wait_for(
+        lambda: set((routing(cluster, sc.configmap, sc.namespace) or {}).get("assignments", {}).values()) == {"v1.0.0"},
+        30,
+        what="every key back on stable",
+    )
+    assert any("draining" in r.get("assignments", {}).values() for r in sc.revisions)
+    assert_exclusive(sc.revisions)
+    wait_for(lambda: replicas(cluster, "pipeline", sc.namespace)[0] == 0, 30, what="canary scaled to 0")
+    assert replicas(cluster, "legacy", sc.namespace)[0] == 4
+    assert [h["outcome"] for h in st["history"]] == ["RolledBack"]
+    conditions = {c["type"]: c["status"] for c in st["conditions"]}
+    assert conditions["Degraded"] == "True"
+    assert_no_symbol_traded_by_both(cluster, sc.strategy)
+
+
+def test_on_failure_pause_freezes_in_place(scenario: Scenario) -> None:
+    sc, cluster = scenario, scenario.cluster
+    spec = rollout("fib-rsi", sc.namespace, sc.strategy, onFailure="pause")
+    spec["spec"]["stages"][1]["steps"][1] = {"pause": {"duration": "60s"}}
+    apply(cluster, spec)
+    wait_for(lambda: sc.status().get("stage") == "prod" and sc.status().get("stepIndex") == 1, 90, what="prod pause")
+    sc.quoters["v2.0.0"].set_knobs(latency_ms=450)
+    st = sc.wait_phase("Paused", 60)
+    assert st["reason"] == "GateFailed"
+    time.sleep(3)
+    st = sc.status()
+    assert st["phase"] == "Paused" and st["canaryWeight"] == 10
+    doc = routing(cluster, sc.configmap, sc.namespace) or {}
+    assert "v2.0.0" in doc["assignments"].values(), "frozen, not rolled back"
+
+
+def test_prometheus_down_holds_then_continues_by_itself(scenario: Scenario) -> None:
+    sc, cluster = scenario, scenario.cluster
+    spec = rollout("fib-rsi", sc.namespace, sc.strategy)
+    spec["spec"]["gates"][0]["inconclusiveLimit"] = 2
+    spec["spec"]["stages"][1]["steps"][1] = {"pause": {"duration": "6s"}}
+    apply(cluster, spec)
+    wait_for(lambda: sc.status().get("stage") == "prod", 90, what="prod stage")
+    cluster.stop_prometheus()
+    try:
+        st = sc.wait_phase("Paused", 30)
+        assert st["reason"] == "Inconclusive"
+        held_at = (st["stageIndex"], st["stepIndex"], st["canaryWeight"])
+        time.sleep(10)  # longer than the pause: it must still not advance
+        st = sc.status()
+        assert (st["stageIndex"], st["stepIndex"], st["canaryWeight"]) == held_at
+        assert st["phase"] == "Paused"
+        gate = next(g for g in st["gates"] if g["name"] == "tick-p95-ms")
+        assert gate["result"] == "Inconclusive" and "unreachable" in gate["message"]
+    finally:
+        cluster.start_prometheus()
+    sc.wait_phase("Succeeded", 120)
+
+
+def test_operator_killed_mid_step_resumes_without_repeat_or_double_scale(
+    scenario: Scenario, live_operator: OperatorProcess
+) -> None:
+    sc, cluster = scenario, scenario.cluster
+    spec = rollout("fib-rsi", sc.namespace, sc.strategy)
+    spec["spec"]["stages"][1]["steps"][1] = {"pause": {"duration": "8s"}}
+    apply(cluster, spec)
+    wait_for(lambda: sc.status().get("stage") == "prod" and sc.status().get("stepIndex") == 1, 90, what="prod pause")
+    live_operator.kill()
+    before = sc.status()
+    time.sleep(3)
+    assert sc.status()["stepIndex"] == before["stepIndex"]
+    live_operator.start()
+    st = sc.wait_phase("Succeeded", 120)
+    weights = [r["weight"] for r in sc.revisions]
+    assert [w for i, w in enumerate(weights) if i == 0 or weights[i - 1] != w] == [0, 10, 50, 100]
+    assert sc.canary_replica_changes.count(2) == 1, sc.canary_replica_changes
+    assert [h["outcome"] for h in st["history"]] == ["Succeeded"]
+    assert_exclusive(sc.revisions)
+
+
+def request(cluster: DevCluster, namespace: str, action: str, rid: str, by: str = "tester", reason: str | None = None) -> None:
+    patch_status(
+        cluster,
+        "strategyrollout",
+        "fib-rsi",
+        namespace,
+        {"request": {"id": rid, "action": action, "by": by, "reason": reason}},
+    )
+
+
+def test_manual_pause_resume_promote_abort_retry_are_recorded(scenario: Scenario) -> None:
+    sc, cluster = scenario, scenario.cluster
+    spec = rollout("fib-rsi", sc.namespace, sc.strategy)
+    spec["spec"]["stages"][1]["steps"][1] = {"pause": {}}  # waits for promote
+    apply(cluster, spec)
+    wait_for(lambda: sc.status().get("reason") == "AwaitingPromotion", 90, what="awaiting promotion")
+    request(cluster, sc.namespace, "pause", "r1", reason="lunch")
+    wait_for(lambda: "r1" in sc.status().get("handledRequests", []), 20, what="pause handled")
+    request(cluster, sc.namespace, "resume", "r2")
+    wait_for(lambda: "r2" in sc.status().get("handledRequests", []), 20, what="resume handled")
+    request(cluster, sc.namespace, "promote", "r3", reason="looks good")
+    wait_for(lambda: (sc.status().get("canaryWeight") or 0) >= 50, 30, what="promoted to 50")
+    request(cluster, sc.namespace, "abort", "r4", reason="desk says stop")
+    st = sc.wait_phase("RolledBack", 30)
+    assert st["reason"] == "Aborted" and "desk says stop" in st["message"]
+    request(cluster, sc.namespace, "retry", "r5")
+    wait_for(lambda: sc.status().get("phase") == "Progressing", 20, what="retry")
+    request(cluster, sc.namespace, "promoteFull", "r6")
+    st = sc.wait_phase("Succeeded", 60)
+    outcomes = [(h["outcome"], h.get("by")) for h in st["history"]]
+    assert outcomes == [
+        ("Paused", "tester"),
+        ("Resumed", "tester"),
+        ("Promoted", "tester"),
+        ("Aborted", "tester"),
+        ("Retried", "tester"),
+        ("Promoted", "tester"),
+        ("Succeeded", "strategy-rollouts"),
+    ]
+    assert "request" not in st
+    assert_exclusive(sc.revisions)
+
+
+def test_at_rest_the_operator_makes_no_api_writes(scenario: Scenario) -> None:
+    sc, cluster = scenario, scenario.cluster
+    apply(cluster, rollout("fib-rsi", sc.namespace, sc.strategy, scaleDownDelay="1s"))
+    sc.wait_phase("Succeeded", 120)
+    wait_for(lambda: replicas(cluster, "legacy", sc.namespace)[0] == 0, 30, what="stable scaled to 0")
+    time.sleep(3)
+    before = writes_by_resource(cluster)
+    time.sleep(60)
+    after = writes_by_resource(cluster)
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
+    ours = {k: v for k, v in delta.items() if k[1] in ("strategyrollouts", "configmaps", "deployments")}
+    assert ours == {}, f"writes at rest over 60s: {ours}"
+
+
+def writes_by_resource(cluster: DevCluster) -> dict[tuple[str, str], float]:
+    """apiserver_request_total for mutating verbs, by (verb, resource), from the real apiserver."""
+    text = cluster.kubectl("get", "--raw", "/metrics").stdout
+    totals: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(part.split("=", 1) for part in line[line.index("{") + 1 : line.index("}")].split(","))
+        verb = labels.get("verb", "").strip('"')
+        # DELETE is left out: the namespace controller is still removing earlier tests' namespaces.
+        if verb not in ("POST", "PUT", "PATCH", "APPLY"):
+            continue
+        key = (verb, labels.get("resource", "").strip('"'))
+        totals[key] = totals.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
+
