@@ -1,0 +1,37 @@
+"""ParityCheck commands: parity get, parity run."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+
+from rich.text import Text
+
+from strategy_rollouts.cli.client import Cluster
+from strategy_rollouts.cli.output import console
+from strategy_rollouts.cli.render_parity import paritychecks_table, run_result
+from strategy_rollouts.cli.requests import new_id, parity_run_request, wait_handled
+
+KIND = "ParityCheck"
+
+
+def get(cluster: Cluster, args: argparse.Namespace) -> int:
+    objs = cluster.objects(KIND, args.name, args.all_namespaces)
+    if not objs:
+        console().print(Text(cluster.nothing_found(KIND, args.all_namespaces)))
+        return 0
+    console().print(paritychecks_table(objs, datetime.now(UTC), args.all_namespaces))
+    return 0
+
+
+def run(cluster: Cluster, args: argparse.Namespace) -> int:
+    what = f"paritycheck {cluster.namespace}/{args.name}"
+    cluster.get(KIND, args.name)
+    id_ = new_id()
+    cluster.patch_status(KIND, args.name, parity_run_request(cluster.who_am_i(), datetime.now(UTC), id_))
+    if args.no_wait:
+        print(f"run requested for {what} (request {id_})")
+        return 0
+    obj = wait_handled(lambda: cluster.get(KIND, args.name), id_, args.timeout, what)
+    console().print(run_result(obj))
+    return 0

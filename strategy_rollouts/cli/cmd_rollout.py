@@ -1,0 +1,80 @@
+"""StrategyRollout commands: get, status, promote, abort, retry, pause, resume."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.live import Live
+from rich.text import Text
+
+from strategy_rollouts.api.rollout import ManualAction
+from strategy_rollouts.cli.client import Cluster
+from strategy_rollouts.cli.errors import EXIT_RUNNING
+from strategy_rollouts.cli.output import console
+from strategy_rollouts.cli.render_rollout import exit_code, request_result, rollout_detail, rollouts_table
+from strategy_rollouts.cli.requests import new_id, rollout_request, wait_handled
+
+KIND = "StrategyRollout"
+POLL = 1.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def get(cluster: Cluster, args: argparse.Namespace) -> int:
+    out = console()
+
+    def render() -> Any:
+        objs = cluster.objects(KIND, args.name, args.all_namespaces)
+        if not objs:
+            return Text(cluster.nothing_found(KIND, args.all_namespaces))
+        return rollouts_table(objs, _now(), args.all_namespaces)
+
+    if not args.watch:
+        out.print(render())
+        return 0
+    with Live(render(), console=out, refresh_per_second=4) as live:
+        while True:
+            time.sleep(POLL)
+            live.update(render())
+
+
+def status(cluster: Cluster, args: argparse.Namespace) -> int:
+    out = console()
+    obj = cluster.get(KIND, args.name)
+    if not args.watch:
+        out.print(rollout_detail(obj, _now()))
+        return exit_code(obj)
+    deadline = time.monotonic() + args.timeout
+    with Live(rollout_detail(obj, _now()), console=out, refresh_per_second=4) as live:
+        while exit_code(obj) == EXIT_RUNNING and time.monotonic() < deadline:
+            time.sleep(POLL)
+            obj = cluster.get(KIND, args.name)
+            live.update(rollout_detail(obj, _now()))
+    code = exit_code(obj)
+    if code == EXIT_RUNNING:
+        console(stderr=True).print(f"still running after {args.timeout:g}s")
+    return code
+
+
+def manual(cluster: Cluster, args: argparse.Namespace) -> int:
+    """promote [--full] / abort / retry / pause / resume: a request on the status subresource."""
+    action: ManualAction = "promoteFull" if args.command == "promote" and args.full else args.command
+    what = f"strategyrollout {cluster.namespace}/{args.name}"
+    before = cluster.get(KIND, args.name)  # clear "not found" before anything is written
+    pending = (before.get("status") or {}).get("request")
+    if pending:
+        print(f"warning: replacing unhandled request {pending.get('id')} ({pending.get('action')})", file=sys.stderr)
+    id_ = new_id()
+    cluster.patch_status(KIND, args.name, rollout_request(action, cluster.who_am_i(), args.reason, _now(), id_))
+    if args.no_wait:
+        print(f"{action} requested for {what} (request {id_})")
+        return 0
+    obj = wait_handled(lambda: cluster.get(KIND, args.name), id_, args.timeout, what)
+    console().print(request_result(obj, action))
+    return 0
