@@ -44,7 +44,7 @@ test: venv system-deps binaries ## everything: installs, builds or reuses binari
 	$(VENV)/bin/pytest tests -q -p no:cacheprovider
 
 demo: venv system-deps binaries ## local cluster + operator + quoters + a live rollout
-	$(PY) -m strategy_rollouts.demo
+	$(PY) demo/run.py
 
 bench: venv system-deps binaries ## benchmarks (not tests); results under bench/results/
 	$(PY) -m pip install -q -e '.[dev,bench]'
