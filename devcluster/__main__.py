@@ -13,11 +13,13 @@ from devcluster import cluster
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m devcluster", description=__doc__)
-    ap.add_argument("command", choices=["up", "down", "status", "env", "build"])
+    ap.add_argument("command", choices=["up", "down", "status", "env", "build", "_keep"])
     ap.add_argument("--state-dir", type=Path, default=cluster.DEFAULT_STATE_DIR)
     args = ap.parse_args(argv)
     state_dir: Path = args.state_dir.resolve()
 
+    if args.command == "_keep":
+        return cluster.keep(state_dir)
     if args.command == "build":
         print(cluster.ensure_binaries(verify=True))
         return 0

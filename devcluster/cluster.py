@@ -79,10 +79,7 @@ def cache_dir() -> Path:
 
 def expected_bin_dir() -> Path:
     v = versions()
-    key = (
-        f"k8s-{v['KUBERNETES_VERSION']}_etcd-{v['ETCD_VERSION']}"
-        f"_kwok-{v['KWOK_VERSION']}_helm-{v['HELM_VERSION']}"
-    )
+    key = f"k8s-{v['KUBERNETES_VERSION']}_etcd-{v['ETCD_VERSION']}_kwok-{v['KWOK_VERSION']}_helm-{v['HELM_VERSION']}"
     return cache_dir() / "bin" / key
 
 
@@ -96,9 +93,7 @@ def ensure_binaries(*, verify: bool = False) -> Path:
     if not verify and all(os.access(d / b, os.X_OK) for b in BINARIES):
         return d
     log("building/verifying binaries with devcluster/build.sh (cold: many minutes)")
-    r = subprocess.run(
-        ["bash", str(DEVCLUSTER_DIR / "build.sh")], stdout=subprocess.PIPE, text=True, check=False
-    )
+    r = subprocess.run(["bash", str(DEVCLUSTER_DIR / "build.sh")], stdout=subprocess.PIPE, text=True, check=False)
     if r.returncode != 0:
         raise RuntimeError(f"devcluster/build.sh failed with exit code {r.returncode}")
     return Path(r.stdout.strip().splitlines()[-1])
@@ -147,15 +142,36 @@ def pid_cmdline(pid: int) -> str:
         return ""
 
 
+def become_subreaper() -> bool:
+    """Make this process adopt orphaned descendants (PR_SET_CHILD_SUBREAPER), so that the daemons we
+    start (and kwokctl's) can be reaped by us after they stop: this machine's pid 1 reaps nothing."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(36, 1, 0, 0, 0)) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def reap(pid: int | None) -> None:
+    """Collect pid's exit status if it is our (adopted) child and has exited."""
+    if pid:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+
+
 def stop_pid(pid: int | None, needle: str, timeout: float = 15.0) -> None:
     """SIGTERM (then SIGKILL) pid, but only if it is still the process we started (cmdline check)."""
     if not pid or not pid_alive(pid) or needle not in pid_cmdline(pid):
+        reap(pid)
         return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not pid_alive(pid):
+            reap(pid)
             return
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
@@ -163,6 +179,7 @@ def stop_pid(pid: int | None, needle: str, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + 5
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
+    reap(pid)
 
 
 def free_port() -> int:
@@ -265,9 +282,7 @@ class DevCluster:
             raise CommandError(r.returncode, argv, r.stdout, r.stderr)
         return r
 
-    def kubectl(
-        self, *args: str, input: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run kubectl against this cluster; text stdout/stderr captured; raises CommandError if check."""
         argv = [str(self.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args]
         return self._run(argv, input=input, check=check)
@@ -292,9 +307,7 @@ class DevCluster:
         """Directory of file_sd JSON files (one per job) that Prometheus watches."""
         p = self._state.get("prometheus") or {}
         if not p.get("sd_dir"):
-            raise RuntimeError(
-                "this Prometheus is external (PROMETHEUS_URL): no file_sd directory to add targets to"
-            )
+            raise RuntimeError("this Prometheus is external (PROMETHEUS_URL): no file_sd directory to add targets to")
         return Path(p["sd_dir"])
 
     @property
@@ -400,9 +413,7 @@ class DevCluster:
             )
         except TimeoutError:
             if not pid_alive(p["pid"]):
-                raise RuntimeError(
-                    f"Prometheus exited; see {self.state_dir / 'logs/prometheus.log'}"
-                ) from None
+                raise RuntimeError(f"Prometheus exited; see {self.state_dir / 'logs/prometheus.log'}") from None
             raise
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -503,6 +514,7 @@ class DevCluster:
         prometheus_url: str | None = None,
         redis_url: str | None = None,
         owner_pid: int | None = None,
+        keeper_pid: int | None = None,
     ) -> DevCluster:
         """Start what is needed and return the cluster. On any failure, everything started is stopped.
 
@@ -518,6 +530,8 @@ class DevCluster:
             "bin_dir": str(bin_dir),
             "versions": versions(),
             "owner_pid": owner_pid,
+            "keeper_pid": keeper_pid,
+            "ready": False,
             "kubeconfig": str(external_kubeconfig or state_dir / "kubeconfig"),
             "prometheus_url": prometheus_url or "",
             "redis_url": redis_url or "",
@@ -541,6 +555,7 @@ class DevCluster:
                 self._start_prometheus_first()
             if external_kubeconfig is None:
                 self._start_kwok()
+            state["ready"] = True
             self._save()
         except BaseException:
             log("start failed; stopping what was started")
@@ -571,9 +586,7 @@ class DevCluster:
             "",
         ]
         self._state["redis"] = {"port": port, "pid": None}
-        self._state["redis"]["pid"] = spawn_detached(
-            argv, self.state_dir / "logs" / "redis.log", self.state_dir
-        )
+        self._state["redis"]["pid"] = spawn_detached(argv, self.state_dir / "logs" / "redis.log", self.state_dir)
         self.redis_url = self._state["redis_url"] = f"redis://127.0.0.1:{port}/0"
         self._save()
         wait_until(f"redis on :{port}", lambda: redis_ping(port), timeout=20)
@@ -591,7 +604,7 @@ class DevCluster:
                 {
                     # one JSON file per job in targets/; each sets its own `job` label
                     "job_name": "file_sd",
-                    "file_sd_configs": [{"files": [str(sd_dir / "*.json")], "refresh_interval": "5s"}],
+                    "file_sd_configs": [{"files": [str(sd_dir / "*.json")], "refresh_interval": "1s"}],
                 }
             ],
         }
@@ -675,9 +688,7 @@ class DevCluster:
         # pods are only admitted once the default ServiceAccount exists
         wait_until(
             "the default ServiceAccount",
-            lambda: (
-                self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
-            ),
+            lambda: self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0,
             timeout=120,
             interval=0.5,
         )
@@ -704,12 +715,18 @@ class DevCluster:
                 log(f"kwokctl delete cluster failed ({r.returncode}): {r.stderr.strip()[-500:]}")
             for name, pid in pids.items():  # belt and braces: anything kwokctl left behind
                 if name not in ("prometheus", "redis"):
-                    stop_pid(pid, "")
+                    stop_pid(pid, "", timeout=5)
         for name, binary in (("prometheus", PROMETHEUS_BIN), ("redis", REDIS_BIN)):
             info = self._state.get(name)
             if info:
                 stop_pid(info.get("pid"), binary)
                 info["pid"] = None
+        keeper = self._state.get("keeper_pid")
+        if keeper and keeper != os.getpid():
+            # the keeper exits by itself once it has reaped every child; make sure of it
+            with contextlib.suppress(TimeoutError):
+                wait_until("the keeper to exit", lambda: not pid_alive(keeper), timeout=10, interval=0.1)
+            stop_pid(keeper, "devcluster", timeout=5)
         if remove_state:
             shutil.rmtree(self.state_dir, ignore_errors=True)
         else:
@@ -730,18 +747,62 @@ def _port_free(port: int) -> bool:
 # entry points used by the CLI and by tests/conftest.py
 
 
-def up(state_dir: Path = DEFAULT_STATE_DIR) -> tuple[DevCluster, bool]:
-    """Reuse the healthy cluster in state_dir, or (after cleaning any broken one) start one.
+def up(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 600) -> tuple[DevCluster, bool]:
+    """Reuse the healthy cluster in state_dir, or (after cleaning any broken one) start one that
+    outlives this process: a detached keeper process starts it and reaps its processes.
 
     Returns (cluster, reused).
     """
+    state_dir = Path(state_dir).resolve()
     existing = DevCluster.load(state_dir)
     if existing is not None:
         if existing.healthy():
             return existing, True
         log(f"found a stale/broken cluster in {state_dir}; stopping it")
         existing.down()
-    return DevCluster.start(state_dir), False
+    shutil.rmtree(state_dir, ignore_errors=True)
+    (state_dir / "logs").mkdir(parents=True)
+    ensure_binaries()  # in the foreground, so that a cold build shows its progress here
+    keeper_log = state_dir / "logs" / "keeper.log"
+    keeper = spawn_detached(
+        [sys.executable, "-m", "devcluster", "_keep", f"--state-dir={state_dir}"], keeper_log, REPO_ROOT
+    )
+    pos = 0
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(FileNotFoundError), keeper_log.open("rb") as f:
+            f.seek(pos)
+            chunk = f.read()
+            pos += len(chunk)
+            sys.stderr.write(chunk.decode(errors="replace"))
+            sys.stderr.flush()
+        c = DevCluster.load(state_dir)
+        if c is not None and c._state.get("ready"):
+            return c, False
+        if not pid_alive(keeper) or time.monotonic() > deadline:
+            stop_pid(keeper, "devcluster")
+            if c is not None:
+                c.down(remove_state=False)
+            raise RuntimeError(f"the dev cluster did not start; see {keeper_log}")
+        time.sleep(0.2)
+
+
+def keep(state_dir: Path) -> int:
+    """The keeper process: start the cluster as a child subreaper, then reap its processes until
+    none is left (after ``down``), and exit."""
+    become_subreaper()
+    try:
+        DevCluster.start(state_dir, keeper_pid=os.getpid())
+    except BaseException as e:
+        log(f"start failed: {e}")
+        return 1
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            return 0
+        except InterruptedError:
+            continue
 
 
 def down(state_dir: Path = DEFAULT_STATE_DIR) -> bool:
@@ -778,16 +839,18 @@ def session_cluster() -> Iterator[DevCluster]:
     1. ``E2E_KUBECONFIG`` set: that cluster; Prometheus/Redis from PROMETHEUS_URL/REDIS_URL, else
        started here for the session.
     2. A healthy ``make dev-cluster`` in .devcluster/: reused and left running.
-    3. Otherwise a fresh cluster in a temporary state dir, stopped when the session ends.
+    3. Otherwise (or with DEVCLUSTER_FRESH=1) a fresh cluster in a temporary state dir, stopped
+       when the session ends.
     """
     ext = os.environ.get("E2E_KUBECONFIG")
-    if not ext:
+    if not ext and os.environ.get("DEVCLUSTER_FRESH", "") in ("", "0"):
         existing = DevCluster.load(DEFAULT_STATE_DIR)
         if existing is not None and existing.healthy():
             log(f"reusing the dev cluster in {DEFAULT_STATE_DIR}")
             yield existing
             return
     reap_orphaned_sessions()
+    become_subreaper()  # daemons re-parent to this process, which reaps them when they stop
     prom, red = (os.environ.get("PROMETHEUS_URL"), os.environ.get("REDIS_URL")) if ext else (None, None)
     state_dir = Path(tempfile.mkdtemp(prefix=SESSION_PREFIX, dir=SESSION_ROOT))
     c = DevCluster.start(

@@ -82,9 +82,7 @@ def test_crd_roundtrip_and_validation(cluster: DevCluster, namespace: str) -> No
     plural, singular, kind = f"widgets{suffix}", f"widget{suffix}", f"Widget{suffix}"
     cluster.kubectl("apply", "-f", "-", input=CRD.format(plural=plural, singular=singular, kind=kind))
     try:
-        cluster.kubectl(
-            "wait", "--for=condition=Established", f"crd/{plural}.devcluster.test", "--timeout=60s"
-        )
+        cluster.kubectl("wait", "--for=condition=Established", f"crd/{plural}.devcluster.test", "--timeout=60s")
 
         def obj(name: str, spec: str) -> str:
             return (
@@ -131,9 +129,7 @@ def test_crd_roundtrip_and_validation(cluster: DevCluster, namespace: str) -> No
         assert unknown.returncode != 0 and "bogus" in unknown.stderr, unknown.stderr
         # and without client-side help: the server rejects the schema violation on its own
         with pytest.raises(CommandError, match="replicas"):
-            cluster.kubectl(
-                "apply", "--validate=false", "-f", "-", input=obj("bad2", "{replicas: -1, symbol: X}")
-            )
+            cluster.kubectl("apply", "--validate=false", "-f", "-", input=obj("bad2", "{replicas: -1, symbol: X}"))
         absent = cluster.kubectl("get", plural, "bad", "-n", namespace, check=False)
         assert absent.returncode != 0
     finally:
@@ -170,9 +166,7 @@ def test_deployment_scales_and_ready_replicas_follow(cluster: DevCluster, namesp
         return check
 
     eventually(ready(3), timeout=90)
-    phases = cluster.kubectl(
-        "get", "pods", "-n", namespace, "-o", "jsonpath={.items[*].status.phase}"
-    ).stdout.split()
+    phases = cluster.kubectl("get", "pods", "-n", namespace, "-o", "jsonpath={.items[*].status.phase}").stdout.split()
     assert phases == ["Running"] * 3
     cluster.kubectl("scale", "deploy/web", "-n", namespace, "--replicas=5")
     eventually(ready(5), timeout=90)
@@ -228,8 +222,6 @@ def test_kubectl_and_helm_on_path(cluster: DevCluster) -> None:
     env = cluster.env()
     assert env["PATH"].split(":")[0] == str(cluster.bin_dir)
     assert env["KUBECONFIG"] == str(cluster.kubeconfig)
-    out = subprocess.run(
-        ["kubectl", "get", "ns", "default", "-o", "name"], env=env, capture_output=True, text=True
-    )
+    out = subprocess.run(["kubectl", "get", "ns", "default", "-o", "name"], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "namespace/default", out.stderr
     assert versions()["HELM_VERSION"] in cluster.helm("version", "--short").stdout
