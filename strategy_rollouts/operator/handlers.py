@@ -59,3 +59,18 @@ def deployment_changed(namespace: str, name: str, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, "shadowruns")  # type: ignore[arg-type]
 def shadowrun_changed(namespace: str, name: str, **_: Any) -> None:
     context().wakers.wake("shadowrun", (namespace, name))
+
+
+# ---- ParityCheck ---------------------------------------------------------------------------------
+
+
+@kopf.daemon(GROUP, VERSION, "paritychecks", cancellation_timeout=2.0)  # type: ignore[arg-type]
+async def paritycheck_daemon(namespace: str, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    from strategy_rollouts.operator import paritychecks
+
+    await paritychecks.run_daemon(context(), namespace, name, stopped)
+
+
+@kopf.on.event(GROUP, VERSION, "paritychecks")  # type: ignore[arg-type]
+def paritycheck_changed(namespace: str, name: str, **_: Any) -> None:
+    context().wakers.wake("paritycheck", (namespace, name))
