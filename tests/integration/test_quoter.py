@@ -84,9 +84,7 @@ def decisions(rds: redis.Redis, strategy: str, version: str) -> list[dict[str, s
     return [fields for _id, fields in entries]
 
 
-def routed_quoter(
-    cluster: DevCluster, namespace: str, strategy: str, version: str, **kw: Any
-) -> QuoterProcess:
+def routed_quoter(cluster: DevCluster, namespace: str, strategy: str, version: str, **kw: Any) -> QuoterProcess:
     return start_quoter(
         strategy,
         version,
@@ -276,9 +274,7 @@ def test_latency_rates_and_parity_knobs_show_in_prometheus(cluster: DevCluster, 
             assert ticks_per_s is not None and 4.0 <= ticks_per_s <= 5.5
 
             prom_between(cluster, f"{drift} * 1e4", 9.999, 10.001, timeout=5)
-            prom_between(
-                cluster, f"{fees % 'live'} - ignoring(source) {fees % 'backtest'}", 2.999, 3.001, timeout=5
-            )
+            prom_between(cluster, f"{fees % 'live'} - ignoring(source) {fees % 'backtest'}", 2.999, 3.001, timeout=5)
         finally:
             cluster.remove_scrape_target(job)
 
@@ -304,9 +300,7 @@ def test_two_versions_publish_identical_decisions_until_price_is_skewed(
         assert shadow.metric("orders_total") == 0, "shadow mode never sends orders"
         assert (live.metric("orders_total") or 0) > 0
 
-    by_key = {
-        v: {(d["symbol"], int(d["tick"])): d for d in decisions(rds, strategy, v)} for v in ("v1", "v2")
-    }
+    by_key = {v: {(d["symbol"], int(d["tick"])): d for d in decisions(rds, strategy, v)} for v in ("v1", "v2")}
     for entries in by_key.values():
         for d in entries.values():
             assert set(d) == FIELDS
@@ -340,9 +334,7 @@ def test_two_versions_publish_identical_decisions_until_price_is_skewed(
 # -- process behaviour --------------------------------------------------------------------------------
 
 
-def test_sigterm_exits_zero_quickly_while_watching(
-    cluster: DevCluster, namespace: str, strategy: str
-) -> None:
+def test_sigterm_exits_zero_quickly_while_watching(cluster: DevCluster, namespace: str, strategy: str) -> None:
     put_routing(cluster, namespace, strategy, {"BTCUSDT": "v1"}, revision=1)
     q = routed_quoter(cluster, namespace, strategy, "v1")
     wait_metric(q, "assigned_keys", 1)

@@ -219,9 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             api_client = kube_api_client(cfg.kubeconfig)
         except Exception as exc:
-            log.error(
-                "cannot configure the Kubernetes client (--kubeconfig, KUBECONFIG, in-cluster): %s", exc
-            )
+            log.error("cannot configure the Kubernetes client (--kubeconfig, KUBECONFIG, in-cluster): %s", exc)
             return 2
         watcher = RoutingWatcher(api_client, cfg.namespace, cfg.routing_configmap, cfg.strategy)
         watcher.start()

@@ -45,22 +45,16 @@ class QuoterMetrics:
         )
         self.stage_duration = {stage: stage_hist.labels(stage=stage, **labels) for stage in STAGES}
         self.ticks = counter("ticks", "Ticks processed.").labels(**labels)
-        self.deadline_misses = counter("deadline_misses", "Ticks that missed their deadline.").labels(
-            **labels
-        )
+        self.deadline_misses = counter("deadline_misses", "Ticks that missed their deadline.").labels(**labels)
         self.orders = counter("orders", "Orders sent (never in shadow mode).").labels(**labels)
         self.partial_fills = counter("partial_fills", "Orders only partially filled.").labels(**labels)
         self.decisions = counter("decisions", "Decisions made (entries and exits).").labels(**labels)
-        self.publish_errors = counter("decision_publish_errors", "Failed decision publishes.").labels(
-            **labels
-        )
+        self.publish_errors = counter("decision_publish_errors", "Failed decision publishes.").labels(**labels)
         self.routing_revision = gauge("routing_revision", "Latest routing revision seen.").labels(**labels)
         self.assigned_keys = gauge("assigned_keys", "Keys this version currently trades.").labels(**labels)
         self.size_multiplier = gauge("size_multiplier", "Routing sizeMultiplier in force.").labels(**labels)
         self.entries_enabled = gauge("entries_enabled", "1 when new entries are allowed.").labels(**labels)
-        self.capital_at_risk = gauge("capital_at_risk_percent", "Percent of capital at risk.").labels(
-            **labels
-        )
+        self.capital_at_risk = gauge("capital_at_risk_percent", "Percent of capital at risk.").labels(**labels)
         returns = Gauge("strategy_return", "Per-period return (fraction).", [*base, "source"], registry=r)
         self.returns = {source: returns.labels(source=source, **labels) for source in SOURCES}
         costs = Gauge(

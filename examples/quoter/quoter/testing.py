@@ -245,9 +245,7 @@ def start_quoter(
     if shadow:
         full_env["SHADOW_MODE"] = "true"
     full_env.update(env or {})
-    log_path = (
-        Path(log_dir or tempfile.gettempdir()) / f"quoter-{strategy}-{version}-{uuid.uuid4().hex[:8]}.log"
-    )
+    log_path = Path(log_dir or tempfile.gettempdir()) / f"quoter-{strategy}-{version}-{uuid.uuid4().hex[:8]}.log"
     with open(log_path, "w") as log_file:
         proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, text=True, env=full_env
@@ -297,9 +295,7 @@ def _drain(proc: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-def wait_until(
-    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.2, what: str = "condition"
-) -> T:
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.2, what: str = "condition") -> T:
     """Poll `predicate` until it returns something truthy, and return that; TimeoutError otherwise.
     Exceptions raised by the predicate count as "not yet" (the last one is reported)."""
     deadline = time.monotonic() + timeout
