@@ -154,11 +154,20 @@ def become_subreaper() -> bool:
         return False
 
 
-def reap(pid: int | None) -> None:
-    """Collect pid's exit status if it is our (adopted) child and has exited."""
-    if pid:
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(pid, os.WNOHANG)
+def reap(pid: int | None, timeout: float = 5.0) -> None:
+    """Collect pid's exit status if it is our (adopted) child and has exited (or is exiting: a Go
+    process's main thread shows as a zombie while its other threads still wind down)."""
+    if not pid:
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except OSError:  # not our child (or already reaped)
+            return
+        if done or pid_alive(pid) or time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
 
 
 def stop_pid(pid: int | None, needle: str, timeout: float = 15.0) -> None:
@@ -183,9 +192,18 @@ def stop_pid(pid: int | None, needle: str, timeout: float = 15.0) -> None:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free TCP ports on 127.0.0.1 (kernel-chosen, so concurrent clusters don't collide)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes] | None:
@@ -488,13 +506,16 @@ class DevCluster:
             pid = (self._state.get(name) or {}).get("pid")
             if pid_alive(pid):
                 out[name] = int(pid)
+        out.update({n: p for n, p in self._kwok_pids().items() if pid_alive(p)})
+        return out
+
+    def _kwok_pids(self) -> dict[str, int]:
+        out: dict[str, int] = {}
         kw = self._state.get("kwok")
         if kw:
             for pf in (Path(kw["workdir"]) / "clusters" / kw["name"] / "pids").glob("*.pid"):
                 with contextlib.suppress(ValueError, OSError):
-                    pid = int(pf.read_text().strip())
-                    if pid_alive(pid):
-                        out[pf.stem] = pid
+                    out[pf.stem] = int(pf.read_text().strip())
         return out
 
     def export_lines(self) -> str:
@@ -624,13 +645,27 @@ class DevCluster:
         self.start_prometheus()
         log(f"prometheus ready at {self.prometheus_url}")
 
-    def _start_kwok(self) -> None:
+    def _start_kwok(self, attempts: int = 3) -> None:
         workdir = self.state_dir / "kwok"
         workdir.mkdir(exist_ok=True)
         self._state["kwok"] = {"workdir": str(workdir), "name": CLUSTER_NAME}
         self._save()
+        for attempt in range(1, attempts + 1):
+            try:
+                self._create_kwok_cluster(workdir)
+                return
+            except (CommandError, TimeoutError) as e:
+                if attempt == attempts:
+                    raise
+                log(f"control plane start failed (attempt {attempt}; retrying on new ports): {e}")
+                self._kwokctl("delete", "cluster", check=False)
+                for pid in self.pids().values():
+                    stop_pid(pid, "", timeout=5)
+
+    def _create_kwok_cluster(self, workdir: Path) -> None:
         b = self.bin_dir
         kv = versions()["KUBERNETES_VERSION"]
+        ports = free_ports(6)
         config = {
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
             "kind": "KwokctlConfiguration",
@@ -638,7 +673,13 @@ class DevCluster:
                 "runtime": "binary",
                 "bindAddress": "127.0.0.1",
                 "kubeVersion": kv,
-                "kubeApiserverPort": free_port(),
+                # every port explicit: kwokctl's own allocator races with concurrent clusters
+                "kubeApiserverPort": ports[0],
+                "etcdPort": ports[1],
+                "etcdPeerPort": ports[2],
+                "kubeControllerManagerPort": ports[3],
+                "kubeSchedulerPort": ports[4],
+                "kwokControllerPort": ports[5],
                 "kubeApiserverBinary": str(b / "kube-apiserver"),
                 "kubeControllerManagerBinary": str(b / "kube-controller-manager"),
                 "kubeSchedulerBinary": str(b / "kube-scheduler"),
@@ -682,9 +723,12 @@ class DevCluster:
             raise CommandError(r.returncode, r.args, r.stdout, r.stderr)
         shutil.copyfile(workdir / "clusters" / CLUSTER_NAME / "kubeconfig.yaml", self.kubeconfig)
         wait_until("kube-apiserver /readyz", self.apiserver_ready, timeout=120, interval=0.5)
+        dead = [n for n, pid in self._kwok_pids().items() if not pid_alive(pid)]
+        if dead:
+            raise TimeoutError(f"control plane components exited: {dead} (see {workdir}/clusters/*/logs)")
         log(f"apiserver ready in {time.monotonic() - t0:.1f}s; creating {NODE_COUNT} fake nodes")
         self._kwokctl("scale", "node", f"--replicas={NODE_COUNT}")
-        self.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=120s")
+        self.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=90s")
         # pods are only admitted once the default ServiceAccount exists
         wait_until(
             "the default ServiceAccount",
