@@ -1,0 +1,114 @@
+{{/* Names and labels. */}}
+{{- define "strategy-rollouts.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "strategy-rollouts.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "strategy-rollouts.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "strategy-rollouts.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "strategy-rollouts.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "strategy-rollouts.labels" -}}
+helm.sh/chart: {{ include "strategy-rollouts.chart" . }}
+{{ include "strategy-rollouts.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: strategy-rollouts
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "strategy-rollouts.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "strategy-rollouts.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "strategy-rollouts.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "strategy-rollouts.metricsJob" -}}
+{{- printf "%s-metrics" (include "strategy-rollouts.fullname" .) }}
+{{- end }}
+
+{{/*
+Namespaced permissions: what the operator reads and writes in every watched namespace.
+Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNamespaces).
+*/}}
+{{- define "strategy-rollouts.namespacedRules" -}}
+# Its own custom resources, and their status subresource (manual requests, progress).
+- apiGroups: ["strategyrollouts.io"]
+  resources: ["strategyrollouts", "shadowruns", "paritychecks"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["strategyrollouts.io"]
+  resources: ["strategyrollouts/status", "shadowruns/status", "paritychecks/status"]
+  verbs: ["get", "patch", "update"]
+# The stable and canary deployments: observed, and scaled.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["apps"]
+  resources: ["deployments/scale"]
+  verbs: ["get", "patch", "update"]
+# Routing (<rollout>-routing), ShadowRun reports (<shadowrun>-report), latency budgets.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# ShadowRun egress isolation.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+# Per-object Prometheus bearer token / CA (spec.prometheus.*SecretRef); read by name only.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* Cluster-scoped permissions kopf itself needs. */}}
+{{- define "strategy-rollouts.clusterRules" -}}
+# kopf: runtime observation of CRDs (resource discovery).
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- if not .Values.watchNamespaces }}
+# kopf, cluster-wide mode: runtime observation of namespaces.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- if .Values.operator.peering }}
+# kopf peering (operator.peering): the ClusterKopfPeering / KopfPeering objects.
+- apiGroups: ["kopf.dev"]
+  resources: ["clusterkopfpeerings"]
+  verbs: ["list", "watch", "patch", "get"]
+{{- end }}
+{{- end }}

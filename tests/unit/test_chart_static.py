@@ -1,0 +1,383 @@
+"""The Helm chart without a cluster: lint, render, schema, security, RBAC, alerts, dashboard, CRD copy.
+
+Needs the cached `helm` binary (`make binaries`); promtool (Debian prometheus) checks the alert rules.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from strategy_rollouts.main import parser as operator_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "strategy-rollouts"
+ALL_ON = [
+    "--set",
+    "prometheusRule.enabled=true",
+    "--set",
+    "dashboard.enabled=true",
+    "--set",
+    "metrics.serviceMonitor.enabled=true",
+]
+
+
+@cache
+def helm_binary() -> str:
+    from devcluster.cluster import expected_bin_dir
+
+    path = expected_bin_dir() / "helm"
+    if not path.exists():
+        pytest.skip(f"{path} missing: run `make binaries` (make test does)")
+    return str(path)
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm_binary(), *args], capture_output=True, text=True, check=check)
+
+
+@cache
+def _render(args: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
+    out = helm("template", "sr", str(CHART), "--namespace", "ops", *args).stdout
+    return tuple(d for d in yaml.safe_load_all(out) if d)
+
+
+def render(*args: str) -> list[dict[str, Any]]:
+    return list(_render(tuple(args)))
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind]
+    assert len(found) == 1, f"{kind}: {len(found)}"
+    return found[0]
+
+
+def kinds(docs: list[dict[str, Any]]) -> list[str]:
+    return sorted(d["kind"] for d in docs)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [[], ALL_ON, ["--set", "watchNamespaces={trading,trading-staging}", *ALL_ON]],
+    ids=["defaults", "all-features", "namespaced"],
+)
+def test_helm_lint_strict(values: list[str]) -> None:
+    result = helm("lint", "--strict", str(CHART), *values, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["--set", "replicaCount=2"], "peering"),
+        (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
+        (["--set", "surprise=1"], "surprise"),
+        (["--set", "watchNamespaces={Not_A_Namespace}"], "watchNamespaces"),
+        (["--set", "prometheus.url=prometheus:9090"], "url"),
+        (["--set", "prometheusRule.alerts.heldTooLong.for=half an hour"], "for"),
+    ],
+)
+def test_bad_values_are_rejected_with_a_message(values: list[str], message: str) -> None:
+    result = helm("template", "sr", str(CHART), *values, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_default_render_is_minimal() -> None:
+    docs = render()
+    assert kinds(docs) == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"])
+    assert all(d["metadata"].get("namespace", "ops") == "ops" for d in docs)
+
+
+def test_optional_features_render() -> None:
+    docs = render(*ALL_ON)
+    assert {"ServiceMonitor", "PrometheusRule", "ConfigMap"} <= set(kinds(docs))
+    monitor = one(docs, "ServiceMonitor")
+    service = one(docs, "Service")
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
+    for key, value in monitor["spec"]["selector"]["matchLabels"].items():
+        assert service["metadata"]["labels"][key] == value
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert len(pod["containers"]) == 1
+    c: dict[str, Any] = pod["containers"][0]
+    return c
+
+
+def test_restricted_security_context() -> None:
+    deployment = one(render(), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = container(render())["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not pod.get("hostNetwork") and not pod.get("hostPID")
+    mounts = {m["mountPath"]: m["name"] for m in container(render())["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]], "the only writable path"
+    # One operator at a time: no overlap during upgrades.
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    assert deployment["spec"]["replicas"] == 1
+
+
+def test_probe_ports_resources() -> None:
+    c = container(render())
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"healthz": 8080, "metrics": 9102}
+    probe = c["livenessProbe"]["httpGet"]
+    assert probe["path"] == "/healthz" and ports[probe["port"]] == 8080
+    assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
+    assert c["resources"]["limits"]["memory"]
+    assert c["image"] == "ghcr.io/strategy-rollouts/strategy-rollouts:0.1.0"
+    service = one(render(), "Service")
+    assert service["spec"]["ports"][0]["port"] == 9102
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        [
+            "--set",
+            "watchNamespaces={a,b}",
+            "--set",
+            "operator.peering=sr",
+            "--set",
+            "operator.verbose=true",
+            "--set",
+            "replicaCount=2",
+        ],
+    ],
+)
+def test_args_are_accepted_by_the_operator_cli(values: list[str]) -> None:
+    c = container(render(*values))
+    assert "command" not in c, "the image ENTRYPOINT is strategy-rollouts"
+    args = operator_parser().parse_args(c["args"])
+    assert args.command == "run"
+    assert args.metrics_port == 9102 and args.liveness_port == 8080
+    assert args.prometheus_url == "http://prometheus-operated.monitoring.svc:9090"
+    if values:
+        assert args.namespace == ["a", "b"] and args.peering == "sr" and args.verbose
+
+
+def rules_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = doc["rules"]
+    return rules
+
+
+def rbac_rules(docs: list[dict[str, Any]], kind: str) -> Iterator[tuple[str, str, set[str]]]:
+    for doc in docs:
+        if doc["kind"] == kind:
+            for rule in rules_of(doc):
+                for group in rule["apiGroups"]:
+                    for resource in rule["resources"]:
+                        yield group, resource, set(rule["verbs"])
+
+
+def verbs(docs: list[dict[str, Any]], kind: str) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for group, resource, v in rbac_rules(docs, kind):
+        out.setdefault((group, resource), set()).update(v)
+    return out
+
+
+NAMESPACED = {
+    ("strategyrollouts.io", "strategyrollouts"): {"get", "list", "watch", "patch", "update"},
+    ("strategyrollouts.io", "strategyrollouts/status"): {"get", "patch", "update"},
+    ("strategyrollouts.io", "shadowruns/status"): {"get", "patch", "update"},
+    ("strategyrollouts.io", "paritychecks/status"): {"get", "patch", "update"},
+    ("apps", "deployments"): {"get", "list", "watch", "patch"},
+    ("apps", "deployments/scale"): {"get", "patch", "update"},
+    ("", "configmaps"): {"get", "list", "watch", "create", "update", "patch", "delete"},
+    ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch", "create", "update", "patch", "delete"},
+    ("", "secrets"): {"get"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+
+
+def test_cluster_wide_rbac_is_exactly_what_the_operator_needs() -> None:
+    docs = render()
+    granted = verbs(docs, "ClusterRole")
+    for key, wanted in NAMESPACED.items():
+        assert granted[key] == wanted, key
+    assert granted[("apiextensions.k8s.io", "customresourcedefinitions")] == {"list", "watch"}
+    assert granted[("", "namespaces")] == {"list", "watch"}
+    assert not [d for d in docs if d["kind"] in {"Role", "RoleBinding"}]
+    for (group, resource), v in granted.items():
+        assert "*" not in v and resource != "*" and group != "*"
+        assert "delete" not in v or resource in {"configmaps", "networkpolicies"}
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "sr-strategy-rollouts", "namespace": "ops"}]
+
+
+def test_watch_namespaces_gets_a_role_per_namespace_and_a_tiny_cluster_role() -> None:
+    docs = render("--set", "watchNamespaces={trading,trading-staging}")
+    roles = [d for d in docs if d["kind"] == "Role"]
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["trading", "trading-staging"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["trading", "trading-staging"]
+    for role in roles:
+        granted = verbs([role], "Role")
+        assert granted == NAMESPACED | {
+            ("strategyrollouts.io", r): NAMESPACED[("strategyrollouts.io", "strategyrollouts")]
+            for r in ("shadowruns", "paritychecks")
+        }
+    assert verbs(docs, "ClusterRole") == {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+    for b in bindings:
+        assert b["subjects"][0]["namespace"] == "ops" and b["roleRef"]["kind"] == "Role"
+
+
+REQUIRED_ALERTS = {
+    "StrategyRolloutRolledBack",
+    "StrategyRolloutHeldTooLong",
+    "ShadowRunVerdictFail",
+    "ShadowRunVerdictHold",
+    "ShadowLatencyHigh",
+    "ShadowMatchRateLow",
+    "StrategyDecisionsSilent",
+    "ShadowDecisionsStalled",
+    "ParityCritical",
+    "ParityEmergency",
+    "StrategyRolloutsOperatorDown",
+}
+
+
+def prometheus_rule() -> dict[str, Any]:
+    return one(render(*ALL_ON), "PrometheusRule")
+
+
+def test_prometheus_rule_has_every_alert_with_summary_and_severity() -> None:
+    rules = [r for g in prometheus_rule()["spec"]["groups"] for r in g["rules"]]
+    assert {r["alert"] for r in rules} >= REQUIRED_ALERTS
+    for r in rules:
+        assert r["labels"]["severity"] in {"warning", "critical"}
+        assert r["annotations"]["summary"] and r["annotations"]["description"]
+
+
+def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (Debian prometheus) not installed")
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(prometheus_rule()["spec"]))
+    result = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Metric names the alerts and dashboard may use: the operator's and the reference app's (examples/quoter).
+OPERATOR_METRICS = {
+    "strategy_rollout_phase",
+    "canary_traffic_percent",
+    "version_activations_total",
+    "rollout_gate_evaluations_total",
+    "rollbacks_total",
+    "strategy_reconcile_duration_seconds_bucket",
+    "strategy_reconcile_errors_total",
+    "shadow_match_rate",
+    "shadow_verdict",
+    "shadow_decisions_compared",
+    "parity_tracking_error_bps",
+    "parity_level",
+    "parity_actions_total",
+    "up",
+}
+APP_METRICS = {
+    "tick_duration_seconds_bucket",
+    "tick_duration_seconds_count",
+    "strategy_stage_duration_seconds_bucket",
+    "decisions_total",
+    "deadline_misses_total",
+    "partial_fills_total",
+    "ticks_total",
+    "orders_total",
+    "assigned_keys",
+}
+PROMQL_WORDS = {
+    "sum", "max", "min", "by", "on", "and", "unless", "rate", "increase", "delta", "histogram_quantile",
+    "absent", "le", "label_values", "offset", "or", "bool", "ignoring", "group_left", "avg", "count",
+}  # fmt: skip
+
+
+def metric_names(expr: str) -> set[str]:
+    expr = re.sub(r"\{[^}]*\}", "", expr)  # label matchers
+    expr = re.sub(r"\[[^\]]*\]", "", expr)  # ranges
+    expr = re.sub(r"\(\s*[a-z_, ]+\)\s*\(", "(", expr)  # by (a, b) (
+    names = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr))
+    return {n for n in names if n not in PROMQL_WORDS and not n.startswith("$") and not n.isdigit()}
+
+
+def test_alerts_and_dashboard_only_use_metrics_that_exist() -> None:
+    exprs = [r["expr"] for g in prometheus_rule()["spec"]["groups"] for r in g["rules"]]
+    dashboard = json.loads((CHART / "files" / "dashboard.json").read_text())
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    exprs += [t["expr"] for p in panels for t in p["targets"]]
+    known = OPERATOR_METRICS | APP_METRICS
+    for expr in exprs:
+        names = {n for n in metric_names(expr) if not re.fullmatch(r"[a-z]+", n) or n in known}
+        assert names <= known | {"namespace", "rollout", "strategy", "version", "phase", "gate", "result",
+                                 "kind", "shadowrun", "paritycheck", "level", "action", "reason", "stage",
+                                 "instance", "verdict"}, (expr, names - known)  # fmt: skip
+
+
+def test_operator_metric_names_match_the_operator() -> None:
+    source = (ROOT / "strategy_rollouts" / "operator" / "metrics.py").read_text()
+    declared = set(re.findall(r'(?:Gauge|Counter|Histogram)\(\s*"([a-z_]+)"', source))
+    exposed = {n for n in OPERATOR_METRICS if n != "up"}
+    exposed = {n.removesuffix("_bucket") for n in exposed}
+    assert exposed <= declared, exposed - declared
+
+
+def test_dashboard_configmap_holds_valid_grafana_json() -> None:
+    cm = next(d for d in render(*ALL_ON) if d["kind"] == "ConfigMap")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(cm["data"]["strategy-rollouts.json"])
+    titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
+    for wanted in ("phase", "weight", "gate", "match rate", "tracking error"):
+        assert wanted in titles, wanted
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for p in dashboard["panels"]:
+        g = p["gridPos"]
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24
+
+
+def test_chart_crds_are_byte_copies_of_the_generated_ones() -> None:
+    chart = sorted(p.name for p in (CHART / "crds").glob("*.yaml"))
+    source = sorted(p.name for p in (ROOT / "crds").glob("*.yaml"))
+    assert chart == source and source
+    for name in source:
+        assert (CHART / "crds" / name).read_bytes() == (ROOT / "crds" / name).read_bytes(), name
+
+
+def test_kustomize_install_is_rendered_from_the_chart() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "manifests" / "install" / "render.py"), "--check", "--helm", helm_binary()],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    kustomization = yaml.safe_load((ROOT / "manifests" / "install" / "kustomization.yaml").read_text())
+    for resource in kustomization["resources"]:
+        assert (ROOT / "manifests" / "install" / resource).exists(), resource
+    crds = {f"crds/{p.name}" for p in (ROOT / "crds").glob("*.yaml")}
+    assert crds <= set(kustomization["resources"])
