@@ -150,6 +150,8 @@ class Kube:
                 plural,
                 name,
                 ops,
+                # kubernetes>=34 defaults every PATCH to merge-patch; a list body is a JSON patch.
+                _content_type="application/json-patch+json",
             )
             return result if isinstance(result, dict) else {}
         except ApiException as exc:
