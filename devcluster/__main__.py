@@ -25,13 +25,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "up":
         t0 = time.monotonic()
-        c, reused = cluster.up(state_dir)
-        (state_dir / "env").write_text(c.export_lines())
+        running, reused = cluster.up(state_dir)
+        (state_dir / "env").write_text(running.export_lines())
         how = "reused the running" if reused else f"started a new ({time.monotonic() - t0:.1f}s)"
         print(f"# {how} dev cluster; state in {state_dir}", file=sys.stderr)
-        print(f"# Prometheus: {c.prometheus_url}   Redis: {c.redis_url}", file=sys.stderr)
+        print(f"# Prometheus: {running.prometheus_url}   Redis: {running.redis_url}", file=sys.stderr)
         print(f"# source {state_dir / 'env'}   or:", file=sys.stderr)
-        print(c.export_lines(), end="")
+        print(running.export_lines(), end="")
         return 0
     if args.command == "down":
         if cluster.down(state_dir):

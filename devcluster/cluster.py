@@ -6,6 +6,7 @@ Every process we start is recorded by pid in the state directory and stopped by 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -395,16 +397,22 @@ class DevCluster:
         with urllib.request.urlopen(req, timeout=10) as resp:
             resp.read()
 
+    def _own_prometheus(self) -> dict[str, Any]:
+        p = self._state.get("prometheus")
+        if not p:
+            raise RuntimeError("this Prometheus is external (PROMETHEUS_URL): not ours to stop or start")
+        return dict(p) if not isinstance(p, dict) else p
+
     def stop_prometheus(self) -> None:
         """Kill Prometheus; its port, config and data are kept for start_prometheus()."""
-        p = self._state["prometheus"]
+        p = self._own_prometheus()
         stop_pid(p.get("pid"), PROMETHEUS_BIN)
         p["pid"] = None
         self._save()
 
     def start_prometheus(self) -> None:
         """(Re)start Prometheus on the same port with the same data; waits until it is ready."""
-        p = self._state["prometheus"]
+        p = self._own_prometheus()
         if pid_alive(p.get("pid")) and PROMETHEUS_BIN in pid_cmdline(p["pid"]):
             return
         port = int(p["port"])
@@ -504,7 +512,7 @@ class DevCluster:
         out: dict[str, int] = {}
         for name in ("prometheus", "redis"):
             pid = (self._state.get(name) or {}).get("pid")
-            if pid_alive(pid):
+            if pid and pid_alive(pid):
                 out[name] = int(pid)
         out.update({n: p for n, p in self._kwok_pids().items() if pid_alive(p)})
         return out
@@ -904,7 +912,29 @@ def session_cluster() -> Iterator[DevCluster]:
         redis_url=red,
         owner_pid=os.getpid(),
     )
+    # make sure the processes go with us: SIGTERM unwinds like Ctrl-C, atexit covers odd exits
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            c.down()
+
+    atexit.register(stop)
+    restore = None
+    if threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
+    ):
+        restore = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         yield c
     finally:
-        c.down()
+        stop()
+        atexit.unregister(stop)
+        if restore is not None:
+            signal.signal(signal.SIGTERM, restore)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
