@@ -43,9 +43,7 @@ class Aligned:
         return tuple(live - backtest for _, live, backtest in self.pairs)
 
 
-def _grid(
-    series: Sequence[tuple[float, float]], step_s: float | None
-) -> tuple[dict[int, tuple[float, float]], int]:
+def _grid(series: Sequence[tuple[float, float]], step_s: float | None) -> tuple[dict[int, tuple[float, float]], int]:
     """Points keyed by grid slot; non-finite values and later duplicates of a slot are dropped."""
     unit = step_s if step_s else 0.001  # without a step, Prometheus' millisecond resolution
     points: dict[int, tuple[float, float]] = {}
@@ -242,11 +240,7 @@ def _escalation(spec: LevelActions, in_force: Sequence[Action]) -> list[Action]:
     if spec.size_multiplier is not None and spec.size_multiplier < limit:
         due.append(Action("set_size_multiplier", spec.size_multiplier))
     entries_off = spec.entries_enabled is False or spec.stop_trading
-    if (
-        entries_off
-        and not _has(in_force, "stop_trading")
-        and Action("set_entries_enabled", False) not in in_force
-    ):
+    if entries_off and not _has(in_force, "stop_trading") and Action("set_entries_enabled", False) not in in_force:
         due.append(Action("set_entries_enabled", False))
     if spec.pause_rollout and not _has(in_force, "pause_rollout", "abort_rollout", "stop_trading"):
         due.append(Action("pause_rollout"))

@@ -649,15 +649,11 @@ def _decision_reasons(
     rate = counts.match_rate
     if rate is None or counts.compared < min_decisions:
         shown = "n/a" if rate is None else f"{rate:.3f}"
-        short = (
-            f"only {counts.compared} decisions compared, minDecisions {min_decisions} (match rate {shown})"
-        )
+        short = f"only {counts.compared} decisions compared, minDecisions {min_decisions} (match rate {shown})"
         return [], [short], []
     if rate < min_match_rate:
         breakdown = ", ".join(
-            f"{kind} mismatches: {n}"
-            for kind, n in sorted(counts.mismatches.items(), key=lambda kv: -kv[1])
-            if n
+            f"{kind} mismatches: {n}" for kind, n in sorted(counts.mismatches.items(), key=lambda kv: -kv[1]) if n
         )
         return [f"match rate {_below(rate, min_match_rate)} < {min_match_rate:g} ({breakdown})"], [], []
     return [], [], [f"match rate {rate:.3f} >= {min_match_rate:g} over {counts.compared} decisions"]

@@ -131,9 +131,7 @@ def test_attribution_matches_numpy(
     returns: list[tuple[float, float]], fees: list[tuple[float, float]], slippage: list[tuple[float, float]]
 ) -> None:
     def diffs(series: list[tuple[float, float]]) -> tuple[float, ...]:
-        return align(
-            [(i, lv) for i, (lv, _) in enumerate(series)], [(i, b) for i, (_, b) in enumerate(series)]
-        ).diffs
+        return align([(i, lv) for i, (lv, _) in enumerate(series)], [(i, b) for i, (_, b) in enumerate(series)]).diffs
 
     a = attribute(diffs(returns), {"fees": diffs(fees), "slippage": diffs(slippage)})
 

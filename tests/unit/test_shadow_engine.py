@@ -179,11 +179,7 @@ def test_symmetric_tolerance(
     down = dec(1, price=str(price - dp), quantity=str(qty - dq))
     assert compare_pair(live, up, tol) == compare_pair(live, down, tol)
     expected = (
-        "price"
-        if skew_bps > Decimal(repr(tol_bps))
-        else "quantity"
-        if skew_pct > Decimal(repr(tol_pct))
-        else None
+        "price" if skew_bps > Decimal(repr(tol_bps)) else "quantity" if skew_pct > Decimal(repr(tol_pct)) else None
     )
     assert compare_pair(live, up, tol) == expected
 
@@ -237,9 +233,7 @@ def test_redelivered_entries_are_ignored() -> None:
 
 def test_pending_cap_finalizes_the_oldest() -> None:
     live = [dec(n, ts=1000 - n) for n in range(10)]  # higher n = older
-    s = ingest(
-        MatcherState(), live, [], MATCH_ON, TOL, now_ts=1000, pairing_window_s=BIG_WINDOW, max_pending=4
-    )
+    s = ingest(MatcherState(), live, [], MATCH_ON, TOL, now_ts=1000, pairing_window_s=BIG_WINDOW, max_pending=4)
     assert s.counts == MatchCounts(missing_shadow=6)
     assert sorted(d.tick for d in s.pending_live) == ["0", "1", "2", "3"]
 
@@ -256,9 +250,7 @@ def test_worst_examples_bounded_and_ordered_by_severity() -> None:
 
 
 def test_state_round_trips_through_json() -> None:
-    s = ingest(
-        MatcherState(), [dec(1), dec(2)], [dec(1, price="101"), dec(3)], MATCH_ON, TOL, 0, 60, malformed=2
-    )
+    s = ingest(MatcherState(), [dec(1), dec(2)], [dec(1, price="101"), dec(3)], MATCH_ON, TOL, 0, 60, malformed=2)
     again = MatcherState.from_dict(json.loads(json.dumps(s.to_dict())))
     assert again == s
     assert again.malformed == 2
@@ -300,8 +292,7 @@ def _batches(
     sc += [sc[-1]] * (n - len(sc))
     overlap = data.draw(st.integers(0, 2))
     return [
-        (live[max(0, lc[i] - overlap) : lc[i + 1]], shadow[max(0, sc[i] - overlap) : sc[i + 1]])
-        for i in range(n - 1)
+        (live[max(0, lc[i] - overlap) : lc[i + 1]], shadow[max(0, sc[i] - overlap) : sc[i + 1]]) for i in range(n - 1)
     ]
 
 
@@ -406,9 +397,7 @@ def verdict(
     stages: Sequence[StageLatency] = (),
     finished: bool = True,
 ) -> Verdict:
-    return shadow_verdict(
-        counts, min_decisions=500, min_match_rate=0.95, kpis=kpis, stages=stages, finished=finished
-    )
+    return shadow_verdict(counts, min_decisions=500, min_match_rate=0.95, kpis=kpis, stages=stages, finished=finished)
 
 
 def test_verdict_pass() -> None:
@@ -468,9 +457,7 @@ def test_latency_regression_and_stage_judgement() -> None:
     assert over.result == "Fail" and over.reasons == (
         "stage tick_total: p95 regression 4.00% > 3% (live 100, shadow 104)",
     )
-    assert judge_stage(stage(live=150, shadow=146)).reasons == (
-        "stage tick_total: shadow p95 146 > budget 145",
-    )
+    assert judge_stage(stage(live=150, shadow=146)).reasons == ("stage tick_total: shadow p95 146 > budget 145",)
     assert judge_stage(stage(live=None)).result == "Inconclusive"
     assert judge_stage(stage(live=None, shadow=200)).result == "Fail"  # over budget is a Fail anyway
     assert verdict(stages=[stage(shadow=110)]).verdict == "Fail"
