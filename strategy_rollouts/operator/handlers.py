@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from strategy_rollouts.api.common import GROUP, VERSION
-from strategy_rollouts.operator import rollouts
+from strategy_rollouts.operator import rollouts, shadowruns
 from strategy_rollouts.operator.context import Context
 
 CTX: Context | None = None
@@ -74,3 +74,19 @@ async def paritycheck_daemon(namespace: str, name: str, stopped: kopf.DaemonStop
 @kopf.on.event(GROUP, VERSION, "paritychecks")  # type: ignore[arg-type]
 def paritycheck_changed(namespace: str, name: str, **_: Any) -> None:
     context().wakers.wake("paritycheck", (namespace, name))
+
+
+# ---- ShadowRun ------------------------------------------------------------------------------------
+# shadowrun_changed (above) already wakes this daemon: it registers its waker under kind "shadowrun".
+
+
+@kopf.daemon(GROUP, VERSION, "shadowruns", cancellation_timeout=2.0)  # type: ignore[arg-type]
+async def shadowrun_daemon(namespace: str, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    await shadowruns.run_daemon(context(), namespace, name, stopped)
+
+
+@kopf.on.delete(GROUP, VERSION, "shadowruns", retries=5, backoff=2.0)
+async def shadowrun_deleted(body: kopf.Body, **_: Any) -> None:
+    """A started, unfinished shadow goes back to 0 replicas and its NetworkPolicy is removed (a finalizer
+    is right here: this is work the API server's garbage collector cannot do)."""
+    await shadowruns.on_delete(context(), body)

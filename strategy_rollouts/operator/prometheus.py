@@ -136,3 +136,34 @@ async def range_series(conn: Connection, query: str, start: datetime, end: datet
     except (TypeError, ValueError, KeyError, IndexError) as exc:
         return Series([], f"unparseable range answer ({type(exc).__name__})")
     return Series([(ts, v) for ts, v in points if math.isfinite(v)])
+
+
+@dataclass(frozen=True)
+class Vector:
+    """An instant vector keyed by one label (NaN / non-finite samples dropped), or why not."""
+
+    values: dict[str, float]
+    error: str | None = None
+    outcome: str = "ok"  # ok | inconclusive | error
+
+
+async def vector(conn: Connection, query: str, label: str) -> Vector:
+    """Instant query returning several series, keyed by `label` (e.g. a per-stage latency profile)."""
+    async with _LIMIT:
+        try:
+            result = await asyncio.to_thread(client(conn).custom_query, query)
+        except Exception as exc:  # every failure becomes a cause, never a crash
+            outcome, message = _describe(exc, conn.address)
+            return Vector({}, message, outcome)
+    if not isinstance(result, list):
+        return Vector({}, f"Prometheus at {conn.address} answered a non-vector result", "inconclusive")
+    values: dict[str, float] = {}
+    try:
+        for sample in result:
+            key = (sample.get("metric") or {}).get(label)
+            value = float(sample["value"][1])
+            if key is not None and math.isfinite(value):
+                values[str(key)] = value
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        return Vector({}, f"unparseable vector answer ({type(exc).__name__})", "inconclusive")
+    return Vector(values)
