@@ -51,10 +51,15 @@ def cluster() -> Iterator[DevCluster]:
                 os.environ["KUBECONFIG"] = old
 
 
+# Namespaces of this session share a prefix, so this session's operator watches only them
+# (several sessions may share one dev cluster).
+SESSION_NAMESPACE_PREFIX = f"t{uuid.uuid4().hex[:6]}-"
+
+
 @pytest.fixture
 def namespace(cluster: DevCluster) -> Iterator[str]:
-    """A fresh namespace t-<random>, deleted afterwards (without waiting for finalization)."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
+    """A fresh namespace t<session>-<random>, deleted afterwards (without waiting for finalization)."""
+    name = f"{SESSION_NAMESPACE_PREFIX}{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", name)
     try:
         yield name

@@ -28,7 +28,9 @@ def crds(cluster: DevCluster) -> None:
 def operator(cluster: DevCluster, crds: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     """The real operator, as a separate process watching every namespace. Tests may kill and restart it."""
     log = tmp_path_factory.mktemp("operator") / "operator.log"
-    proc = OperatorProcess(cluster.kubeconfig, cluster.prometheus_url, log)
+    from tests.conftest import SESSION_NAMESPACE_PREFIX
+
+    proc = OperatorProcess(cluster.kubeconfig, cluster.prometheus_url, log, namespaces=(f"{SESSION_NAMESPACE_PREFIX}*",))
     proc.start()
     try:
         yield proc

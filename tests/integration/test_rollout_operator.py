@@ -206,7 +206,7 @@ def test_happy_path_two_stages_succeeds_and_scales_stable_down(scenario: Scenari
     apply(cluster, rollout("fib-rsi", sc.namespace, sc.strategy))
     done = subprocess_wait(cluster, sc.namespace)
     st = sc.wait_phase("Succeeded", 120)
-    assert done.returncode == 0, done.stderr
+    assert done.wait().returncode == 0, done.stderr
     assert st["canaryWeight"] == 100
     assert [h["outcome"] for h in st["history"]] == ["Succeeded"]
     doc = routing(cluster, sc.configmap, sc.namespace)
@@ -246,13 +246,14 @@ def subprocess_wait(cluster: DevCluster, namespace: str) -> Any:
     )
 
     class Handle:
-        @property
-        def returncode(self) -> int:
-            return proc.wait(160)
+        def __init__(self) -> None:
+            self.returncode: int | None = None
+            self.stderr = ""
 
-        @property
-        def stderr(self) -> str:
-            return proc.stderr.read() if proc.stderr else ""
+        def wait(self) -> Handle:
+            _out, self.stderr = proc.communicate(timeout=160)
+            self.returncode = proc.returncode
+            return self
 
     return Handle()
 
