@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from prometheus_client import start_http_server
+from prometheus_client import MetricsHandler
 
 from . import market, simulate
 from .config import Config, parse_config
@@ -181,9 +181,14 @@ def control_server(bind: str, port: int, quoter: Quoter) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("control: " + format, *args)
 
-    server = ThreadingHTTPServer((bind, port), Handler)
+    return serve(bind, port, Handler)
+
+
+def serve(bind: str, port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """An HTTP server on a daemon thread; port 0 picks a free port (see `server_port`)."""
+    server = ThreadingHTTPServer((bind, port), handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     return server
 
 
@@ -232,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     publisher = RedisPublisher(cfg.redis_url, cfg.strategy, cfg.version) if cfg.redis_url else None
     quoter = Quoter(cfg, knobs, routing, metrics, publisher)
 
-    metrics_server, _ = start_http_server(cfg.metrics_port, addr=cfg.bind, registry=metrics.registry)
+    metrics_server = serve(cfg.bind, cfg.metrics_port, MetricsHandler.factory(metrics.registry))
     control = control_server(cfg.bind, cfg.control_port, quoter)
     host = "127.0.0.1" if cfg.bind in ("0.0.0.0", "::", "") else cfg.bind
     log.info(
@@ -251,10 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if watcher is not None:
             watcher.stop()
-        control.shutdown()
-        control.server_close()
-        metrics_server.shutdown()
-        metrics_server.server_close()
+        for server in (control, metrics_server):
+            server.shutdown()
+            server.server_close()
         if publisher is not None:
             publisher.close()
         log.info("stopped")
