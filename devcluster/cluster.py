@@ -494,6 +494,17 @@ class DevCluster:
     def healthy(self) -> bool:
         return self.apiserver_ready() and self.prometheus_ready() and self.redis_ready()
 
+    def heal(self) -> bool:
+        """healthy(), after restarting our Prometheus if only it is down (e.g. a test stopped it)."""
+        if not (self.apiserver_ready() and self.redis_ready()):
+            return False
+        if not self.prometheus_ready() and self._state.get("prometheus"):
+            try:
+                self.start_prometheus()
+            except (RuntimeError, TimeoutError, OSError, subprocess.CalledProcessError):
+                return False
+        return self.prometheus_ready()
+
     def status(self) -> dict[str, Any]:
         return {
             "kubeconfig": str(self.kubeconfig),
@@ -626,20 +637,21 @@ class DevCluster:
         sd_dir, rules_dir, data_dir = pdir / "targets", pdir / "rules", pdir / "data"
         for d in (sd_dir, rules_dir, data_dir):
             d.mkdir(parents=True, exist_ok=True)
+        port = free_port()
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s", "scrape_timeout": "1s"},
             "rule_files": [str(rules_dir / "*.yml"), str(rules_dir / "*.yaml")],
             "scrape_configs": [
+                {"job_name": "prometheus", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]},
                 {
                     # one JSON file per job in targets/; each sets its own `job` label
                     "job_name": "file_sd",
                     "file_sd_configs": [{"files": [str(sd_dir / "*.json")], "refresh_interval": "1s"}],
-                }
+                },
             ],
         }
         cfg = pdir / "prometheus.yml"
         cfg.write_text(json.dumps(config, indent=2))  # JSON is YAML
-        port = free_port()
         self._state["prometheus"] = {
             "port": port,
             "pid": None,
@@ -808,7 +820,7 @@ def up(state_dir: Path = DEFAULT_STATE_DIR, timeout: float = 600) -> tuple[DevCl
     state_dir = Path(state_dir).resolve()
     existing = DevCluster.load(state_dir)
     if existing is not None:
-        if existing.healthy():
+        if existing.heal():
             return existing, True
         log(f"found a stale/broken cluster in {state_dir}; stopping it")
         existing.down()
@@ -897,7 +909,7 @@ def session_cluster() -> Iterator[DevCluster]:
     ext = os.environ.get("E2E_KUBECONFIG")
     if not ext and os.environ.get("DEVCLUSTER_FRESH", "") in ("", "0"):
         existing = DevCluster.load(DEFAULT_STATE_DIR)
-        if existing is not None and existing.healthy():
+        if existing is not None and existing.heal():
             log(f"reusing the dev cluster in {DEFAULT_STATE_DIR}")
             yield existing
             return

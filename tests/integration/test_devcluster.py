@@ -13,7 +13,7 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from devcluster.cluster import CommandError, DevCluster, versions
+from devcluster.cluster import DEFAULT_STATE_DIR, CommandError, DevCluster, versions
 
 pytestmark = pytest.mark.integration
 
@@ -225,3 +225,18 @@ def test_kubectl_and_helm_on_path(cluster: DevCluster) -> None:
     out = subprocess.run(["kubectl", "get", "ns", "default", "-o", "name"], env=env, capture_output=True, text=True)
     assert out.stdout.strip() == "namespace/default", out.stderr
     assert versions()["HELM_VERSION"] in cluster.helm("version", "--short").stdout
+
+
+def test_prometheus_restart_keeps_port_and_data(cluster: DevCluster) -> None:
+    if cluster.state_dir == DEFAULT_STATE_DIR or "prometheus" not in cluster.pids():
+        pytest.skip("not on a shared `make dev-cluster` (others use its Prometheus) or an external one")
+    query = 'up{job="prometheus"}'
+    eventually(lambda: cluster.prometheus_api("query", query=query)["result"], timeout=30)
+    t_before = f"{time.time():.3f}"
+    url = cluster.prometheus_url
+    cluster.stop_prometheus()
+    assert not cluster.prometheus_ready()
+    cluster.start_prometheus()
+    assert cluster.prometheus_url == url and cluster.prometheus_ready()
+    # samples from before the restart are still there
+    assert cluster.prometheus_api("query", query=query, time=t_before)["result"]
