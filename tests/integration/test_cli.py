@@ -1,0 +1,442 @@
+"""The kubectl plugin against the real API server: it writes the protocol's requests to the status
+subresource, waits for the operator's answer, renders, and exits with the documented codes.
+
+No operator runs here: the tests play its part by patching status (`kubectl --subresource=status`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+from strategy_rollouts.api.common import Condition, GateStatus
+from strategy_rollouts.api.paritycheck import ParityCheckStatus, ParityRun
+from strategy_rollouts.api.rollout import HistoryEntry, ReplicaStatus, RoutingStatus, StrategyRolloutStatus
+from strategy_rollouts.api.shadowrun import DecisionStats, Mismatches, Percentiles, ShadowRunStatus, StageLatency
+from tests.unit.rollout_sim import EXAMPLE
+
+if TYPE_CHECKING:
+    from devcluster.cluster import DevCluster
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN = Path(sys.executable).parent / "kubectl-strategy"
+NOW = datetime.now(UTC)
+
+
+# ---- fixtures and helpers ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kube(cluster: DevCluster) -> DevCluster:
+    """The cluster with this project's CRDs established."""
+    crds = str(REPO / "crds")
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", crds)
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
+    return cluster
+
+
+@pytest.fixture(scope="module")
+def admin(kube: DevCluster) -> str:
+    """Our user name as SelfSubjectReview reports it."""
+    name = kube.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
+    assert name
+    return name
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_operator(kube: DevCluster) -> Iterator[None]:
+    """These tests stand in for the operator; with a real one watching the cluster they cannot."""
+    ns = f"t-cli-probe-{os.getpid()}"
+    kube.kubectl("create", "namespace", ns)
+    try:
+        create(kube, "StrategyRollout", "probe", ns, yaml.safe_load(EXAMPLE))
+        time.sleep(2)
+        obj = get(kube, "strategyrollout", "probe", ns)
+        if obj.get("status") or obj["metadata"].get("finalizers"):
+            pytest.skip("an operator is handling StrategyRollouts in this cluster; these tests play its part")
+        yield
+    finally:
+        kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def plugin(cluster: DevCluster, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(PLUGIN), *args], capture_output=True, text=True, env=cluster.env(), timeout=timeout, check=False
+    )
+
+
+def start_plugin(cluster: DevCluster, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(PLUGIN), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env()
+    )
+
+
+def create(cluster: DevCluster, kind: str, name: str, namespace: str, spec: dict[str, Any]) -> None:
+    body = {
+        "apiVersion": "strategyrollouts.io/v1alpha1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+    cluster.kubectl("create", "-f", "-", input=json.dumps(body))
+
+
+def get(cluster: DevCluster, kind: str, name: str, namespace: str) -> dict[str, Any]:
+    return dict(json.loads(cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout))
+
+
+def patch_status(cluster: DevCluster, kind: str, name: str, namespace: str, status: dict[str, Any]) -> None:
+    patch = json.dumps({"status": status})
+    cluster.kubectl("patch", kind, name, "-n", namespace, "--subresource=status", "--type=merge", "-p", patch)
+
+
+def eventually(pred: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := pred():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def srl(kube: DevCluster, namespace: str) -> str:
+    create(kube, "StrategyRollout", "fib-rsi", namespace, yaml.safe_load(EXAMPLE))
+    return "fib-rsi"
+
+
+def request_of(cluster: DevCluster, namespace: str, name: str = "fib-rsi") -> dict[str, Any]:
+    return dict((get(cluster, "strategyrollout", name, namespace).get("status") or {}).get("request") or {})
+
+
+def progressing() -> dict[str, Any]:
+    return StrategyRolloutStatus(
+        phase="Progressing",
+        reason="StepPaused",
+        stage="prod",
+        stage_index=1,
+        step_index=2,
+        canary_weight=50,
+        started_at=NOW,
+        stable_version="v1.0.0",
+        canary_version="v2.0.0",
+        replicas=ReplicaStatus(stable=4, canary=2, stable_ready=4, canary_ready=2),
+        routing=RoutingStatus(revision=4, canary_keys=5, draining=0),
+        gates=[GateStatus(name="tick-p95-ms", value=123.4, result="Pass", evaluated_at=NOW)],
+        history=[HistoryEntry(version="v2.0.0", outcome="Paused", at=NOW, by="alice", reason="lunch")],
+    ).wire()
+
+
+# ---- manual actions ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "action", "reason"),
+    [
+        (["promote", "--reason", "looks good"], "promote", "looks good"),
+        (["promote", "--full"], "promoteFull", None),
+        (["abort", "--reason", "p95 too high"], "abort", "p95 too high"),
+        (["retry"], "retry", None),
+        (["pause", "--reason", "FOMC"], "pause", "FOMC"),
+        (["resume"], "resume", None),
+    ],
+)
+def test_request_lands_in_status(
+    kube: DevCluster, namespace: str, srl: str, admin: str, args: list[str], action: str, reason: str | None
+) -> None:
+    before = get(kube, "strategyrollout", srl, namespace)
+    r = plugin(kube, args[0], srl, *args[1:], "-n", namespace, "--no-wait")
+    assert r.returncode == 0, r.stderr
+    req = request_of(kube, namespace)
+    assert req["action"] == action and req["by"] == admin and req.get("reason") == reason
+    assert re.fullmatch(r"[0-9a-f]{32}", req["id"]) and req["id"] in r.stdout
+    assert abs((datetime.fromisoformat(req["at"].replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds()) < 60
+    after = get(kube, "strategyrollout", srl, namespace)
+    # Status only: the spec (and so Argo CD's diff) is untouched, spec.paused included.
+    assert after["spec"] == before["spec"] and after["metadata"]["generation"] == before["metadata"]["generation"]
+
+
+def test_abort_needs_a_reason(kube: DevCluster, namespace: str, srl: str) -> None:
+    r = plugin(kube, "abort", srl, "-n", namespace, "--no-wait")
+    assert r.returncode == 2 and "usage:" in r.stderr and "--reason" in r.stderr
+    assert request_of(kube, namespace) == {}
+
+
+def test_a_new_request_replaces_every_field_of_an_unhandled_one(kube: DevCluster, namespace: str, srl: str) -> None:
+    assert plugin(kube, "pause", srl, "-n", namespace, "--no-wait", "--reason", "old").returncode == 0
+    r = plugin(kube, "resume", srl, "-n", namespace, "--no-wait")
+    assert r.returncode == 0 and "replacing unhandled request" in r.stderr
+    req = request_of(kube, namespace)
+    assert req["action"] == "resume" and "reason" not in req
+
+
+def test_waits_for_the_operator(kube: DevCluster, namespace: str, srl: str) -> None:
+    proc = start_plugin(kube, "abort", srl, "-n", namespace, "--reason", "manual test", "--timeout", "30s")
+    try:
+        req = eventually(lambda: request_of(kube, namespace), what="status.request")
+        time.sleep(1)
+        assert proc.poll() is None  # still waiting: not handled yet
+        # What the operator does: clear the request, remember its id, record the outcome.
+        rolled_back = StrategyRolloutStatus(
+            phase="RolledBack",
+            reason="Aborted",
+            message="aborted by admin: manual test",
+            history=[HistoryEntry(version="v2.0.0", outcome="Aborted", at=NOW, by=req["by"], reason=req["reason"])],
+            handled_requests=["0" * 32, req["id"]],
+        ).wire()
+        patch_status(kube, "strategyrollout", srl, namespace, {**rolled_back, "request": None})
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "abort handled: RolledBack" in out and "aborted by admin: manual test" in out
+
+
+def test_not_handled_in_time_exits_3(kube: DevCluster, namespace: str, srl: str) -> None:
+    started = time.monotonic()
+    r = plugin(kube, "retry", srl, "-n", namespace, "--timeout", "2s")
+    assert r.returncode == 3
+    assert "did not pick up" in r.stderr and "operator running" in r.stderr and "Traceback" not in r.stderr
+    assert 2 <= time.monotonic() - started < 20
+    assert request_of(kube, namespace)["action"] == "retry"
+
+
+# ---- errors --------------------------------------------------------------------------------------
+
+
+def test_not_found(kube: DevCluster, namespace: str) -> None:
+    for args in (["status", "nope"], ["promote", "nope", "--no-wait"], ["shadow", "report", "nope"]):
+        r = plugin(kube, *args, "-n", namespace)
+        kind = "shadowrun" if args[0] == "shadow" else "strategyrollout"
+        assert r.returncode == 1 and r.stderr.strip() == f"error: {kind} {namespace}/nope not found", r.stderr
+
+
+def test_no_cluster(kube: DevCluster, tmp_path: Path) -> None:
+    config = yaml.safe_load(kube.kubeconfig.read_text())
+    for cl in config["clusters"]:
+        cl["cluster"]["server"] = f"https://127.0.0.1:{kube.free_port()}"
+    unreachable = tmp_path / "kubeconfig"
+    unreachable.write_text(yaml.safe_dump(config))
+    r = plugin(kube, "get", "--kubeconfig", str(unreachable), timeout=60)
+    assert r.returncode == 1 and "cannot reach the Kubernetes API" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    r = plugin(kube, "get", "--kubeconfig", str(tmp_path / "missing"))
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+# ---- get and status ------------------------------------------------------------------------------
+
+
+def test_get_columns(kube: DevCluster, namespace: str, srl: str) -> None:
+    patch_status(kube, "strategyrollout", srl, namespace, progressing())
+    r = plugin(kube, "get", "-n", namespace)
+    assert r.returncode == 0, r.stderr
+    header, row = r.stdout.splitlines()[:2]
+    assert header.split() == [
+        "NAME",
+        "STRATEGY",
+        "PHASE",
+        "STAGE",
+        "STEP",
+        "WEIGHT",
+        "CANARY",
+        "GATES",
+        "REASON",
+        "AGE",
+    ]
+    assert row.split()[:7] == ["fib-rsi", "fib_rsi", "Progressing", "prod", "3/5", "50%", "v2.0.0"]
+    assert "tick-p95-ms 123.4 ✓" in row and "StepPaused" in row
+    r = plugin(kube, "get", "-A")
+    line = next(line for line in r.stdout.splitlines() if line.startswith(namespace))
+    assert line.split()[1] == "fib-rsi"
+
+
+def test_get_empty_namespace(kube: DevCluster, namespace: str) -> None:
+    r = plugin(kube, "get", "-n", namespace)
+    assert r.returncode == 0 and f"No strategyrollouts found in namespace {namespace}." in r.stdout
+
+
+def test_kubectl_finds_the_plugin(kube: DevCluster, namespace: str, srl: str) -> None:
+    env = kube.env()
+    env["PATH"] = f"{PLUGIN.parent}{os.pathsep}{env['PATH']}"
+    kubectl = shutil.which("kubectl", path=env["PATH"])
+    assert kubectl
+    r = subprocess.run(
+        [kubectl, "strategy", "get", srl, "-n", namespace], capture_output=True, text=True, env=env, check=False
+    )
+    assert r.returncode == 0 and "fib-rsi" in r.stdout and "Pending" in r.stdout, r.stderr
+
+
+def test_status_view_and_exit_codes(kube: DevCluster, namespace: str, srl: str) -> None:
+    patch_status(kube, "strategyrollout", srl, namespace, progressing())
+    r = plugin(kube, "status", srl, "-n", namespace)
+    assert r.returncode == 2, r.stderr
+    for piece in ("Stages", "[50%]", "Gates", "tick-p95-ms", "✓ Pass", "revision 4, canary keys 5/10", "History"):
+        assert piece in r.stdout
+    degraded = Condition(type="Degraded", status="True", reason="GateFailing", last_transition_time=NOW).wire()
+    patch_status(kube, "strategyrollout", srl, namespace, {"phase": "Paused", "conditions": [degraded]})
+    assert plugin(kube, "status", srl, "-n", namespace).returncode == 1
+    patch_status(kube, "strategyrollout", srl, namespace, {"phase": "RolledBack", "conditions": []})
+    assert plugin(kube, "status", srl, "-n", namespace).returncode == 1
+    patch_status(kube, "strategyrollout", srl, namespace, {"phase": "Succeeded"})
+    r = plugin(kube, "status", srl, "-n", namespace)
+    assert r.returncode == 0 and "Succeeded" in r.stdout
+
+
+def test_status_watch(kube: DevCluster, namespace: str, srl: str) -> None:
+    patch_status(kube, "strategyrollout", srl, namespace, progressing())
+    started = time.monotonic()
+    r = plugin(kube, "status", srl, "-n", namespace, "--watch", "--timeout", "2s")
+    assert r.returncode == 2 and "still running" in r.stderr and time.monotonic() - started >= 2
+    proc = start_plugin(kube, "status", srl, "-n", namespace, "--watch", "--timeout", "60s")
+    try:
+        time.sleep(1.5)
+        assert proc.poll() is None
+        patch_status(kube, "strategyrollout", srl, namespace, {"phase": "Succeeded"})
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "Succeeded" in out, err
+
+
+# ---- ParityCheck ---------------------------------------------------------------------------------
+
+PARITY = {
+    "strategy": "fib_rsi",
+    "target": {"rollout": "fib-rsi"},
+    "live": {"query": 'strategy_return{source="live"}'},
+    "backtest": {"query": 'strategy_return{source="backtest"}'},
+}
+
+
+def test_parity_run_and_get(kube: DevCluster, namespace: str, admin: str) -> None:
+    create(kube, "ParityCheck", "fib-rsi-parity", namespace, PARITY)
+    r = plugin(kube, "parity", "run", "fib-rsi-parity", "-n", namespace, "--no-wait")
+    assert r.returncode == 0, r.stderr
+    req = get(kube, "paritycheck", "fib-rsi-parity", namespace)["status"]["runRequest"]
+    assert req["by"] == admin and re.fullmatch(r"[0-9a-f]{32}", req["id"]) and req["at"].endswith("Z")
+
+    proc = start_plugin(kube, "parity", "run", "fib-rsi-parity", "-n", namespace, "--timeout", "30s")
+    try:
+
+        def new_request() -> Any:
+            status = get(kube, "paritycheck", "fib-rsi-parity", namespace)["status"]
+            return status["runRequest"]["id"] != req["id"] and status["runRequest"]
+
+        second = eventually(new_request, what="a second runRequest")
+        run = ParityRun(at=NOW, tracking_error_bps=62.5, level="Critical", samples=24, trigger="manual", by=admin)
+        handled = ParityCheckStatus(
+            last_run=run, consecutive_breaches=1, handled_requests=[req["id"], second["id"]]
+        ).wire()
+        patch_status(kube, "paritycheck", "fib-rsi-parity", namespace, {**handled, "runRequest": None})
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "level Critical" in out and "tracking error 62.5 bps" in out
+
+    r = plugin(kube, "parity", "get", "-n", namespace)
+    header, row = r.stdout.splitlines()[:2]
+    assert header.split()[:4] == ["NAME", "TARGET", "LEVEL", "TE"]
+    assert row.split()[:4] == ["fib-rsi-parity", "srl/fib-rsi", "Critical", "62.5"] and "(manual)" in row
+
+
+# ---- ShadowRun and baseline ----------------------------------------------------------------------
+
+SHADOW = {
+    "strategy": "fib_rsi",
+    "live": {"deployment": "fib-rsi-legacy", "version": "v1.0.0"},
+    "shadow": {"deployment": "fib-rsi-pipeline", "version": "v2.0.0", "replicas": 1},
+    "duration": "1h",
+    "latencyProfile": {
+        "histogram": "strategy_stage_duration_seconds",
+        "budgets": {"configMap": "fib-rsi-stage-budgets"},
+    },
+}
+
+
+def shadow_status(verdict: str) -> dict[str, Any]:
+    return ShadowRunStatus.model_validate(
+        {
+            "phase": "Completed",
+            "verdict": verdict,
+            "reasons": [] if verdict == "Pass" else ["price mismatches"],
+            "decisions": DecisionStats(compared=800, matched=790, match_rate=0.9875, mismatches=Mismatches(price=10)),
+            "latencyProfile": {
+                "tick_total": StageLatency(
+                    live=Percentiles(p50=80, p95=140, p99=170), shadow=Percentiles(p50=82, p95=138.26, p99=160)
+                ),
+                "signal": StageLatency(live=Percentiles(p95=20), shadow=Percentiles(p95=21.04)),
+            },
+            "report": "fib-rsi-v2-shadow-report",
+            "startedAt": NOW,
+            "completedAt": NOW,
+        }
+    ).wire()
+
+
+def budgets(cluster: DevCluster, namespace: str) -> dict[str, str] | None:
+    r = cluster.kubectl("get", "configmap", "fib-rsi-stage-budgets", "-n", namespace, "-o", "json", check=False)
+    return dict(json.loads(r.stdout).get("data") or {}) if r.returncode == 0 else None
+
+
+def test_baseline_update(kube: DevCluster, namespace: str) -> None:
+    create(kube, "ShadowRun", "fib-rsi-v2-shadow", namespace, SHADOW)
+    patch_status(kube, "shadowrun", "fib-rsi-v2-shadow", namespace, shadow_status("Fail"))
+    r = plugin(kube, "baseline", "update", "fib-rsi-v2-shadow", "-n", namespace)
+    assert r.returncode == 1 and "verdict Fail, not Pass" in r.stderr and "--force" in r.stderr
+    assert budgets(kube, namespace) is None
+
+    patch_status(kube, "shadowrun", "fib-rsi-v2-shadow", namespace, shadow_status("Pass"))
+    r = plugin(kube, "baseline", "update", "fib-rsi-v2-shadow", "-n", namespace)
+    assert r.returncode == 0, r.stderr
+    assert budgets(kube, namespace) == {"tick_total": "138.3", "signal": "21"}
+    assert "created configmap" in r.stdout and "138.3" in r.stdout
+
+    # An existing ConfigMap: measured stages updated, others kept; before/after shown.
+    kube.kubectl(
+        "patch", "configmap", "fib-rsi-stage-budgets", "-n", namespace, "--type=merge",
+        "-p", json.dumps({"data": {"tick_total": "145", "fill": "9"}}),
+    )  # fmt: skip
+    patch_status(kube, "shadowrun", "fib-rsi-v2-shadow", namespace, shadow_status("Hold"))
+    assert plugin(kube, "baseline", "update", "fib-rsi-v2-shadow", "-n", namespace).returncode == 1
+    r = plugin(kube, "baseline", "update", "fib-rsi-v2-shadow", "-n", namespace, "--force")
+    assert r.returncode == 0, r.stderr
+    assert budgets(kube, namespace) == {"tick_total": "138.3", "signal": "21", "fill": "9"}
+    row = next(line for line in r.stdout.splitlines() if line.startswith("tick_total")).split()
+    assert row == ["tick_total", "145", "138.3", "-4.6%"]
+
+
+def test_shadow_get_and_report(kube: DevCluster, namespace: str) -> None:
+    create(kube, "ShadowRun", "fib-rsi-v2-shadow", namespace, SHADOW)
+    r = plugin(kube, "shadow", "report", "fib-rsi-v2-shadow", "-n", namespace)
+    assert r.returncode == 1 and "no report.md" in r.stderr and "Pending" in r.stderr
+    patch_status(kube, "shadowrun", "fib-rsi-v2-shadow", namespace, shadow_status("Pass"))
+    report = "# Shadow run fib-rsi-v2-shadow\n\nVerdict: **Pass**, match rate 98.75%\n"
+    kube.kubectl(
+        "create", "configmap", "fib-rsi-v2-shadow-report", "-n", namespace,
+        f"--from-literal=report.md={report}", '--from-literal=summary.json={"verdict": "Pass", "compared": 800}',
+    )  # fmt: skip
+    r = plugin(kube, "shadow", "report", "fib-rsi-v2-shadow", "-n", namespace)
+    assert r.returncode == 0 and r.stdout == report, r.stderr
+    r = plugin(kube, "shadow", "report", "fib-rsi-v2-shadow", "-n", namespace, "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"verdict": "Pass", "compared": 800}
+
+    r = plugin(kube, "shadow", "get", "-n", namespace)
+    header, row = r.stdout.splitlines()[:2]
+    assert header.split()[:6] == ["NAME", "PHASE", "VERDICT", "MATCH", "COMPARED", "MISMATCHES"]
+    assert row.split()[:6] == ["fib-rsi-v2-shadow", "Completed", "Pass", "98.75%", "800", "price=10"]
