@@ -82,7 +82,7 @@ def test_tracking_error_needs_two_samples() -> None:
 _returns = st.floats(min_value=-0.05, max_value=0.05, allow_nan=False)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     pairs=st.lists(st.tuples(_returns, _returns), min_size=2, max_size=200),
     periods_per_year=st.sampled_from([252, 365, 8760, 525_600]),
@@ -121,7 +121,7 @@ def test_attribution_without_data() -> None:
 _bps = st.floats(min_value=-50, max_value=50, allow_nan=False)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     returns=st.lists(st.tuples(_returns, _returns), min_size=1, max_size=100),
     fees=st.lists(st.tuples(_bps, _bps), max_size=100),
@@ -257,7 +257,7 @@ def test_actions_due_is_idempotent_with_already_applied() -> None:
 _levels = st.sampled_from(["Unknown", "Excellent", "Good", "Warning", "Critical", "Emergency"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(levels=st.lists(_levels, max_size=20), consecutive=st.integers(1, 3), auto_recover=st.booleans())
 def test_replaying_a_run_after_restart_does_nothing_twice(
     levels: list[Level], consecutive: int, auto_recover: bool

@@ -97,7 +97,7 @@ def test_three_day_outage_yields_exactly_one_catch_up_run() -> None:
     assert after == RunDecision(run_now=False, catch_up=False, next_run_at=utc(2024, 1, 4, 18, 0))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     outage_minutes=st.integers(0, 10 * 24 * 60),
     poll_seconds=st.integers(300, 3600),

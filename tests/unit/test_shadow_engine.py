@@ -306,7 +306,7 @@ def _accounted(s: MatcherState) -> int:
     return 2 * pairs + c.missing_live + c.missing_shadow + s.pending
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     live=st.lists(_entry, max_size=40),
     shadow=st.lists(_entry, max_size=40),
@@ -336,7 +336,7 @@ def _read(stream: list[Decision], last_id: str | None) -> int:
     return 0 if last_id is None else sum(stream_id_key(d.stream_id) <= stream_id_key(last_id) for d in stream)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(live=st.lists(_entry, max_size=40), shadow=st.lists(_entry, max_size=40), data=st.data())
 def test_incremental_ingest_equals_one_shot(
     live: list[tuple[str, int, str, str, int]],
@@ -354,7 +354,7 @@ def test_incremental_ingest_equals_one_shot(
     assert incremental.worst_examples == one_shot.worst_examples
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     live=st.lists(_entry, max_size=40),
     shadow=st.lists(_entry, max_size=40),
