@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
+from pydantic.alias_generators import to_camel
 
 from strategy_rollouts.engine.shadow import MatcherState, Tolerances, finalize, ingest, parse_decision
 from strategy_rollouts.testing.operator_process import OperatorProcess
@@ -26,13 +27,25 @@ from tests.integration.conftest import wait_for
 from tests.integration.workloads import apply, deployment, get, replicas, status
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "quoter"))
-from quoter.testing import QuoterProcess, start_quoter  # noqa: E402
+from quoter.testing import QuoterProcess, start_quoter
 
 if TYPE_CHECKING:
     from devcluster.cluster import DevCluster
 
 LIVE, SHADOW = "v1.0.0", "v2.0.0"
 STAGES = ("fetch", "signal", "risk", "order", "tick_total")
+
+
+def decisions(redis_url: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        "source": {"redis": {"address": redis_url}},
+        "matchOn": ["symbol", "tick"],
+        "tolerances": {"priceBps": 0.5, "quantityPercent": 1},
+        "minDecisions": 20,
+        "minMatchRate": 0.95,
+        "pairingWindow": "3s",
+        **overrides,
+    }
 
 
 def shadowrun(name: str, namespace: str, strategy: str, redis_url: str, **overrides: Any) -> dict[str, Any]:
@@ -46,14 +59,7 @@ def shadowrun(name: str, namespace: str, strategy: str, redis_url: str, **overri
             "denyEgress": True,
             "allowEgressTo": [{"cidr": "10.0.0.0/8", "ports": [6379, 9090]}],
         },
-        "decisions": {
-            "source": {"redis": {"address": redis_url}},
-            "matchOn": ["symbol", "tick"],
-            "tolerances": {"priceBps": 0.5, "quantityPercent": 1},
-            "minDecisions": 20,
-            "minMatchRate": 0.95,
-            "pairingWindow": "3s",
-        },
+        "decisions": decisions(redis_url),
     }
     spec.update(overrides)
     return {
@@ -144,7 +150,10 @@ def recompute(
         sides.append([parse_decision(fields, sid.decode()) for sid, fields in entries])
     completed = datetime.fromisoformat(st["completedAt"].replace("Z", "+00:00")).timestamp()
     state = ingest(MatcherState(), sides[0], sides[1], ["symbol", "tick"], Tolerances(0.5, 1.0), completed, window_s)
-    return finalize(state).counts.to_dict()
+    counts = finalize(state).counts.to_dict()
+    # status.decisions.mismatches is camelCase on the wire (missingLive), like every status field
+    counts["mismatches"] = {to_camel(k): v for k, v in counts["mismatches"].items()}
+    return counts
 
 
 def test_agreeing_shadow_passes_with_report(env: Env, cluster: DevCluster) -> None:
@@ -208,7 +217,7 @@ def test_too_few_decisions_hold(env: Env) -> None:
     env.create(
         "few",
         duration="6s",
-        decisions={**shadowrun("x", "x", "x", env.cluster.redis_url)["spec"]["decisions"], "minDecisions": 100_000},
+        decisions=decisions(env.cluster.redis_url, minDecisions=100_000),
     )
     st = env.wait_phase("few", "Completed")
     assert st["verdict"] == "Hold"
@@ -235,7 +244,7 @@ def test_network_policy_while_running_then_removed_and_shadow_at_zero(env: Env, 
     env.create(
         "net",
         duration="6s",
-        decisions={**shadowrun("x", "x", "x", env.cluster.redis_url)["spec"]["decisions"], "minDecisions": 1},
+        decisions=decisions(env.cluster.redis_url, minDecisions=1),
     )
     env.wait_phase("net", "Running", timeout=20)
     policy = wait_for(lambda: get(cluster, "networkpolicy", "net-egress", env.namespace), 10, what="NetworkPolicy")
@@ -270,7 +279,7 @@ def test_operator_restart_mid_run_does_not_double_count(
     assert {k: got[k] for k in ("compared", "matched", "mismatches")} == {
         k: expected[k] for k in ("compared", "matched", "mismatches")
     }
-    assert got["mismatches"]["missing_shadow"] > 0  # the dropped decisions, each counted once
+    assert got["mismatches"]["missingShadow"] > 0  # the dropped decisions, each counted once
 
 
 def test_rollout_waits_for_shadow_pass(env: Env, cluster: DevCluster) -> None:
@@ -279,7 +288,7 @@ def test_rollout_waits_for_shadow_pass(env: Env, cluster: DevCluster) -> None:
     env.create(
         "gate",
         duration="8s",
-        decisions={**shadowrun("x", "x", "x", env.cluster.redis_url)["spec"]["decisions"], "minDecisions": 5},
+        decisions=decisions(env.cluster.redis_url, minDecisions=5),
     )
     rollout = {
         "apiVersion": "strategyrollouts.io/v1alpha1",
