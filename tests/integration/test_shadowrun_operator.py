@@ -7,6 +7,7 @@ their decisions to Redis streams; the operator compares them decision by decisio
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import time
 import urllib.parse
@@ -324,3 +325,30 @@ def test_rollout_waits_for_shadow_pass(env: Env, cluster: DevCluster) -> None:
     assert st["verdict"] == "Pass", st["reasons"]
     wait_for(progressing, 30, what="rollout progressing after the shadow's Pass")
     assert "WaitingForShadowRun" in seen or rs.get("reason") == "WaitingForShadowRun"
+
+
+def test_deleting_a_running_shadowrun_scales_the_shadow_back_and_removes_the_policy(
+    env: Env, cluster: DevCluster
+) -> None:
+    env.create("gone", duration="5m")
+    env.wait_phase("gone", "Running", timeout=20)
+    wait_for(lambda: replicas(cluster, "shadow", env.namespace)[0] == 1, 10, what="shadow scaled to 1")
+    wait_for(lambda: get(cluster, "networkpolicy", "gone-egress", env.namespace), 10, what="NetworkPolicy")
+    cluster.kubectl("delete", "shadowrun", "gone", "-n", env.namespace, "--timeout=20s")
+    assert get(cluster, "shadowrun", "gone", env.namespace) is None
+    assert replicas(cluster, "shadow", env.namespace)[0] == 0
+    assert get(cluster, "networkpolicy", "gone-egress", env.namespace) is None
+
+
+def test_unreachable_redis_never_passes(env: Env) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"redis://127.0.0.1:{s.getsockname()[1]}/0"  # bound, never listening
+        env.create("blind", duration="4s", decisions=decisions(closed, minDecisions=0))
+        running = env.wait_phase("blind", "Running", timeout=20)
+        assert running.get("verdict") is None
+        st = env.wait_phase("blind", "Completed")
+    assert st["verdict"] == "Hold", st["reasons"]
+    assert any("decisions unavailable" in r and "127.0.0.1" in r for r in st["reasons"]), st["reasons"]
+    cond = {c["type"]: c for c in st["conditions"]}["DecisionsAvailable"]
+    assert cond["status"] == "False" and cond["reason"] == "SourceUnreachable"
