@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv test unit integration lint typecheck crds crds-check demo bench kind-e2e clean
+.PHONY: help venv test unit integration lint typecheck crds crds-check manifests demo bench kind-e2e clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -20,16 +20,22 @@ $(VENV)/.installed: pyproject.toml
 
 include devcluster/devcluster.mk
 
-crds: venv ## regenerate crds/ and the chart's copy from the pydantic models
+crds: venv ## regenerate crds/ and the chart's copy from the pydantic models (and what derives from them)
 	$(PY) -m strategy_rollouts.api.crdgen --out crds --chart charts/strategy-rollouts/crds
+	$(MAKE) -s manifests
+
+manifests: venv ## kustomize install rendered from the chart, Argo CD config from its Lua files, docs reference
+	$(PY) manifests/install/render.py
+	$(PY) manifests/argocd/generate.py
+	$(PY) docs/gen_reference.py
 
 crds-check: ## fail when crds/ differs from the models (fast, no cluster)
 	@test -x $(PY) || $(MAKE) -s venv
 	$(PY) -m strategy_rollouts.api.crdgen --check --out crds --chart charts/strategy-rollouts/crds
 
 lint: venv ## ruff + mypy
-	$(VENV)/bin/ruff check strategy_rollouts tests examples devcluster bench
-	$(VENV)/bin/ruff format --check strategy_rollouts tests examples devcluster bench
+	$(VENV)/bin/ruff check strategy_rollouts tests examples devcluster bench demo docs manifests
+	$(VENV)/bin/ruff format --check strategy_rollouts tests examples devcluster bench demo docs manifests
 	$(VENV)/bin/mypy
 
 typecheck: venv
