@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     )
     for noisy in ("kubernetes", "urllib3", "aiohttp"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not args.verbose:
+        # kopf logs every wake-up handler's success at INFO; our own loggers say what matters.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     handlers.CTX = Context(
         kube=Kube.from_environment(args.kubeconfig),
         settings=Settings(

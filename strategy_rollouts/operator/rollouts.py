@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from strategy_rollouts.api.common import GateSpec
@@ -36,9 +37,7 @@ KIND = "rollout"
 log = logging.getLogger(__name__)
 
 
-def placeholder_values(
-    spec: StrategyRolloutSpec, namespace: str, stage: str | None, interval: str
-) -> dict[str, str]:
+def placeholder_values(spec: StrategyRolloutSpec, namespace: str, stage: str | None, interval: str) -> dict[str, str]:
     return {
         "strategy": spec.strategy,
         "namespace": namespace,
@@ -69,9 +68,7 @@ async def observe(
     ctx.wakers.watch(KIND, (ns, name), "deployment", dep_keys)
     infos = await asyncio.gather(*(ctx.kube.deployment(t, d) for t, d in dep_keys))
     deployments = {k: DeploymentObs(i.replicas, i.ready) for k, i in zip(dep_keys, infos, strict=True) if i}
-    routings = await asyncio.gather(
-        *(routing_writer.read(ctx.kube, t.namespace, t.config_map) for t in status.targets)
-    )
+    routings = await asyncio.gather(*(routing_writer.read(ctx.kube, t.namespace, t.config_map) for t in status.targets))
     published = {
         t.namespace: r.document is not None and r.assignments == t.assignments
         for t, r in zip(status.targets, routings, strict=True)
@@ -141,9 +138,7 @@ def record_metrics(
 ) -> None:
     ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     metrics.set_rollout_phase(ns, name, spec.strategy, new.phase)
-    metrics.canary_traffic_percent.labels(ns, name, spec.strategy, spec.canary.version).set(
-        new.canary_weight or 0
-    )
+    metrics.canary_traffic_percent.labels(ns, name, spec.strategy, spec.canary.version).set(new.canary_weight or 0)
     if new.phase != old.phase:
         if new.phase == "Succeeded":
             metrics.version_activations_total.labels(spec.strategy, spec.canary.version).inc()
@@ -159,9 +154,7 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
     spec, status, error = parse(obj)
     now = datetime.now(UTC)
     if spec is None:
-        decision = invalid(
-            status, [error or "spec does not parse"], obj["metadata"].get("generation", 1), now
-        )
+        decision = invalid(status, [error or "spec does not parse"], obj["metadata"].get("generation", 1), now)
         await write_status(ctx, obj, status, decision)
         return None
     obs = await observe(ctx, obj, spec, status)
@@ -172,9 +165,7 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
     return decision.wake_at
 
 
-async def write_status(
-    ctx: Context, obj: dict[str, Any], old: StrategyRolloutStatus, decision: Decision
-) -> None:
+async def write_status(ctx: Context, obj: dict[str, Any], old: StrategyRolloutStatus, decision: Decision) -> None:
     new = decision.status.wire()
     if new != old.wire():
         meta = obj["metadata"]
@@ -197,6 +188,10 @@ async def run_daemon(ctx: Context, namespace: str, name: str, stopped: kopf.Daem
                     delay = min(delay, max((wake_at - datetime.now(UTC)).total_seconds(), 0.0) + 0.01)
             except Conflict:
                 delay = 0.05  # someone wrote first (the plugin, a parity check): re-read at once
+            except ApiException as exc:  # e.g. namespace terminating, RBAC: say it in one line
+                log.warning("reconcile of StrategyRollout %s/%s: API %s %s", namespace, name, exc.status, exc.reason)
+                metrics.reconcile_errors_total.labels("StrategyRollout").inc()
+                delay = ctx.settings.error_backoff_s
             except Exception:  # a bad answer from the API must not kill the loop (no crash-loop)
                 log.exception("reconcile of StrategyRollout %s/%s failed", namespace, name)
                 metrics.reconcile_errors_total.labels("StrategyRollout").inc()

@@ -30,7 +30,9 @@ def operator(cluster: DevCluster, crds: None, tmp_path_factory: pytest.TempPathF
     log = tmp_path_factory.mktemp("operator") / "operator.log"
     from tests.conftest import SESSION_NAMESPACE_PREFIX
 
-    proc = OperatorProcess(cluster.kubeconfig, cluster.prometheus_url, log, namespaces=(f"{SESSION_NAMESPACE_PREFIX}*",))
+    proc = OperatorProcess(
+        cluster.kubeconfig, cluster.prometheus_url, log, namespaces=(f"{SESSION_NAMESPACE_PREFIX}*",)
+    )
     proc.start()
     try:
         yield proc

@@ -61,11 +61,22 @@ def durations(min_duration: str, max_duration: str) -> dict[str, Any]:
     obj["spec"]["stages"][0]["maxDuration"] = max_duration
     return obj
 
+
 # (case id, object, "admission" or "operator", text the message must contain)
 CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("weight-over-100", mutate("stages.0.steps.0", {"setWeight": 150}), "admission", "setWeight"),
-    ("weights-decreasing", mutate("stages.1.steps", [{"setWeight": 50}, {"setWeight": 10}]), "admission", "non-decreasing"),
-    ("step-both-kinds", mutate("stages.0.steps.0", {"setWeight": 10, "pause": {}}), "admission", "either setWeight or pause"),
+    (
+        "weights-decreasing",
+        mutate("stages.1.steps", [{"setWeight": 50}, {"setWeight": 10}]),
+        "admission",
+        "non-decreasing",
+    ),
+    (
+        "step-both-kinds",
+        mutate("stages.0.steps.0", {"setWeight": 10, "pause": {}}),
+        "admission",
+        "either setWeight or pause",
+    ),
     ("missing-strategy", mutate("strategy", DELETE), "admission", "strategy"),
     ("unknown-placeholder", mutate("gates.0.query", "q{v='{{canary.colour}}'}"), "operator", "spec.gates[0].query"),
     ("bad-condition", mutate("gates.0.condition", "<< 200"), "admission", "condition"),
@@ -90,10 +101,13 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("duplicate-keys", mutate("routing.keys", ["BTCUSDT", "BTCUSDT"]), "admission", "keys"),
     ("unknown-field", mutate("gates.0.treshold", 3), "admission", "treshold"),
     ("risk-over-100", mutate("stages.1.riskBudget", {"query": "r", "maxPercent": 150}), "admission", "maxPercent"),
-    ("bad-risk-placeholder", mutate("stages.1.riskBudget", {"query": "r{{x}}", "maxPercent": 5}), "operator", "riskBudget.query"),
+    (
+        "bad-risk-placeholder",
+        mutate("stages.1.riskBudget", {"query": "r{{x}}", "maxPercent": 5}),
+        "operator",
+        "riskBudget.query",
+    ),
 ]
-
-
 
 
 @pytest.mark.parametrize(("case", "obj", "where", "needle"), CASES, ids=[c[0] for c in CASES])
@@ -117,8 +131,11 @@ def test_invalid_spec_is_rejected_or_reported(
         assert needle in result.stderr, result.stderr
         return
     assert result.returncode == 0, result.stderr
-    st = wait_for(lambda: status(cluster, "bad", namespace).get("phase") == "Invalid" and status(cluster, "bad", namespace), 30,
-                  what="phase Invalid")
+    st = wait_for(
+        lambda: status(cluster, "bad", namespace).get("phase") == "Invalid" and status(cluster, "bad", namespace),
+        30,
+        what="phase Invalid",
+    )
     assert needle in st["message"], st["message"]
     conditions = {c["type"]: c for c in st["conditions"]}
     assert conditions["InvalidSpec"]["status"] == "True"

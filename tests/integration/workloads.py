@@ -11,7 +11,9 @@ if TYPE_CHECKING:
     from devcluster.cluster import DevCluster
 
 
-def deployment(name: str, namespace: str, replicas: int, version: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+def deployment(
+    name: str, namespace: str, replicas: int, version: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     labels = {"app": name, "version": version}
     return {
         "apiVersion": "apps/v1",
@@ -67,5 +69,13 @@ def replicas(cluster: DevCluster, name: str, namespace: str) -> tuple[int, int]:
 
 def patch_status(cluster: DevCluster, kind: str, name: str, namespace: str, status: dict[str, Any]) -> None:
     cluster.kubectl(
-        "patch", kind, name, "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps({"status": status})
+        "patch",
+        kind,
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
     )
