@@ -27,10 +27,23 @@ ok() {
   [[ "$v" == *"$want"* ]]
 }
 
+hb=""
+heartbeat_start() { # print a line every minute while a long build runs
+  local name="$1" t0=$SECONDS
+  ( n=0; while sleep 5; do n=$((n + 5)); ((n % 60)) || log "... still building $name ($((SECONDS - t0))s)"; done ) &
+  hb=$!
+}
+heartbeat_stop() {
+  if [[ -n "$hb" ]]; then kill "$hb" 2>/dev/null || true; wait "$hb" 2>/dev/null || true; hb=""; fi
+}
+trap heartbeat_stop EXIT
+
 build() { # build NAME MODULE_DIR PACKAGE LDFLAGS
   local name="$1" dir="$2" pkg="$3" ldflags="$4" t0=$SECONDS
   log "building $name ($pkg) ..."
+  heartbeat_start "$name"
   (cd "$dir" && go build -p "$P" -ldflags "$ldflags" -o "$out/.$name.tmp" "$pkg")
+  heartbeat_stop
   mv -f "$out/.$name.tmp" "$out/$name"
   log "built $name in $((SECONDS - t0))s"
 }
@@ -39,7 +52,9 @@ install_tool() { # install_tool NAME PACKAGE@VERSION LDFLAGS
   local name="$1" pkg="$2" ldflags="$3" t0=$SECONDS tmp
   log "building $name ($pkg) ..."
   tmp="$(mktemp -d)"
+  heartbeat_start "$name"
   GOBIN="$tmp" go install -p "$P" -ldflags "$ldflags" "$pkg"
+  heartbeat_stop
   mv -f "$tmp/$name" "$out/$name"; rmdir "$tmp"
   log "built $name in $((SECONDS - t0))s"
 }
