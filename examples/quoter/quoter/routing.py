@@ -172,6 +172,8 @@ class RoutingWatcher:
                     elif kind == "ERROR":
                         break  # e.g. 410 Gone: relist
             except Exception as exc:
+                if self._stop.is_set():
+                    break
                 if isinstance(exc, api_exception) and getattr(exc, "status", None) == 410:
                     continue  # our resourceVersion is too old: relist at once
                 log.warning("routing watch: %s: %s; retrying", type(exc).__name__, exc)
