@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.console import RenderableType
 from rich.live import Live
 from rich.text import Text
 
@@ -29,19 +30,35 @@ def _now() -> datetime:
 def get(cluster: Cluster, args: argparse.Namespace) -> int:
     out = console()
 
-    def render() -> Any:
-        objs = cluster.objects(KIND, args.name, args.all_namespaces)
+    def fetch() -> list[dict[str, Any]]:
+        return cluster.objects(KIND, args.name, args.all_namespaces)
+
+    def render(objs: list[dict[str, Any]]) -> RenderableType:
         if not objs:
             return Text(cluster.nothing_found(KIND, args.all_namespaces))
         return rollouts_table(objs, _now(), args.all_namespaces)
 
+    objs = fetch()
     if not args.watch:
-        out.print(render())
+        out.print(render(objs))
         return 0
-    with Live(render(), console=out, refresh_per_second=4) as live:
+    try:
+        if out.is_terminal:
+            with Live(render(objs), console=out, refresh_per_second=4) as live:
+                while True:
+                    time.sleep(POLL)
+                    live.update(render(fetch()))
+        # Piped: a new table whenever something changed (like `kubectl get -w`).
+        seen: list[str] | None = None
         while True:
+            versions = [o["metadata"].get("resourceVersion", "") for o in objs]
+            if versions != seen:
+                out.print(render(objs))
+                seen = versions
             time.sleep(POLL)
-            live.update(render())
+            objs = fetch()
+    except KeyboardInterrupt:
+        return 0
 
 
 def status(cluster: Cluster, args: argparse.Namespace) -> int:

@@ -90,11 +90,13 @@ def rollouts_table(objs: list[dict[str, Any]], now: datetime, all_namespaces: bo
 
 
 def exit_code(obj: dict[str, Any]) -> int:
-    """`status` exit code: 0 Succeeded, 1 RolledBack / Invalid / Degraded=True, 2 still running."""
+    """`status` exit code: 0 Succeeded, 1 RolledBack / Invalid / Degraded=True / InvalidSpec=True, 2 running."""
     status = _status(obj)
     if status.phase == "Succeeded":
         return 0
-    if status.phase in ("RolledBack", "Invalid") or _condition_true(status, "Degraded"):
+    if status.phase in ("RolledBack", "Invalid") or any(
+        _condition_true(status, t) for t in ("Degraded", "InvalidSpec")
+    ):
         return EXIT_ERROR
     return EXIT_RUNNING
 

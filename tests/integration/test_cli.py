@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -185,23 +186,23 @@ def test_a_new_request_replaces_every_field_of_an_unhandled_one(kube: DevCluster
 
 
 def test_waits_for_the_operator(kube: DevCluster, namespace: str, srl: str) -> None:
-    proc = start_plugin(kube, "abort", srl, "-n", namespace, "--reason", "manual test", "--timeout", "30s")
-    try:
-        req = eventually(lambda: request_of(kube, namespace), what="status.request")
-        time.sleep(1)
-        assert proc.poll() is None  # still waiting: not handled yet
-        # What the operator does: clear the request, remember its id, record the outcome.
-        rolled_back = StrategyRolloutStatus(
-            phase="RolledBack",
-            reason="Aborted",
-            message="aborted by admin: manual test",
-            history=[HistoryEntry(version="v2.0.0", outcome="Aborted", at=NOW, by=req["by"], reason=req["reason"])],
-            handled_requests=["0" * 32, req["id"]],
-        ).wire()
-        patch_status(kube, "strategyrollout", srl, namespace, {**rolled_back, "request": None})
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
+    with start_plugin(kube, "abort", srl, "-n", namespace, "--reason", "manual test", "--timeout", "30s") as proc:
+        try:
+            req = eventually(lambda: request_of(kube, namespace), what="status.request")
+            time.sleep(1)
+            assert proc.poll() is None  # still waiting: not handled yet
+            # What the operator does: clear the request, remember its id, record the outcome.
+            rolled_back = StrategyRolloutStatus(
+                phase="RolledBack",
+                reason="Aborted",
+                message="aborted by admin: manual test",
+                history=[HistoryEntry(version="v2.0.0", outcome="Aborted", at=NOW, by=req["by"], reason=req["reason"])],
+                handled_requests=["0" * 32, req["id"]],
+            ).wire()
+            patch_status(kube, "strategyrollout", srl, namespace, {**rolled_back, "request": None})
+            out, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
     assert proc.returncode == 0, err
     assert "abort handled: RolledBack" in out and "aborted by admin: manual test" in out
 
@@ -265,6 +266,23 @@ def test_get_columns(kube: DevCluster, namespace: str, srl: str) -> None:
     assert line.split()[1] == "fib-rsi"
 
 
+def test_get_watch_piped(kube: DevCluster, namespace: str, srl: str) -> None:
+    """Piped `get -w` prints a new table on every change and ends cleanly on Ctrl-C."""
+    with start_plugin(kube, "get", "-w", "-n", namespace) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().split()[0] == "NAME"
+            assert "Pending" in proc.stdout.readline()
+            patch_status(kube, "strategyrollout", srl, namespace, progressing())
+            assert proc.stdout.readline().split()[0] == "NAME"
+            assert "Progressing" in proc.stdout.readline()
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=20)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0
+
+
 def test_get_empty_namespace(kube: DevCluster, namespace: str) -> None:
     r = plugin(kube, "get", "-n", namespace)
     assert r.returncode == 0 and f"No strategyrollouts found in namespace {namespace}." in r.stdout
@@ -302,14 +320,14 @@ def test_status_watch(kube: DevCluster, namespace: str, srl: str) -> None:
     started = time.monotonic()
     r = plugin(kube, "status", srl, "-n", namespace, "--watch", "--timeout", "2s")
     assert r.returncode == 2 and "still running" in r.stderr and time.monotonic() - started >= 2
-    proc = start_plugin(kube, "status", srl, "-n", namespace, "--watch", "--timeout", "60s")
-    try:
-        time.sleep(1.5)
-        assert proc.poll() is None
-        patch_status(kube, "strategyrollout", srl, namespace, {"phase": "Succeeded"})
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
+    with start_plugin(kube, "status", srl, "-n", namespace, "--watch", "--timeout", "60s") as proc:
+        try:
+            time.sleep(1.5)
+            assert proc.poll() is None
+            patch_status(kube, "strategyrollout", srl, namespace, {"phase": "Succeeded"})
+            out, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
     assert proc.returncode == 0 and "Succeeded" in out, err
 
 
@@ -330,22 +348,22 @@ def test_parity_run_and_get(kube: DevCluster, namespace: str, admin: str) -> Non
     req = get(kube, "paritycheck", "fib-rsi-parity", namespace)["status"]["runRequest"]
     assert req["by"] == admin and re.fullmatch(r"[0-9a-f]{32}", req["id"]) and req["at"].endswith("Z")
 
-    proc = start_plugin(kube, "parity", "run", "fib-rsi-parity", "-n", namespace, "--timeout", "30s")
-    try:
+    with start_plugin(kube, "parity", "run", "fib-rsi-parity", "-n", namespace, "--timeout", "30s") as proc:
+        try:
 
-        def new_request() -> Any:
-            status = get(kube, "paritycheck", "fib-rsi-parity", namespace)["status"]
-            return status["runRequest"]["id"] != req["id"] and status["runRequest"]
+            def new_request() -> Any:
+                status = get(kube, "paritycheck", "fib-rsi-parity", namespace)["status"]
+                return status["runRequest"]["id"] != req["id"] and status["runRequest"]
 
-        second = eventually(new_request, what="a second runRequest")
-        run = ParityRun(at=NOW, tracking_error_bps=62.5, level="Critical", samples=24, trigger="manual", by=admin)
-        handled = ParityCheckStatus(
-            last_run=run, consecutive_breaches=1, handled_requests=[req["id"], second["id"]]
-        ).wire()
-        patch_status(kube, "paritycheck", "fib-rsi-parity", namespace, {**handled, "runRequest": None})
-        out, err = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
+            second = eventually(new_request, what="a second runRequest")
+            run = ParityRun(at=NOW, tracking_error_bps=62.5, level="Critical", samples=24, trigger="manual", by=admin)
+            handled = ParityCheckStatus(
+                last_run=run, consecutive_breaches=1, handled_requests=[req["id"], second["id"]]
+            ).wire()
+            patch_status(kube, "paritycheck", "fib-rsi-parity", namespace, {**handled, "runRequest": None})
+            out, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
     assert proc.returncode == 0, err
     assert "level Critical" in out and "tracking error 62.5 bps" in out
 

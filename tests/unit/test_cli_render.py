@@ -141,6 +141,7 @@ def test_gate_text_without_measurement() -> None:
         (StrategyRolloutStatus(phase="Invalid"), 1),
         (StrategyRolloutStatus(phase="Paused", conditions=[Condition(type="Degraded", status="True")]), 1),
         (StrategyRolloutStatus(phase="Paused", conditions=[Condition(type="Degraded", status="False")]), 2),
+        (StrategyRolloutStatus(phase="Pending", conditions=[Condition(type="InvalidSpec", status="True")]), 1),
         (StrategyRolloutStatus(phase="Progressing"), 2),
         (None, 2),
     ],
