@@ -61,6 +61,8 @@ def namespace(cluster: DevCluster) -> Iterator[str]:
     """A fresh namespace t<session>-<random>, deleted afterwards (without waiting for finalization)."""
     name = f"{SESSION_NAMESPACE_PREFIX}{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", name)
+    # Pods are admitted only once the namespace's default ServiceAccount exists
+    cluster.kubectl("wait", "--for=create", "serviceaccount/default", "-n", name, "--timeout=30s")
     try:
         yield name
     finally:
