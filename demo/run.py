@@ -20,9 +20,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "examples" / "quoter")]
 
-from devcluster.cluster import DevCluster, up  # noqa: E402
 from quoter.testing import QuoterProcess, start_quoter  # noqa: E402
 
+from devcluster.cluster import DevCluster, up  # noqa: E402
 from strategy_rollouts.testing.operator_process import OperatorProcess  # noqa: E402
 
 KEYS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "ADAUSDT", "XRPUSDT", "DOGEUSDT", "AVAXUSDT", "DOTUSDT", "LINKUSDT"]
@@ -116,7 +116,9 @@ def scenario(cluster: DevCluster, namespace: str, canary_version: str, sick: boo
         deployment("fib-rsi-legacy", namespace, 4, "v1.0.0"),
         deployment("fib-rsi-pipeline", namespace, 0, canary_version),
     )
-    cluster.kubectl("scale", "deployment/fib-rsi-legacy", "deployment/fib-rsi-pipeline", "-n", namespace, "--replicas=0")
+    cluster.kubectl(
+        "scale", "deployment/fib-rsi-legacy", "deployment/fib-rsi-pipeline", "-n", namespace, "--replicas=0"
+    )
     cluster.kubectl("scale", "deployment/fib-rsi-legacy", "-n", namespace, "--replicas=4")
     cluster.kubectl("delete", "configmap", "fib-rsi-routing", "-n", namespace, "--ignore-not-found")
     strategy = f"fib_rsi_{namespace.replace('-', '_')}"
@@ -147,7 +149,7 @@ def scenario(cluster: DevCluster, namespace: str, canary_version: str, sick: boo
 
 def main() -> int:
     say("Starting (or reusing) the local control plane, Prometheus and Redis")
-    cluster, reused = up()
+    cluster, _reused = up()
     print(cluster.export_lines())
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "-f", str(REPO / "crds"))
@@ -162,7 +164,9 @@ def main() -> int:
         print(f"    phase={sick.get('phase')} reason={sick.get('reason')}\n    message={sick.get('message')}")
     ok = healthy.get("phase") == "Succeeded" and sick.get("phase") == "RolledBack"
     say("Demo " + ("finished as expected" if ok else "did NOT finish as expected"))
-    print("    The cluster is still running: `source .devcluster/env` to poke at it, `make dev-cluster-down` to stop it.")
+    print(
+        "    The cluster is still running: `source .devcluster/env` to poke at it, `make dev-cluster-down` to stop it."
+    )
     return 0 if ok else 1
 
 

@@ -23,7 +23,9 @@ from tests.integration.conftest import wait_for
 from tests.integration.workloads import apply, deployment, get, patch_status, replicas, routing, status
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "quoter"))
-from quoter.testing import QuoterProcess, start_quoter  # noqa: E402
+import itertools
+
+from quoter.testing import QuoterProcess, start_quoter
 
 if TYPE_CHECKING:
     from devcluster.cluster import DevCluster
@@ -185,7 +187,7 @@ def scenario(cluster: DevCluster, namespace: str, live_operator: OperatorProcess
 def assert_exclusive(revisions: list[dict[str, Any]]) -> None:
     """Between consecutive published revisions no key goes straight from one version to the other."""
     assert revisions, "no routing revision observed"
-    for before, after in zip(revisions, revisions[1:], strict=False):
+    for before, after in itertools.pairwise(revisions):
         assert after["revision"] > before["revision"]
         for key, owner in after.get("assignments", {}).items():
             prev = before.get("assignments", {}).get(key)

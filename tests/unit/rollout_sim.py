@@ -31,7 +31,8 @@ stages:
 - name: prod
   steps: [{setWeight: 10}, {pause: {duration: 1m}}, {setWeight: 50}, {pause: {duration: 1m}}, {setWeight: 100}]
 gates:
-- {name: tick-p95-ms, query: 'q{v="{{canary.version}}"}', condition: "< 200", interval: 30s, failureLimit: 0, inconclusiveLimit: 2}
+- {name: tick-p95-ms, query: 'q{v="{{canary.version}}"}', condition: "< 200", interval: 30s,
+   failureLimit: 0, inconclusiveLimit: 2}
 scaleDownDelay: 1m
 """
 
@@ -69,13 +70,9 @@ class World:
         for gate in due_gates(self.spec, self.status, self.now):
             value = self.gate_values.get(gate.name, 100.0)
             measurements[gate.name] = (
-                Measurement(value)
-                if value is not None
-                else Measurement(None, outcome="inconclusive", message="empty")
+                Measurement(value) if value is not None else Measurement(None, outcome="inconclusive", message="empty")
             )
-        published = {
-            t.namespace: self.published.get(t.namespace) == t.assignments for t in self.status.targets
-        }
+        published = {t.namespace: self.published.get(t.namespace) == t.assignments for t in self.status.targets}
         return Observations(
             namespace=self.namespace,
             name="fib-rsi",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 from hypothesis import given, settings
@@ -159,9 +160,7 @@ def test_canary_change_mid_rollout_supersedes_and_restarts() -> None:
 
 
 def test_risk_budget_exceeded_rolls_back() -> None:
-    text = EXAMPLE.replace(
-        "  minDuration: 2m", "  minDuration: 2m\n  riskBudget: {query: risk, maxPercent: 1}"
-    )
+    text = EXAMPLE.replace("  minDuration: 2m", "  minDuration: 2m\n  riskBudget: {query: risk, maxPercent: 1}")
     world = World(spec_from(text))
     world.gate_values["risk-budget:staging"] = 0.4
     world.run(60)
@@ -202,9 +201,7 @@ def test_shadow_run_gate_keeps_rollout_pending_until_pass() -> None:
 def test_stop_trading_gives_every_key_to_nobody_and_scales_both_to_zero() -> None:
     world = World(spec_from())
     world.run(200)
-    world.status.request = ManualRequest(
-        id="s1", action="stopTrading", by="parity/fib-rsi-parity", reason="TE 140bps"
-    )
+    world.status.request = ManualRequest(id="s1", action="stopTrading", by="parity/fib-rsi-parity", reason="TE 140bps")
     world.run(3)
     assert set(world.published["trading"].values()) == {NONE}
     assert world.replicas[("trading", "fib-rsi-legacy")] == 0
@@ -216,9 +213,7 @@ def test_replicas_mode_splits_pods_and_ends_with_canary_owning_all() -> None:
     seen: set[tuple[int, int]] = set()
     while world.status.phase != "Succeeded":
         world.reconcile()
-        seen.add(
-            (world.replicas[("trading", "fib-rsi-legacy")], world.replicas[("trading", "fib-rsi-pipeline")])
-        )
+        seen.add((world.replicas[("trading", "fib-rsi-legacy")], world.replicas[("trading", "fib-rsi-pipeline")]))
         world.now += timedelta(seconds=1)
     assert (9, 1) in seen and (5, 5) in seen and (0, 10) in seen
 
@@ -285,7 +280,7 @@ def test_property_no_key_is_ever_owned_by_both_and_canary_set_is_monotonic(
             if previous in ("v1.0.0", "v2.0.0") and owner in ("v1.0.0", "v2.0.0"):
                 assert previous == owner, f"{key}: {previous} -> {owner} in one revision"
     if world.status.phase == "Succeeded":
-        for a, b in zip(canary_sets, canary_sets[1:], strict=False):
+        for a, b in itertools.pairwise(canary_sets):
             assert a <= b, "a canary key was taken back during a healthy rollout"
 
 
