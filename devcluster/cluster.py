@@ -679,8 +679,8 @@ class DevCluster:
                     raise
                 log(f"control plane start failed (attempt {attempt}; retrying on new ports): {e}")
                 self._kwokctl("delete", "cluster", check=False)
-                for pid in self.pids().values():
-                    stop_pid(pid, "", timeout=5)
+                for name, pid in self._kwok_pids().items():
+                    stop_pid(pid, name, timeout=5)
 
     def _create_kwok_cluster(self, workdir: Path) -> None:
         b = self.bin_dir
@@ -779,7 +779,7 @@ class DevCluster:
                 log(f"kwokctl delete cluster failed ({r.returncode}): {r.stderr.strip()[-500:]}")
             for name, pid in pids.items():  # belt and braces: anything kwokctl left behind
                 if name not in ("prometheus", "redis"):
-                    stop_pid(pid, "", timeout=5)
+                    stop_pid(pid, name, timeout=5)
         for name, binary in (("prometheus", PROMETHEUS_BIN), ("redis", REDIS_BIN)):
             info = self._state.get(name)
             if info:
