@@ -24,6 +24,7 @@ version_activations_total = Counter(
 gate_evaluations_total = Counter(
     "rollout_gate_evaluations_total", "Gate measurements by result", ["kind", "gate", "result"]
 )
+gate_value = Gauge("rollout_gate_value", "Latest measured value of a gate", ["namespace", "rollout", "gate"])
 rollbacks_total = Counter("rollbacks_total", "Rollouts rolled back", ["strategy", "reason"])
 reconcile_seconds = Histogram(
     "strategy_reconcile_duration_seconds",

@@ -90,8 +90,8 @@ async def observe(
         results = await asyncio.gather(*(measure(conn, g, values) for g in due))
         measurements = {g.name: m for g, m in zip(due, results, strict=True)}
         for gate, m in measurements.items():
-            result = "Pass" if m.outcome == "ok" else m.outcome
-            metrics.gate_evaluations_total.labels("StrategyRollout", gate, result).inc()
+            if m.value is not None:
+                metrics.gate_value.labels(ns, name, gate).set(m.value)
     return Observations(
         namespace=ns,
         name=name,
@@ -162,6 +162,9 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
     await write_status(ctx, obj, status, decision)
     await enforce(ctx, obj, spec, decision, obs)
     record_metrics(obj, spec, status, decision.status)
+    for gate in decision.status.gates:
+        if gate.name in obs.measurements:
+            metrics.gate_evaluations_total.labels("StrategyRollout", gate.name, gate.result or "").inc()
     return decision.wake_at
 
 
