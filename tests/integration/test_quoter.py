@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "quote
 
 from quoter import market
 from quoter.decisions import stream_name
-from quoter.testing import QUOTER_ROOT, QuoterProcess, start_quoter, wait_until
+from quoter.testing import QUOTER_ROOT, QuoterProcess, spawn_quoter, start_quoter, wait_until
 
 if TYPE_CHECKING:
     from devcluster.cluster import DevCluster
@@ -129,10 +129,18 @@ def prom_value(cluster: DevCluster, query: str) -> float | None:
 def test_trades_only_assigned_keys_and_follows_the_configmap(
     cluster: DevCluster, namespace: str, strategy: str, rds: redis.Redis
 ) -> None:
-    with (
-        routed_quoter(cluster, namespace, strategy, "v1") as v1,
-        routed_quoter(cluster, namespace, strategy, "v2") as v2,
-    ):
+    spawned = [
+        spawn_quoter(
+            strategy,
+            v,
+            namespace=namespace,
+            routing_configmap=CM,
+            kubeconfig=cluster.kubeconfig,
+            redis_url=cluster.redis_url,
+        )
+        for v in ("v1", "v2")
+    ]
+    with spawned[0].ready() as v1, spawned[1].ready() as v2:
         # No ConfigMap yet: hands off.
         time.sleep(1.0)
         for q in (v1, v2):

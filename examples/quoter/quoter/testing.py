@@ -36,6 +36,7 @@ QUOTER_ROOT = Path(__file__).resolve().parent.parent  # the directory holding th
 READY_PREFIX = "QUOTER READY "
 
 _running: set[QuoterProcess] = set()
+_pending: set[PendingQuoter] = set()
 T = TypeVar("T")
 
 
@@ -224,7 +225,46 @@ def start_quoter(
 
     `shadow=True` also sets SHADOW_MODE=true unless `env` sets SHADOW_MODE itself. `env` is
     added to os.environ. stderr goes to `log_dir` (default: the temp dir); see `.log()`.
+    To start several at once (each takes a second or more to import the Kubernetes client),
+    use spawn_quoter() for each, then `.ready()` on each.
     """
+    return spawn_quoter(
+        strategy,
+        version,
+        namespace=namespace,
+        routing_configmap=routing_configmap,
+        symbols=symbols,
+        kubeconfig=kubeconfig,
+        redis_url=redis_url,
+        tick_interval=tick_interval,
+        shadow=shadow,
+        knobs=knobs,
+        env=env,
+        extra_args=extra_args,
+        log_dir=log_dir,
+        python=python,
+    ).ready(ready_timeout)
+
+
+def spawn_quoter(
+    strategy: str,
+    version: str,
+    *,
+    namespace: str | None = None,
+    routing_configmap: str | None = None,
+    symbols: Iterable[str] | None = None,
+    kubeconfig: str | os.PathLike[str] | None = None,
+    redis_url: str | None = None,
+    tick_interval: float = 0.2,
+    shadow: bool = False,
+    knobs: Mapping[str, float] | None = None,
+    env: Mapping[str, str] | None = None,
+    extra_args: Iterable[str] = (),
+    log_dir: str | os.PathLike[str] | None = None,
+    python: str = sys.executable,
+) -> PendingQuoter:
+    """Start `python -m quoter` without waiting; call `.ready()` on the result (same arguments
+    as start_quoter)."""
     argv = quoter_command(
         strategy,
         version,
@@ -250,40 +290,63 @@ def start_quoter(
         proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=log_file, stdin=subprocess.DEVNULL, text=True, env=full_env
         )
-    lines: queue.Queue[str | None] = queue.Queue()
-    reader = threading.Thread(target=_drain, args=(proc, lines), name=f"quoter-{proc.pid}", daemon=True)
-    reader.start()
+    return PendingQuoter(proc, strategy=strategy, version=version, log_path=log_path, argv=argv)
 
-    def fail(error: type[Exception], why: str) -> Exception:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-        reader.join(timeout=2)
-        tail = log_path.read_text(errors="replace")[-4000:]
-        return error(f"quoter {strategy} {version} {why}\nargv: {argv}\n--- log {log_path} ---\n{tail}")
 
-    deadline = time.monotonic() + ready_timeout
-    while True:
-        try:
-            line = lines.get(timeout=max(deadline - time.monotonic(), 0.001))
-        except queue.Empty:
-            raise fail(TimeoutError, f"printed no READY line within {ready_timeout}s") from None
-        if line is None:
-            raise fail(RuntimeError, f"exited with {proc.wait()} before READY")
-        if line.startswith(READY_PREFIX):
-            fields = dict(part.split("=", 1) for part in line[len(READY_PREFIX) :].split())
-            q = QuoterProcess(
-                proc,
-                strategy=strategy,
-                version=version,
-                metrics_port=int(fields["metrics"].rsplit(":", 1)[1]),
-                control_port=int(fields["control"].rsplit(":", 1)[1]),
-                log_path=log_path,
-                argv=argv,
-                reader=reader,
-            )
-            _running.add(q)
-            return q
+class PendingQuoter:
+    """A quoter process that may not have printed READY yet."""
+
+    def __init__(self, proc: subprocess.Popen[str], *, strategy: str, version: str, log_path: Path, argv: list[str]):
+        self.proc = proc
+        self.strategy = strategy
+        self.version = version
+        self.log_path = log_path
+        self.argv = argv
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=_drain, args=(proc, self._lines), name=f"quoter-{proc.pid}", daemon=True)
+        self._reader.start()
+        _pending.add(self)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._reader.join(timeout=2)
+        _pending.discard(self)
+
+    def _fail(self, error: type[Exception], why: str) -> Exception:
+        self.kill()
+        tail = self.log_path.read_text(errors="replace")[-4000:]
+        return error(
+            f"quoter {self.strategy} {self.version} {why}\nargv: {self.argv}\n--- log {self.log_path} ---\n{tail}"
+        )
+
+    def ready(self, timeout: float = 30.0) -> QuoterProcess:
+        """Wait for the READY line; RuntimeError if the process exits first, TimeoutError after
+        `timeout` (both include its log; the process is killed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._lines.get(timeout=max(deadline - time.monotonic(), 0.001))
+            except queue.Empty:
+                raise self._fail(TimeoutError, f"printed no READY line within {timeout}s") from None
+            if line is None:
+                raise self._fail(RuntimeError, f"exited with {self.proc.wait()} before READY")
+            if line.startswith(READY_PREFIX):
+                fields = dict(part.split("=", 1) for part in line[len(READY_PREFIX) :].split())
+                q = QuoterProcess(
+                    self.proc,
+                    strategy=self.strategy,
+                    version=self.version,
+                    metrics_port=int(fields["metrics"].rsplit(":", 1)[1]),
+                    control_port=int(fields["control"].rsplit(":", 1)[1]),
+                    log_path=self.log_path,
+                    argv=self.argv,
+                    reader=self._reader,
+                )
+                _pending.discard(self)
+                _running.add(q)
+                return q
 
 
 def _drain(proc: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
@@ -317,3 +380,5 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: floa
 def _stop_all() -> None:
     for q in list(_running):
         q.stop(timeout=2)
+    for p in list(_pending):
+        p.kill()
