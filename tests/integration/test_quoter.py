@@ -208,6 +208,7 @@ def test_trades_only_assigned_keys_and_follows_the_configmap(
         cluster.kubectl("delete", "configmap", CM, "-n", namespace)
         wait_metric(v1, "assigned_keys", 0)
         wait_metric(v2, "assigned_keys", 0)
+        assert v2.metric("routing_revision") == 3, "the last revision seen is kept"
         assert v1.stop() == 0 and v2.stop() == 0
 
 

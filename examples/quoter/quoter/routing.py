@@ -7,6 +7,7 @@ and so does a missing or unreadable ConfigMap.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -136,6 +137,8 @@ class RoutingWatcher:
 
     def _apply(self, configmap: Any) -> None:
         routing = routing_from_configmap(configmap, self._strategy)
+        if routing.revision == 0:  # missing or unreadable: hands off, but remember the last revision
+            routing = dataclasses.replace(routing, revision=self.current.revision)
         if routing != self.current:
             log.info("routing revision %d: %s", routing.revision, routing.assignments)
         self.current = routing
