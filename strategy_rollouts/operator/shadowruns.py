@@ -64,7 +64,7 @@ from strategy_rollouts.operator.rollouts import measure
 PLURAL = "shadowruns"
 KIND = "shadowrun"
 READ_EVERY_S = 2.0  # decision reads while running
-FINAL_GRACE_S = 0.3  # after the end, so every entry with an id <= end has been added
+FINAL_GRACE_S = 1.0  # after the end, so every entry with an id <= end has been added
 QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}
 log = logging.getLogger(__name__)
 

@@ -157,7 +157,7 @@ def recompute(
     return counts
 
 
-def test_agreeing_shadow_passes_with_report(env: Env, cluster: DevCluster) -> None:
+def test_agreeing_shadow_passes_with_report(env: Env, cluster: DevCluster, live_operator: OperatorProcess) -> None:
     env.start_quoters(scrape=True)
     budgets = {s: "1000" for s in STAGES}
     cm = {
@@ -201,6 +201,11 @@ def test_agreeing_shadow_passes_with_report(env: Env, cluster: DevCluster) -> No
     assert "Pass" in report["data"]["report.md"]
     assert json.loads(report["data"]["summary.json"])["verdict"] == "Pass"
     assert sum(len(v) for v in report["data"].values()) < 256 * 1024
+    with urllib.request.urlopen(live_operator.metrics_url, timeout=5) as resp:
+        exported = resp.read().decode()
+    labels = f'namespace="{env.namespace}",shadowrun="agree"'
+    assert f'shadow_verdict{{{labels},verdict="Pass"}} 1.0' in exported
+    assert f"shadow_match_rate{{{labels}}}" in exported and f"shadow_decisions_compared{{{labels}}}" in exported
 
 
 def test_price_skew_fails_naming_price_mismatches(env: Env) -> None:
