@@ -239,6 +239,27 @@ def test_no_cluster(kube: DevCluster, tmp_path: Path) -> None:
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
+def test_context_and_its_namespace(kube: DevCluster, namespace: str, srl: str, tmp_path: Path) -> None:
+    """Without -n the context's namespace is used; --context picks a context; a wrong one is one line."""
+    config = yaml.safe_load(kube.kubeconfig.read_text())
+    ctx = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+    bare = {k: v for k, v in ctx["context"].items() if k != "namespace"}
+    config["contexts"] += [
+        {"name": "trading", "context": {**bare, "namespace": namespace}},
+        {"name": "bare", "context": bare},
+    ]
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    r = plugin(kube, "get", "--kubeconfig", str(path), "--context", "trading")
+    assert r.returncode == 0 and "fib-rsi" in r.stdout, r.stderr
+    r = plugin(kube, "status", "no-such-rollout", "--kubeconfig", str(path), "--context", "bare")
+    assert r.stderr.strip() == "error: strategyrollout default/no-such-rollout not found"
+    r = plugin(kube, "status", "no-such-rollout", "--kubeconfig", str(path), "--context", "trading", "-n", "x")
+    assert r.stderr.strip() == "error: strategyrollout x/no-such-rollout not found"
+    r = plugin(kube, "get", "--kubeconfig", str(path), "--context", "nope")
+    assert r.returncode == 1 and r.stderr.strip() == "error: context 'nope' not found in kubeconfig"
+
+
 # ---- get and status ------------------------------------------------------------------------------
 
 
