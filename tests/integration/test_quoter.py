@@ -212,6 +212,20 @@ def test_trades_only_assigned_keys_and_follows_the_configmap(
         assert v1.stop() == 0 and v2.stop() == 0
 
 
+def test_routing_survives_watch_reconnects(cluster: DevCluster, namespace: str, strategy: str) -> None:
+    """With a 1 s watch timeout the quoter relists and rewatches many times; it never misses a change."""
+    put_routing(cluster, namespace, strategy, {"BTCUSDT": "v1"}, revision=1)
+    with routed_quoter(cluster, namespace, strategy, "v1", extra_args=["--watch-timeout", "1s"]) as q:
+        wait_metric(q, "routing_revision", 1)
+        for revision in range(2, 6):
+            time.sleep(1.3)  # across at least one reconnect
+            keys = dict.fromkeys(ALL[:revision], "v1")
+            changed = put_routing(cluster, namespace, strategy, keys, revision=revision)
+            wait_metric(q, "assigned_keys", min(revision, len(ALL)))
+            assert time.time() - changed < 2.0
+        assert "Traceback" not in q.log()
+
+
 def test_size_multiplier_and_entries_enabled_are_obeyed(
     cluster: DevCluster, namespace: str, strategy: str, rds: redis.Redis
 ) -> None:
@@ -369,6 +383,29 @@ def test_sigterm_exits_zero_quickly_while_watching(cluster: DevCluster, namespac
     took = time.monotonic() - start
     print(f"SIGTERM to exit: {took:.2f}s")
     assert took < 2.0
+
+
+def test_unreachable_api_server_means_hands_off_not_a_crash(tmp_path: Path, strategy: str) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "gone", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "gone", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    with start_quoter(strategy, "v1", namespace="x", routing_configmap="r", kubeconfig=kubeconfig) as q:
+        time.sleep(1.0)
+        assert q.alive()
+        assert q.metric("assigned_keys") == 0 and q.metric("decisions_total") == 0
+        assert (q.metric("ticks_total") or 0) > 0
+        assert "routing watch" in q.log()
+        assert q.stop() == 0
 
 
 def test_shadow_refuses_to_start_without_shadow_mode_env() -> None:

@@ -226,9 +226,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:
             log.error("cannot configure the Kubernetes client (--kubeconfig, KUBECONFIG, in-cluster): %s", exc)
             return 2
-        watcher = RoutingWatcher(api_client, cfg.namespace, cfg.routing_configmap, cfg.strategy)
+        watcher = RoutingWatcher(
+            api_client,
+            cfg.namespace,
+            cfg.routing_configmap,
+            cfg.strategy,
+            watch_timeout_seconds=max(1, round(cfg.watch_timeout)),
+        )
         watcher.start()
-        if not watcher.synced.wait(10.0):
+        if not watcher.synced.wait(5.0):
             log.warning("routing ConfigMap not read yet; hands off until it is")
         routing: Callable[[], Routing] = lambda: watcher.current  # noqa: E731
     else:

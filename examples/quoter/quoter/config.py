@@ -29,6 +29,7 @@ class Config:
     bind: str = "127.0.0.1"
     redis_url: str | None = None
     tick_interval: float = 0.2
+    watch_timeout: float = 30.0
     shadow: bool = False
     seed: str = "0"
     exit_with_parent: bool = False
@@ -92,6 +93,12 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument("--redis-url", default=env("redis-url"), help="publish decisions to this Redis")
     p.add_argument("--tick-interval", type=parse_duration, default=env("tick-interval", "0.2s"))
     p.add_argument(
+        "--watch-timeout",
+        type=parse_duration,
+        default=env("watch-timeout", "30s"),
+        help="the routing watch is re-established (relist + watch) at least this often",
+    )
+    p.add_argument(
         "--shadow",
         action="store_true",
         default=_truthy(env("shadow")),
@@ -148,6 +155,7 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         bind=args.bind,
         redis_url=args.redis_url or None,
         tick_interval=args.tick_interval,
+        watch_timeout=args.watch_timeout,
         # SHADOW_MODE=true alone also disables side effects: the isolation env must always win.
         shadow=args.shadow or shadow_env,
         seed=args.seed,
