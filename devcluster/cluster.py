@@ -949,4 +949,7 @@ def session_cluster() -> Iterator[DevCluster]:
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    # KeyboardInterrupt, not SystemExit: pytest fails a test on SystemExit and carries on, but on
+    # KeyboardInterrupt it stops the session and runs the fixtures' teardown
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt(f"signal {signum}")
