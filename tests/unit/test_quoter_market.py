@@ -225,7 +225,7 @@ def test_routing_json_parses_and_assigns_keys_only_to_their_version() -> None:
             parse_routing(bad)
 
 
-def test_config_flags_env_and_shadow_guard() -> None:
+def test_config_flags_env_and_shadow_guard(capsys: pytest.CaptureFixture[str]) -> None:
     cfg = parse_config(
         ["--strategy", "fib_rsi", "--version", "v2", "--tick-interval", "200ms", "--latency-ms", "90"],
         {"QUOTER_SYMBOLS": "A,B", "QUOTER_DROP_RATE": "0.1", "QUOTER_ROUTING_CONFIGMAP": "r"},
@@ -238,6 +238,7 @@ def test_config_flags_env_and_shadow_guard() -> None:
     with pytest.raises(SystemExit) as exc:
         parse_config(["--strategy", "s", "--version", "v", "--shadow"], {})
     assert exc.value.code == 2
+    assert "SHADOW_MODE=true" in capsys.readouterr().err
     shadow = parse_config(["--strategy", "s", "--version", "v", "--shadow"], {"SHADOW_MODE": "true"})
     assert shadow.shadow and not shadow.routed
     implied = parse_config(["--strategy", "s", "--version", "v"], {"SHADOW_MODE": "true"})
