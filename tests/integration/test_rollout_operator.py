@@ -418,11 +418,22 @@ def test_at_rest_the_operator_makes_no_api_writes(scenario: Scenario) -> None:
     after, rv_after = writes_by_resource(cluster), versions()
     # Per object: not one write to the rollout, its routing ConfigMap or its Deployments in a minute.
     assert rv_after == rv_before
-    # Cluster-wide, from the apiserver's own request metrics: no StrategyRollout was written at all
-    # (this session's only operator is the one under test; other resources see other tests' traffic).
+    # Cluster-wide, from the apiserver's own request metrics: no StrategyRollout was written at all.
+    # That figure is only ours while no other StrategyRollout lives on the cluster (CI runs one
+    # session; during development other sessions share the dev cluster): then say so and rely on
+    # the per-object resourceVersions above.
     delta = {k: after.get(k, 0) - before.get(k, 0) for k in after if after.get(k, 0) != before.get(k, 0)}
     ours = {k: v for k, v in delta.items() if k[1] == "strategyrollouts"}
-    assert ours == {}, f"StrategyRollout writes at rest over 60s: {ours} (all writes: {delta})"
+    everyone = json.loads(cluster.kubectl("get", "strategyrollouts", "-A", "-o", "json").stdout)["items"]
+    others = [
+        f"{o['metadata']['namespace']}/{o['metadata']['name']}"
+        for o in everyone
+        if o["metadata"]["namespace"] != sc.namespace
+    ]
+    if not others:
+        assert ours == {}, f"StrategyRollout writes at rest over 60s: {ours} (all writes: {delta})"
+    else:
+        print(f"apiserver StrategyRollout writes {ours} include other sessions' rollouts {others[:5]}")
 
 
 def writes_by_resource(cluster: DevCluster) -> dict[tuple[str, str], float]:
