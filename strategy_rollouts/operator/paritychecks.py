@@ -98,21 +98,23 @@ def in_force(status: ParityCheckStatus) -> list[parity.Action]:
     return [a for a in (decode_action(t) for t in status.active_actions) if a is not None]
 
 
-def level_actions(action: ParityAction) -> parity.LevelActions:
+def level_actions(action: ParityAction, rollout_target: bool = True) -> parity.LevelActions:
+    """`spec.actions.<level>` for the engine; pausing/aborting a rollout means nothing for a deployment target."""
     return parity.LevelActions(
         size_multiplier=action.size_multiplier,
         entries_enabled=action.entries_enabled,
-        pause_rollout=action.pause_rollout,
-        abort_rollout=action.abort_rollout,
+        pause_rollout=action.pause_rollout and rollout_target,
+        abort_rollout=action.abort_rollout and rollout_target,
         stop_trading=action.stop_trading,
     )
 
 
 def actions_spec(spec: ParityCheckSpec) -> parity.ActionsSpec:
+    rollout = spec.target.rollout is not None
     return parity.ActionsSpec(
-        warning=level_actions(spec.actions.warning),
-        critical=level_actions(spec.actions.critical),
-        emergency=level_actions(spec.actions.emergency),
+        warning=level_actions(spec.actions.warning, rollout),
+        critical=level_actions(spec.actions.critical, rollout),
+        emergency=level_actions(spec.actions.emergency, rollout),
     )
 
 

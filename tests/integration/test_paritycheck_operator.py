@@ -1,0 +1,504 @@
+"""ParityCheck end to end: the real operator, control plane, Prometheus and quoters.
+
+`window: 30s`, `step: 1s`, `periodsPerYear: 1`: the tracking error is the stdev of the quoter's
+per-period live - backtest difference x 1e4, i.e. its `return_noise_bps` knob, so each band is
+driven by starting the quoter with a noise well inside it. Runs are triggered manually
+(`status.runRequest`, as the plugin writes it) except in the catch-up test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from strategy_rollouts.testing.operator_process import OperatorProcess
+from tests.integration.conftest import wait_for
+from tests.integration.workloads import apply, deployment, patch_status, replicas, routing, status
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "quoter"))
+from quoter.testing import QuoterProcess, start_quoter
+
+if TYPE_CHECKING:
+    from devcluster.cluster import DevCluster
+
+REPO = Path(__file__).resolve().parents[2]
+KEYS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "ADAUSDT", "XRPUSDT"]
+CM = "fib-rsi-routing"
+NEVER = "0 0 1 1 *"  # yearly: no scheduled run during a test
+# A band per test: the quoter's noise (bps) and thresholds that put it far inside the band, so the
+# sample stdev of ~15-30 points lands there every time (thresholds are spec, the level is the engine's).
+WARNING_NOISE, WARNING_BANDS = 50.0, {"warning": 20, "critical": 200, "emergency": 400}
+CRITICAL_NOISE, CRITICAL_BANDS = 70.0, {"warning": 12, "critical": 25, "emergency": 400}
+EMERGENCY_NOISE, EMERGENCY_BANDS = 400.0, {"warning": 20, "critical": 50, "emergency": 100}
+MIN_POINTS = 15
+
+
+def series(source: str, version: str = "v1.0.0") -> str:
+    return f'strategy_return{{strategy="{{{{strategy}}}}",version="{version}",source="{source}"}}'
+
+
+def cost(source: str, component: str, version: str = "v1.0.0") -> str:
+    return (
+        f'strategy_cost_bps{{strategy="{{{{strategy}}}}",version="{version}",source="{source}",'
+        f'component="{component}"}}'
+    )
+
+
+def paritycheck(name: str, namespace: str, strategy: str, target: dict[str, str], **overrides: Any) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "strategy": strategy,
+        "target": target,
+        "schedule": NEVER,
+        "window": "30s",
+        "step": "1s",
+        "periodsPerYear": 1,
+        "minSamples": 8,
+        "live": {"query": series("live")},
+        "backtest": {"query": series("backtest")},
+        "attribution": {"fees": {"live": cost("live", "fees"), "backtest": cost("backtest", "fees")}},
+        "thresholdsBps": EMERGENCY_BANDS,
+        "consecutiveBreaches": 1,
+    }
+    spec.update(overrides)
+    return {
+        "apiVersion": "strategyrollouts.io/v1alpha1",
+        "kind": "ParityCheck",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def rollout(namespace: str, strategy: str) -> dict[str, Any]:
+    """A rollout that sits in its prod stage (Progressing) for the whole test."""
+    return {
+        "apiVersion": "strategyrollouts.io/v1alpha1",
+        "kind": "StrategyRollout",
+        "metadata": {"name": "fib-rsi", "namespace": namespace},
+        "spec": {
+            "strategy": strategy,
+            "stable": {"deployment": "legacy", "version": "v1.0.0"},
+            "canary": {"deployment": "pipeline", "version": "v2.0.0", "replicas": 2},
+            "routing": {"keys": KEYS, "handoff": "1s"},
+            "stages": [
+                {"name": "staging", "steps": [{"setWeight": 20}, {"pause": {"duration": "1s"}}]},
+                {"name": "prod", "steps": [{"setWeight": 50}, {"pause": {"duration": "10m"}}]},
+            ],
+            "scaleDownDelay": "1s",
+        },
+    }
+
+
+@dataclass
+class Env:
+    cluster: DevCluster
+    namespace: str
+    strategy: str
+    quoters: dict[str, QuoterProcess] = field(default_factory=dict)
+
+    def status(self, name: str = "parity") -> dict[str, Any]:
+        return status(self.cluster, name, self.namespace, kind="paritycheck")
+
+    def rollout_status(self) -> dict[str, Any]:
+        return status(self.cluster, "fib-rsi", self.namespace)
+
+    def routing(self) -> dict[str, Any]:
+        return routing(self.cluster, CM, self.namespace) or {}
+
+    def start_quoters(self, noise: float, **knobs: float) -> None:
+        for version in ("v1.0.0", "v2.0.0"):
+            q = start_quoter(
+                self.strategy,
+                version,
+                namespace=self.namespace,
+                routing_configmap=CM,
+                symbols=KEYS,
+                kubeconfig=self.cluster.kubeconfig,
+                tick_interval=0.2,
+                knobs={"return_noise_bps": noise if version == "v1.0.0" else 0.0, **knobs},
+            )
+            self.quoters[version] = q
+            self.cluster.add_scrape_target(f"pq-{self.namespace}-{version}", q.metrics_target)
+
+    def wait_samples(self, count: int = MIN_POINTS) -> None:
+        """Until Prometheus holds `count` scrapes of the live series (so a run has enough samples)."""
+        query = f'count_over_time(strategy_return{{strategy="{self.strategy}",version="v1.0.0",source="live"}}[30s])'
+
+        def enough() -> float | None:
+            url = f"{self.cluster.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    result = json.load(resp)["data"]["result"]
+            except OSError:
+                return None
+            value = float(result[0]["value"][1]) if result else 0.0
+            return value if value >= count else None
+
+        wait_for(enough, 30, what=f"{count} scrapes of the live series")
+
+    def run(self, name: str = "parity", by: str = "tester", timeout: float = 15) -> dict[str, Any]:
+        """Request a run (as `kubectl strategy parity run` does) and wait until it is handled."""
+        rid = uuid.uuid4().hex
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        patch_status(
+            self.cluster, "paritycheck", name, self.namespace, {"runRequest": {"id": rid, "by": by, "at": now}}
+        )
+        return wait_for(  # type: ignore[no-any-return]
+            lambda: (st := self.status(name)) and rid in st.get("handledRequests", []) and st,
+            timeout,
+            what=f"run request {rid} handled",
+        )
+
+    def events(self) -> list[dict[str, Any]]:
+        out = self.cluster.kubectl("get", "events", "-n", self.namespace, "-o", "json").stdout
+        return list(json.loads(out)["items"])
+
+    def event_reasons(self, kind: str = "ParityCheck") -> list[str]:
+        return [e["reason"] for e in self.events() if e["involvedObject"]["kind"] == kind]
+
+
+@pytest.fixture
+def env(cluster: DevCluster, namespace: str, live_operator: OperatorProcess) -> Iterator[Env]:
+    apply(cluster, deployment("legacy", namespace, 2, "v1.0.0"), deployment("pipeline", namespace, 0, "v2.0.0"))
+    e = Env(cluster, namespace, f"p_{namespace.replace('-', '_')}")
+    try:
+        yield e
+    finally:
+        for version, q in e.quoters.items():
+            q.stop()
+            cluster.remove_scrape_target(f"pq-{namespace}-{version}")
+
+
+def routing_configmap(namespace: str, strategy: str) -> dict[str, Any]:
+    """A routing ConfigMap as a rollout would leave it (for deployment targets): v1 owns every key."""
+    doc = {
+        "strategy": strategy,
+        "stableVersion": "v1.0.0",
+        "canaryVersion": "v2.0.0",
+        "weight": 0,
+        "assignments": dict.fromkeys(KEYS, "v1.0.0"),
+        "sizeMultiplier": 1.0,
+        "entriesEnabled": True,
+        "revision": 1,
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": CM, "namespace": namespace},
+        "data": {"routing.json": json.dumps(doc)},
+    }
+
+
+def deployment_target(e: Env) -> dict[str, str]:
+    apply(e.cluster, routing_configmap(e.namespace, e.strategy))
+    return {"deployment": "legacy", "configMap": CM}
+
+
+def start_progressing_rollout(e: Env) -> None:
+    apply(e.cluster, rollout(e.namespace, e.strategy))
+    wait_for(
+        lambda: (
+            (st := e.rollout_status()).get("stage") == "prod"
+            and st.get("phase") == "Progressing"
+            and st.get("canaryWeight") == 50
+        ),
+        40,
+        what="rollout progressing in prod",
+    )
+
+
+def actions(st: dict[str, Any]) -> list[str]:
+    return [a["action"] for a in st.get("actionsTaken", [])]
+
+
+def owned_keys(doc: dict[str, Any]) -> list[str]:
+    return [k for k, v in doc.get("assignments", {}).items() if v in ("v1.0.0", "v2.0.0")]
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_excellent_and_warning_bands_observe_only_with_attribution(env: Env) -> None:
+    e = env
+    e.start_quoters(WARNING_NOISE, fees_bps=3.0)
+    apply(e.cluster, paritycheck("parity", e.namespace, e.strategy, deployment_target(e), thresholdsBps=WARNING_BANDS))
+    wait_for(lambda: e.status().get("nextRunAt"), 15, what="nextRunAt set")
+    assert e.status()["phase"] == "Scheduled" and "lastRun" not in e.status()
+    e.wait_samples()
+    st = e.run()
+    run = st["lastRun"]
+    assert run["level"] == "Warning", run
+    assert 20 <= run["trackingErrorBps"] < 200
+    assert run["trigger"] == "manual" and run["by"] == "tester"
+    assert run["samples"] >= MIN_POINTS
+    assert run["attribution"]["fees"] == pytest.approx(3.0, abs=1e-6)
+    assert "slippage" not in run["attribution"]  # not configured: not shown (alpha counts it as 0)
+    assert actions(st) == ["event"]
+    assert st["consecutiveBreaches"] == 1
+    assert st["activeActions"] == ["event"]
+    doc = e.routing()
+    assert doc["sizeMultiplier"] == 1.0 and doc["entriesEnabled"] is True and doc["revision"] == 1
+    wait_for(lambda: "ParityWarning" in e.event_reasons(), 10, what="ParityWarning event")
+    # A second Warning run does not warn again (one event per breach episode).
+    st = e.run()
+    assert st["lastRun"]["level"] == "Warning" and actions(st) == ["event"] and st["consecutiveBreaches"] == 2
+    assert [h["trigger"] for h in st["history"]] == ["manual", "manual"]
+    # The v2 quoter has no noise: a check on it is Excellent.
+    apply(
+        e.cluster,
+        paritycheck(
+            "parity-v2",
+            e.namespace,
+            e.strategy,
+            {"deployment": "pipeline", "configMap": CM},
+            live={"query": series("live", "v2.0.0")},
+            backtest={"query": series("backtest", "v2.0.0")},
+        ),
+    )
+    st = e.run("parity-v2")
+    assert st["lastRun"]["level"] == "Excellent" and st["lastRun"]["trackingErrorBps"] < 1e-6, json.dumps(st["lastRun"])
+    assert "actionsTaken" not in st or st["actionsTaken"] == []
+
+
+def test_critical_halves_size_disables_entries_and_pauses_the_rollout(env: Env) -> None:
+    e = env
+    e.start_quoters(CRITICAL_NOISE)
+    start_progressing_rollout(e)
+    apply(
+        e.cluster, paritycheck("parity", e.namespace, e.strategy, {"rollout": "fib-rsi"}, thresholdsBps=CRITICAL_BANDS)
+    )
+    e.wait_samples()
+    st = e.run()
+    assert st["lastRun"]["level"] == "Critical", st["lastRun"]
+    assert sorted(actions(st)) == ["entriesEnabled=false", "pauseRollout", "sizeMultiplier=0.5"]
+    assert sorted(st["activeActions"]) == sorted(actions(st))
+    doc = e.routing()
+    assert doc["sizeMultiplier"] == 0.5 and doc["entriesEnabled"] is False
+    assert owned_keys(doc), "critical does not take keys away"
+    rst = wait_for(lambda: (r := e.rollout_status()).get("phase") == "Paused" and r, 15, what="rollout paused")
+    assert rst["history"][-1]["outcome"] == "Paused" and rst["history"][-1]["by"] == "paritycheck/parity"
+    # The strategy app obeys the routing ConfigMap.
+    q = e.quoters["v1.0.0"]
+    wait_for(lambda: q.metric("size_multiplier") == 0.5 and q.metric("entries_enabled") == 0, 10, what="quoter obeys")
+    # Idempotent: another Critical run takes no action again.
+    st = e.run()
+    assert st["lastRun"]["level"] == "Critical" and len(actions(st)) == 3
+    assert e.routing()["sizeMultiplier"] == 0.5
+    assert [h["outcome"] for h in e.rollout_status()["history"]] == ["Paused"]
+    reasons = e.event_reasons()
+    assert reasons.count("ParityAction") == 3, reasons
+
+
+def test_emergency_stops_trading_everywhere(env: Env) -> None:
+    e = env
+    e.start_quoters(EMERGENCY_NOISE)
+    start_progressing_rollout(e)
+    assert replicas(e.cluster, "pipeline", e.namespace)[0] == 2
+    apply(e.cluster, paritycheck("parity", e.namespace, e.strategy, {"rollout": "fib-rsi"}))
+    e.wait_samples()
+    st = e.run()
+    assert st["lastRun"]["level"] == "Emergency", st["lastRun"]
+    assert st["lastRun"]["trackingErrorBps"] >= 100
+    assert sorted(actions(st)) == ["abortRollout", "entriesEnabled=false", "stopTrading"]
+    rst = wait_for(lambda: (r := e.rollout_status()).get("phase") == "RolledBack" and r, 20, what="rolled back")
+    assert rst["reason"] == "TradingStopped"
+    wait_for(lambda: not owned_keys(e.routing()), 15, what="no key owned by anyone")
+    assert e.routing()["entriesEnabled"] is False
+    wait_for(
+        lambda: (
+            replicas(e.cluster, "legacy", e.namespace)[0] == 0 and replicas(e.cluster, "pipeline", e.namespace)[0] == 0
+        ),
+        15,
+        what="both deployments at 0",
+    )
+    for q in e.quoters.values():
+        wait_for(lambda q=q: q.metric("assigned_keys") == 0, 10, what="quoters trade nothing")
+
+
+def test_consecutive_breaches_two_acts_only_on_the_second_breaching_run(env: Env) -> None:
+    e = env
+    e.start_quoters(CRITICAL_NOISE)
+    apply(
+        e.cluster,
+        paritycheck(
+            "parity", e.namespace, e.strategy, deployment_target(e), consecutiveBreaches=2, thresholdsBps=CRITICAL_BANDS
+        ),
+    )
+    e.wait_samples()
+    st = e.run()
+    assert st["lastRun"]["level"] == "Critical" and st["consecutiveBreaches"] == 1
+    assert actions(st) == [] and st.get("activeActions", []) == []
+    assert e.routing()["sizeMultiplier"] == 1.0 and e.routing()["revision"] == 1
+    st = e.run()
+    assert st["lastRun"]["level"] == "Critical" and st["consecutiveBreaches"] == 2
+    assert sorted(actions(st)) == ["entriesEnabled=false", "sizeMultiplier=0.5"]  # pauseRollout: no rollout
+    doc = e.routing()
+    assert doc["sizeMultiplier"] == 0.5 and doc["entriesEnabled"] is False and doc["revision"] == 2
+    assert sorted(owned_keys(doc)) == sorted(KEYS)
+
+
+def test_emergency_on_a_deployment_target_frees_every_key_and_scales_it_to_zero(env: Env) -> None:
+    e = env
+    e.start_quoters(EMERGENCY_NOISE)
+    apply(e.cluster, paritycheck("parity", e.namespace, e.strategy, deployment_target(e)))
+    e.wait_samples()
+    st = e.run()
+    assert st["lastRun"]["level"] == "Emergency"
+    doc = e.routing()
+    assert set(doc["assignments"].values()) == {"none"} and doc["entriesEnabled"] is False
+    assert replicas(e.cluster, "legacy", e.namespace)[0] == 0
+    stop = next(a for a in st["actionsTaken"] if a["action"] == "stopTrading")
+    assert stop["target"] == "deployment/legacy" and not stop["message"].startswith("failed")
+
+
+def test_auto_recover_lifts_routing_actions_when_back_under_warning(env: Env) -> None:
+    e = env
+    e.start_quoters(CRITICAL_NOISE)
+    target = deployment_target(e)
+    apply(
+        e.cluster,
+        paritycheck(
+            "parity", e.namespace, e.strategy, target, window="10s", autoRecover=True, thresholdsBps=CRITICAL_BANDS
+        ),
+    )
+    e.wait_samples(10)
+    st = e.run()
+    assert st["lastRun"]["level"] == "Critical"
+    assert e.routing()["sizeMultiplier"] == 0.5
+    e.quoters["v1.0.0"].set_knobs(return_noise_bps=0)
+    time.sleep(12)  # the 10s window holds only quiet periods now
+    st = e.run()
+    assert st["lastRun"]["level"] == "Excellent", st["lastRun"]
+    assert actions(st) == ["sizeMultiplier=0.5", "entriesEnabled=false", "sizeMultiplier=1", "entriesEnabled=true"]
+    assert st.get("activeActions", []) == []
+    doc = e.routing()
+    assert doc["sizeMultiplier"] == 1.0 and doc["entriesEnabled"] is True
+    assert "ParityActionLifted" in e.event_reasons()
+
+
+def test_prometheus_unreachable_is_unknown_and_takes_no_action(env: Env) -> None:
+    """A Prometheus nobody answers at (this check's own `prometheus.address`: the shared dev
+    cluster's Prometheus stays up for concurrent sessions) gives Unknown with the reason, no action."""
+    e = env
+    e.start_quoters(EMERGENCY_NOISE)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # closed again below: connection refused
+    pc = paritycheck(
+        "parity",
+        e.namespace,
+        e.strategy,
+        deployment_target(e),
+        prometheus={"address": f"http://127.0.0.1:{dead}", "timeout": "2s"},
+    )
+    apply(e.cluster, pc)
+    e.wait_samples(MIN_POINTS)
+    st = e.run(timeout=20)
+    run = st["lastRun"]
+    assert run["level"] == "Unknown" and "unreachable" in run["message"], run
+    assert "trackingErrorBps" not in run
+    assert actions(st) == [] and st["consecutiveBreaches"] == 0
+    assert e.routing()["revision"] == 1 and replicas(e.cluster, "legacy", e.namespace)[0] == 2
+    # The same check against the real Prometheus: Emergency, so the data was there all along.
+    pc["spec"].pop("prometheus")
+    apply(e.cluster, pc)
+    st = e.run()
+    assert st["lastRun"]["level"] == "Emergency"
+
+
+def test_too_few_samples_is_unknown(env: Env) -> None:
+    e = env
+    e.start_quoters(EMERGENCY_NOISE)
+    apply(e.cluster, paritycheck("parity", e.namespace, e.strategy, deployment_target(e), minSamples=1000))
+    e.wait_samples(5)
+    st = e.run()
+    assert st["lastRun"]["level"] == "Unknown" and "fewer than minSamples 1000" in st["lastRun"]["message"]
+    assert st["lastRun"]["trackingErrorBps"] > 100  # measured and shown, not acted on
+    assert actions(st) == []
+
+
+def test_manual_run_with_the_plugin_is_recorded_with_who(env: Env) -> None:
+    e = env
+    e.start_quoters(0.0)
+    apply(e.cluster, paritycheck("parity", e.namespace, e.strategy, deployment_target(e)))
+    e.wait_samples(10)
+    plugin = REPO / ".venv" / "bin" / "kubectl-strategy"
+    out = subprocess.run(
+        [str(plugin), "parity", "run", "parity", "-n", e.namespace, "--timeout", "20s"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KUBECONFIG": str(e.cluster.kubeconfig)},
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    st = e.status()
+    run = st["lastRun"]
+    assert run["trigger"] == "manual" and run["by"], run
+    assert run["level"] == "Excellent"
+    assert len(st["handledRequests"]) == 1 and "runRequest" not in st
+    assert "Excellent" in out.stdout
+
+
+def test_catch_up_after_downtime_runs_exactly_once(env: Env, live_operator: OperatorProcess) -> None:
+    e = env
+    e.start_quoters(0.0)
+    apply(e.cluster, paritycheck("parity", e.namespace, e.strategy, deployment_target(e), schedule="* * * * *"))
+    wait_for(lambda: e.status().get("nextRunAt"), 15, what="nextRunAt set")
+    live_operator.stop()
+    try:
+        past = datetime.now(UTC) - timedelta(minutes=30)
+        stamp: Callable[[datetime], str] = lambda t: t.isoformat(timespec="seconds").replace("+00:00", "Z")  # noqa: E731
+        patch_status(
+            e.cluster,
+            "paritycheck",
+            "parity",
+            e.namespace,
+            {
+                "lastRun": {"at": stamp(past), "level": "Good", "trigger": "scheduled", "samples": 30},
+                "history": [{"at": stamp(past), "level": "Good", "trigger": "scheduled", "samples": 30}],
+                "nextRunAt": stamp(past + timedelta(minutes=1)),
+            },
+        )
+        e.wait_samples(10)
+    finally:
+        live_operator.start()
+    st = wait_for(lambda: (s := e.status()).get("lastRun", {}).get("trigger") == "catch-up" and s, 20, what="catch-up")
+    next_run = datetime.fromisoformat(st["nextRunAt"].replace("Z", "+00:00"))
+    assert next_run > datetime.now(UTC) - timedelta(seconds=2)
+    time.sleep(3)
+    st = e.status()
+    triggers = [h["trigger"] for h in st["history"]]
+    assert triggers.count("catch-up") == 1, triggers  # 29 missed slots, one run
+    assert triggers[0] == "scheduled" and all(t == "scheduled" for t in triggers[2:])
+
+
+def test_invalid_spec_is_reported_naming_the_field_and_never_runs(env: Env) -> None:
+    e = env
+    bad = paritycheck(
+        "parity",
+        e.namespace,
+        e.strategy,
+        {"deployment": "legacy"},
+        live={"query": 'strategy_return{strategy="{{strategy}}",version="{{canary.version}}"}'},
+        schedule="61 * * * *",
+    )
+    apply(e.cluster, bad)
+    st = wait_for(lambda: (s := e.status()).get("phase") == "Invalid" and s, 15, what="phase Invalid")
+    assert "spec.schedule" in st["message"] and "spec.live.query" in st["message"] and "canary.version" in st["message"]
+    cond = next(c for c in st["conditions"] if c["type"] == "InvalidSpec")
+    assert cond["status"] == "True"
+    st = e.run()
+    assert "lastRun" not in st and "InvalidSpec" in e.event_reasons()
