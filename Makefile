@@ -37,9 +37,11 @@ lint: venv ## ruff + mypy
 	$(VENV)/bin/ruff check strategy_rollouts tests examples devcluster bench demo docs manifests
 	$(VENV)/bin/ruff format --check strategy_rollouts tests examples devcluster bench demo docs manifests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy examples/quoter/quoter
 
 typecheck: venv
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy examples/quoter/quoter
 
 unit: venv ## engine and model tests, milliseconds each, no cluster
 	$(VENV)/bin/pytest tests/unit -q
