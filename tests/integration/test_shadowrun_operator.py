@@ -260,6 +260,9 @@ def test_network_policy_while_running_then_removed_and_shadow_at_zero(env: Env, 
     assert sorted(p["port"] for p in policy["spec"]["egress"][0]["ports"]) == [6379, 9090]
     assert policy["metadata"]["ownerReferences"][0]["name"] == "net"
     wait_for(lambda: replicas(cluster, "shadow", env.namespace)[0] == 1, 10, what="shadow scaled to 1")
+    time.sleep(2.5)  # a few reconciles later the policy is untouched (no write when nothing changed)
+    again = get(cluster, "networkpolicy", "net-egress", env.namespace)
+    assert again is not None and again["metadata"]["resourceVersion"] == policy["metadata"]["resourceVersion"]
     st = env.wait_phase("net", "Completed")
     assert st["verdict"] == "Pass", st["reasons"]
     assert get(cluster, "networkpolicy", "net-egress", env.namespace) is None

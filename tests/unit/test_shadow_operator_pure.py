@@ -16,6 +16,7 @@ from strategy_rollouts.engine.shadow import Decision, MatchCounts, MatcherState,
 from strategy_rollouts.operator import decisions, networkpolicy
 from strategy_rollouts.operator.shadowruns import (
     Cursors,
+    _policy_shape,
     conditions_for,
     dump_matcher,
     kpi_results,
@@ -78,6 +79,20 @@ def test_egress_policy_selects_the_shadow_pods_and_allows_only_the_listed_cidrs(
 def test_egress_policy_without_rules_denies_all_egress() -> None:
     policy = networkpolicy.egress_policy(OWNER, {"app": "x"}, [])
     assert policy["spec"]["egress"] == [] and policy["spec"]["policyTypes"] == ["Egress"]
+
+
+def test_policy_shape_ignores_server_defaults_so_an_unchanged_policy_is_not_rewritten() -> None:
+    manifest = networkpolicy.egress_policy(OWNER, {"app": "p"}, [EgressRule(cidr="10.0.0.0/8", ports=[9090, 6379])])
+    served = {
+        "podSelector": {"matchLabels": {"app": "p"}},
+        "policyTypes": ["Egress"],
+        "egress": [
+            {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 6379, "protocol": "TCP"}, {"port": 9090}]}
+        ],
+    }
+    assert _policy_shape(served) == _policy_shape(manifest["spec"])
+    served["podSelector"] = {"matchLabels": {"app": "other"}}
+    assert _policy_shape(served) != _policy_shape(manifest["spec"])
 
 
 def test_isolation_errors_name_each_missing_or_wrong_env() -> None:
