@@ -135,8 +135,12 @@ def parse(obj: Mapping[str, Any]) -> tuple[ShadowRunSpec | None, ShadowRunStatus
         return None, status, validation_message(exc)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def to_ms(at: datetime) -> int:
-    return int(at.timestamp() * 1000)
+    """Unix milliseconds, exactly (no float rounding: 1700000000.123 s is 1700000000123 ms)."""
+    return (at - _EPOCH) // timedelta(milliseconds=1)
 
 
 def end_of(spec: ShadowRunSpec, started_at: datetime) -> datetime:

@@ -23,6 +23,7 @@ import redis
 from pydantic.alias_generators import to_camel
 
 from strategy_rollouts.engine.shadow import MatcherState, Tolerances, finalize, ingest, parse_decision
+from strategy_rollouts.operator.shadowruns import to_ms
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
 from tests.integration.workloads import apply, deployment, get, replicas, status
@@ -142,7 +143,7 @@ def recompute(
     cluster: DevCluster, strategy: str, st: dict[str, Any], window_s: float, duration_s: float
 ) -> dict[str, Any]:
     """The uninterrupted computation: every decision of both streams with startedAt < id <= startedAt + duration."""
-    started_ms = int(datetime.fromisoformat(st["startedAt"].replace("Z", "+00:00")).timestamp() * 1000)
+    started_ms = to_ms(datetime.fromisoformat(st["startedAt"].replace("Z", "+00:00")))
     end_ms = started_ms + int(duration_s * 1000)
     r = redis.Redis.from_url(cluster.redis_url)
     sides = []

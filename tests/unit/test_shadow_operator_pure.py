@@ -29,6 +29,7 @@ from strategy_rollouts.operator.shadowruns import (
     profile_status,
     spec_errors,
     stream_names,
+    to_ms,
     verdict_for,
     watermark,
 )
@@ -277,3 +278,8 @@ def test_conditions_follow_the_phase() -> None:
     assert by_type == {"InvalidSpec": "False", "Running": "True", "Completed": "False", "Passed": "False"}
     done = {c.type: c for c in conditions_for(conds, "Completed", "Pass", "Completed", "ok", now, 1)}
     assert done["Completed"].status == "True" and done["Passed"].status == "True" and done["Running"].status == "False"
+
+
+def test_to_ms_is_exact() -> None:
+    at = datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
+    assert to_ms(at) == 1700000000123
