@@ -147,7 +147,11 @@ def step_latencies(trace: RolloutTrace, keys: int) -> list[dict[str, float]]:
         want = math.ceil(weight * keys / 100)
         first = next((e for e in trace.routing if e.weight == weight and e.t >= due - 1), None)
         done = next(
-            (e for e in trace.routing if e.weight == weight and e.canary == want and e.draining == 0 and e.t >= due - 1),
+            (
+                e
+                for e in trace.routing
+                if e.weight == weight and e.canary == want and e.draining == 0 and e.t >= due - 1
+            ),
             None,
         )
         if first is None:
@@ -172,7 +176,18 @@ def rollback_latency(trace: RolloutTrace, sample_ts: float, keys: int) -> dict[s
     rolled = next((t for t, st in trace.statuses if t >= sample_ts and st.get("phase") == "RolledBack"), None)
     if stable is None:
         return None
+    # When the failing measurement was taken (status.gates[].evaluatedAt), to split waiting for the
+    # gate's next evaluation from acting on it.
+    evaluated = None
+    for _, st in trace.statuses:
+        for gate in st.get("gates") or []:
+            if gate.get("result") == "Fail" and gate.get("evaluatedAt"):
+                at = parse_time(gate["evaluatedAt"])
+                if at >= sample_ts - 1 and (evaluated is None or at < evaluated):
+                    evaluated = at
     return {
+        "to_failing_evaluation": (evaluated - sample_ts) if evaluated is not None else math.nan,
+        "evaluation_to_stable": (stable.t - evaluated) if evaluated is not None else math.nan,
         "to_drain": (drain.t - sample_ts) if drain else math.nan,
         "to_stable": stable.t - sample_ts,
         "to_status": (rolled - sample_ts) if rolled else math.nan,

@@ -53,6 +53,7 @@ def bench_reconcile(repeat: int = 7) -> dict[str, Any]:
     for spec, status, obs, now in inputs[:: max(1, len(inputs) // 60)]:
         samples = _timed(lambda s=spec, st=status, o=obs, n=now: reconcile(s, st, o, n), repeat, 20)
         per_state.append(sorted(samples)[len(samples) // 2])
+
     # Whole-rollout mean: every reconcile of a full rollout, back to back.
     def whole() -> None:
         for spec, status, obs, now in inputs:

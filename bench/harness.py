@@ -3,6 +3,7 @@ the counting proxy and the operator process, with CPU/RSS sampling from /proc.""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -183,12 +184,10 @@ def machine_info() -> dict[str, Any]:
         info["loadavg_at_start"] = Path("/proc/loadavg").read_text().split()[:3]
     except OSError:
         pass
-    try:
+    with contextlib.suppress(OSError):
         info["git_commit"] = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
         ).stdout.strip()
-    except OSError:
-        pass
     return info
 
 
@@ -204,7 +203,9 @@ class Recorder:
         self.cm_events = 0
         self.watchers = [
             Watcher(api, ns_path(namespace, "strategyrollouts", GROUP, VERSION), self._on_rollout),
-            Watcher(api, ns_path(namespace, "configmaps") + "?labelSelector=strategyrollouts.io%2Frouting", self._on_cm),
+            Watcher(
+                api, ns_path(namespace, "configmaps") + "?labelSelector=strategyrollouts.io%2Frouting", self._on_cm
+            ),
         ]
         # the label selector goes in the query string for both list and watch
         for w in self.watchers:
@@ -231,9 +232,12 @@ class Recorder:
         with self.lock:
             self.cm_events += 1
             trace = self.traces.get(name)
-            if trace is not None and event is not None:
-                if not trace.routing or trace.routing[-1].revision != event.revision:
-                    trace.routing.append(event)
+            if (
+                trace is not None
+                and event is not None
+                and (not trace.routing or trace.routing[-1].revision != event.revision)
+            ):
+                trace.routing.append(event)
 
     def phases(self) -> dict[str, int]:
         out: dict[str, int] = defaultdict(int)
@@ -305,6 +309,7 @@ class Env:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
+            start_new_session=True,
         )
         log.close()
         wait_until("proxy ready", lambda: (out / "ports.json").exists() or proc.poll() is not None, 30, 0.1)
@@ -317,6 +322,9 @@ class Env:
         import urllib.request
 
         out = {}
+        proc = self.proxy["proc"]
+        if proc.poll() is not None:
+            raise RuntimeError(f"the counting proxy exited with {proc.returncode}; see {self.work / 'proxy.log'}")
         for label in ("kube", "prometheus"):
             with urllib.request.urlopen(f"http://127.0.0.1:{self.proxy[label]}/__counts", timeout=10) as r:
                 out[label] = json.loads(r.read())
@@ -355,9 +363,7 @@ class Env:
         self.api.parallel(lambda o: self.api.create(ns_path(ns, "deployments", "apps"), o), objs, workers)
 
     def create_rollouts(self, ns: str, objs: list[dict[str, Any]], workers: int = 8) -> None:
-        self.api.parallel(
-            lambda o: self.api.create(ns_path(ns, "strategyrollouts", GROUP, VERSION), o), objs, workers
-        )
+        self.api.parallel(lambda o: self.api.create(ns_path(ns, "strategyrollouts", GROUP, VERSION), o), objs, workers)
 
     def ready_stable(self, ns: str) -> int:
         doc = self.api.get(ns_path(ns, "deployments", "apps")) or {}

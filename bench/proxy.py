@@ -59,7 +59,6 @@ class Proxy:
         self.counts: Counter[str] = Counter()
         self.session: aiohttp.ClientSession | None = None
 
-
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == "/__counts":
             return web.json_response(dict(self.counts))
@@ -78,7 +77,12 @@ class Proxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in drop}
         body = await request.read()
         async with self.session.request(
-            request.method, self.upstream + str(request.rel_url), headers=headers, data=body or None
+            request.method,
+            self.upstream + str(request.rel_url),
+            headers=headers,
+            data=body or None,
+            # the kubernetes client sends PUT without Content-Type; aiohttp would add octet-stream (415)
+            skip_auto_headers=("Content-Type",),
         ) as up:
             resp = web.StreamResponse(
                 status=up.status, headers={k: v for k, v in up.headers.items() if k.lower() not in HOP}

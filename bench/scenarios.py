@@ -133,6 +133,12 @@ def rollback(env: Env, rollouts: int = 10, interval: str = "5s", seed: int = 2) 
         "sample_to_all_stable_s": summary([s["to_stable"] for s in samples]),
         "sample_to_drain_s": summary([s["to_drain"] for s in samples]),
         "flip_to_sample_s": summary([s["sample_ts"] - s["flip"] for s in samples]),
+        "sample_to_failing_evaluation_s": summary(
+            [s["to_failing_evaluation"] for s in samples if not math.isnan(s["to_failing_evaluation"])]
+        ),
+        "failing_evaluation_to_all_stable_s": summary(
+            [s["evaluation_to_stable"] for s in samples if not math.isnan(s["evaluation_to_stable"])]
+        ),
     }
 
 
@@ -179,9 +185,7 @@ def _rates(a: Snapshot, b: Snapshot) -> dict[str, Any]:
         ),
         "apiserver_requests_per_min_by_verb_clusterwide": per_min(cluster_by_verb),
         "apiserver_writes_per_min_rollout_resources_clusterwide": round(writes(cluster_ours) / minutes, 2),
-        "prometheus_queries_per_min_clusterwide": round(
-            sum(delta(b.prom_server, a.prom_server).values()) / minutes, 2
-        ),
+        "prometheus_queries_per_min_clusterwide": round(sum(delta(b.prom_server, a.prom_server).values()) / minutes, 2),
     }
 
 
@@ -196,7 +200,10 @@ def _reconcile_stats(metrics_url: str) -> dict[str, float]:
     )
     got = {name: v for name, labels, v in samples if labels.get("kind") == "StrategyRollout"}
     count = got.get("strategy_reconcile_duration_seconds_count", 0)
-    return {"reconciles": count, "mean_s": got.get("strategy_reconcile_duration_seconds_sum", 0) / count if count else 0}
+    return {
+        "reconciles": count,
+        "mean_s": got.get("strategy_reconcile_duration_seconds_sum", 0) / count if count else 0,
+    }
 
 
 def scale_level(env: Env, n: int, steady_s: float = 60, rest_s: float = 60, timeout: float = 900) -> dict[str, Any]:

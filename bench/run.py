@@ -1,0 +1,146 @@
+"""`make bench`: engine microbenchmarks, then step latency, detection to rollback and scale on the local
+control plane with the real operator process and the real Prometheus. Results: bench/results/*.json,
+bench/README.md (table), bench/cost_curve.png.
+
+    python -m bench.run [--quick] [--only engine,step,rollback,scale] [--scale 10,100,300,1000]
+
+Environment overrides: BENCH_SCALE (e.g. "10,100"), BENCH_STEP_ROLLOUTS, BENCH_ROLLBACK_ROLLOUTS,
+BENCH_ROLLBACK_INTERVAL, BENCH_STEADY_S, BENCH_REST_S, BENCH_REPEAT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+RESULTS = BENCH / "results"
+REPO = BENCH.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def write_result(name: str, payload: dict[str, Any], machine: dict[str, Any], args: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    doc = {"benchmark": name, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine}
+    doc["config"] = args
+    doc.update(payload)
+    path.write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    print(f"[bench] wrote {path.relative_to(REPO)}", flush=True)
+    return path
+
+
+def run_engine(machine: dict[str, Any], repeat: int) -> None:
+    from bench import analysis, engine
+
+    rec = engine.bench_reconcile(repeat)
+    per_state = rec["per_state_seconds"]
+    rout = engine.bench_routing(1000, max(repeat, 9))
+    payload = {
+        "reconcile": {
+            "states_sampled": len(per_state),
+            "per_state_us": analysis.summary([s * 1e6 for s in per_state]),
+            "mean_over_whole_rollout_us": analysis.summary([s * 1e6 for s in rec["mean_over_rollout_seconds"]]),
+            "target_us": 100,
+            "raw_per_state_seconds": per_state,
+            "raw_mean_over_rollout_seconds": rec["mean_over_rollout_seconds"],
+        },
+        "routing_1000_keys": {
+            name.removesuffix("_seconds") + "_ms": analysis.summary([s * 1e3 for s in values])
+            for name, values in rout.items()
+            if name.endswith("_seconds")
+        }
+        | {"target_ms": 2, "raw": rout},
+    }
+    profile = engine.profile_reconcile(str(RESULTS / "engine_reconcile_profile.txt"))
+    payload["profile_file"] = "bench/results/engine_reconcile_profile.txt" if profile else None
+    write_result("engine", payload, machine, {"repeat": repeat})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small N, short windows: a few minutes")
+    parser.add_argument("--only", default="engine,step,rollback,scale")
+    parser.add_argument("--scale", default=None, help="comma-separated N values")
+    parser.add_argument("--no-report", action="store_true")
+    args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+    quick = args.quick
+    scale_ns = [
+        int(x)
+        for x in (args.scale or os.environ.get("BENCH_SCALE") or ("10,50" if quick else "10,100,300,1000")).split(",")
+    ]
+    cfg = {
+        "quick": quick,
+        "repeat": _env_int("BENCH_REPEAT", 3 if quick else 7),
+        "step_rollouts": _env_int("BENCH_STEP_ROLLOUTS", 4 if quick else 12),
+        "rollback_rollouts": _env_int("BENCH_ROLLBACK_ROLLOUTS", 4 if quick else 12),
+        "rollback_interval": os.environ.get("BENCH_ROLLBACK_INTERVAL", "5s"),
+        "steady_s": _env_int("BENCH_STEADY_S", 35 if quick else 65),
+        "rest_s": _env_int("BENCH_REST_S", 30 if quick else 60),
+        "scale": scale_ns,
+    }
+    from bench.harness import machine_info
+
+    machine = machine_info()
+    print(f"[bench] {json.dumps(cfg)}; machine {json.dumps(machine)}", flush=True)
+    started = time.time()
+    failures = 0
+    if "engine" in only:
+        run_engine(machine, cfg["repeat"])
+    if only & {"step", "rollback", "scale"}:
+        from bench import scenarios
+        from bench.harness import Env
+
+        env = Env(Path(tempfile.mkdtemp(prefix="bench-work-")))
+        print(f"[bench] work dir (operator logs) {env.work}", flush=True)
+        try:
+            if "step" in only:
+                res = scenarios.step_latency(env, cfg["step_rollouts"])
+                write_result("step_latency", res, machine, cfg)
+            if "rollback" in only:
+                res = scenarios.rollback(env, cfg["rollback_rollouts"], cfg["rollback_interval"])
+                write_result("rollback", res, machine, cfg)
+            if "scale" in only:
+                levels = []
+                stopped = None
+                for n in scale_ns:
+                    try:
+                        levels.append(scenarios.scale_level(env, n, cfg["steady_s"], cfg["rest_s"]))
+                    except Exception as exc:  # the largest N the machine sustains: say where and why it stopped
+                        traceback.print_exc()
+                        stopped = {"n": n, "error": f"{type(exc).__name__}: {exc}"[:2000]}
+                        failures += 1
+                        break
+                write_result("scale", {"levels": levels, "stopped_at": stopped}, machine, cfg)
+        finally:
+            for ns in env.namespaces:
+                try:
+                    scenarios._release(env, ns)
+                except Exception:
+                    traceback.print_exc()
+            env.cleanup()
+    if not args.no_report:
+        from bench import report
+
+        report.write()
+    print(f"[bench] done in {(time.time() - started) / 60:.1f} min", flush=True)
+    _ = statistics  # keep the import for interactive use
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
