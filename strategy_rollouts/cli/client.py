@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import urllib3
@@ -22,6 +23,7 @@ from strategy_rollouts.cli.errors import CliError
 T = TypeVar("T")
 MERGE_PATCH = "application/merge-patch+json"
 TIMEOUT = 15.0  # seconds per API request
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 # kind -> (plural, singular shown in messages)
 KINDS = {
@@ -70,6 +72,9 @@ class Cluster:
                 config.load_incluster_config(client_configuration=cfg)
             except ConfigException:
                 raise CliError(f"no Kubernetes configuration: {exc}") from None
+            sa_namespace = Path(SERVICE_ACCOUNT_NAMESPACE)
+            if not target.namespace and sa_namespace.is_file():
+                self.namespace = sa_namespace.read_text().strip() or "default"
         cfg.retries = 1
         self.server = str(cfg.host)
         self.api = client.ApiClient(cfg)

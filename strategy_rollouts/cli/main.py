@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kubectl strategy",
         description="Safe trading-strategy rollouts: StrategyRollouts, ShadowRuns, ParityChecks.",
         parents=[_globals(defaults=True)],
+        epilog="Exit codes: 0 done; 1 error, not found, or (status) RolledBack/Degraded/Invalid;"
+        " 2 usage error, or (status) still running; 3 the operator did not handle the request in time.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
