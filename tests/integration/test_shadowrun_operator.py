@@ -219,16 +219,24 @@ def test_price_skew_fails_naming_price_mismatches(env: Env) -> None:
     assert any("price mismatches" in r for r in st["reasons"]), st["reasons"]
 
 
-def test_too_few_decisions_hold(env: Env) -> None:
+def test_too_few_decisions_hold_and_malformed_entries_are_counted_once(env: Env) -> None:
     env.start_quoters()
     env.create(
         "few",
         duration="6s",
         decisions=decisions(env.cluster.redis_url, minDecisions=100_000),
     )
+    env.wait_phase("few", "Running", timeout=20)
+    r = redis.Redis.from_url(env.cluster.redis_url)
+    r.xadd(f"decisions:{env.strategy}:{LIVE}", {"symbol": "BTCUSDT", "tick": "1"})  # no type, side, price...
+    r.xadd(
+        f"decisions:{env.strategy}:{SHADOW}",
+        {**dict.fromkeys(("symbol", "tick", "type", "side", "ts"), "x"), "price": "-1", "quantity": "1"},
+    )
     st = env.wait_phase("few", "Completed")
     assert st["verdict"] == "Hold"
     assert any("minDecisions 100000" in r for r in st["reasons"]), st["reasons"]
+    assert st["decisions"]["malformed"] == 2 and st["decisions"]["compared"] > 0
 
 
 def test_shadow_without_isolation_env_never_gets_a_replica(env: Env, cluster: DevCluster) -> None:
