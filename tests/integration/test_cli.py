@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,17 +59,30 @@ def admin(kube: DevCluster) -> str:
     return name
 
 
+@pytest.fixture
+def namespace(kube: DevCluster) -> Iterator[str]:
+    """A namespace outside the session operator's `t<session>-*` watch: here the tests play the operator."""
+    name = f"cli-{uuid.uuid4().hex[:10]}"
+    kube.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        kube.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def no_operator(kube: DevCluster) -> Iterator[None]:
-    """These tests stand in for the operator; with a real one watching the cluster they cannot."""
-    ns = f"t-cli-probe-{os.getpid()}"
+    """These tests stand in for the operator: make sure no operator handles their namespaces."""
+    ns = f"cli-probe-{os.getpid()}"
     kube.kubectl("create", "namespace", ns)
     try:
         create(kube, "StrategyRollout", "probe", ns, yaml.safe_load(EXAMPLE))
         time.sleep(2)
         obj = get(kube, "strategyrollout", "probe", ns)
-        if obj.get("status") or obj["metadata"].get("finalizers"):
-            pytest.skip("an operator is handling StrategyRollouts in this cluster; these tests play its part")
+        assert not (obj.get("status") or obj["metadata"].get("finalizers")), (
+            "an operator watching every namespace handles StrategyRollouts on this cluster; stop it "
+            "(the test session's own operator watches only its t<session>-* namespaces)"
+        )
         yield
     finally:
         kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
