@@ -90,3 +90,8 @@ async def shadowrun_deleted(body: kopf.Body, **_: Any) -> None:
     """A started, unfinished shadow goes back to 0 replicas and its NetworkPolicy is removed (a finalizer
     is right here: this is work the API server's garbage collector cannot do)."""
     await shadowruns.on_delete(context(), body)
+
+
+@kopf.on.cleanup()
+async def shadowrun_sources_closed(**_: Any) -> None:
+    await shadowruns.close()

@@ -789,3 +789,8 @@ async def run_daemon(ctx: Context, namespace: str, name: str, stopped: kopf.Daem
                 await asyncio.wait_for(waker.wait(), timeout=delay)
     finally:
         ctx.wakers.forget(KIND, (namespace, name))
+
+
+async def close() -> None:
+    """Operator shutdown: close the Redis connection pools of the decision sources."""
+    await decisions.close_all()
