@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,9 @@ def apply(cluster: DevCluster, *objects: dict[str, Any]) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all(list(objects)))
 
 
-def watch_until_done(cluster: DevCluster, namespace: str, timeout: float = 240) -> dict[str, Any]:
+def watch_until_done(
+    cluster: DevCluster, namespace: str, at_10_percent: Callable[[], None] | None = None, timeout: float = 240
+) -> dict[str, Any]:
     """The plugin's live table (`kubectl strategy get -w`) until the rollout ends."""
     env = cluster.env()
     plugin = subprocess.Popen([str(REPO / ".venv" / "bin" / "kubectl-strategy"), "get", "-n", namespace, "-w"], env=env)
@@ -98,6 +101,9 @@ def watch_until_done(cluster: DevCluster, namespace: str, timeout: float = 240) 
             out = cluster.kubectl("get", "srl", "fib-rsi", "-n", namespace, "-o", "json", check=False)
             if out.returncode == 0:
                 status = json.loads(out.stdout).get("status") or {}
+                if at_10_percent is not None and (status.get("canaryWeight") or 0) >= 10:
+                    at_10_percent()
+                    at_10_percent = None
                 if status.get("phase") in ("Succeeded", "RolledBack", "Invalid"):
                     time.sleep(2)
                     return dict(status)
@@ -124,7 +130,7 @@ def scenario(cluster: DevCluster, namespace: str, canary_version: str, sick: boo
     strategy = f"fib_rsi_{namespace.replace('-', '_')}"
     quoters: list[QuoterProcess] = []
     try:
-        for version, knobs in (("v1.0.0", {}), (canary_version, {"latency_ms": 450.0} if sick else {})):
+        for version in ("v1.0.0", canary_version):
             q = start_quoter(
                 strategy,
                 version,
@@ -133,13 +139,17 @@ def scenario(cluster: DevCluster, namespace: str, canary_version: str, sick: boo
                 symbols=KEYS,
                 kubeconfig=cluster.kubeconfig,
                 redis_url=cluster.redis_url,
-                knobs=knobs,
             )
             quoters.append(q)
             cluster.add_scrape_target(f"demo-{namespace}-{version}", q.metrics_target)
-            print(f"    quoter {version}{' (sick: 450 ms ticks)' if sick and version == canary_version else ''}: {q}")
+            print(f"    quoter {version}: {q}")
         apply(cluster, rollout(namespace, canary_version))
-        return watch_until_done(cluster, namespace)
+
+        def sicken() -> None:
+            print(f"\n    >>> canary at 10%: making {canary_version} sick (450 ms ticks)\n", flush=True)
+            quoters[-1].set_knobs(latency_ms=450.0)
+
+        return watch_until_done(cluster, namespace, sicken if sick else None)
     finally:
         for q in quoters:
             q.stop()
