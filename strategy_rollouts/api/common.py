@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 from strategy_rollouts.api.conditions import CONDITION_PATTERN, parse_condition
 from strategy_rollouts.api.durations import DURATION_PATTERN
@@ -49,6 +50,16 @@ class ApiModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def with_rules(*rules: JsonDict) -> ConfigDict:
+    """ApiModel's config plus CEL `x-kubernetes-validations` that admission enforces."""
+    return ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra={"x-kubernetes-validations": list(rules)},
+    )
+
+
 class StatusModel(ApiModel):
     # Status is written by us and read back; tolerate fields from a newer operator version.
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
@@ -81,21 +92,14 @@ class CanaryRef(DeploymentRef):
 class GateSpec(ApiModel):
     """A Prometheus gate: threshold mode (`condition`) or compare mode (`baseline` + `maxIncreasePercent`)."""
 
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.condition) != (has(self.baseline) && has(self.maxIncreasePercent))",
-                    "message": "set either condition, or baseline together with maxIncreasePercent",
-                },
-                {
-                    "rule": "has(self.baseline) == has(self.maxIncreasePercent)",
-                    "message": "baseline and maxIncreasePercent go together",
-                },
-            ]
+    model_config = with_rules(
+        {
+            "rule": "has(self.condition) != (has(self.baseline) && has(self.maxIncreasePercent))",
+            "message": "set either condition, or baseline together with maxIncreasePercent",
+        },
+        {
+            "rule": "has(self.baseline) == has(self.maxIncreasePercent)",
+            "message": "baseline and maxIncreasePercent go together",
         },
     )
 
@@ -166,9 +170,7 @@ def set_condition(
                 status=wanted,
                 reason=reason,
                 message=message,
-                last_transition_time=now
-                if moved or cond.last_transition_time is None
-                else cond.last_transition_time,
+                last_transition_time=now if moved or cond.last_transition_time is None else cond.last_transition_time,
                 observed_generation=generation,
             )
         )

@@ -199,9 +199,7 @@ def rendered() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("crds"))
-    parser.add_argument(
-        "--chart", type=Path, action="append", default=[], help="also write (or check) a copy here"
-    )
+    parser.add_argument("--chart", type=Path, action="append", default=[], help="also write (or check) a copy here")
     parser.add_argument("--check", action="store_true", help="fail when the files differ from the models")
     args = parser.parse_args(argv)
     drift: list[str] = []

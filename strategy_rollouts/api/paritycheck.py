@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from strategy_rollouts.api.common import (
     ApiModel,
@@ -16,22 +15,16 @@ from strategy_rollouts.api.common import (
     Query,
     StatusModel,
     Timestamp,
+    with_rules,
 )
 
 
 class ParityTarget(ApiModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.rollout) != has(self.deployment)",
-                    "message": "set exactly one of rollout, deployment",
-                }
-            ]
-        },
+    model_config = with_rules(
+        {
+            "rule": "has(self.rollout) != has(self.deployment)",
+            "message": "set exactly one of rollout, deployment",
+        }
     )
 
     rollout: Name | None = None
@@ -57,18 +50,11 @@ class Attribution(ApiModel):
 
 
 class Thresholds(ApiModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.warning < self.critical && self.critical < self.emergency",
-                    "message": "thresholds must increase: warning < critical < emergency",
-                }
-            ]
-        },
+    model_config = with_rules(
+        {
+            "rule": "self.warning < self.critical && self.critical < self.emergency",
+            "message": "thresholds must increase: warning < critical < emergency",
+        }
     )
 
     warning: Annotated[float, Field(gt=0)] = 20

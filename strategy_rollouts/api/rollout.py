@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from strategy_rollouts.api.common import (
     ApiModel,
@@ -20,6 +19,7 @@ from strategy_rollouts.api.common import (
     Query,
     StatusModel,
     Timestamp,
+    with_rules,
 )
 
 Key = Annotated[str, Field(min_length=1, max_length=128)]
@@ -27,9 +27,7 @@ Key = Annotated[str, Field(min_length=1, max_length=128)]
 
 class Routing(ApiModel):
     mode: Literal["symbols", "replicas"] = "symbols"
-    keys: Annotated[
-        list[Key], Field(max_length=5000, json_schema_extra={"x-kubernetes-list-type": "set"})
-    ] = []
+    keys: Annotated[list[Key], Field(max_length=5000, json_schema_extra={"x-kubernetes-list-type": "set"})] = []
     salt: Annotated[str, Field(max_length=253)] | None = None
     config_map: Name | None = None
     handoff: Duration = "5s"
@@ -40,18 +38,11 @@ class Pause(ApiModel):
 
 
 class Step(ApiModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.setWeight) != has(self.pause)",
-                    "message": "a step is either setWeight or pause",
-                }
-            ]
-        },
+    model_config = with_rules(
+        {
+            "rule": "has(self.setWeight) != has(self.pause)",
+            "message": "a step is either setWeight or pause",
+        }
     )
 
     set_weight: Annotated[int, Field(ge=0, le=100)] | None = None
@@ -64,26 +55,19 @@ class RiskBudget(ApiModel):
 
 
 class Stage(ApiModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",
-                    "message": "setWeight must be non-decreasing within a stage",
-                    "fieldPath": ".steps",
-                },
-                {
-                    # CEL's duration() has no `d` unit; those are checked by the operator (InvalidSpec).
-                    "rule": "!has(self.minDuration) || !has(self.maxDuration) || self.minDuration.contains('d')"
-                    " || self.maxDuration.contains('d')"
-                    " || duration(self.maxDuration) >= duration(self.minDuration)",
-                    "message": "maxDuration must be >= minDuration",
-                    "fieldPath": ".maxDuration",
-                },
-            ]
+    model_config = with_rules(
+        {
+            "rule": "self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",
+            "message": "setWeight must be non-decreasing within a stage",
+            "fieldPath": ".steps",
+        },
+        {
+            # CEL's duration() has no `d` unit; those are checked by the operator (InvalidSpec).
+            "rule": "!has(self.minDuration) || !has(self.maxDuration) || self.minDuration.contains('d')"
+            " || self.maxDuration.contains('d')"
+            " || duration(self.maxDuration) >= duration(self.minDuration)",
+            "message": "maxDuration must be >= minDuration",
+            "fieldPath": ".maxDuration",
         },
     )
 
@@ -97,23 +81,16 @@ class Stage(ApiModel):
 
 
 class StrategyRolloutSpec(ApiModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "self.stable.deployment != self.canary.deployment",
-                    "message": "stable and canary must be different deployments",
-                    "fieldPath": ".canary.deployment",
-                },
-                {
-                    "rule": "!has(self.routing) || self.routing.mode != 'symbols' || size(self.routing.keys) > 0",
-                    "message": "symbols mode needs at least one key in routing.keys",
-                    "fieldPath": ".routing.keys",
-                },
-            ]
+    model_config = with_rules(
+        {
+            "rule": "self.stable.deployment != self.canary.deployment",
+            "message": "stable and canary must be different deployments",
+            "fieldPath": ".canary.deployment",
+        },
+        {
+            "rule": "!has(self.routing) || self.routing.mode != 'symbols' || size(self.routing.keys) > 0",
+            "message": "symbols mode needs at least one key in routing.keys",
+            "fieldPath": ".routing.keys",
         },
     )
 
@@ -147,9 +124,7 @@ class StrategyRolloutSpec(ApiModel):
 
 
 RolloutPhase = Literal["Pending", "Progressing", "Paused", "Succeeded", "RolledBack", "Invalid"]
-HistoryOutcome = Literal[
-    "Succeeded", "RolledBack", "Aborted", "Superseded", "Promoted", "Paused", "Resumed", "Retried"
-]
+HistoryOutcome = Literal["Succeeded", "RolledBack", "Aborted", "Superseded", "Promoted", "Paused", "Resumed", "Retried"]
 # `stopTrading` is sent by a ParityCheck at emergency: every key to nobody, both sides to 0.
 ManualAction = Literal["promote", "promoteFull", "abort", "retry", "pause", "resume", "stopTrading"]
 

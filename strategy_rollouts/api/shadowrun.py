@@ -34,12 +34,8 @@ class Isolation(ApiModel):
 
 class RedisSource(ApiModel):
     address: Annotated[str, Field(pattern=r"^rediss?://.+", max_length=2048)]
-    live_stream: Annotated[str, Field(min_length=1, max_length=512)] = (
-        "decisions:{{strategy}}:{{live.version}}"
-    )
-    shadow_stream: Annotated[str, Field(min_length=1, max_length=512)] = (
-        "decisions:{{strategy}}:{{shadow.version}}"
-    )
+    live_stream: Annotated[str, Field(min_length=1, max_length=512)] = "decisions:{{strategy}}:{{live.version}}"
+    shadow_stream: Annotated[str, Field(min_length=1, max_length=512)] = "decisions:{{strategy}}:{{shadow.version}}"
 
 
 class DecisionSource(ApiModel):
@@ -145,6 +141,4 @@ class ShadowRunStatus(StatusModel):
     completed_at: Timestamp | None = None
     conditions: list[Condition] = []
     # Matcher bookkeeping (stream offsets, unpaired decisions) so a restart never recounts.
-    matcher: Annotated[
-        dict[str, Any], Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
-    ] = {}
+    matcher: Annotated[dict[str, Any], Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})] = {}
