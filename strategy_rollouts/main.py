@@ -17,25 +17,19 @@ from strategy_rollouts.operator.kube import Kube
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="strategy-rollouts", description="Operator for safe trading-strategy rollouts."
-    )
+    p = argparse.ArgumentParser(prog="strategy-rollouts", description="Operator for safe trading-strategy rollouts.")
     p.add_argument("--version", action="version", version=__version__)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the operator against the current KUBECONFIG (or in-cluster)")
     scope = run.add_mutually_exclusive_group()
-    scope.add_argument(
-        "-n", "--namespace", action="append", default=[], help="watch these namespaces (repeatable)"
-    )
+    scope.add_argument("-n", "--namespace", action="append", default=[], help="watch these namespaces (repeatable)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
     run.add_argument("--prometheus-url", default="http://127.0.0.1:9090", help="default Prometheus address")
     run.add_argument("--prometheus-timeout", type=float, default=10.0, help="seconds per query")
     run.add_argument("--metrics-port", type=int, default=9102, help="/metrics port (0 disables)")
     run.add_argument("--liveness-port", type=int, default=8080, help="/healthz port (0 disables)")
     run.add_argument("--kubeconfig", default=None)
-    run.add_argument(
-        "--idle-recheck", type=float, default=300.0, help="seconds between checks of objects at rest"
-    )
+    run.add_argument("--idle-recheck", type=float, default=300.0, help="seconds between checks of objects at rest")
     run.add_argument(
         "--peering", default=None, help="kopf peering name (needs kopf's peering CRDs); default standalone"
     )

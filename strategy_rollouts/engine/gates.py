@@ -92,11 +92,7 @@ def next_due(spec: GateSpec, status: GateStatus | None, now: datetime) -> dateti
 
 
 def is_fresh(spec: GateSpec, status: GateStatus | None, now: datetime) -> bool:
-    return (
-        status is not None
-        and status.evaluated_at is not None
-        and now - status.evaluated_at <= 2 * interval(spec)
-    )
+    return status is not None and status.evaluated_at is not None and now - status.evaluated_at <= 2 * interval(spec)
 
 
 @dataclass(frozen=True)

@@ -152,9 +152,7 @@ def target_namespaces(spec: StrategyRolloutSpec, namespace: str) -> list[str]:
 class _Run:
     """One reconcile's working state: a copy of status plus what was decided along the way."""
 
-    def __init__(
-        self, spec: StrategyRolloutSpec, status: StrategyRolloutStatus, obs: Observations, now: datetime
-    ):
+    def __init__(self, spec: StrategyRolloutSpec, status: StrategyRolloutStatus, obs: Observations, now: datetime):
         self.spec = spec
         self.st = status.model_copy(deep=True)
         self.obs = obs
@@ -173,9 +171,7 @@ class _Run:
         if at is not None:
             self.wakes.append(at)
 
-    def history(
-        self, outcome: HistoryOutcome, by: str | None, reason: str | None, version: str | None = None
-    ) -> None:
+    def history(self, outcome: HistoryOutcome, by: str | None, reason: str | None, version: str | None = None) -> None:
         entry = HistoryEntry(
             version=version or self.spec.canary.version, outcome=outcome, at=self.now, by=by, reason=reason
         )
@@ -241,9 +237,7 @@ class _Run:
         elif verdict is None:
             self.set_phase("Pending", "WaitingForShadowRun", f"waiting for ShadowRun {name} verdict")
         else:
-            self.set_phase(
-                "Pending", f"ShadowRun{verdict}", f"ShadowRun {name} verdict is {verdict}, not Pass"
-            )
+            self.set_phase("Pending", f"ShadowRun{verdict}", f"ShadowRun {name} verdict is {verdict}, not Pass")
         return False
 
     def _total(self, t: TargetStatus) -> int:
@@ -454,9 +448,7 @@ class _Run:
             return True
         # pause step
         if step.pause is None or step.pause.duration is None:
-            self.set_phase(
-                "Paused", "AwaitingPromotion", f"{stage.name}: step {st.step_index} waits for promote"
-            )
+            self.set_phase("Paused", "AwaitingPromotion", f"{stage.name}: step {st.step_index} waits for promote")
             return False
         ends = (st.step_started_at or self.now) + parse_duration(step.pause.duration)
         if self.now < ends:
@@ -487,9 +479,7 @@ class _Run:
     def _routing_settled(self, t: TargetStatus) -> bool:
         if not self.symbols:
             return True
-        desired = desired_assignments(
-            self.ranked, t.weight, self.spec.stable.version, self.spec.canary.version
-        )
+        desired = desired_assignments(self.ranked, t.weight, self.spec.stable.version, self.spec.canary.version)
         return settled(RoutingState(t.assignments, t.pending, t.draining_until), desired)
 
     # ---- routing and replicas --------------------------------------------------------------
@@ -501,9 +491,7 @@ class _Run:
             if self.st.trading_stopped or not self.symbols:
                 desired = {k: NONE for k in self.ranked} if self.st.trading_stopped and self.symbols else {}
             else:
-                desired = desired_assignments(
-                    self.ranked, t.weight, self.spec.stable.version, self.spec.canary.version
-                )
+                desired = desired_assignments(self.ranked, t.weight, self.spec.stable.version, self.spec.canary.version)
             # What this reconcile changed is not in the ConfigMap yet: its drain must not end here.
             published = (self.obs.published.get(t.namespace, False) or not t.assignments) and (
                 t.namespace not in self.unpublished
@@ -579,9 +567,7 @@ class _Run:
             st.canary_version != spec.canary.version or st.stable_version != spec.stable.version
         ):
             if st.phase in (*ACTIVE, "Pending"):
-                self.history(
-                    "Superseded", None, f"canary changed to {spec.canary.version}", version=st.canary_version
-                )
+                self.history("Superseded", None, f"canary changed to {spec.canary.version}", version=st.canary_version)
                 self.event("Normal", "Superseded", f"{st.canary_version} superseded by {spec.canary.version}")
             st.phase = None
         if request is not None:
@@ -644,9 +630,7 @@ class _Run:
         conds = set_condition(
             conds, "Progressing", phase == "Progressing", st.reason or "", st.message or "", self.now, gen
         )
-        conds = set_condition(
-            conds, "Paused", phase == "Paused", st.reason or "", st.message or "", self.now, gen
-        )
+        conds = set_condition(conds, "Paused", phase == "Paused", st.reason or "", st.message or "", self.now, gen)
         conds = set_condition(
             conds, "Completed", phase == "Succeeded", st.reason or "", st.message or "", self.now, gen
         )

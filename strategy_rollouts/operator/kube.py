@@ -80,9 +80,7 @@ class Kube:
         )
 
     async def scale(self, namespace: str, name: str, replicas: int) -> None:
-        await self.call(
-            self.apps.patch_namespaced_deployment_scale, name, namespace, {"spec": {"replicas": replicas}}
-        )
+        await self.call(self.apps.patch_namespaced_deployment_scale, name, namespace, {"spec": {"replicas": replicas}})
 
     # ---- config maps -----------------------------------------------------------------------
     async def config_map(self, namespace: str, name: str) -> client.V1ConfigMap | None:
@@ -116,14 +114,10 @@ class Kube:
     async def replace_config_map(self, cm: client.V1ConfigMap) -> client.V1ConfigMap:
         """Replace guarded by the resourceVersion it was read with."""
         try:
-            return await self.call(
-                self.core.replace_namespaced_config_map, cm.metadata.name, cm.metadata.namespace, cm
-            )
+            return await self.call(self.core.replace_namespaced_config_map, cm.metadata.name, cm.metadata.namespace, cm)
         except ApiException as exc:
             if exc.status in (409, 422):
-                raise Conflict(
-                    f"configmap {cm.metadata.namespace}/{cm.metadata.name} changed concurrently"
-                ) from exc
+                raise Conflict(f"configmap {cm.metadata.namespace}/{cm.metadata.name} changed concurrently") from exc
             raise
 
     # ---- our custom resources --------------------------------------------------------------

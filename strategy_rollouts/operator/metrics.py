@@ -33,22 +33,14 @@ reconcile_seconds = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 reconcile_errors_total = Counter("strategy_reconcile_errors_total", "Reconciles that raised", ["kind"])
-shadow_match_rate = Gauge(
-    "shadow_match_rate", "Decision match rate of a ShadowRun", ["namespace", "shadowrun"]
-)
-shadow_verdict = Gauge(
-    "shadow_verdict", "1 for the ShadowRun's verdict", ["namespace", "shadowrun", "verdict"]
-)
-shadow_decisions_total = Gauge(
-    "shadow_decisions_compared", "Decisions compared so far", ["namespace", "shadowrun"]
-)
+shadow_match_rate = Gauge("shadow_match_rate", "Decision match rate of a ShadowRun", ["namespace", "shadowrun"])
+shadow_verdict = Gauge("shadow_verdict", "1 for the ShadowRun's verdict", ["namespace", "shadowrun", "verdict"])
+shadow_decisions_total = Gauge("shadow_decisions_compared", "Decisions compared so far", ["namespace", "shadowrun"])
 parity_tracking_error_bps = Gauge(
     "parity_tracking_error_bps", "Last tracking error", ["namespace", "paritycheck", "strategy"]
 )
 parity_level = Gauge("parity_level", "1 for the last level", ["namespace", "paritycheck", "level"])
-parity_actions_total = Counter(
-    "parity_actions_total", "Parity actions applied", ["namespace", "paritycheck", "action"]
-)
+parity_actions_total = Counter("parity_actions_total", "Parity actions applied", ["namespace", "paritycheck", "action"])
 
 
 def set_rollout_phase(namespace: str, name: str, strategy: str, phase: str | None) -> None:

@@ -122,9 +122,7 @@ async def range_series(conn: Connection, query: str, start: datetime, end: datet
     """A range query that must return exactly one series (NaN points dropped)."""
     async with _LIMIT:
         try:
-            result = await asyncio.to_thread(
-                client(conn).custom_query_range, query, start, end, f"{step_s:g}s"
-            )
+            result = await asyncio.to_thread(client(conn).custom_query_range, query, start, end, f"{step_s:g}s")
         except Exception as exc:
             return Series([], _describe(exc, conn.address)[1])
     try:
