@@ -458,7 +458,8 @@ async def reconcile_once(ctx: Context, namespace: str, name: str, read_decisions
             await write(ctx, obj, status, _invalid(status, "IsolationMissing", "; ".join(isolation), gen, now))
             return None
         return await _start(ctx, obj, spec, status, gen)
-    return await _run(ctx, obj, spec, status, gen, isolation + errors, read_decisions)
+    problems = [f"isolation: {p}" for p in isolation] + [f"invalid spec change: {e}" for e in errors]
+    return await _run(ctx, obj, spec, status, gen, problems, read_decisions)
 
 
 async def _start(
@@ -539,7 +540,7 @@ async def _run(
                 log.warning("ShadowRun %s/%s: malformed decision %s", ns, obj["metadata"]["name"], why)
     kpi_statuses = await _kpis(ctx, ns, spec, status, now)
     kpis = kpi_results(spec, kpi_statuses)
-    early = verdict_for(spec, state.counts, kpis, [], finished=False, fail=[f"isolation: {p}" for p in problems])
+    early = verdict_for(spec, state.counts, kpis, [], finished=False, fail=problems)
     if (past_end and caught_up) or early.verdict == "Fail":
         return await _complete(ctx, obj, spec, status, gen, state, cursors, kpi_statuses, kpis, problems, source_error)
     message = (
@@ -590,9 +591,7 @@ async def _complete(
     stages, hold = await _latency(ctx, ns, spec, status.started_at, now)
     if source_error:
         hold.insert(0, f"decisions unavailable at the end: {source_error}")
-    verdict = verdict_for(
-        spec, final.counts, kpis, stages, finished=True, hold=hold, fail=[f"isolation: {p}" for p in problems]
-    )
+    verdict = verdict_for(spec, final.counts, kpis, stages, finished=True, hold=hold, fail=problems)
     assert verdict.verdict is not None
     report = f"{name}-report"
     message = f"verdict {verdict.verdict}: {'; '.join(verdict.reasons)}"[:1000]

@@ -369,3 +369,15 @@ def test_unreachable_redis_never_passes(env: Env) -> None:
     assert any("decisions unavailable" in r and "127.0.0.1" in r for r in st["reasons"]), st["reasons"]
     cond = {c["type"]: c for c in st["conditions"]}["DecisionsAvailable"]
     assert cond["status"] == "False" and cond["reason"] == "SourceUnreachable"
+
+
+def test_isolation_removed_mid_run_fails_at_once_and_stops_the_shadow(env: Env, cluster: DevCluster) -> None:
+    env.create("tamper", duration="5m")
+    env.wait_phase("tamper", "Running", timeout=20)
+    wait_for(lambda: replicas(cluster, "shadow", env.namespace)[0] == 1, 10, what="shadow scaled to 1")
+    apply(cluster, deployment("shadow", env.namespace, 1, SHADOW, env={"SHADOW_MODE": "false"}))
+    st = env.wait_phase("tamper", "Completed", timeout=20)
+    assert st["verdict"] == "Fail"
+    assert any(r.startswith("isolation:") and "SHADOW_MODE" in r for r in st["reasons"]), st["reasons"]
+    assert replicas(cluster, "shadow", env.namespace)[0] == 0
+    assert get(cluster, "networkpolicy", "tamper-egress", env.namespace) is None
