@@ -293,6 +293,7 @@ class Env:
 
     def _start_proxy(self) -> dict[str, Any]:
         out = self.work / "proxy"
+        (out / "ports.json").unlink(missing_ok=True)  # never read a previous run's ports
         log = open(self.work / "proxy.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
             [
@@ -326,8 +327,10 @@ class Env:
         if proc.poll() is not None:
             raise RuntimeError(f"the counting proxy exited with {proc.returncode}; see {self.work / 'proxy.log'}")
         for label in ("kube", "prometheus"):
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.proxy[label]}/__counts", timeout=10) as r:
-                out[label] = json.loads(r.read())
+            for what in ("counts", "seconds"):
+                url = f"http://127.0.0.1:{self.proxy[label]}/__{what}"
+                with urllib.request.urlopen(url, timeout=10) as r:
+                    out[label if what == "counts" else f"{label}_seconds"] = json.loads(r.read())
         return out
 
     def apiserver_counts(self) -> dict[str, float]:
@@ -383,7 +386,15 @@ class Env:
     def operator(self, label: str, namespaces: tuple[str, ...], via_proxy: bool) -> Iterator[OperatorProcess]:
         kubeconfig = self.proxy["kubeconfig"] if via_proxy else str(self.cluster.kubeconfig)
         prom = f"http://127.0.0.1:{self.proxy['prometheus']}" if via_proxy else self.cluster.prometheus_url
-        op = OperatorProcess(kubeconfig, prom, self.work / f"operator-{label}.log", namespaces=namespaces)
+        # BENCH_OPERATOR_PYTHONPATH: run a locally patched copy of the operator (before/after comparisons).
+        patched = os.environ.get("BENCH_OPERATOR_PYTHONPATH")
+        op = OperatorProcess(
+            kubeconfig,
+            prom,
+            self.work / f"operator-{label}.log",
+            namespaces=namespaces,
+            env={"PYTHONPATH": patched} if patched else None,
+        )
         op.start(timeout=120)
         try:
             yield op

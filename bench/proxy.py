@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import ssl
+import time
 from collections import Counter
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -57,16 +58,28 @@ class Proxy:
         self.ssl_ctx = ssl_ctx
         self.kube = kube
         self.counts: Counter[str] = Counter()
+        self.seconds: Counter[str] = Counter()
         self.session: aiohttp.ClientSession | None = None
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.path == "/__counts":
             return web.json_response(dict(self.counts))
+        if request.path == "/__seconds":
+            return web.json_response(dict(self.seconds))
         if self.kube:
             verb, resource = classify(request.method, request.path, request.query_string)
-            self.counts[f"{verb} {resource}"] += 1
+            key = f"{verb} {resource}"
         else:
-            self.counts[f"{request.method} {request.path}"] += 1
+            verb, key = request.method, f"{request.method} {request.path}"
+        self.counts[key] += 1
+        started = time.monotonic()
+        try:
+            return await self._forward(request)
+        finally:
+            if verb != "watch":  # time to the last byte of the upstream answer, per request kind
+                self.seconds[key] += time.monotonic() - started
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
         if self.session is None:
             self.session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ssl=self.ssl_ctx if self.ssl_ctx else False),

@@ -153,6 +153,8 @@ class Snapshot:
         proxy = env.proxy_counts()
         self.kube = proxy["kube"]
         self.prom = proxy["prometheus"]
+        self.kube_s = proxy["kube_seconds"]
+        self.prom_s = proxy["prometheus_seconds"]
         self.apiserver = env.apiserver_counts()
         self.prom_server = env.prometheus_counts()
 
@@ -172,8 +174,13 @@ def _rates(a: Snapshot, b: Snapshot) -> dict[str, Any]:
         cluster_by_verb[verb] = cluster_by_verb.get(verb, 0) + value
     ours = {"strategyrollouts", "configmaps", "deployments", "events"}
     cluster_ours = {k: v for k, v in cluster.items() if k.split(" ")[1:2] and k.split(" ")[1] in ours}
+    kube_s, prom_s = delta(b.kube_s, a.kube_s), delta(b.prom_s, a.prom_s)
+    prom = delta(b.prom, a.prom)
+    mean_ms = {k: round(1000 * v / kube[k], 1) for k, v in kube_s.items() if kube.get(k)}
+    mean_ms |= {k: round(1000 * v / prom[k], 1) for k, v in prom_s.items() if prom.get(k)}
     return {
         "window_s": round(b.t - a.t, 1),
+        "operator_request_mean_ms": mean_ms,
         "cpu_cores": round((b.cpu - a.cpu) / (b.t - a.t), 3),
         "cpu_s_per_min": round((b.cpu - a.cpu) / minutes, 2),
         "rss_mb_end": round(b.rss, 1),
