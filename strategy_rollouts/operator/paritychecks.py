@@ -13,7 +13,6 @@ below and have unit tests; the async parts are thin.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
@@ -667,7 +666,21 @@ async def run_daemon(ctx: Context, namespace: str, name: str, stopped: kopf.Daem
                 delay = ctx.settings.error_backoff_s
             finally:
                 metrics.reconcile_seconds.labels("ParityCheck").observe(time.monotonic() - started)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waker.wait(), timeout=delay)
+            await sleep(waker, stopped, delay)
     finally:
         ctx.wakers.forget(KIND, (namespace, name))
+
+
+async def sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
+    """Until `delay` passes, the waker fires, or kopf stops the daemon (deletion, shutdown: no escalation)."""
+
+    async def until_stopped() -> None:
+        await stopped.wait()
+
+    tasks = {asyncio.ensure_future(waker.wait()), asyncio.ensure_future(until_stopped())}
+    try:
+        await asyncio.wait(tasks, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -133,9 +133,9 @@ class Env:
             self.quoters[version] = q
             self.cluster.add_scrape_target(f"pq-{self.namespace}-{version}", q.metrics_target)
 
-    def wait_samples(self, count: int = MIN_POINTS) -> None:
+    def wait_samples(self, count: int = MIN_POINTS, version: str = "v1.0.0") -> None:
         """Until Prometheus holds `count` scrapes of the live series (so a run has enough samples)."""
-        query = f'count_over_time(strategy_return{{strategy="{self.strategy}",version="v1.0.0",source="live"}}[30s])'
+        query = f'count_over_time(strategy_return{{strategy="{self.strategy}",version="{version}",source="live"}}[30s])'
 
         def enough() -> float | None:
             url = f"{self.cluster.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
@@ -268,6 +268,7 @@ def test_excellent_and_warning_bands_observe_only_with_attribution(env: Env) -> 
             backtest={"query": series("backtest", "v2.0.0")},
         ),
     )
+    e.wait_samples(10, "v2.0.0")  # its quoter was scraped a little later
     st = e.run("parity-v2")
     assert st["lastRun"]["level"] == "Excellent" and st["lastRun"]["trackingErrorBps"] < 1e-6, json.dumps(st["lastRun"])
     assert "actionsTaken" not in st or st["actionsTaken"] == []
