@@ -100,8 +100,9 @@ class Mismatches(StatusModel):
     quantity: int = 0
     side: int = 0
     type: int = 0
-    missing_live: int = 0
-    missing_shadow: int = 0
+    # The contract names these kinds in snake_case, like the mismatch kinds in reports and events.
+    missing_live: int = Field(0, alias="missing_live")
+    missing_shadow: int = Field(0, alias="missing_shadow")
 
 
 class DecisionStats(StatusModel):

@@ -6,6 +6,7 @@ Second-scale durations; hours and days are covered by the engine's unit tests wi
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -20,7 +21,7 @@ from kubernetes import client, config, watch
 
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
-from tests.integration.workloads import apply, deployment, get, patch_status, replicas, routing, status
+from tests.integration.workloads import apply, deployment, get, replicas, routing, status
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "quoter"))
 import itertools
@@ -232,8 +233,6 @@ def test_happy_path_two_stages_succeeds_and_scales_stable_down(scenario: Scenari
 
 def subprocess_wait(cluster: DevCluster, namespace: str) -> Any:
     """`kubectl wait --for=condition=Completed` in the background; returns a handle with .returncode."""
-    import subprocess
-
     proc = subprocess.Popen(
         [
             str(cluster.bin_dir / "kubectl"),
@@ -352,49 +351,65 @@ def test_operator_killed_mid_step_resumes_without_repeat_or_double_scale(
     assert_exclusive(sc.revisions)
 
 
-def request(
-    cluster: DevCluster, namespace: str, action: str, rid: str, by: str = "tester", reason: str | None = None
-) -> None:
-    patch_status(
-        cluster,
-        "strategyrollout",
-        "fib-rsi",
-        namespace,
-        {"request": {"id": rid, "action": action, "by": by, "reason": reason}},
+PLUGIN = Path(sys.executable).parent / "kubectl-strategy"
+
+
+def plugin(cluster: DevCluster, namespace: str, *args: str) -> str:
+    """The kubectl plugin, as a user runs it: it writes the request and waits until it is handled."""
+    result = subprocess.run(
+        [str(PLUGIN), *args, "fib-rsi", "-n", namespace, "--timeout", "60s"],
+        capture_output=True,
+        text=True,
+        env=cluster.env(),
+        timeout=90,
+        check=False,
     )
+    assert result.returncode == 0, f"kubectl strategy {' '.join(args)}: {result.stdout}{result.stderr}"
+    return result.stdout
 
 
-def test_manual_pause_resume_promote_abort_retry_are_recorded(scenario: Scenario) -> None:
+def test_manual_pause_resume_promote_abort_retry_through_the_plugin_are_recorded(scenario: Scenario) -> None:
     sc, cluster = scenario, scenario.cluster
+    user = cluster.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
     spec = rollout("fib-rsi", sc.namespace, sc.strategy)
-    spec["spec"]["stages"][1]["steps"][1] = {"pause": {}}  # waits for promote
+    spec["spec"]["stages"][1]["steps"][1] = {"pause": {}}  # waits for promote at 10%
+    spec["spec"]["stages"][1]["steps"][3] = {"pause": {}}  # and again at 50%
     apply(cluster, spec)
     wait_for(lambda: sc.status().get("reason") == "AwaitingPromotion", 90, what="awaiting promotion")
-    request(cluster, sc.namespace, "pause", "r1", reason="lunch")
-    wait_for(lambda: "r1" in sc.status().get("handledRequests", []), 20, what="pause handled")
-    request(cluster, sc.namespace, "resume", "r2")
-    wait_for(lambda: "r2" in sc.status().get("handledRequests", []), 20, what="resume handled")
-    request(cluster, sc.namespace, "promote", "r3", reason="looks good")
-    wait_for(lambda: (sc.status().get("canaryWeight") or 0) >= 50, 30, what="promoted to 50")
-    request(cluster, sc.namespace, "abort", "r4", reason="desk says stop")
+    plugin(cluster, sc.namespace, "pause", "--reason", "lunch")
+    assert sc.status()["phase"] == "Paused"
+    plugin(cluster, sc.namespace, "resume")
+    plugin(cluster, sc.namespace, "promote", "--reason", "looks good")
+    wait_for(
+        lambda: sc.status().get("canaryWeight") == 50 and sc.status().get("reason") == "AwaitingPromotion",
+        30,
+        what="promoted to 50",
+    )
+    plugin(cluster, sc.namespace, "abort", "--reason", "desk says stop")
     st = sc.wait_phase("RolledBack", 30)
     assert st["reason"] == "Aborted" and "desk says stop" in st["message"]
-    request(cluster, sc.namespace, "retry", "r5")
+    plugin(cluster, sc.namespace, "retry")
     wait_for(lambda: sc.status().get("phase") == "Progressing", 20, what="retry")
-    request(cluster, sc.namespace, "promoteFull", "r6")
+    plugin(cluster, sc.namespace, "promote", "--full")
     st = sc.wait_phase("Succeeded", 60)
     outcomes = [(h["outcome"], h.get("by")) for h in st["history"]]
     assert outcomes == [
-        ("Paused", "tester"),
-        ("Resumed", "tester"),
-        ("Promoted", "tester"),
-        ("Aborted", "tester"),
-        ("Retried", "tester"),
-        ("Promoted", "tester"),
+        ("Paused", user),
+        ("Resumed", user),
+        ("Promoted", user),
+        ("Aborted", user),
+        ("Retried", user),
+        ("Promoted", user),
         ("Succeeded", "strategy-rollouts"),
     ]
     assert "request" not in st
+    reasons = " | ".join(h.get("reason") or "" for h in st["history"])
+    assert "lunch" in reasons and "desk says stop" in reasons
+    events = cluster.kubectl("get", "events", "-n", sc.namespace, "-o", "json").stdout
+    assert "Aborted" in events and user in events
     assert_exclusive(sc.revisions)
+    # Argo CD sees no drift: manual actions never touch spec (generation is still 1).
+    assert (get(cluster, "strategyrollout", "fib-rsi", sc.namespace) or {})["metadata"]["generation"] == 1
 
 
 def test_at_rest_the_operator_makes_no_api_writes(scenario: Scenario) -> None:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis
-from pydantic.alias_generators import to_camel
 
 from strategy_rollouts.engine.shadow import MatcherState, Tolerances, finalize, ingest, parse_decision
 from strategy_rollouts.operator.shadowruns import to_ms
@@ -153,8 +152,7 @@ def recompute(
     completed = datetime.fromisoformat(st["completedAt"].replace("Z", "+00:00")).timestamp()
     state = ingest(MatcherState(), sides[0], sides[1], ["symbol", "tick"], Tolerances(0.5, 1.0), completed, window_s)
     counts = finalize(state).counts.to_dict()
-    # status.decisions.mismatches is camelCase on the wire (missingLive), like every status field
-    counts["mismatches"] = {to_camel(k): v for k, v in counts["mismatches"].items()}
+    # status.decisions.mismatches uses the contract's kind names (missing_live, missing_shadow)
     return counts
 
 
@@ -297,7 +295,7 @@ def test_operator_restart_mid_run_does_not_double_count(
     assert {k: got[k] for k in ("compared", "matched", "mismatches")} == {
         k: expected[k] for k in ("compared", "matched", "mismatches")
     }
-    assert got["mismatches"]["missingShadow"] > 0  # the dropped decisions, each counted once
+    assert got["mismatches"]["missing_shadow"] > 0  # the dropped decisions, each counted once
 
 
 def test_rollout_waits_for_shadow_pass(env: Env, cluster: DevCluster) -> None:
