@@ -323,6 +323,8 @@ def idle_status(
     new.phase = "Suspended" if spec.suspend else "Scheduled"
     new.message = None
     new.next_run_at = next_run_at
+    if new.run_request is not None and new.run_request.id in new.handled_requests:
+        new.run_request = None  # re-sent after it was handled: answered already
     return settle(new, spec, generation, now)
 
 

@@ -27,7 +27,7 @@ import pytest
 
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
-from tests.integration.workloads import apply, deployment, patch_status, replicas, routing, status
+from tests.integration.workloads import apply, deployment, get, patch_status, replicas, routing, status
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "quoter"))
 from quoter.testing import QuoterProcess, start_quoter
@@ -220,6 +220,13 @@ def start_progressing_rollout(e: Env) -> None:
     )
 
 
+def assert_at_rest(e: Env, name: str, seconds: float = 3.0) -> None:
+    """Nothing due: the operator does not write the object again (no status write loop)."""
+    version = (get(e.cluster, "paritycheck", name, e.namespace) or {})["metadata"]["resourceVersion"]
+    time.sleep(seconds)
+    assert (get(e.cluster, "paritycheck", name, e.namespace) or {})["metadata"]["resourceVersion"] == version
+
+
 def actions(st: dict[str, Any]) -> list[str]:
     return [a["action"] for a in st.get("actionsTaken", [])]
 
@@ -237,6 +244,7 @@ def test_excellent_and_warning_bands_observe_only_with_attribution(env: Env) -> 
     apply(e.cluster, paritycheck("parity", e.namespace, e.strategy, deployment_target(e), thresholdsBps=WARNING_BANDS))
     wait_for(lambda: e.status().get("nextRunAt"), 15, what="nextRunAt set")
     assert e.status()["phase"] == "Scheduled" and "lastRun" not in e.status()
+    assert_at_rest(e, "parity")
     e.wait_samples()
     st = e.run()
     run = st["lastRun"]
@@ -501,5 +509,6 @@ def test_invalid_spec_is_reported_naming_the_field_and_never_runs(env: Env) -> N
     assert "spec.schedule" in st["message"] and "spec.live.query" in st["message"] and "canary.version" in st["message"]
     cond = next(c for c in st["conditions"] if c["type"] == "InvalidSpec")
     assert cond["status"] == "True"
+    assert_at_rest(e, "parity")
     st = e.run()
     assert "lastRun" not in st and "InvalidSpec" in e.event_reasons()

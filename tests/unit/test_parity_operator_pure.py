@@ -264,3 +264,10 @@ def test_routing_changes() -> None:
         parity.Action("set_entries_enabled", True, lift=True),
     ]
     assert pc.routing_changes(lifts, False, []) == {"sizeMultiplier": 1.0, "entriesEnabled": True}
+
+
+def test_a_request_already_handled_is_cleared_without_a_run() -> None:
+    status = ParityCheckStatus(run_request=ManualRun(id="r1"), handled_requests=["r1"])
+    assert pc.due(spec(), status, created_at=NOW, now=NOW).trigger is None
+    new = pc.idle_status(spec(), status, NOW + timedelta(hours=1), 1, NOW)
+    assert new.run_request is None and new.handled_requests == ["r1"]
