@@ -120,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
                 for n in scale_ns:
                     try:
                         levels.append(scenarios.scale_level(env, n, cfg["steady_s"], cfg["rest_s"]))
+                        # written after every level, so a run stopped during a large N keeps the smaller ones
+                        write_result("scale", {"levels": levels, "stopped_at": None}, machine, cfg)
                     except Exception as exc:  # the largest N the machine sustains: say where and why it stopped
                         traceback.print_exc()
                         stopped = {"n": n, "error": f"{type(exc).__name__}: {exc}"[:2000]}
