@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from strategy_rollouts.api.common import GateSpec
@@ -28,9 +25,8 @@ from strategy_rollouts.engine.rollout import (
     routing_document,
     target_namespaces,
 )
-from strategy_rollouts.operator import metrics, prometheus, routing_writer
+from strategy_rollouts.operator import daemons, metrics, prometheus, routing_writer
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.kube import Conflict
 
 PLURAL = "strategyrollouts"
 KIND = "rollout"
@@ -179,29 +175,6 @@ async def write_status(ctx: Context, obj: dict[str, Any], old: StrategyRolloutSt
 
 async def run_daemon(ctx: Context, namespace: str, name: str, stopped: kopf.DaemonStopped) -> None:
     """One long-lived loop per rollout: reconcile, then sleep until the engine's next due time or an event."""
-    waker = ctx.wakers.event(KIND, (namespace, name))
-    try:
-        while not stopped:
-            waker.clear()
-            started = time.monotonic()
-            try:
-                wake_at = await reconcile_once(ctx, namespace, name)
-                delay = ctx.settings.idle_recheck_s
-                if wake_at is not None:
-                    delay = min(delay, max((wake_at - datetime.now(UTC)).total_seconds(), 0.0) + 0.01)
-            except Conflict:
-                delay = 0.05  # someone wrote first (the plugin, a parity check): re-read at once
-            except ApiException as exc:  # e.g. namespace terminating, RBAC: say it in one line
-                log.warning("reconcile of StrategyRollout %s/%s: API %s %s", namespace, name, exc.status, exc.reason)
-                metrics.reconcile_errors_total.labels("StrategyRollout").inc()
-                delay = ctx.settings.error_backoff_s
-            except Exception:  # a bad answer from the API must not kill the loop (no crash-loop)
-                log.exception("reconcile of StrategyRollout %s/%s failed", namespace, name)
-                metrics.reconcile_errors_total.labels("StrategyRollout").inc()
-                delay = ctx.settings.error_backoff_s
-            finally:
-                metrics.reconcile_seconds.labels("StrategyRollout").observe(time.monotonic() - started)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waker.wait(), timeout=delay)
-    finally:
-        ctx.wakers.forget(KIND, (namespace, name))
+    await daemons.run_loop(
+        ctx, "StrategyRollout", KIND, namespace, name, stopped, lambda: reconcile_once(ctx, namespace, name)
+    )

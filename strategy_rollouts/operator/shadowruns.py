@@ -56,9 +56,8 @@ from strategy_rollouts.engine.shadow import (
     validate_match_on,
 )
 from strategy_rollouts.engine.validation import gate_errors, query_errors
-from strategy_rollouts.operator import decisions, metrics, networkpolicy, prometheus
+from strategy_rollouts.operator import daemons, decisions, metrics, networkpolicy, prometheus
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.kube import Conflict
 from strategy_rollouts.operator.rollouts import measure
 
 PLURAL = "shadowruns"
@@ -762,32 +761,18 @@ def forget_metrics(ns: str, name: str) -> None:
 async def run_daemon(ctx: Context, namespace: str, name: str, stopped: kopf.DaemonStopped) -> None:
     """One loop per ShadowRun. Decisions are read at most every READ_EVERY_S / 2, so the wake-ups
     caused by our own status patches do not turn into a read-patch-wake loop."""
-    waker = ctx.wakers.event(KIND, (namespace, name))
     last_read = -math.inf
-    try:
-        while not stopped:
-            waker.clear()
-            started = time.monotonic()
-            read = started - last_read >= READ_EVERY_S / 2
-            try:
-                wake_at = await reconcile_once(ctx, namespace, name, read_decisions=read)
-                if read:
-                    last_read = started
-                delay = ctx.settings.idle_recheck_s
-                if wake_at is not None:
-                    delay = min(delay, max((wake_at - datetime.now(UTC)).total_seconds(), 0.0) + 0.01)
-            except Conflict:
-                delay = 0.05
-            except Exception:  # a bad answer must not kill the loop
-                log.exception("reconcile of ShadowRun %s/%s failed", namespace, name)
-                metrics.reconcile_errors_total.labels("ShadowRun").inc()
-                delay = ctx.settings.error_backoff_s
-            finally:
-                metrics.reconcile_seconds.labels("ShadowRun").observe(time.monotonic() - started)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waker.wait(), timeout=delay)
-    finally:
-        ctx.wakers.forget(KIND, (namespace, name))
+
+    async def reconcile() -> datetime | None:
+        nonlocal last_read
+        started = time.monotonic()
+        read = started - last_read >= READ_EVERY_S / 2
+        wake_at = await reconcile_once(ctx, namespace, name, read_decisions=read)
+        if read:
+            last_read = started
+        return wake_at
+
+    await daemons.run_loop(ctx, "ShadowRun", KIND, namespace, name, stopped, reconcile)
 
 
 async def close() -> None:
