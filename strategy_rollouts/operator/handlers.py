@@ -12,7 +12,7 @@ from typing import Any
 import kopf
 
 from strategy_rollouts.api.common import GROUP, VERSION
-from strategy_rollouts.operator import rollouts, shadowruns
+from strategy_rollouts.operator import paritychecks, rollouts, shadowruns
 from strategy_rollouts.operator.context import Context
 
 CTX: Context | None = None
@@ -66,14 +66,12 @@ def shadowrun_changed(namespace: str, name: str, **_: Any) -> None:
 
 @kopf.daemon(GROUP, VERSION, "paritychecks", cancellation_timeout=2.0)  # type: ignore[arg-type]
 async def paritycheck_daemon(namespace: str, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
-    from strategy_rollouts.operator import paritychecks
-
     await paritychecks.run_daemon(context(), namespace, name, stopped)
 
 
 @kopf.on.event(GROUP, VERSION, "paritychecks")  # type: ignore[arg-type]
 def paritycheck_changed(namespace: str, name: str, **_: Any) -> None:
-    context().wakers.wake("paritycheck", (namespace, name))
+    context().wakers.wake(paritychecks.KIND, (namespace, name))
 
 
 # ---- ShadowRun ------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, cast
@@ -36,9 +35,8 @@ from strategy_rollouts.api.paritycheck import (
 )
 from strategy_rollouts.api.placeholders import PARITY_PLACEHOLDERS, substitute, unknown_placeholders
 from strategy_rollouts.engine import parity, schedule
-from strategy_rollouts.operator import metrics, prometheus, routing_writer
+from strategy_rollouts.operator import daemons, metrics, prometheus, routing_writer
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.kube import Conflict
 
 PLURAL = "paritychecks"
 KIND = "paritycheck"
@@ -649,40 +647,7 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
 
 
 async def run_daemon(ctx: Context, namespace: str, name: str, stopped: kopf.DaemonStopped) -> None:
-    """One loop per ParityCheck: reconcile, then sleep until nextRunAt or an event (a runRequest)."""
-    waker = ctx.wakers.event(KIND, (namespace, name))
-    try:
-        while not stopped:
-            waker.clear()
-            started = time.monotonic()
-            try:
-                wake_at = await reconcile_once(ctx, namespace, name)
-                delay = ctx.settings.idle_recheck_s
-                if wake_at is not None:
-                    delay = min(delay, max((wake_at - datetime.now(UTC)).total_seconds(), 0.0) + 0.01)
-            except Conflict:
-                delay = 0.05  # the plugin or a user wrote first: re-read at once (actions are idempotent)
-            except Exception:  # a bad answer must not kill the loop (no crash-loop)
-                log.exception("reconcile of ParityCheck %s/%s failed", namespace, name)
-                metrics.reconcile_errors_total.labels("ParityCheck").inc()
-                delay = ctx.settings.error_backoff_s
-            finally:
-                metrics.reconcile_seconds.labels("ParityCheck").observe(time.monotonic() - started)
-            await sleep(waker, stopped, delay)
-    finally:
-        ctx.wakers.forget(KIND, (namespace, name))
-
-
-async def sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
-    """Until `delay` passes, the waker fires, or kopf stops the daemon (deletion, shutdown: no escalation)."""
-
-    async def until_stopped() -> None:
-        await stopped.wait()
-
-    tasks = {asyncio.ensure_future(waker.wait()), asyncio.ensure_future(until_stopped())}
-    try:
-        await asyncio.wait(tasks, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    """One loop per ParityCheck: reconcile, then sleep until nextRunAt, an event (a runRequest) or stop."""
+    await daemons.run_loop(
+        ctx, "ParityCheck", KIND, namespace, name, stopped, lambda: reconcile_once(ctx, namespace, name)
+    )
