@@ -49,7 +49,7 @@ unit: venv ## engine and model tests, milliseconds each, no cluster
 test: venv system-deps binaries ## everything: installs, builds or reuses binaries, runs every test
 	$(MAKE) -s crds-check
 	$(MAKE) -s lint
-	$(VENV)/bin/pytest tests -q -p no:cacheprovider
+	$(VENV)/bin/pytest tests -q -p no:cacheprovider --durations=15
 
 demo: venv system-deps binaries ## local cluster + operator + quoters + a live rollout
 	$(PY) demo/run.py
