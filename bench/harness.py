@@ -395,7 +395,14 @@ class Env:
             namespaces=namespaces,
             env={"PYTHONPATH": patched} if patched else None,
         )
-        op.start(timeout=120)
+        # `python -m` puts the working directory first on sys.path: start a patched copy from its own root.
+        here = os.getcwd()
+        if patched:
+            os.chdir(patched)
+        try:
+            op.start(timeout=120)
+        finally:
+            os.chdir(here)
         try:
             yield op
         finally:
