@@ -64,12 +64,16 @@ def _describe(exc: BaseException, address: str) -> tuple[str, str]:
         return "inconclusive", f"Prometheus at {address} timed out"
     if isinstance(exc, requests.ConnectionError):
         return "inconclusive", f"Prometheus at {address} unreachable"
-    if isinstance(exc, ValueError | KeyError | TypeError):
+    if isinstance(exc, ValueError | LookupError | TypeError):
         return (
             "inconclusive",
             f"Prometheus at {address} answered something unparseable ({type(exc).__name__})",
         )
     return "inconclusive", f"Prometheus at {address}: {type(exc).__name__}: {str(exc)[:200]}"
+
+
+class SeveralSeries(Exception):
+    """The query names more than one series: a gate needs one number, so the query must aggregate."""
 
 
 def scalar_from(result: Any) -> float | None:
@@ -81,7 +85,7 @@ def scalar_from(result: Any) -> float | None:
     if not result:
         return None
     if len(result) > 1:
-        raise LookupError(f"query returned {len(result)} series; aggregate it to one (e.g. sum or max)")
+        raise SeveralSeries(f"query returned {len(result)} series; aggregate it to one (e.g. sum or max)")
     return float(result[0]["value"][1])
 
 
@@ -90,7 +94,7 @@ async def instant(conn: Connection, query: str) -> Measurement:
         try:
             result = await asyncio.to_thread(client(conn).custom_query, query)
             value = scalar_from(result)
-        except LookupError as exc:
+        except SeveralSeries as exc:
             return Measurement(None, outcome="error", message=str(exc))
         except Exception as exc:  # every failure becomes a measured cause, never a crash
             outcome, message = _describe(exc, conn.address)

@@ -1,0 +1,94 @@
+"""The Prometheus adapter against the real Prometheus, and against an endpoint that answers garbage.
+
+Every answer that is not one finite number is Inconclusive (or Error for a query Prometheus
+rejects): never a Pass, never an exception.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from strategy_rollouts.operator import prometheus
+from strategy_rollouts.testing.operator_process import free_port
+
+if TYPE_CHECKING:
+    from devcluster.cluster import DevCluster
+
+
+async def measure(url: str, query: str) -> prometheus.Measurement:
+    return await prometheus.instant(prometheus.Connection(url, timeout_s=2), query)
+
+
+@pytest.mark.parametrize(
+    ("query", "outcome", "value", "needle"),
+    [
+        ("vector(42)", "ok", 42.0, ""),
+        ("scalar(vector(7))", "ok", 7.0, ""),
+        ("vector(0) / 0", "inconclusive", None, "nan"),
+        ('absent_metric_for_sure{job="nope"}', "inconclusive", None, "empty result"),
+        ('up{job=~".+"} or vector(1)', "error", None, "aggregate"),
+        ("sum(rate(", "error", None, "rejected the query"),
+    ],
+    ids=["number", "scalar", "nan", "empty", "several-series", "bad-query"],
+)
+async def test_real_prometheus_answers(
+    cluster: DevCluster, query: str, outcome: str, value: float | None, needle: str
+) -> None:
+    m = await measure(cluster.prometheus_url, query)
+    assert m.outcome == outcome, m
+    assert m.value == value
+    assert needle.lower() in m.message.lower()
+
+
+async def test_unreachable_prometheus_is_inconclusive() -> None:
+    m = await measure(f"http://127.0.0.1:{free_port()}", "vector(1)")
+    assert (m.outcome, m.value) == ("inconclusive", None)
+    assert "unreachable" in m.message
+
+
+class _Garbage(http.server.BaseHTTPRequestHandler):
+    answers: dict[str, tuple[int, bytes]] = {
+        "notjson": (200, b"<html>proxy error</html>"),
+        "nodata": (200, b'{"status":"success"}'),
+        "wrongshape": (200, b'{"status":"success","data":{"resultType":"vector","result":[{"value":"x"}]}}'),
+        "notanumber": (
+            200,
+            b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"abc"]}]}}',
+        ),
+        "server-error": (503, b"overloaded"),
+    }
+
+    def do_GET(self) -> None:
+        query = self.path.split("query=", 1)[-1].split("&", 1)[0]
+        status, body = self.answers.get(query, (404, b"?"))
+        self.send_response(status)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def garbage_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Garbage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("query", sorted(_Garbage.answers))
+async def test_garbage_answers_are_inconclusive_with_a_cause(garbage_server: str, query: str) -> None:
+    m = await measure(garbage_server, query)
+    assert m.outcome == "inconclusive", m
+    assert m.value is None
+    assert m.message and ("unparseable" in m.message or "error" in m.message)
