@@ -6,6 +6,7 @@ Pure: no I/O, no clock. The status is the only memory; the operator enforces the
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,12 @@ class Decision:
     wake_at: datetime | None
 
 
+@functools.lru_cache(maxsize=4096)
+def ranked_keys(keys: tuple[str, ...], salt: str) -> tuple[str, ...]:
+    """The ranking only changes with the universe or the salt: one sha256 per key, once."""
+    return tuple(rank_keys(keys, salt))
+
+
 def risk_gate(stage: Stage, specs: list[GateSpec]) -> GateSpec | None:
     """The stage's risk budget as a gate, so it shares the bookkeeping (limit: used <= max)."""
     if stage.risk_budget is None:
@@ -154,12 +161,14 @@ class _Run:
 
     def __init__(self, spec: StrategyRolloutSpec, status: StrategyRolloutStatus, obs: Observations, now: datetime):
         self.spec = spec
-        self.st = status.model_copy(deep=True)
+        # Only targets are changed in place; every other field is replaced whole, so a shallow copy
+        # plus copied targets keeps the caller's status untouched (a deep copy was most of the cost).
+        self.st = status.model_copy(update={"targets": [t.model_copy(deep=True) for t in status.targets]})
         self.obs = obs
         self.now = now
         self.events: list[Event] = []
         self.wakes: list[datetime] = []
-        self.ranked = rank_keys(spec.routing.keys, spec.routing.salt or spec.strategy)
+        self.ranked = ranked_keys(tuple(spec.routing.keys), spec.routing.salt or spec.strategy)
         self.symbols = spec.routing.mode == "symbols"
         self.unpublished: set[str] = set()
 
@@ -648,7 +657,7 @@ def reconcile(
     now: datetime,
 ) -> Decision:
     """Decide everything for one reconcile. Deterministic in its arguments."""
-    errors = rollout_errors(spec)
+    errors = cached_rollout_errors(spec)
     if errors:
         return invalid(status, errors, obs.generation, now)
     run = _Run(spec, status, obs, now)
@@ -660,6 +669,19 @@ def reconcile(
         events=run.events,
         wake_at=min(run.wakes) if run.wakes else None,
     )
+
+
+_ERRORS: dict[str, list[str]] = {}
+
+
+def cached_rollout_errors(spec: StrategyRolloutSpec) -> list[str]:
+    """Validation depends on the spec alone; specs change rarely, reconciles are frequent."""
+    key = spec.model_dump_json()
+    if key not in _ERRORS:
+        if len(_ERRORS) > 4096:
+            _ERRORS.clear()
+        _ERRORS[key] = rollout_errors(spec)
+    return _ERRORS[key]
 
 
 def invalid(status: StrategyRolloutStatus, errors: list[str], generation: int, now: datetime) -> Decision:
