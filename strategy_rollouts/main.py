@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import kopf
 from prometheus_client import start_http_server
@@ -58,16 +59,21 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         start_http_server(args.metrics_port)
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not args.namespace,
-            namespaces=args.namespace or (),
-            liveness_endpoint=liveness,
-            standalone=args.peering is None,
-            peering_name=args.peering,
-        )
-    )
+    asyncio.run(operate(args, liveness))
     return 0
+
+
+async def operate(args: argparse.Namespace, liveness: str | None) -> None:
+    # Every Kubernetes and Prometheus call runs in the default executor: size it for the bounded
+    # concurrency the adapters allow (the default is cpus + 4 threads).
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=48, thread_name_prefix="io"))
+    await kopf.operator(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        liveness_endpoint=liveness,
+        standalone=args.peering is None,
+        peering_name=args.peering,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,18 +46,24 @@ async def strategyrollout_daemon(namespace: str, name: str, stopped: kopf.Daemon
     await rollouts.run_daemon(context(), namespace, name, stopped)
 
 
+# Wake-up handlers are `async def`: kopf runs plain functions in a thread pool, and an asyncio.Event
+# set from another thread does not wake the loop.
+
+
 @kopf.on.event(GROUP, VERSION, "strategyrollouts")  # type: ignore[arg-type]
-def strategyrollout_changed(namespace: str, name: str, **_: Any) -> None:
+async def strategyrollout_changed(namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+    if rollouts.is_own_write(namespace, name, body):
+        return  # the echo of our own status patch: nothing new to reconcile
     context().wakers.wake(rollouts.KIND, (namespace, name))
 
 
 @kopf.on.event("apps", "v1", "deployments")  # type: ignore[arg-type]
-def deployment_changed(namespace: str, name: str, **_: Any) -> None:
+async def deployment_changed(namespace: str, name: str, **_: Any) -> None:
     context().wakers.wake("deployment", (namespace, name))
 
 
 @kopf.on.event(GROUP, VERSION, "shadowruns")  # type: ignore[arg-type]
-def shadowrun_changed(namespace: str, name: str, **_: Any) -> None:
+async def shadowrun_changed(namespace: str, name: str, **_: Any) -> None:
     context().wakers.wake("shadowrun", (namespace, name))
 
 
@@ -70,7 +76,7 @@ async def paritycheck_daemon(namespace: str, name: str, stopped: kopf.DaemonStop
 
 
 @kopf.on.event(GROUP, VERSION, "paritychecks")  # type: ignore[arg-type]
-def paritycheck_changed(namespace: str, name: str, **_: Any) -> None:
+async def paritycheck_changed(namespace: str, name: str, **_: Any) -> None:
     context().wakers.wake(paritychecks.KIND, (namespace, name))
 
 

@@ -45,7 +45,10 @@ class Kube:
             config.load_incluster_config()
         except config.ConfigException:
             config.load_kube_config(config_file=kubeconfig)
-        return cls()
+        configuration = client.Configuration.get_default_copy()
+        # One pooled connection per concurrent call (the default pool is cpus * 5).
+        configuration.connection_pool_maxsize = 32
+        return cls(client.ApiClient(configuration))
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         async with _LIMIT:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -164,10 +165,25 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
     return decision.wake_at
 
 
+# (namespace, name) -> (generation, status) of our last status write, to recognise its watch echo.
+_OWN_WRITES: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+
+
+def is_own_write(namespace: str, name: str, body: Mapping[str, Any]) -> bool:
+    """True for the watch event our own status patch caused (same generation, the status we wrote)."""
+    own = _OWN_WRITES.get((namespace, name))
+    if own is None:
+        return False
+    generation = (body.get("metadata") or {}).get("generation")
+    return own == (generation, dict(body.get("status") or {}))
+
+
 async def write_status(ctx: Context, obj: dict[str, Any], old: StrategyRolloutStatus, decision: Decision) -> None:
     new = decision.status.wire()
     if new != old.wire():
         meta = obj["metadata"]
+        # Recorded before the PATCH: its watch event can arrive before the response does.
+        _OWN_WRITES[(meta["namespace"], meta["name"])] = (meta.get("generation"), new)
         await ctx.kube.patch_status(PLURAL, meta["namespace"], meta["name"], new, meta["resourceVersion"])
     for event in decision.events:
         kopf.event(cast(kopf.Body, obj), type=event.type, reason=event.reason, message=event.message[:1000])
