@@ -184,11 +184,19 @@ def machine_info() -> dict[str, Any]:
         info["loadavg_at_start"] = Path("/proc/loadavg").read_text().split()[:3]
     except OSError:
         pass
-    with contextlib.suppress(OSError):
-        info["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
-        ).stdout.strip()
+    info.update(code_state())
     return info
+
+
+def code_state() -> dict[str, Any]:
+    """The commit, and the operator files that differ from it (the tree is shared with other editors)."""
+    out: dict[str, Any] = {}
+    with contextlib.suppress(OSError):
+        git = ["git", "-C", str(REPO)]
+        out["git_commit"] = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run([*git, "status", "--porcelain", "strategy_rollouts"], capture_output=True, text=True)
+        out["operator_files_modified"] = dirty.stdout.split("\n")[:-1]
+    return out
 
 
 class Recorder:
@@ -267,6 +275,7 @@ class Env:
         self.api = Api(load_creds(self.cluster.kubeconfig))
         self.run_id = uuid.uuid4().hex[:5]
         self.namespaces: list[str] = []
+        self.operator_code: dict[str, dict[str, Any]] = {}  # label -> code the operator was started from
         self.exporter = GateExporter()
         self.job = f"bench-gates-{self.run_id}"
         self.cluster.add_scrape_target(self.job, f"127.0.0.1:{self.exporter.port}")
@@ -400,6 +409,7 @@ class Env:
         if patched:
             os.chdir(patched)
         try:
+            self.operator_code[label] = {**code_state(), "patched_copy": patched}
             op.start(timeout=120)
         finally:
             os.chdir(here)

@@ -67,6 +67,7 @@ def step_latency(env: Env, rollouts: int = 12, seed: int = 1) -> dict[str, Any]:
     samples = [s for name in names for s in step_latencies(rec.traces[name], len(KEYS))]
     return {
         "rollouts": rollouts,
+        "operator_code": env.operator_code.get("step"),
         "samples": samples,
         "weight_published_s": summary([s["latency"] for s in samples]),
         "fully_assigned_s": summary([s["assigned"] for s in samples if not math.isnan(s["assigned"])]),
@@ -128,6 +129,7 @@ def rollback(env: Env, rollouts: int = 10, interval: str = "5s", seed: int = 2) 
             samples.append({"rollout": name, "flip": flips[name], "sample_ts": ts, **got})
     return {
         "rollouts": rollouts,
+        "operator_code": env.operator_code.get("rollback"),
         "gate_interval": interval,
         "samples": samples,
         "sample_to_all_stable_s": summary([s["to_stable"] for s in samples]),
@@ -281,6 +283,7 @@ def scale_level(env: Env, n: int, steady_s: float = 60, rest_s: float = 60, time
         result["cpu_series"] = [(round(t - t1, 1), round(c, 2)) for t, c, _ in sampler.samples[::5]]
     rec.stop()
     samples = [s for name in names for s in step_latencies(rec.traces[name], len(KEYS))]
+    result["operator_code"] = env.operator_code.get(f"scale{n}")
     result["step_samples"] = len(samples)
     result["step_weight_published_s"] = summary([s["latency"] for s in samples])
     result["step_fully_assigned_s"] = summary([s["assigned"] for s in samples if not math.isnan(s["assigned"])])
