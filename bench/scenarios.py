@@ -151,6 +151,7 @@ class Snapshot:
     def __init__(self, env: Env, pid: int) -> None:
         self.t = time.time()
         self.cpu = proc_cpu_seconds(pid)
+        self.proxy_cpu = proc_cpu_seconds(env.proxy["proc"].pid)  # the harness's own cost, for honesty
         self.rss = proc_rss_mb(pid)[0]
         proxy = env.proxy_counts()
         self.kube = proxy["kube"]
@@ -185,6 +186,7 @@ def _rates(a: Snapshot, b: Snapshot) -> dict[str, Any]:
         "operator_request_mean_ms": mean_ms,
         "cpu_cores": round((b.cpu - a.cpu) / (b.t - a.t), 3),
         "cpu_s_per_min": round((b.cpu - a.cpu) / minutes, 2),
+        "counting_proxy_cpu_cores": round((b.proxy_cpu - a.proxy_cpu) / (b.t - a.t), 3),
         "rss_mb_end": round(b.rss, 1),
         "operator_requests_per_min_by_verb": per_min(by_verb),
         "operator_requests_per_min": per_min(kube),
