@@ -387,8 +387,12 @@ class Env:
 
     def stable_replicas(self, ns: str) -> int:
         doc = self.api.get(ns_path(ns, "deployments", "apps")) or {}
+        # spec and status: the rest window starts only once the old pods are gone, since the rollouts'
+        # status.replicas legitimately follows the Deployments while they drain
         return sum(
-            int(d["spec"].get("replicas", 0)) for d in doc.get("items", []) if d["metadata"]["name"].endswith("-stable")
+            int(d["spec"].get("replicas", 0)) + int((d.get("status") or {}).get("replicas", 0))
+            for d in doc.get("items", [])
+            if d["metadata"]["name"].endswith("-stable")
         )
 
     @contextmanager
