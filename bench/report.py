@@ -82,7 +82,11 @@ def tables() -> str:
             f"| 4b. routing for 1,000 keys (rank + assign + handoff step) "
             f"| {_f(full['median'], 2, ' ms')} | {_f(full['p99'], 2, ' ms')} | < 2 ms | {_ok(full['p99'] < 2)} |"
         )
-        parts = {k: v for k, v in engine["routing_1000_keys"].items() if k.endswith("_ms") and k != "full_ms"}
+        parts = {
+            k: v
+            for k, v in engine["routing_1000_keys"].items()
+            if k.endswith("_ms") and k != "full_ms" and isinstance(v, dict)
+        }
         detail = ", ".join(f"{k.removesuffix('_ms')} {v['median']:.3f} ms" for k, v in parts.items())
         lines.append(f"| 4b'. of which (medians) | {detail} | | | |")
     if scale:
