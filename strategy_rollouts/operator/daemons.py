@@ -7,8 +7,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
-import kopf
 from kubernetes.client.exceptions import ApiException
 
 from strategy_rollouts.operator import metrics
@@ -18,13 +18,21 @@ from strategy_rollouts.operator.kube import Conflict
 log = logging.getLogger(__name__)
 
 
+class Stopped(Protocol):
+    """kopf.DaemonStopped, or loops.Stop: falsy until the loop must end, awaitable until then."""
+
+    def __bool__(self) -> bool: ...
+
+    def wait(self) -> Awaitable[Any]: ...
+
+
 async def run_loop(
     ctx: Context,
     kind: str,
     waker_kind: str,
     namespace: str,
     name: str,
-    stopped: kopf.DaemonStopped,
+    stopped: Stopped,
     reconcile: Callable[[], Awaitable[datetime | None]],
 ) -> None:
     """`reconcile` returns when to look again (None: only on an event, or the idle safety net)."""
@@ -55,7 +63,7 @@ async def run_loop(
         ctx.wakers.forget(waker_kind, (namespace, name))
 
 
-async def sleep(waker: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
+async def sleep(waker: asyncio.Event, stopped: Stopped, delay: float) -> None:
     """Until `delay` passes, the waker fires, or kopf stops the daemon (deletion, shutdown: no escalation)."""
 
     async def until_stopped() -> None:

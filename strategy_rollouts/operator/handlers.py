@@ -1,19 +1,24 @@
-"""kopf registrations: one daemon per object, event handlers that wake them, startup settings.
+"""kopf registrations: one loop per object, event handlers that start and wake them, startup settings.
 
-Daemons reconcile at the level (status + observed world), so create, resume after a restart and
-update are the same code path; nothing here stores progress in annotations.
+Loops reconcile at the level (status + observed world), so create, resume after a restart and
+update are the same code path; nothing here stores progress in annotations. StrategyRollouts and
+ParityChecks get no finalizer (see loops.py); ShadowRuns do, because their deletion needs work.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
 import kopf
 
 from strategy_rollouts.api.common import GROUP, VERSION
-from strategy_rollouts.operator import paritychecks, rollouts, shadowruns
+from strategy_rollouts.operator import daemons, paritychecks, rollouts, shadowruns
 from strategy_rollouts.operator.context import Context
+from strategy_rollouts.operator.loops import Loops
+
+LoopFn = Callable[[Context, str, str, daemons.Stopped], Coroutine[Any, Any, None]]
 
 CTX: Context | None = None
 
@@ -37,13 +42,25 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.connect_timeout = 30
     settings.batching.error_delays = [1, 2, 5, 10, 30]
     settings.networking.error_backoffs = [1, 2, 5, 10]
-    # Peering stops two operator replicas acting at once, when the peering CRDs are installed.
-    settings.peering.standalone = True
 
 
-@kopf.daemon(GROUP, VERSION, "strategyrollouts", cancellation_timeout=2.0)  # type: ignore[arg-type]
-async def strategyrollout_daemon(namespace: str, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
-    await rollouts.run_daemon(context(), namespace, name, stopped)
+LOOPS = Loops()
+
+
+@kopf.on.cleanup()
+async def stop_loops(**_: Any) -> None:
+    await LOOPS.stop_all()
+
+
+async def _follow(kind: str, event: kopf.RawEvent, namespace: str, name: str, run: LoopFn) -> bool:
+    """Start the object's loop on any event, stop it on DELETED. True while the object lives."""
+    key = (kind, namespace, name)
+    if event.get("type") == "DELETED":
+        await LOOPS.stop(key)
+        return False
+    ctx = context()
+    LOOPS.ensure(key, lambda stop: run(ctx, namespace, name, stop))
+    return True
 
 
 # Wake-up handlers are `async def`: kopf runs plain functions in a thread pool, and an asyncio.Event
@@ -51,7 +68,9 @@ async def strategyrollout_daemon(namespace: str, name: str, stopped: kopf.Daemon
 
 
 @kopf.on.event(GROUP, VERSION, "strategyrollouts")  # type: ignore[arg-type]
-async def strategyrollout_changed(namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+async def strategyrollout_changed(event: kopf.RawEvent, namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+    if not await _follow(rollouts.KIND, event, namespace, name, rollouts.run_daemon):
+        return
     if rollouts.is_own_write(namespace, name, body):
         return  # the echo of our own status patch: nothing new to reconcile
     context().wakers.wake(rollouts.KIND, (namespace, name))
@@ -70,14 +89,10 @@ async def shadowrun_changed(namespace: str, name: str, **_: Any) -> None:
 # ---- ParityCheck ---------------------------------------------------------------------------------
 
 
-@kopf.daemon(GROUP, VERSION, "paritychecks", cancellation_timeout=2.0)  # type: ignore[arg-type]
-async def paritycheck_daemon(namespace: str, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
-    await paritychecks.run_daemon(context(), namespace, name, stopped)
-
-
 @kopf.on.event(GROUP, VERSION, "paritychecks")  # type: ignore[arg-type]
-async def paritycheck_changed(namespace: str, name: str, **_: Any) -> None:
-    context().wakers.wake(paritychecks.KIND, (namespace, name))
+async def paritycheck_changed(event: kopf.RawEvent, namespace: str, name: str, **_: Any) -> None:
+    if await _follow(paritychecks.KIND, event, namespace, name, paritychecks.run_daemon):
+        context().wakers.wake(paritychecks.KIND, (namespace, name))
 
 
 # ---- ShadowRun ------------------------------------------------------------------------------------
@@ -86,7 +101,7 @@ async def paritycheck_changed(namespace: str, name: str, **_: Any) -> None:
 
 @kopf.daemon(GROUP, VERSION, "shadowruns", cancellation_timeout=2.0)  # type: ignore[arg-type]
 async def shadowrun_daemon(namespace: str, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
-    await shadowruns.run_daemon(context(), namespace, name, stopped)
+    await shadowruns.run_daemon(context(), namespace, name, cast(daemons.Stopped, stopped))
 
 
 @kopf.on.delete(GROUP, VERSION, "shadowruns", retries=5, backoff=2.0)

@@ -646,7 +646,7 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
     return todo.next_run_at
 
 
-async def run_daemon(ctx: Context, namespace: str, name: str, stopped: kopf.DaemonStopped) -> None:
+async def run_daemon(ctx: Context, namespace: str, name: str, stopped: daemons.Stopped) -> None:
     """One loop per ParityCheck: reconcile, then sleep until nextRunAt, an event (a runRequest) or stop."""
     await daemons.run_loop(
         ctx, "ParityCheck", KIND, namespace, name, stopped, lambda: reconcile_once(ctx, namespace, name)

@@ -189,7 +189,7 @@ async def write_status(ctx: Context, obj: dict[str, Any], old: StrategyRolloutSt
         kopf.event(cast(kopf.Body, obj), type=event.type, reason=event.reason, message=event.message[:1000])
 
 
-async def run_daemon(ctx: Context, namespace: str, name: str, stopped: kopf.DaemonStopped) -> None:
+async def run_daemon(ctx: Context, namespace: str, name: str, stopped: daemons.Stopped) -> None:
     """One long-lived loop per rollout: reconcile, then sleep until the engine's next due time or an event."""
     await daemons.run_loop(
         ctx, "StrategyRollout", KIND, namespace, name, stopped, lambda: reconcile_once(ctx, namespace, name)

@@ -758,7 +758,7 @@ def forget_metrics(ns: str, name: str) -> None:
             metrics.shadow_verdict.remove(ns, name, v)
 
 
-async def run_daemon(ctx: Context, namespace: str, name: str, stopped: kopf.DaemonStopped) -> None:
+async def run_daemon(ctx: Context, namespace: str, name: str, stopped: daemons.Stopped) -> None:
     """One loop per ShadowRun. Decisions are read at most every READ_EVERY_S / 2, so the wake-ups
     caused by our own status patches do not turn into a read-patch-wake loop."""
     last_read = -math.inf

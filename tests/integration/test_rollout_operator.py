@@ -466,3 +466,22 @@ def writes_by_resource(cluster: DevCluster) -> dict[tuple[str, str], float]:
         key = (verb, labels.get("resource", "").strip('"'))
         totals[key] = totals.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
     return totals
+
+
+def test_deleting_a_rollout_with_the_operator_down_is_not_blocked(
+    scenario: Scenario, live_operator: OperatorProcess
+) -> None:
+    """No finalizer on StrategyRollouts: with the operator stopped, delete (and namespace deletion) go through."""
+    sc, cluster = scenario, scenario.cluster
+    apply(cluster, rollout("fib-rsi", sc.namespace, sc.strategy))
+    wait_for(lambda: sc.status().get("phase") == "Progressing", 60, what="progressing")
+    wait_for(lambda: routing(cluster, sc.configmap, sc.namespace) is not None, 30, what="routing ConfigMap")
+    assert not (get(cluster, "strategyrollout", "fib-rsi", sc.namespace) or {})["metadata"].get("finalizers")
+    live_operator.stop()
+    try:
+        cluster.kubectl("delete", "strategyrollout", "fib-rsi", "-n", sc.namespace, "--timeout=30s")
+        assert get(cluster, "strategyrollout", "fib-rsi", sc.namespace) is None
+        # its routing ConfigMap goes with it (owner reference, garbage collector)
+        wait_for(lambda: routing(cluster, sc.configmap, sc.namespace) is None, 60, what="routing ConfigMap collected")
+    finally:
+        live_operator.start()
