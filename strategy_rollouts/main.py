@@ -32,6 +32,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--kubeconfig", default=None)
     run.add_argument("--idle-recheck", type=float, default=300.0, help="seconds between checks of objects at rest")
     run.add_argument(
+        "--gate-status-refresh",
+        type=float,
+        default=300.0,
+        help="seconds: gate values reach status.gates at least this often (results and counters at once)",
+    )
+    run.add_argument(
         "--peering", default=None, help="kopf peering name (needs kopf's peering CRDs); default standalone"
     )
     run.add_argument("-v", "--verbose", action="store_true")
@@ -54,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
             prometheus_url=args.prometheus_url,
             prometheus_timeout_s=args.prometheus_timeout,
             idle_recheck_s=args.idle_recheck,
+            gate_status_refresh_s=args.gate_status_refresh,
         ),
     )
     if args.metrics_port:

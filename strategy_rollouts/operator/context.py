@@ -1,4 +1,4 @@
-"""Process-wide operator state: settings, the shared Kubernetes client, and daemon wake-ups."""
+"""Process-wide operator state: settings, the shared Kubernetes client, watch caches, daemon wake-ups."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from strategy_rollouts.api.common import PrometheusConnection, SecretKeyRef
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.operator.kube import Kube
 from strategy_rollouts.operator.prometheus import Connection
+from strategy_rollouts.operator.watched import Watched
 
 ObjectKey = tuple[str, str]  # (namespace, name)
 
@@ -24,6 +25,9 @@ class Settings:
     # Longest a daemon sleeps with nothing due (a safety net; events wake it sooner).
     idle_recheck_s: float = 300.0
     error_backoff_s: float = 5.0
+    # Gate evaluations reach status.gates when a result or counter changes, else at most this often
+    # (the latest values are always on /metrics); between writes they live in memory.
+    gate_status_refresh_s: float = 300.0
 
 
 class Wakers:
@@ -61,6 +65,7 @@ class Context:
     kube: Kube
     settings: Settings = field(default_factory=Settings)
     wakers: Wakers = field(default_factory=Wakers)
+    watched: Watched = field(default_factory=Watched)
 
     async def connection(self, namespace: str, override: PrometheusConnection | None) -> Connection:
         """The operator default, overridden per object; secrets read at use, never logged or stored."""

@@ -69,16 +69,25 @@ async def _follow(kind: str, event: kopf.RawEvent, namespace: str, name: str, ru
 
 @kopf.on.event(GROUP, VERSION, "strategyrollouts")  # type: ignore[arg-type]
 async def strategyrollout_changed(event: kopf.RawEvent, namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
+    watched = context().watched
     if not await _follow(rollouts.KIND, event, namespace, name, rollouts.run_daemon):
+        watched.drop(namespace, name)
+        rollouts.forget(namespace, name)
         return
+    watched.offer(event["object"])  # before the wake-up: the loop reads this instead of a GET
     if rollouts.is_own_write(namespace, name, body):
         return  # the echo of our own status patch: nothing new to reconcile
     context().wakers.wake(rollouts.KIND, (namespace, name))
 
 
 @kopf.on.event("apps", "v1", "deployments")  # type: ignore[arg-type]
-async def deployment_changed(namespace: str, name: str, **_: Any) -> None:
-    context().wakers.wake("deployment", (namespace, name))
+async def deployment_changed(event: kopf.RawEvent, namespace: str, name: str, **_: Any) -> None:
+    ctx = context()
+    if event.get("type") == "DELETED":
+        ctx.watched.drop_deployment(namespace, name)
+    else:
+        ctx.watched.offer_deployment(event["object"])  # rollouts read replicas from here, not a GET
+    ctx.wakers.wake("deployment", (namespace, name))
 
 
 @kopf.on.event(GROUP, VERSION, "shadowruns")  # type: ignore[arg-type]

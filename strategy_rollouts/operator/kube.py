@@ -82,8 +82,13 @@ class Kube:
             observed_generation=(status.observed_generation or 0) if status else 0,
         )
 
-    async def scale(self, namespace: str, name: str, replicas: int) -> None:
-        await self.call(self.apps.patch_namespaced_deployment_scale, name, namespace, {"spec": {"replicas": replicas}})
+    async def scale(self, namespace: str, name: str, replicas: int) -> str | None:
+        """Set spec.replicas; returns the Deployment's new resourceVersion."""
+        result = await self.call(
+            self.apps.patch_namespaced_deployment_scale, name, namespace, {"spec": {"replicas": replicas}}
+        )
+        meta = getattr(result, "metadata", None)
+        return getattr(meta, "resource_version", None)
 
     # ---- config maps -----------------------------------------------------------------------
     async def config_map(self, namespace: str, name: str) -> client.V1ConfigMap | None:

@@ -48,10 +48,15 @@ async def update(
     changes: dict[str, Any],
     owner: dict[str, Any] | None = None,
     attempts: int = 4,
+    current: Routing | None = None,
 ) -> tuple[int, bool]:
-    """Merge `changes` into routing.json; write only if something differs. Returns (revision, written)."""
+    """Merge `changes` into routing.json; write only if something differs. Returns (revision, written).
+
+    `current` is the ConfigMap as the caller just read it (saves a GET); a Conflict re-reads it.
+    """
     for _ in range(attempts):
-        current = await read(kube, namespace, name)
+        if current is None:
+            current = await read(kube, namespace, name)
         base = {**DEFAULTS, **(current.document or {})}
         merged = {**base, **changes}
         if current.document is not None and merged == base:
@@ -75,6 +80,7 @@ async def update(
                 cm.data = {**(cm.data or {}), ROUTING_KEY: text}
                 await kube.replace_config_map(cm)
         except Conflict:
+            current = None
             continue
         return int(merged["revision"]), True
     raise Conflict(f"routing ConfigMap {namespace}/{name} kept changing; will retry")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis
 from kubernetes import client, config, watch
+from prometheus_client.parser import text_string_to_metric_families
 
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
@@ -449,6 +451,57 @@ def test_at_rest_the_operator_makes_no_api_writes(scenario: Scenario) -> None:
         assert ours == {}, f"StrategyRollout writes at rest over 60s: {ours} (all writes: {delta})"
     else:
         print(f"apiserver StrategyRollout writes {ours} include other sessions' rollouts {others[:5]}")
+
+
+def gate_evaluations(operator: OperatorProcess, gate: str) -> float:
+    """The operator's rollout_gate_evaluations_total for one gate name, all results."""
+    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "rollout_gate_evaluations_total" and sample.labels.get("gate") == gate
+    )
+
+
+def test_gate_evaluations_are_written_only_when_a_result_changes(
+    scenario: Scenario, live_operator: OperatorProcess
+) -> None:
+    """Gates keep running every interval while nothing changes, without one status write; a failure is written."""
+    sc, cluster = scenario, scenario.cluster
+    spec = rollout("fib-rsi", sc.namespace, sc.strategy, onFailure="pause")
+    spec["spec"]["gates"][0]["name"] = "quiet-p95-ms"  # unique in the session: the counter is this rollout's
+    spec["spec"]["stages"][1]["steps"][1] = {"pause": {"duration": "300s"}}
+    apply(cluster, spec)
+
+    def settled() -> bool:
+        st = sc.status()
+        gates = {g["name"]: g for g in st.get("gates", [])}
+        return (
+            st.get("stage") == "prod"
+            and st.get("stepIndex") == 1
+            and not (st.get("routing") or {}).get("draining")
+            and gates.get("quiet-p95-ms", {}).get("result") == "Pass"
+        )
+
+    wait_for(settled, 90, what="prod pause with the gate passing")
+    time.sleep(2)
+
+    def version() -> str:
+        return str((get(cluster, "strategyrollout", "fib-rsi", sc.namespace) or {})["metadata"]["resourceVersion"])
+
+    rv_before, evaluated_before = version(), gate_evaluations(live_operator, "quiet-p95-ms")
+    time.sleep(10)
+    rv_after, evaluated_after = version(), gate_evaluations(live_operator, "quiet-p95-ms")
+    assert evaluated_after - evaluated_before >= 5, "the 1s gate kept being evaluated"
+    assert rv_after == rv_before, "passing evaluations alone wrote the rollout's status"
+
+    sc.quoters["v2.0.0"].set_knobs(latency_ms=450)
+    st = sc.wait_phase("Paused", 60)
+    gate = next(g for g in st["gates"] if g["name"] == "quiet-p95-ms")
+    assert st["reason"] == "GateFailed" and gate["result"] == "Fail" and gate["failures"] == 2
+    assert gate["value"] > 200 and "not < 200" in gate["message"]
 
 
 def writes_by_resource(cluster: DevCluster) -> dict[tuple[str, str], float]:

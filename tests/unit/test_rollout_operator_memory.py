@@ -1,0 +1,93 @@
+"""The operator's memory between API reads: watch caches and which status changes are worth a write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strategy_rollouts.engine.rollout import DeploymentObs
+from strategy_rollouts.operator.rollouts import must_persist
+from strategy_rollouts.operator.watched import Watched
+
+
+def rollout(rv: str, phase: str = "Progressing") -> dict[str, Any]:
+    return {"metadata": {"namespace": "ns", "name": "r", "resourceVersion": rv}, "status": {"phase": phase}}
+
+
+def deployment(rv: str, replicas: int | None, ready: int | None) -> dict[str, Any]:
+    spec = {} if replicas is None else {"replicas": replicas}
+    status = {} if ready is None else {"readyReplicas": ready}
+    return {"metadata": {"namespace": "ns", "name": "d", "resourceVersion": rv}, "spec": spec, "status": status}
+
+
+def test_newest_body_wins_whatever_the_arrival_order() -> None:
+    w = Watched()
+    w.offer(rollout("12", "Paused"))
+    w.offer(rollout("11", "Progressing"))  # a late watch event of an older version
+    assert (w.body("ns", "r") or {})["status"]["phase"] == "Paused"
+    w.offer(rollout("13", "Succeeded"))
+    assert (w.body("ns", "r") or {})["status"]["phase"] == "Succeeded"
+    w.drop("ns", "r")
+    assert w.body("ns", "r") is None
+
+
+def test_opaque_resource_versions_take_the_latest_offer() -> None:
+    w = Watched()
+    w.offer(rollout("b", "Paused"))
+    w.offer(rollout("a", "Progressing"))
+    assert (w.body("ns", "r") or {})["status"]["phase"] == "Progressing"
+
+
+def test_deployment_counts_from_watch_and_own_scale() -> None:
+    w = Watched()
+    assert w.deployment("ns", "d") is None
+    w.offer_deployment(deployment("5", None, None))
+    assert w.deployment("ns", "d") == DeploymentObs(replicas=1, ready=0)  # API defaults
+    w.offer_deployment(deployment("6", 3, 2))
+    w.scaled("ns", "d", 0, "7")  # our scale: the new spec at once, readiness as last seen
+    assert w.deployment("ns", "d") == DeploymentObs(replicas=0, ready=2)
+    w.offer_deployment(deployment("6", 3, 2))  # the watch catching up with an older version
+    assert w.deployment("ns", "d") == DeploymentObs(replicas=0, ready=2)
+    w.offer_deployment(deployment("8", 0, 0))
+    assert w.deployment("ns", "d") == DeploymentObs(replicas=0, ready=0)
+    w.drop_deployment("ns", "d")
+    assert w.deployment("ns", "d") is None
+
+
+def gate(result: str, failures: int, at: str, value: float) -> dict[str, Any]:
+    return {
+        "name": "p95",
+        "result": result,
+        "failures": failures,
+        "inconclusives": 0,
+        "value": value,
+        "evaluatedAt": at,
+        "message": f"{value} < 200",
+    }
+
+
+def status(*gates: dict[str, Any], used: float | None = None) -> dict[str, Any]:
+    wire: dict[str, Any] = {"phase": "Paused", "stepIndex": 1, "gates": list(gates)}
+    if used is not None:
+        wire["riskBudget"] = {"usedPercent": used, "maxPercent": 1.0}
+    return wire
+
+
+def test_a_new_value_alone_is_not_worth_a_write() -> None:
+    old = status(gate("Pass", 0, "2026-11-23T10:00:00Z", 120.0), used=0.1)
+    new = status(gate("Pass", 0, "2026-11-23T10:00:30Z", 130.0), used=0.2)
+    assert not must_persist(old, new, refresh_s=300)
+    assert not must_persist(old, old, refresh_s=0)
+
+
+def test_results_counters_and_everything_else_are_written() -> None:
+    old = status(gate("Pass", 0, "2026-11-23T10:00:00Z", 120.0))
+    assert must_persist(old, status(gate("Fail", 1, "2026-11-23T10:00:30Z", 250.0)), refresh_s=300)
+    assert must_persist(old, status(gate("Pass", 0, "2026-11-23T10:00:00Z", 120.0), used=0.1), refresh_s=300)
+    assert must_persist(old, {**old, "stepIndex": 2}, refresh_s=300)
+    assert must_persist(status(), status(gate("Pass", 0, "2026-11-23T10:00:00Z", 1.0)), refresh_s=300)
+
+
+def test_values_are_refreshed_at_most_every_refresh_interval() -> None:
+    old = status(gate("Pass", 0, "2026-11-23T10:00:00Z", 120.0))
+    assert not must_persist(old, status(gate("Pass", 0, "2026-11-23T10:04:59Z", 121.0)), refresh_s=300)
+    assert must_persist(old, status(gate("Pass", 0, "2026-11-23T10:05:00Z", 121.0)), refresh_s=300)
