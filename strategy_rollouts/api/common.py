@@ -164,6 +164,17 @@ def set_condition(
             continue
         found = True
         moved = cond.status != wanted
+        if (
+            not moved
+            and cond.last_transition_time is not None
+            and cond.reason == reason
+            and cond.message == message
+            and cond.observed_generation == generation
+        ):
+            # Unchanged (the usual case): keep it rather than validate an equal copy. Conditions are
+            # shared like the other entries of the list, never changed in place.
+            result.append(cond)
+            continue
         result.append(
             Condition(
                 type=type_,

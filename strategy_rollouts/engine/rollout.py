@@ -156,6 +156,19 @@ def target_namespaces(spec: StrategyRolloutSpec, namespace: str) -> list[str]:
     return seen
 
 
+def _copy_target(t: TargetStatus) -> TargetStatus:
+    """A copy of `t` as independent as a deep copy, at a tenth of the cost.
+
+    Its other fields hold immutable values (str, int, datetime, None); the two dicts are the only
+    mutable ones, so they get their own copies (`_Run` replaces them whole, but the caller's must
+    never be reachable from the decision).
+    """
+    copied = t.model_copy()
+    copied.__dict__["assignments"] = dict(t.assignments)
+    copied.__dict__["pending"] = dict(t.pending)
+    return copied
+
+
 class _Run:
     """One reconcile's working state: a copy of status plus what was decided along the way."""
 
@@ -163,7 +176,7 @@ class _Run:
         self.spec = spec
         # Only targets are changed in place; every other field is replaced whole, so a shallow copy
         # plus copied targets keeps the caller's status untouched (a deep copy was most of the cost).
-        self.st = status.model_copy(update={"targets": [t.model_copy(deep=True) for t in status.targets]})
+        self.st = status.model_copy(update={"targets": [_copy_target(t) for t in status.targets]})
         self.obs = obs
         self.now = now
         self.events: list[Event] = []
@@ -171,6 +184,7 @@ class _Run:
         self.ranked = ranked_keys(tuple(spec.routing.keys), spec.routing.salt or spec.strategy)
         self.symbols = spec.routing.mode == "symbols"
         self.unpublished: set[str] = set()
+        self._desired_by_weight: dict[int, Mapping[str, str]] = {}
 
     # ---- small helpers -------------------------------------------------------------------
     def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
@@ -488,19 +502,28 @@ class _Run:
     def _routing_settled(self, t: TargetStatus) -> bool:
         if not self.symbols:
             return True
-        desired = desired_assignments(self.ranked, t.weight, self.spec.stable.version, self.spec.canary.version)
-        return settled(RoutingState(t.assignments, t.pending, t.draining_until), desired)
+        return settled(RoutingState(t.assignments, t.pending, t.draining_until), self._desired(t.weight))
+
+    def _desired(self, weight: int) -> Mapping[str, str]:
+        """desired_assignments for `weight`, once per reconcile (read-only: shared between callers)."""
+        desired = self._desired_by_weight.get(weight)
+        if desired is None:
+            desired = desired_assignments(self.ranked, weight, self.spec.stable.version, self.spec.canary.version)
+            self._desired_by_weight[weight] = desired
+        return desired
 
     # ---- routing and replicas --------------------------------------------------------------
     def route(self) -> None:
         """Move every target's published assignments one handoff step toward its weight."""
         handoff = parse_duration(self.spec.routing.handoff)
         for t in self.st.targets:
-            before = (dict(t.assignments), dict(t.pending))
+            # step_handoff returns new dicts and never changes these, so no copies are needed.
+            before = (t.assignments, t.pending)
+            desired: Mapping[str, str]
             if self.st.trading_stopped or not self.symbols:
                 desired = {k: NONE for k in self.ranked} if self.st.trading_stopped and self.symbols else {}
             else:
-                desired = desired_assignments(self.ranked, t.weight, self.spec.stable.version, self.spec.canary.version)
+                desired = self._desired(t.weight)
             # What this reconcile changed is not in the ConfigMap yet: its drain must not end here.
             published = (self.obs.published.get(t.namespace, False) or not t.assignments) and (
                 t.namespace not in self.unpublished
