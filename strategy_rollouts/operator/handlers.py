@@ -14,7 +14,7 @@ from typing import Any, cast
 import kopf
 
 from strategy_rollouts.api.common import GROUP, VERSION
-from strategy_rollouts.operator import daemons, paritychecks, rollouts, shadowruns
+from strategy_rollouts.operator import daemons, metrics, paritychecks, rollouts, shadowruns
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.loops import Loops
 
@@ -102,6 +102,9 @@ async def shadowrun_changed(namespace: str, name: str, **_: Any) -> None:
 async def paritycheck_changed(event: kopf.RawEvent, namespace: str, name: str, **_: Any) -> None:
     if await _follow(paritychecks.KIND, event, namespace, name, paritychecks.run_daemon):
         context().wakers.wake(paritychecks.KIND, (namespace, name))
+    else:
+        # Its series go; the actions it took stay (lifting a stop is a decision, not a side effect of deleting).
+        metrics.forget_object(namespace, name, *metrics.PARITY_FAMILIES)
 
 
 # ---- ShadowRun ------------------------------------------------------------------------------------

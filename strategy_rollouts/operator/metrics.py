@@ -48,7 +48,21 @@ def set_rollout_phase(namespace: str, name: str, strategy: str, phase: str | Non
         rollout_phase.labels(namespace, name, strategy, p).set(1 if p == phase else 0)
 
 
-def forget_rollout(namespace: str, name: str, strategy: str) -> None:
-    for p in PHASES:
-        with contextlib.suppress(KeyError):
-            rollout_phase.remove(namespace, name, strategy, p)
+def forget_object(namespace: str, name: str, *families: Gauge | Counter) -> None:
+    """Drop every series of `families` labelled with this object (it was deleted); their first two
+    labels are (namespace, object name)."""
+    for family in families:
+        stale = {
+            tuple(sample.labels.values())
+            for metric in family.collect()
+            for sample in metric.samples
+            if list(sample.labels.values())[:2] == [namespace, name]
+        }
+        for values in stale:
+            with contextlib.suppress(KeyError):
+                family.remove(*values)
+
+
+ROLLOUT_FAMILIES = (rollout_phase, canary_traffic_percent, gate_value)
+PARITY_FAMILIES = (parity_tracking_error_bps, parity_level, parity_actions_total)
+SHADOW_FAMILIES = (shadow_match_rate, shadow_verdict, shadow_decisions_total)

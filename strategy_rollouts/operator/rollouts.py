@@ -212,6 +212,7 @@ def forget(namespace: str, name: str) -> None:
     """The rollout is gone: drop what memory holds about it."""
     _OWN_WRITES.pop((namespace, name), None)
     _WORKING.pop((namespace, name), None)
+    metrics.forget_object(namespace, name, *metrics.ROLLOUT_FAMILIES)
 
 
 def working_status(obj: dict[str, Any], persisted: StrategyRolloutStatus) -> StrategyRolloutStatus:

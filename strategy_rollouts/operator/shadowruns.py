@@ -13,7 +13,6 @@ A completed run is final: later spec changes are ignored (create a new ShadowRun
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -750,12 +749,7 @@ def record_metrics(ns: str, name: str, status: ShadowRunStatus) -> None:
 
 
 def forget_metrics(ns: str, name: str) -> None:
-    for gauge in (metrics.shadow_match_rate, metrics.shadow_decisions_total):
-        with contextlib.suppress(KeyError):
-            gauge.remove(ns, name)
-    for v in ("Pass", "Hold", "Fail"):
-        with contextlib.suppress(KeyError):
-            metrics.shadow_verdict.remove(ns, name, v)
+    metrics.forget_object(ns, name, *metrics.SHADOW_FAMILIES)
 
 
 async def run_daemon(ctx: Context, namespace: str, name: str, stopped: daemons.Stopped) -> None:

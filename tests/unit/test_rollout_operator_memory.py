@@ -91,3 +91,26 @@ def test_values_are_refreshed_at_most_every_refresh_interval() -> None:
     old = status(gate("Pass", 0, "2026-11-23T10:00:00Z", 120.0))
     assert not must_persist(old, status(gate("Pass", 0, "2026-11-23T10:04:59Z", 121.0)), refresh_s=300)
     assert must_persist(old, status(gate("Pass", 0, "2026-11-23T10:05:00Z", 121.0)), refresh_s=300)
+
+
+def test_a_deleted_objects_metric_series_are_forgotten_and_no_others() -> None:
+    from prometheus_client import REGISTRY
+
+    from strategy_rollouts.operator import metrics
+
+    metrics.set_rollout_phase("mem-ns", "gone", "s", "Paused")
+    metrics.gate_value.labels("mem-ns", "gone", "p95").set(120.0)
+    metrics.gate_value.labels("mem-ns", "kept", "p95").set(130.0)
+    metrics.gate_value.labels("other-ns", "gone", "p95").set(140.0)
+    metrics.parity_actions_total.labels("mem-ns", "gone", "pause").inc()
+
+    metrics.forget_object("mem-ns", "gone", *metrics.ROLLOUT_FAMILIES, *metrics.PARITY_FAMILIES)
+
+    def value(name: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(name, labels)
+
+    assert value("strategy_rollout_phase", namespace="mem-ns", rollout="gone", strategy="s", phase="Paused") is None
+    assert value("rollout_gate_value", namespace="mem-ns", rollout="gone", gate="p95") is None
+    assert value("parity_actions_total", namespace="mem-ns", paritycheck="gone", action="pause") is None
+    assert value("rollout_gate_value", namespace="mem-ns", rollout="kept", gate="p95") == 130.0
+    assert value("rollout_gate_value", namespace="other-ns", rollout="gone", gate="p95") == 140.0
