@@ -137,6 +137,9 @@ class Watcher(threading.Thread):
             try:
                 if rv is None:
                     listing = self.session.get(self.api.creds.server + self.path, timeout=60).json()
+                    if "resourceVersion" not in (listing.get("metadata") or {}):
+                        # A Status (e.g. 404 while a fresh cluster is still establishing the CRD): retry.
+                        raise ValueError(f"listing {self.path}: {listing.get('message', listing)}")
                     now = time.time()
                     for item in listing.get("items", []):
                         self.on_event(now, "ADDED", item)
