@@ -84,10 +84,13 @@ async def strategyrollout_changed(event: kopf.RawEvent, namespace: str, name: st
 async def deployment_changed(event: kopf.RawEvent, namespace: str, name: str, **_: Any) -> None:
     ctx = context()
     if event.get("type") == "DELETED":
-        ctx.watched.drop_deployment(namespace, name)
+        counts_changed = ctx.watched.drop_deployment(namespace, name)
     else:
-        ctx.watched.offer_deployment(event["object"])  # rollouts read replicas from here, not a GET
-    ctx.wakers.wake("deployment", (namespace, name))
+        counts_changed = ctx.watched.offer_deployment(event["object"])  # rollouts read it here, not by GET
+    ctx.wakers.wake("deployment", (namespace, name))  # shadow runs: any change (pod template, isolation)
+    if counts_changed:
+        # Rollouts only look at replicas / readyReplicas: most of a scale's ~5 status events change neither.
+        ctx.wakers.wake(rollouts.DEPLOYMENT_COUNTS, (namespace, name))
 
 
 @kopf.on.event(GROUP, VERSION, "shadowruns")  # type: ignore[arg-type]

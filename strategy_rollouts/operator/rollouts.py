@@ -32,6 +32,8 @@ from strategy_rollouts.operator.kube import Conflict
 
 PLURAL = "strategyrollouts"
 KIND = "rollout"
+# Waker kind: a Deployment's spec.replicas or status.readyReplicas changed (what a rollout observes).
+DEPLOYMENT_COUNTS = "deployment-counts"
 log = logging.getLogger(__name__)
 
 
@@ -75,7 +77,7 @@ async def observe(
     now = datetime.now(UTC)
     targets = target_namespaces(spec, ns)
     dep_keys = [(t, d) for t in targets for d in (spec.stable.deployment, spec.canary.deployment)]
-    ctx.wakers.watch(KIND, (ns, name), "deployment", dep_keys)
+    ctx.wakers.watch(KIND, (ns, name), DEPLOYMENT_COUNTS, dep_keys)
     infos = await asyncio.gather(*(deployment(ctx, t, d) for t, d in dep_keys))
     deployments = {k: i for k, i in zip(dep_keys, infos, strict=True) if i is not None}
     routings = await asyncio.gather(*(routing_writer.read(ctx.kube, t.namespace, t.config_map) for t in status.targets))

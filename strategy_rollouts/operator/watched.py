@@ -53,7 +53,8 @@ class Watched:
         self.bodies.pop((namespace, name), None)
 
     # ---- Deployments -------------------------------------------------------------------------
-    def offer_deployment(self, body: Mapping[str, Any]) -> None:
+    def offer_deployment(self, body: Mapping[str, Any]) -> bool:
+        """Keep the Deployment's counts; True when what rollouts observe (replicas, ready) changed."""
         meta = body.get("metadata") or {}
         spec = body.get("spec") or {}
         status = body.get("status") or {}
@@ -61,7 +62,7 @@ class Watched:
         obs = DeploymentObs(
             replicas=1 if replicas is None else int(replicas), ready=int(status.get("readyReplicas") or 0)
         )
-        self._put_deployment((str(meta.get("namespace")), str(meta.get("name"))), _revision(meta), obs)
+        return self._put_deployment((str(meta.get("namespace")), str(meta.get("name"))), _revision(meta), obs)
 
     def scaled(self, namespace: str, name: str, replicas: int, resource_version: str | None) -> None:
         """Our own scale landed (its response carries the Deployment's new resourceVersion)."""
@@ -74,10 +75,12 @@ class Watched:
         held = self.deployments.get((namespace, name))
         return None if held is None else held[1]
 
-    def drop_deployment(self, namespace: str, name: str) -> None:
-        self.deployments.pop((namespace, name), None)
+    def drop_deployment(self, namespace: str, name: str) -> bool:
+        return self.deployments.pop((namespace, name), None) is not None
 
-    def _put_deployment(self, key: ObjectKey, revision: int | None, obs: DeploymentObs) -> None:
+    def _put_deployment(self, key: ObjectKey, revision: int | None, obs: DeploymentObs) -> bool:
         held = self.deployments.get(key)
-        if held is None or not _is_older(revision, held[0]):
-            self.deployments[key] = (revision, obs)
+        if held is not None and _is_older(revision, held[0]):
+            return False
+        self.deployments[key] = (revision, obs)
+        return held is None or held[1] != obs

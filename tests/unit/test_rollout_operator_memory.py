@@ -40,17 +40,20 @@ def test_opaque_resource_versions_take_the_latest_offer() -> None:
 def test_deployment_counts_from_watch_and_own_scale() -> None:
     w = Watched()
     assert w.deployment("ns", "d") is None
-    w.offer_deployment(deployment("5", None, None))
+    assert w.offer_deployment(deployment("5", None, None))
     assert w.deployment("ns", "d") == DeploymentObs(replicas=1, ready=0)  # API defaults
-    w.offer_deployment(deployment("6", 3, 2))
-    w.scaled("ns", "d", 0, "7")  # our scale: the new spec at once, readiness as last seen
+    assert w.offer_deployment(deployment("6", 3, 2))
+    assert not w.offer_deployment(deployment("7", 3, 2)), "a status event that changes no count wakes nobody"
+    w.scaled("ns", "d", 0, "8")  # our scale: the new spec at once, readiness as last seen
     assert w.deployment("ns", "d") == DeploymentObs(replicas=0, ready=2)
-    w.offer_deployment(deployment("6", 3, 2))  # the watch catching up with an older version
+    assert not w.offer_deployment(deployment("6", 3, 2)), "the watch catching up with an older version"
     assert w.deployment("ns", "d") == DeploymentObs(replicas=0, ready=2)
-    w.offer_deployment(deployment("8", 0, 0))
+    assert not w.offer_deployment(deployment("8", 0, 2)), "the echo of our own scale"
+    assert w.offer_deployment(deployment("9", 0, 0))
     assert w.deployment("ns", "d") == DeploymentObs(replicas=0, ready=0)
-    w.drop_deployment("ns", "d")
+    assert w.drop_deployment("ns", "d")
     assert w.deployment("ns", "d") is None
+    assert not w.drop_deployment("ns", "d")
 
 
 def gate(result: str, failures: int, at: str, value: float) -> dict[str, Any]:
