@@ -69,15 +69,15 @@ async def _follow(kind: str, event: kopf.RawEvent, namespace: str, name: str, ru
 
 @kopf.on.event(GROUP, VERSION, "strategyrollouts")  # type: ignore[arg-type]
 async def strategyrollout_changed(event: kopf.RawEvent, namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
-    watched = context().watched
+    ctx = context()
     if not await _follow(rollouts.KIND, event, namespace, name, rollouts.run_daemon):
-        watched.drop(namespace, name)
+        ctx.watched.drop(namespace, name)
         rollouts.forget(namespace, name)
         return
-    watched.offer(event["object"])  # before the wake-up: the loop reads this instead of a GET
+    ctx.watched.offer(event["object"])  # before the wake-up: the loop reads this instead of a GET
     if rollouts.is_own_write(namespace, name, body):
         return  # the echo of our own status patch: nothing new to reconcile
-    context().wakers.wake(rollouts.KIND, (namespace, name))
+    ctx.wakers.wake(rollouts.KIND, (namespace, name))
 
 
 @kopf.on.event("apps", "v1", "deployments")  # type: ignore[arg-type]

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
+from prometheus_client.parser import text_string_to_metric_families
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -43,6 +45,17 @@ class OperatorProcess:
     @property
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def metric_samples(self, name: str, **labels: str) -> list[float]:
+        """Values of the operator's own /metrics samples called `name` whose labels include `labels`."""
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as resp:
+            text = resp.read().decode()
+        return [
+            float(sample.value)
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
+        ]
 
     def start(self, timeout: float = 60.0) -> OperatorProcess:
         self.metrics_port, self.liveness_port = free_port(), free_port()

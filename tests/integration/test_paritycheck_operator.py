@@ -229,15 +229,8 @@ def assert_at_rest(e: Env, name: str, seconds: float = 3.0) -> None:
 
 def operator_metric(op: OperatorProcess, name: str, **labels: str) -> float | None:
     """A sample of the operator's own /metrics whose labels include `labels`."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(op.metrics_url, timeout=5) as resp:
-        text = resp.read().decode()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return float(sample.value)
-    return None
+    samples = op.metric_samples(name, **labels)
+    return samples[0] if samples else None
 
 
 def actions(st: dict[str, Any]) -> list[str]:

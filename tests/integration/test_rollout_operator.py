@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis
 from kubernetes import client, config, watch
-from prometheus_client.parser import text_string_to_metric_families
 
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
@@ -455,14 +453,7 @@ def test_at_rest_the_operator_makes_no_api_writes(scenario: Scenario) -> None:
 
 def gate_evaluations(operator: OperatorProcess, gate: str) -> float:
     """The operator's rollout_gate_evaluations_total for one gate name, all results."""
-    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
-        text = response.read().decode()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "rollout_gate_evaluations_total" and sample.labels.get("gate") == gate
-    )
+    return sum(operator.metric_samples("rollout_gate_evaluations_total", gate=gate))
 
 
 def test_gate_evaluations_are_written_only_when_a_result_changes(
