@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from strategy_rollouts.api.common import GROUP, VERSION
 
 T = TypeVar("T")
-_LIMIT = asyncio.Semaphore(32)
+KINDS = {"strategyrollouts": "StrategyRollout", "shadowruns": "ShadowRun", "paritychecks": "ParityCheck"}
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,32 @@ class DeploymentInfo:
 
 
 class Conflict(Exception):
-    """The object changed since we read it; the caller retries from a fresh read."""
+    """409: the object changed since we read it; the caller retries at once from a fresh read."""
+
+
+class Rejected(Exception):
+    """422: the API server refused what we wrote as invalid. Retrying at once would only repeat it, so
+    the caller logs the server's message, posts a Warning Event and backs off."""
+
+    def __init__(self, what: str, message: str) -> None:
+        super().__init__(f"{what}: {message}")
+        self.what = what
+        self.message = message
+
+
+def server_message(exc: ApiException) -> str:
+    """The Status message the API server sent (names the field for a 422), else the reason."""
+    body = parse_json(exc.body if isinstance(exc.body, str) else None) or {}
+    return str(body.get("message") or exc.reason or exc.status)
+
+
+def classify(exc: ApiException, what: str) -> Exception:
+    """409 -> Conflict, 422 -> Rejected, anything else unchanged."""
+    if exc.status == 409:
+        return Conflict(f"{what} changed concurrently")
+    if exc.status == 422:
+        return Rejected(what, server_message(exc))
+    return exc
 
 
 class Kube:
@@ -38,6 +63,7 @@ class Kube:
         self.custom = client.CustomObjectsApi(self.api)
         self.networking = client.NetworkingV1Api(self.api)
         self.auth = client.AuthenticationV1Api(self.api)
+        self.limit = asyncio.Semaphore(32)  # as many calls in flight as pooled connections
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None) -> Kube:
@@ -51,7 +77,7 @@ class Kube:
         return cls(client.ApiClient(configuration))
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        async with _LIMIT:
+        async with self.limit:
             return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def maybe(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
@@ -115,18 +141,14 @@ class Kube:
             meta.resource_version = resource_version
             return await self.call(self.core.replace_namespaced_config_map, name, namespace, body)
         except ApiException as exc:
-            if exc.status in (409, 422):
-                raise Conflict(f"configmap {namespace}/{name} changed concurrently") from exc
-            raise
+            raise classify(exc, f"configmap {namespace}/{name}") from exc
 
     async def replace_config_map(self, cm: client.V1ConfigMap) -> client.V1ConfigMap:
         """Replace guarded by the resourceVersion it was read with."""
         try:
             return await self.call(self.core.replace_namespaced_config_map, cm.metadata.name, cm.metadata.namespace, cm)
         except ApiException as exc:
-            if exc.status in (409, 422):
-                raise Conflict(f"configmap {cm.metadata.namespace}/{cm.metadata.name} changed concurrently") from exc
-            raise
+            raise classify(exc, f"configmap {cm.metadata.namespace}/{cm.metadata.name}") from exc
 
     # ---- our custom resources --------------------------------------------------------------
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -138,28 +160,24 @@ class Kube:
     async def patch_status(
         self, plural: str, namespace: str, name: str, status: dict[str, Any], resource_version: str
     ) -> dict[str, Any]:
-        """Replace the whole status, only if nobody wrote the object since we read it."""
-        ops = [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
-            {"op": "add", "path": "/status", "value": status},
-        ]
+        """Replace the whole status, only if nobody wrote the object since we read it.
+
+        A PUT of the status subresource carrying the resourceVersion: a concurrent writer is a real
+        409 (a JSON patch `test` fails with 422, which cannot be told apart from an invalid status).
+        """
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KINDS[plural],
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+            "status": status,
+        }
         try:
             result: object = await self.call(
-                self.custom.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                namespace,
-                plural,
-                name,
-                ops,
-                # kubernetes>=34 defaults every PATCH to merge-patch; a list body is a JSON patch.
-                _content_type="application/json-patch+json",
+                self.custom.replace_namespaced_custom_object_status, GROUP, VERSION, namespace, plural, name, body
             )
             return result if isinstance(result, dict) else {}
         except ApiException as exc:
-            if exc.status in (409, 422):
-                raise Conflict(f"{plural} {namespace}/{name} changed concurrently") from exc
-            raise
+            raise classify(exc, f"{plural} {namespace}/{name} status") from exc
 
     async def merge_status(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         await self.call(
