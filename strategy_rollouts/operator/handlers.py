@@ -71,7 +71,7 @@ async def _follow(kind: str, event: kopf.RawEvent, namespace: str, name: str, ru
 async def strategyrollout_changed(event: kopf.RawEvent, namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
     ctx = context()
     if not await _follow(rollouts.KIND, event, namespace, name, rollouts.run_daemon):
-        ctx.watched.drop(namespace, name)
+        ctx.watched.drop("StrategyRollout", namespace, name)
         rollouts.forget(namespace, name)
         return
     ctx.watched.offer(event["object"])  # before the wake-up: the loop reads this instead of a GET

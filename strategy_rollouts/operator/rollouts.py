@@ -168,7 +168,7 @@ def record_metrics(
 
 async def read(ctx: Context, namespace: str, name: str) -> dict[str, Any] | None:
     """The rollout as its watch (or our last write) delivered it; a GET only when neither has."""
-    obj = ctx.watched.body(namespace, name)
+    obj = ctx.watched.body("StrategyRollout", namespace, name)
     if obj is None:
         obj = await ctx.kube.get(PLURAL, namespace, name)
         if obj is not None:
@@ -193,7 +193,9 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
         decision = reconcile(spec, status, obs, datetime.now(UTC))
         await write_status(ctx, obj, persisted, decision)
     except Conflict:
-        ctx.watched.drop(namespace, name)  # someone wrote first: the next pass reads the object fresh
+        ctx.watched.drop(
+            "StrategyRollout", namespace, name
+        )  # someone wrote first: the next pass reads the object fresh
         raise
     await enforce(ctx, obj, spec, decision, obs, routings)
     record_metrics(obj, spec, status, decision.status)

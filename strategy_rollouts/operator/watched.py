@@ -1,4 +1,4 @@
-"""What the watches last delivered: StrategyRollout bodies and Deployment replica counts.
+"""What the watches last delivered: our objects' bodies (all three kinds) and Deployment replica counts.
 
 Reading these instead of a GET per object per reconcile cut a rollout's reconcile from ~5.5 API calls
 to ~1.7 (bench finding 6). A cached body may be a little behind; that is safe because every status
@@ -16,7 +16,9 @@ from typing import Any, Generic, TypeVar
 from strategy_rollouts.engine.rollout import DeploymentObs
 
 ObjectKey = tuple[str, str]  # (namespace, name)
+BodyKey = tuple[str, str, str]  # (kind, namespace, name)
 V = TypeVar("V")
+K = TypeVar("K")
 
 
 def _revision(meta: Mapping[str, Any]) -> int | None:
@@ -31,14 +33,14 @@ def _key(meta: Mapping[str, Any]) -> ObjectKey:
     return str(meta.get("namespace")), str(meta.get("name"))
 
 
-class Newest(Generic[V]):
+class Newest(Generic[K, V]):
     """One value per object, replaced only by an offer of the same or a newer resourceVersion
     (a watch event and our own write's response can arrive in either order)."""
 
     def __init__(self) -> None:
-        self._held: dict[ObjectKey, tuple[int | None, V]] = {}
+        self._held: dict[K, tuple[int | None, V]] = {}
 
-    def put(self, key: ObjectKey, revision: int | None, value: V) -> bool:
+    def put(self, key: K, revision: int | None, value: V) -> bool:
         """True when the held value changed."""
         held = self._held.get(key)
         if held is not None and revision is not None and held[0] is not None and revision < held[0]:
@@ -46,30 +48,30 @@ class Newest(Generic[V]):
         self._held[key] = (revision, value)
         return held is None or held[1] != value
 
-    def get(self, key: ObjectKey) -> V | None:
+    def get(self, key: K) -> V | None:
         held = self._held.get(key)
         return None if held is None else held[1]
 
-    def pop(self, key: ObjectKey) -> bool:
+    def pop(self, key: K) -> bool:
         return self._held.pop(key, None) is not None
 
 
 @dataclass
 class Watched:
-    bodies: Newest[dict[str, Any]] = field(default_factory=Newest)
-    deployments: Newest[DeploymentObs] = field(default_factory=Newest)
+    bodies: Newest[BodyKey, dict[str, Any]] = field(default_factory=Newest)
+    deployments: Newest[ObjectKey, DeploymentObs] = field(default_factory=Newest)
 
-    # ---- StrategyRollout bodies ------------------------------------------------------------
+    # ---- our objects' bodies (keyed by kind: StrategyRollout, ShadowRun, ParityCheck) ---------
     def offer(self, body: Mapping[str, Any]) -> None:
         """Keep `body` unless a newer version of the object is already held."""
         meta = body.get("metadata") or {}
-        self.bodies.put(_key(meta), _revision(meta), dict(body))
+        self.bodies.put((str(body.get("kind")), *_key(meta)), _revision(meta), dict(body))
 
-    def body(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return self.bodies.get((namespace, name))
+    def body(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.bodies.get((kind, namespace, name))
 
-    def drop(self, namespace: str, name: str) -> None:
-        self.bodies.pop((namespace, name))
+    def drop(self, kind: str, namespace: str, name: str) -> None:
+        self.bodies.pop((kind, namespace, name))
 
     # ---- Deployments -------------------------------------------------------------------------
     def offer_deployment(self, body: Mapping[str, Any]) -> bool:

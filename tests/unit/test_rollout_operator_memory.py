@@ -10,7 +10,11 @@ from strategy_rollouts.operator.watched import Watched
 
 
 def rollout(rv: str, phase: str = "Progressing") -> dict[str, Any]:
-    return {"metadata": {"namespace": "ns", "name": "r", "resourceVersion": rv}, "status": {"phase": phase}}
+    return {
+        "kind": "StrategyRollout",
+        "metadata": {"namespace": "ns", "name": "r", "resourceVersion": rv},
+        "status": {"phase": phase},
+    }
 
 
 def deployment(rv: str, replicas: int | None, ready: int | None) -> dict[str, Any]:
@@ -23,18 +27,18 @@ def test_newest_body_wins_whatever_the_arrival_order() -> None:
     w = Watched()
     w.offer(rollout("12", "Paused"))
     w.offer(rollout("11", "Progressing"))  # a late watch event of an older version
-    assert (w.body("ns", "r") or {})["status"]["phase"] == "Paused"
+    assert (w.body("StrategyRollout", "ns", "r") or {})["status"]["phase"] == "Paused"
     w.offer(rollout("13", "Succeeded"))
-    assert (w.body("ns", "r") or {})["status"]["phase"] == "Succeeded"
-    w.drop("ns", "r")
-    assert w.body("ns", "r") is None
+    assert (w.body("StrategyRollout", "ns", "r") or {})["status"]["phase"] == "Succeeded"
+    w.drop("StrategyRollout", "ns", "r")
+    assert w.body("StrategyRollout", "ns", "r") is None
 
 
 def test_opaque_resource_versions_take_the_latest_offer() -> None:
     w = Watched()
     w.offer(rollout("b", "Paused"))
     w.offer(rollout("a", "Progressing"))
-    assert (w.body("ns", "r") or {})["status"]["phase"] == "Progressing"
+    assert (w.body("StrategyRollout", "ns", "r") or {})["status"]["phase"] == "Progressing"
 
 
 def test_deployment_counts_from_watch_and_own_scale() -> None:
