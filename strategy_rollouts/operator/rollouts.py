@@ -142,6 +142,8 @@ async def enforce(
     for payload in decision.routing:
         doc = routing_document(spec, payload, 0, 1.0, True)
         changes = {k: doc[k] for k in ("strategy", "stableVersion", "canaryVersion", "weight", "assignments")}
+        if payload.entries_enabled is not None:
+            changes["entriesEnabled"] = payload.entries_enabled
         read = routings.get((payload.namespace, payload.config_map))
         await routing_writer.update(ctx.kube, payload.namespace, payload.config_map, changes, owner=obj, current=read)
     for scale in decision.scales:
