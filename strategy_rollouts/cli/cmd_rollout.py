@@ -1,9 +1,8 @@
-"""StrategyRollout commands: get, status, promote, abort, retry, pause, resume."""
+"""StrategyRollout commands: get, status, promote, abort, retry, pause, resume, approve."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -12,12 +11,12 @@ from rich.console import RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from strategy_rollouts.api.rollout import ManualAction
+from strategy_rollouts.api.requests import RolloutAction
 from strategy_rollouts.cli.client import Cluster
 from strategy_rollouts.cli.errors import EXIT_RUNNING
 from strategy_rollouts.cli.output import console
 from strategy_rollouts.cli.render_rollout import exit_code, request_result, rollout_detail, rollouts_table
-from strategy_rollouts.cli.requests import new_id, rollout_request, wait_handled
+from strategy_rollouts.cli.requests import check_outcome, new_id, rollout_request, wait_handled
 
 KIND = "StrategyRollout"
 POLL = 1.0
@@ -80,18 +79,16 @@ def status(cluster: Cluster, args: argparse.Namespace) -> int:
 
 
 def manual(cluster: Cluster, args: argparse.Namespace) -> int:
-    """promote [--full] / abort / retry / pause / resume: a request on the status subresource."""
-    action: ManualAction = "promoteFull" if args.command == "promote" and args.full else args.command
+    """promote [--full] / abort / retry / pause / resume / approve: one request in status.requests."""
+    action: RolloutAction = "promoteFull" if args.command == "promote" and args.full else args.command
     what = f"strategyrollout {cluster.namespace}/{args.name}"
-    before = cluster.get(KIND, args.name)  # clear "not found" before anything is written
-    pending = (before.get("status") or {}).get("request")
-    if pending:
-        print(f"warning: replacing unhandled request {pending.get('id')} ({pending.get('action')})", file=sys.stderr)
+    cluster.get(KIND, args.name)  # clear "not found" before anything is written
     id_ = new_id()
-    cluster.patch_status(KIND, args.name, rollout_request(action, cluster.who_am_i(), args.reason, _now(), id_))
+    cluster.patch_status(KIND, args.name, rollout_request(action, cluster.user_name(), args.reason, _now(), id_))
     if args.no_wait:
         print(f"{action} requested for {what} (request {id_})")
         return 0
-    obj = wait_handled(lambda: cluster.get(KIND, args.name), id_, args.timeout, what)
-    console().print(request_result(obj, action))
+    obj, entry = wait_handled(lambda: cluster.get(KIND, args.name), id_, args.timeout, what)
+    check_outcome(entry, what)
+    console().print(request_result(obj, entry))
     return 0

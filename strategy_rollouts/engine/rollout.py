@@ -15,10 +15,10 @@ from typing import Literal
 
 from strategy_rollouts.api.common import GateSpec, GateStatus, set_condition
 from strategy_rollouts.api.durations import parse_duration
+from strategy_rollouts.api.requests import RolloutRequest
 from strategy_rollouts.api.rollout import (
     HistoryEntry,
     HistoryOutcome,
-    ManualRequest,
     ReplicaStatus,
     RiskBudgetStatus,
     RoutingStatus,
@@ -312,11 +312,7 @@ class _Run:
         self.st.scale_downs = [*others, ScaleDown(namespace=ns, deployment=deployment, at=at)]
 
     # ---- manual requests -------------------------------------------------------------------
-    def handle_request(self, req: ManualRequest) -> None:
-        self.st.request = None
-        if req.id in self.st.handled_requests:
-            return
-        self.st.handled_requests = [*self.st.handled_requests, req.id][-HISTORY_LIMIT:]
+    def handle_request(self, req: RolloutRequest) -> None:
         by, why = req.by, req.reason
         phase = self.st.phase
         if req.action == "pause" and phase in ACTIVE:
@@ -592,7 +588,7 @@ class _Run:
         return gatelib.summarize(specs, by_name, self.now)
 
     # ---- the whole reconcile -----------------------------------------------------------------
-    def run(self, request: ManualRequest | None) -> None:
+    def run(self, request: RolloutRequest | None) -> None:
         spec = self.spec
         st = self.st
         if st.canary_version is not None and (
@@ -684,7 +680,7 @@ def reconcile(
     if errors:
         return invalid(status, errors, obs.generation, now)
     run = _Run(spec, status, obs, now)
-    run.run(status.request)
+    run.run(None)  # placeholder until the lead's engine handles status.requests
     return Decision(
         status=run.st,
         routing=desired_routing(spec, run.st),
