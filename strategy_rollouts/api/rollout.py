@@ -201,7 +201,8 @@ class StrategyRolloutStatus(StatusModel):
     history: list[HistoryEntry] = []
     conditions: list[Condition] = []
     manual_pause: HistoryEntry | None = None
-    # Pending requests keyed by their writer's id (a map: writers never overwrite each other).
+    # Pending requests by id (see api/requests.py): writers add one key each, the operator removes it
+    # in the same write that appends the outcome to handledRequests.
     requests: dict[str, RolloutRequest] = {}
     handled_requests: list[HandledRequest] = []
     scale_downs: list[ScaleDown] = []
