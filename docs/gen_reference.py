@@ -293,7 +293,7 @@ def table(kind_index: int) -> str:
         lines += ["", "Object-level rules (checked at admission): " + "; ".join(r["message"] for r in rules) + "."]
     lines += [
         "",
-        "### Status (written by the operator; `request`/`runRequest` by users)",
+        "### Status (written by the operator; `requests` by users)",
         "",
         "| Field | Type | Meaning |",
         "|---|---|---|",
