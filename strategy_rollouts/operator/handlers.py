@@ -128,4 +128,4 @@ async def shadowrun_deleted(body: kopf.Body, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def shadowrun_sources_closed(**_: Any) -> None:
-    await shadowruns.close()
+    await shadowruns.close(context())

@@ -22,7 +22,7 @@ import pytest
 import redis
 
 from strategy_rollouts.engine.shadow import MatcherState, Tolerances, finalize, ingest, parse_decision
-from strategy_rollouts.operator.shadowruns import to_ms
+from strategy_rollouts.engine.shadow_observed import to_ms
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
 from tests.integration.workloads import apply, deployment, get, replicas, status
