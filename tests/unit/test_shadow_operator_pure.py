@@ -12,9 +12,9 @@ import pytest
 
 from strategy_rollouts.api.common import GateStatus
 from strategy_rollouts.api.shadowrun import EgressRule, LatencyProfileSpec, ShadowRunSpec, ShadowRunStatus
-from strategy_rollouts.engine.shadow import Decision, MatchCounts, MatcherState, Quantiles, StageLatency
 from strategy_rollouts.engine import networkpolicy
 from strategy_rollouts.engine.networkpolicy import policy_shape
+from strategy_rollouts.engine.shadow import Decision, MatchCounts, MatcherState, Quantiles, StageLatency
 from strategy_rollouts.engine.shadow_observed import (
     Cursors,
     dump_matcher,
