@@ -646,6 +646,11 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
     return todo.next_run_at
 
 
+def forget(ctx: Context, namespace: str, name: str) -> None:
+    """The check is gone: drop its metric series (the actions it took stay)."""
+    metrics.forget_object(namespace, name, *metrics.PARITY_FAMILIES)
+
+
 async def run_daemon(ctx: Context, namespace: str, name: str, stopped: daemons.Stopped) -> None:
     """One loop per ParityCheck: reconcile, then sleep until nextRunAt, an event (a runRequest) or stop."""
     await daemons.run_loop(
