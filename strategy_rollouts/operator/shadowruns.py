@@ -114,8 +114,8 @@ async def observe(
 async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | None:
     """One level-based pass. Returns when to look again (None: only on an event)."""
     obj = await runtime.read(ctx, PLURAL, namespace, name)
-    if obj is None:
-        return None
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return None  # gone, or going: on_delete gives the shadow back, no pass may scale it up again
     now = datetime.now(UTC)
     persisted, error = parse_status(obj)
     if persisted is None:
@@ -163,6 +163,7 @@ async def on_delete(ctx: Context, body: Mapping[str, Any]) -> None:
     (with an unparseable status only the policy: we do not know what the run acts on)."""
     meta = body["metadata"]
     ns, name = meta["namespace"], meta["name"]
+    await ctx.loops.stop((KINDS[PLURAL], ns, name))  # no pass in flight may undo what follows
     spec, _ = parse_spec(body)
     status, _ = parse_status(body)
     deployment = shadow_run.on_delete(spec, status)[0] if status is not None else None
