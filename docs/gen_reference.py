@@ -122,6 +122,8 @@ DESCRIPTIONS: dict[str, str] = {
     "status.reasons": "Why the verdict.",
     "status.report": "ConfigMap holding report.md and summary.json.",
     "status.matcher": "Matcher bookkeeping so a restart never recounts (internal).",
+    "status.target": "What the run acts on, recorded at its start; side effects follow this, not later spec edits.",
+    "status.target.replicas": "Shadow replicas while Running (0 once Completed).",
     # ParityCheck
     "spec.target": "Exactly one of `rollout` or `deployment`.",
     "spec.target.rollout": "StrategyRollout to act on.",
