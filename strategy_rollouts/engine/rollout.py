@@ -788,17 +788,15 @@ def reconcile(
     )
 
 
-_ERRORS: dict[str, list[str]] = {}
-
-
 def cached_rollout_errors(spec: StrategyRolloutSpec) -> list[str]:
     """Validation depends on the spec alone; specs change rarely, reconciles are frequent."""
-    key = spec.model_dump_json()
-    if key not in _ERRORS:
-        if len(_ERRORS) > 4096:
-            _ERRORS.clear()
-        _ERRORS[key] = rollout_errors(spec)
-    return _ERRORS[key]
+    return list(_errors_of(spec.model_dump_json()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _errors_of(spec_json: str) -> tuple[str, ...]:
+    # Pure memoization (same input, same output), like ranked_keys: no state a reconcile can observe.
+    return tuple(rollout_errors(StrategyRolloutSpec.model_validate_json(spec_json)))
 
 
 def invalid(status: StrategyRolloutStatus, errors: list[str], generation: int, now: datetime) -> Decision:

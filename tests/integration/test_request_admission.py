@@ -13,13 +13,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
 
 from strategy_rollouts.api.common import rfc3339
+from tests.integration.workloads import Writer, service_account_writer
 from tests.unit.rollout_sim import EXAMPLE
 
 if TYPE_CHECKING:
@@ -54,57 +54,10 @@ def admin(cluster: DevCluster) -> str:
     return name
 
 
-class Writer:
-    """kubectl as one identity: its own kubeconfig (a token, no client certificate)."""
-
-    def __init__(self, cluster: DevCluster, kubeconfig: Path) -> None:
-        self.cluster = cluster
-        self.kubeconfig = kubeconfig
-
-    def argv(self, *args: str) -> list[str]:
-        return [str(self.cluster.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args]
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=60, check=False)
-
-
 @pytest.fixture(scope="module")
 def requester(cluster: DevCluster, ns: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[Writer, str]:
     """A ServiceAccount allowed to write requests in `ns`, and its user name."""
-    cluster.kubectl("create", "serviceaccount", "requester", "-n", ns)
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": "requester", "namespace": ns},
-        "rules": [
-            {
-                "apiGroups": ["strategyrollouts.io"],
-                "resources": ["strategyrollouts", "paritychecks"],
-                "verbs": ["get"],
-            },
-            {
-                "apiGroups": ["strategyrollouts.io"],
-                "resources": ["strategyrollouts/status", "paritychecks/status"],
-                "verbs": ["get", "patch"],
-            },
-        ],
-    }
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(role))
-    cluster.kubectl(
-        "create", "rolebinding", "requester", "-n", ns, "--role=requester", f"--serviceaccount={ns}:requester"
-    )
-    token = cluster.kubectl("create", "token", "requester", "-n", ns, "--duration=1h").stdout.strip()
-    config = yaml.safe_load(cluster.kubeconfig.read_text())
-    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
-    config["users"] = [{"name": "requester", "user": {"token": token}}]
-    context["context"]["user"] = "requester"
-    config["contexts"] = [context]
-    path = tmp_path_factory.mktemp("requester") / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    writer = Writer(cluster, path)
-    user = writer.run("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
-    assert user == f"system:serviceaccount:{ns}:requester"
-    return writer, user
+    return service_account_writer(cluster, ns, "requester", tmp_path_factory.mktemp("requester"))
 
 
 def create(cluster: DevCluster, kind: str, name: str, ns: str, spec: dict[str, Any]) -> None:
