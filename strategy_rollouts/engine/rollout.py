@@ -433,6 +433,8 @@ class _Run:
             self.history("Resumed", by, why)
             self.event("Normal", "Resumed", f"resumed by {by}: {why or ''}")
             return "Applied", "resumed"
+        if action in ("promote", "promoteFull") and (self.st.stage_index or 0) >= len(self.spec.stages):
+            return "Rejected", "already completing: every key is being handed to the canary"
         if action == "promote":
             self.promote_step(by, why)
             return "Applied", f"promoted to stage {self.st.stage or 'completion'} step {self.st.step_index}"

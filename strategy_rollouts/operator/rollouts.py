@@ -2,132 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import kopf
 from pydantic import ValidationError
 
-from strategy_rollouts.api.common import GateSpec
 from strategy_rollouts.api.errors import validation_message
-from strategy_rollouts.api.placeholders import substitute
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
-from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.rollout import (
     Decision,
-    DeploymentObs,
     Observations,
-    due_gates,
     invalid,
     reconcile,
     routing_document,
-    target_namespaces,
 )
-from strategy_rollouts.operator import daemons, metrics, prometheus, routing_writer, runtime, status_guard
+from strategy_rollouts.operator import daemons, metrics, routing_writer, runtime, status_guard
 from strategy_rollouts.operator.context import Context
+from strategy_rollouts.operator.rollout_observe import DEPLOYMENT_COUNTS, KIND, Routings, observe
+from strategy_rollouts.operator.rollout_writes import PLURAL, is_own_write, must_persist, working_status, write_status
 
-PLURAL = "strategyrollouts"
-KIND = "rollout"
-# Waker kind: a Deployment's spec.replicas or status.readyReplicas changed (what a rollout observes).
-DEPLOYMENT_COUNTS = "deployment-counts"
+__all__ = ["DEPLOYMENT_COUNTS", "KIND", "PLURAL", "is_own_write", "must_persist", "reconcile_once"]
 log = logging.getLogger(__name__)
-
-
-def placeholder_values(spec: StrategyRolloutSpec, namespace: str, stage: str | None, interval: str) -> dict[str, str]:
-    return {
-        "strategy": spec.strategy,
-        "namespace": namespace,
-        "stage": stage or "",
-        "stable.version": spec.stable.version,
-        "canary.version": spec.canary.version,
-        "stable.deployment": spec.stable.deployment,
-        "canary.deployment": spec.canary.deployment,
-        "interval": interval,
-    }
-
-
-async def measure(conn: prometheus.Connection, gate: GateSpec, values: dict[str, str]) -> Measurement:
-    values = {**values, "interval": gate.interval}
-    query = substitute(gate.query, values)
-    if gate.baseline is not None:
-        return await prometheus.compare(conn, query, substitute(gate.baseline, values))
-    return await prometheus.instant(conn, query)
-
-
-async def deployment(ctx: Context, namespace: str, name: str) -> DeploymentObs | None:
-    """From the Deployment watch; a GET only for one the watch has not delivered (or that is missing)."""
-    known = ctx.watched.deployment(namespace, name)
-    if known is not None:
-        return known
-    info = await ctx.kube.deployment(namespace, name)
-    return None if info is None else DeploymentObs(info.replicas, info.ready)
-
-
-Routings = dict[tuple[str, str], routing_writer.Routing]  # (namespace, config map) -> as read
-
-
-async def observe(
-    ctx: Context, obj: dict[str, Any], spec: StrategyRolloutSpec, status: StrategyRolloutStatus
-) -> tuple[Observations, Routings]:
-    ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-    now = datetime.now(UTC)
-    targets = target_namespaces(spec, ns)
-    dep_keys = [(t, d) for t in targets for d in (spec.stable.deployment, spec.canary.deployment)]
-    ctx.wakers.watch(KIND, (ns, name), DEPLOYMENT_COUNTS, dep_keys)
-    infos = await asyncio.gather(*(deployment(ctx, t, d) for t, d in dep_keys))
-    deployments = {k: i for k, i in zip(dep_keys, infos, strict=True) if i is not None}
-    routings = await asyncio.gather(*(routing_writer.read(ctx.kube, t.namespace, t.config_map) for t in status.targets))
-    routed = await unrecorded_routing(ctx, spec, name, targets, status)
-    published = {
-        t.namespace: r.document is not None and r.assignments == t.assignments
-        for t, r in zip(status.targets, routings, strict=True)
-    }
-    revisions = {t.namespace: r.revision for t, r in zip(status.targets, routings, strict=True)}
-    shadow_found, verdict = False, None
-    if spec.shadow_run:
-        ctx.wakers.watch(KIND, (ns, name), "shadowrun", [(ns, spec.shadow_run)])
-        shadow = await ctx.kube.get("shadowruns", ns, spec.shadow_run)
-        if shadow is not None:
-            shadow_found, verdict = True, (shadow.get("status") or {}).get("verdict")
-    measurements: dict[str, Measurement] = {}
-    due = due_gates(spec, status, now)
-    if due:
-        conn = await ctx.connection(ns, spec.prometheus)
-        index = min(status.stage_index or 0, len(spec.stages) - 1)
-        stage = spec.stages[index]
-        values = placeholder_values(spec, stage.namespace or ns, stage.name, "")
-        results = await asyncio.gather(*(measure(conn, g, values) for g in due))
-        measurements = {g.name: m for g, m in zip(due, results, strict=True)}
-        for gate, m in measurements.items():
-            if m.value is not None:
-                metrics.gate_value.labels(ns, name, gate).set(m.value)
-    obs = Observations(
-        namespace=ns,
-        name=name,
-        generation=obj["metadata"].get("generation", 1),
-        deployments=deployments,
-        measurements=measurements,
-        published=published,
-        revisions=revisions,
-        routed=routed,
-        shadow_found=shadow_found,
-        shadow_verdict=verdict,
-    )
-    return obs, {(t.namespace, t.config_map): r for t, r in zip(status.targets, routings, strict=True)}
-
-
-async def unrecorded_routing(
-    ctx: Context, spec: StrategyRolloutSpec, name: str, targets: list[str], status: StrategyRolloutStatus
-) -> dict[str, dict[str, str]]:
-    """What the ConfigMaps of targets without a status record publish (a read only in that case)."""
-    recorded = {t.namespace for t in status.targets}
-    missing = [ns for ns in targets if ns not in recorded]
-    config_map = spec.routing.config_map or f"{name}-routing"
-    reads = await asyncio.gather(*(routing_writer.read(ctx.kube, ns, config_map) for ns in missing))
-    return {ns: r.assignments for ns, r in zip(missing, reads, strict=True) if r.assignments}
 
 
 def parse(
@@ -214,74 +111,6 @@ def forget(ctx: Context, namespace: str, name: str) -> None:
     """The rollout is gone: drop what memory holds about it."""
     ctx.rollouts.forget((namespace, name))
     metrics.forget_object(namespace, name, *metrics.ROLLOUT_FAMILIES)
-
-
-def working_status(ctx: Context, obj: dict[str, Any], persisted: StrategyRolloutStatus) -> StrategyRolloutStatus:
-    """Our in-memory status if nobody wrote the object since we decided on it, else what it says.
-
-    After a restart (or anyone's write) the persisted gate evaluations are the memory: older
-    evaluations are simply due again, so missing data still never promotes.
-    """
-    meta = obj["metadata"]
-    working = ctx.rollouts.working.get((meta["namespace"], meta["name"]))
-    if working is not None and working[0] == meta.get("resourceVersion"):
-        return cast(StrategyRolloutStatus, working[1])
-    return persisted
-
-
-def is_own_write(ctx: Context, namespace: str, name: str, body: Mapping[str, Any]) -> bool:
-    """True for the watch event our own status write caused (same generation, the status we wrote)."""
-    own = ctx.rollouts.own_writes.get((namespace, name))
-    if own is None:
-        return False
-    generation = (body.get("metadata") or {}).get("generation")
-    return own == (generation, dict(body.get("status") or {}))
-
-
-_VOLATILE_GATE_FIELDS = ("value", "baseline", "evaluatedAt", "message")
-
-
-def _settled_view(wire: dict[str, Any]) -> dict[str, Any]:
-    """Status without what changes on every gate evaluation (values, clocks, messages)."""
-    view = dict(wire)
-    view["gates"] = [{k: v for k, v in g.items() if k not in _VOLATILE_GATE_FIELDS} for g in wire.get("gates", [])]
-    if "riskBudget" in view:
-        view["riskBudget"] = {k: v for k, v in view["riskBudget"].items() if k != "usedPercent"}
-    return view
-
-
-def must_persist(old: dict[str, Any], new: dict[str, Any], refresh_s: float) -> bool:
-    """Write when anything but a gate's latest value changed, or the persisted values are older than
-    `refresh_s`. At N = 1,000 rollouts, writing every evaluation was half the operator's API traffic."""
-    if old == new:
-        return False
-    if _settled_view(old) != _settled_view(new):
-        return True
-    before = {g["name"]: g.get("evaluatedAt") for g in old.get("gates", [])}
-    for gate in new.get("gates", []):
-        then, now = before.get(gate["name"]), gate.get("evaluatedAt")
-        if now is not None and (then is None or _seconds_between(then, now) >= refresh_s):
-            return True
-    return False
-
-
-def _seconds_between(earlier: str, later: str) -> float:
-    return (datetime.fromisoformat(later) - datetime.fromisoformat(earlier)).total_seconds()
-
-
-async def write_status(ctx: Context, obj: dict[str, Any], persisted: StrategyRolloutStatus, decision: Decision) -> None:
-    meta = obj["metadata"]
-    key = (meta["namespace"], meta["name"])
-    new = decision.status.wire()
-    if must_persist(persisted.wire(), new, ctx.settings.gate_status_refresh_s):
-        # Recorded before the write: its watch event can arrive before the response does.
-        ctx.rollouts.own_writes[key] = (meta.get("generation"), new)
-        written = await runtime.write_status(ctx, PLURAL, obj, new)
-        ctx.rollouts.working[key] = ((written.get("metadata") or {}).get("resourceVersion", ""), decision.status)
-    else:
-        ctx.rollouts.working[key] = (meta.get("resourceVersion", ""), decision.status)
-    for event in decision.events:
-        kopf.event(cast(kopf.Body, obj), type=event.type, reason=event.reason, message=event.message[:1000])
 
 
 async def run_daemon(ctx: Context, namespace: str, name: str, stopped: daemons.Stopped) -> None:

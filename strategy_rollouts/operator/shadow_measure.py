@@ -17,7 +17,7 @@ from strategy_rollouts.engine.shadow_observed import (
 from strategy_rollouts.engine.shadow_run import Latency, Plan
 from strategy_rollouts.operator import decisions, metrics, prometheus
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.rollouts import measure
+from strategy_rollouts.operator.rollout_observe import measure
 
 
 async def streams(ctx: Context, plan: Plan) -> tuple[StreamRead | None, StreamRead | None]:

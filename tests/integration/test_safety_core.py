@@ -203,3 +203,49 @@ def test_a_hand_edited_status_the_model_rejects_holds_the_rollout_and_keys_stay(
     cond = next(c for c in status(cluster, name, namespace)["conditions"] if c["type"] == "InvalidStatus")
     assert cond["status"] == "False"
     wait_for(lambda: status(cluster, name, namespace).get("phase") == "Succeeded", 90, what="Succeeded")
+
+
+@pytest.fixture
+def stage_namespace(cluster: DevCluster, namespace: str) -> Iterator[str]:
+    """A second namespace of this session (the operator watches it) for a stage of its own."""
+    name = f"{namespace}-stg"
+    cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+def config_map_exists(cluster: DevCluster, name: str, ns: str) -> bool:
+    return cluster.kubectl("get", "configmap", name, "-n", ns, check=False).returncode == 0
+
+
+def test_a_stage_namespaces_routing_config_map_goes_with_its_rollout_also_when_deleted_while_down(
+    cluster: DevCluster, namespace: str, stage_namespace: str, live_operator: OperatorProcess
+) -> None:
+    for ns in (namespace, stage_namespace):
+        apply(cluster, deployment("legacy", ns, 2, "v1.0.0"), deployment("pipeline", ns, 0, "v2.0.0"))
+    for name in ("gone-live", "gone-down"):
+        body = rollout(name, namespace)
+        body["spec"]["stages"] = [
+            {"name": "staging", "namespace": stage_namespace, "steps": [{"setWeight": 20}, {"pause": {}}]},
+            {"name": "prod", "steps": [{"setWeight": 20}]},
+        ]
+        apply(cluster, body)
+    for name in ("gone-live", "gone-down"):
+        wait_for(lambda n=name: config_map_exists(cluster, f"{n}-routing", stage_namespace), 60, what="stage CM")
+    labels = json.loads(
+        cluster.kubectl("get", "configmap", "gone-live-routing", "-n", stage_namespace, "-o", "json").stdout
+    )["metadata"]["labels"]
+    assert labels["strategyrollouts.io/owner-name"] == "gone-live"
+    # Deleted while the operator runs: its DELETED event removes the ConfigMap of the other namespace.
+    cluster.kubectl("delete", "srl", "gone-live", "-n", namespace)
+    wait_for(lambda: not config_map_exists(cluster, "gone-live-routing", stage_namespace), 30, what="removed")
+    # Deleted while it is down: the sweep at startup removes it.
+    live_operator.kill()
+    try:
+        cluster.kubectl("delete", "srl", "gone-down", "-n", namespace)
+        assert config_map_exists(cluster, "gone-down-routing", stage_namespace)
+    finally:
+        live_operator.start()
+    wait_for(lambda: not config_map_exists(cluster, "gone-down-routing", stage_namespace), 60, what="swept")

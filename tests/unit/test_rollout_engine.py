@@ -386,3 +386,15 @@ def test_property_restart_resumes_exactly_no_step_repeated_or_skipped(
     assert dedup(steps) == dedup(ref_steps)
     # each deployment was scaled to each value at most once per direction: no double scale
     assert len(world.scale_log) == len(set(world.scale_log))
+
+
+def test_a_promote_while_completing_is_rejected_not_a_crash() -> None:
+    """Found by the random-spec property: a promote during completion indexed past the last stage."""
+    world = World(
+        spec_from(stages=[{"name": "s0", "steps": [{"setWeight": 0}]}], routing={"keys": ["K0"], "handoff": "5s"})
+    )
+    world.run(3)
+    assert world.status.reason == "Completing"
+    world.request("p", "promote", "alice")
+    world.reconcile()
+    assert world.outcome("p") == "Rejected"

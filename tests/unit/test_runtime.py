@@ -2,6 +2,8 @@
 
 `looptime` fast-forwards the event loop's clock, so idle rechecks of minutes and backoffs take no
 wall time, and the figures asserted are the loop's own time (deterministic, not a timing test).
+Each test runs on its own looptime loop, closed afterwards (looptime's pytest plugin is disabled in
+pyproject.toml: with pytest-asyncio's auto mode it leaves an implicit event loop unclosed per test).
 """
 
 from __future__ import annotations
@@ -10,15 +12,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-import pytest
+import looptime
 from kubernetes import client
 
 from strategy_rollouts.operator import daemons
 from strategy_rollouts.operator.context import Context, Settings
 from strategy_rollouts.operator.kube import Conflict, Kube, Rejected
 from strategy_rollouts.operator.loops import Stop
-
-pytestmark = pytest.mark.looptime
 
 KEY = ("rollout", "ns", "r")
 
@@ -50,7 +50,19 @@ async def settle(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-async def test_idle_loop_rechecks_at_the_safety_net_and_an_event_wakes_it_at_once() -> None:
+def in_loop_time(main: Callable[[], Awaitable[None]]) -> None:
+    loop = looptime.new_event_loop(start=0.0)  # looptime enabled: sleeps advance the loop's clock only
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def test_idle_loop_rechecks_at_the_safety_net_and_an_event_wakes_it_at_once() -> None:
+    in_loop_time(_test_idle_loop_rechecks_at_the_safety_net_and_an_event_wakes_it_at_once)
+
+
+async def _test_idle_loop_rechecks_at_the_safety_net_and_an_event_wakes_it_at_once() -> None:
     ctx, rec = context(), Recorder()
     start(ctx, rec)
     await settle(1)
@@ -64,7 +76,11 @@ async def test_idle_loop_rechecks_at_the_safety_net_and_an_event_wakes_it_at_onc
     await ctx.loops.stop_all()
 
 
-async def test_a_wake_up_during_a_reconcile_is_not_lost() -> None:
+def test_a_wake_up_during_a_reconcile_is_not_lost() -> None:
+    in_loop_time(_test_a_wake_up_during_a_reconcile_is_not_lost)
+
+
+async def _test_a_wake_up_during_a_reconcile_is_not_lost() -> None:
     ctx = context()
 
     async def wake_during_first(n: int) -> datetime | None:
@@ -79,7 +95,11 @@ async def test_a_wake_up_during_a_reconcile_is_not_lost() -> None:
     await ctx.loops.stop_all()
 
 
-async def test_wake_at_from_the_engine_is_honoured() -> None:
+def test_wake_at_from_the_engine_is_honoured() -> None:
+    in_loop_time(_test_wake_at_from_the_engine_is_honoured)
+
+
+async def _test_wake_at_from_the_engine_is_honoured() -> None:
     ctx = context()
 
     async def due_in_7s(n: int) -> datetime | None:
@@ -90,9 +110,14 @@ async def test_wake_at_from_the_engine_is_honoured() -> None:
     await settle(10)
     assert len(rec.calls) == 2
     assert 6.9 <= rec.calls[1] - rec.calls[0] <= 7.5
+    await ctx.loops.stop_all()
 
 
-async def test_conflict_is_retried_at_once_rejected_backs_off_doubling_errors_back_off() -> None:
+def test_conflict_is_retried_at_once_rejected_backs_off_doubling_errors_back_off() -> None:
+    in_loop_time(_test_conflict_is_retried_at_once_rejected_backs_off_doubling_errors_back_off)
+
+
+async def _test_conflict_is_retried_at_once_rejected_backs_off_doubling_errors_back_off() -> None:
     ctx = context()
 
     async def script(n: int) -> datetime | None:
@@ -114,7 +139,11 @@ async def test_conflict_is_retried_at_once_rejected_backs_off_doubling_errors_ba
     await ctx.loops.stop_all()
 
 
-async def test_stop_ends_the_loop_and_forgets_its_waker_and_ensure_restarts_a_finished_loop() -> None:
+def test_stop_ends_the_loop_and_forgets_its_waker_and_ensure_restarts_a_finished_loop() -> None:
+    in_loop_time(_test_stop_ends_the_loop_and_forgets_its_waker_and_ensure_restarts_a_finished_loop)
+
+
+async def _test_stop_ends_the_loop_and_forgets_its_waker_and_ensure_restarts_a_finished_loop() -> None:
     ctx, rec = context(), Recorder()
     start(ctx, rec)
     start(ctx, rec)  # a second event for a running loop starts nothing new
@@ -132,7 +161,11 @@ async def test_stop_ends_the_loop_and_forgets_its_waker_and_ensure_restarts_a_fi
     await ctx.loops.stop_all()
 
 
-async def test_a_stop_during_a_long_sleep_ends_promptly() -> None:
+def test_a_stop_during_a_long_sleep_ends_promptly() -> None:
+    in_loop_time(_test_a_stop_during_a_long_sleep_ends_promptly)
+
+
+async def _test_a_stop_during_a_long_sleep_ends_promptly() -> None:
     stop = Stop()
     waker = asyncio.Event()
     sleeper = asyncio.create_task(daemons.sleep(waker, stop, 300.0))

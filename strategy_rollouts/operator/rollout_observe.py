@@ -1,0 +1,117 @@
+"""StrategyRollout observation: what the engine needs to decide, gathered with as few API calls as possible.
+
+Deployments come from the watch cache (a GET only for one it has not delivered), routing ConfigMaps are
+read once and handed on to the writer, gates are measured only when due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+from strategy_rollouts.api.common import GateSpec
+from strategy_rollouts.api.placeholders import substitute
+from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
+from strategy_rollouts.engine.gates import Measurement
+from strategy_rollouts.engine.rollout import DeploymentObs, Observations, due_gates, target_namespaces
+from strategy_rollouts.operator import metrics, prometheus, routing_writer
+from strategy_rollouts.operator.context import Context
+
+KIND = "rollout"  # waker kind
+# Waker kind: a Deployment's spec.replicas or status.readyReplicas changed (what a rollout observes).
+DEPLOYMENT_COUNTS = "deployment-counts"
+
+
+def placeholder_values(spec: StrategyRolloutSpec, namespace: str, stage: str | None, interval: str) -> dict[str, str]:
+    return {
+        "strategy": spec.strategy,
+        "namespace": namespace,
+        "stage": stage or "",
+        "stable.version": spec.stable.version,
+        "canary.version": spec.canary.version,
+        "stable.deployment": spec.stable.deployment,
+        "canary.deployment": spec.canary.deployment,
+        "interval": interval,
+    }
+
+
+async def measure(conn: prometheus.Connection, gate: GateSpec, values: dict[str, str]) -> Measurement:
+    values = {**values, "interval": gate.interval}
+    query = substitute(gate.query, values)
+    if gate.baseline is not None:
+        return await prometheus.compare(conn, query, substitute(gate.baseline, values))
+    return await prometheus.instant(conn, query)
+
+
+async def deployment(ctx: Context, namespace: str, name: str) -> DeploymentObs | None:
+    """From the Deployment watch; a GET only for one the watch has not delivered (or that is missing)."""
+    known = ctx.watched.deployment(namespace, name)
+    if known is not None:
+        return known
+    info = await ctx.kube.deployment(namespace, name)
+    return None if info is None else DeploymentObs(info.replicas, info.ready)
+
+
+Routings = dict[tuple[str, str], routing_writer.Routing]  # (namespace, config map) -> as read
+
+
+async def observe(
+    ctx: Context, obj: dict[str, Any], spec: StrategyRolloutSpec, status: StrategyRolloutStatus
+) -> tuple[Observations, Routings]:
+    ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+    now = datetime.now(UTC)
+    targets = target_namespaces(spec, ns)
+    dep_keys = [(t, d) for t in targets for d in (spec.stable.deployment, spec.canary.deployment)]
+    ctx.wakers.watch(KIND, (ns, name), DEPLOYMENT_COUNTS, dep_keys)
+    infos = await asyncio.gather(*(deployment(ctx, t, d) for t, d in dep_keys))
+    deployments = {k: i for k, i in zip(dep_keys, infos, strict=True) if i is not None}
+    routings = await asyncio.gather(*(routing_writer.read(ctx.kube, t.namespace, t.config_map) for t in status.targets))
+    routed = await unrecorded_routing(ctx, spec, name, targets, status)
+    published = {
+        t.namespace: r.document is not None and r.assignments == t.assignments
+        for t, r in zip(status.targets, routings, strict=True)
+    }
+    revisions = {t.namespace: r.revision for t, r in zip(status.targets, routings, strict=True)}
+    shadow_found, verdict = False, None
+    if spec.shadow_run:
+        ctx.wakers.watch(KIND, (ns, name), "shadowrun", [(ns, spec.shadow_run)])
+        shadow = await ctx.kube.get("shadowruns", ns, spec.shadow_run)
+        if shadow is not None:
+            shadow_found, verdict = True, (shadow.get("status") or {}).get("verdict")
+    measurements: dict[str, Measurement] = {}
+    due = due_gates(spec, status, now)
+    if due:
+        conn = await ctx.connection(ns, spec.prometheus)
+        index = min(status.stage_index or 0, len(spec.stages) - 1)
+        stage = spec.stages[index]
+        values = placeholder_values(spec, stage.namespace or ns, stage.name, "")
+        results = await asyncio.gather(*(measure(conn, g, values) for g in due))
+        measurements = {g.name: m for g, m in zip(due, results, strict=True)}
+        for gate, m in measurements.items():
+            if m.value is not None:
+                metrics.gate_value.labels(ns, name, gate).set(m.value)
+    obs = Observations(
+        namespace=ns,
+        name=name,
+        generation=obj["metadata"].get("generation", 1),
+        deployments=deployments,
+        measurements=measurements,
+        published=published,
+        revisions=revisions,
+        routed=routed,
+        shadow_found=shadow_found,
+        shadow_verdict=verdict,
+    )
+    return obs, {(t.namespace, t.config_map): r for t, r in zip(status.targets, routings, strict=True)}
+
+
+async def unrecorded_routing(
+    ctx: Context, spec: StrategyRolloutSpec, name: str, targets: list[str], status: StrategyRolloutStatus
+) -> dict[str, dict[str, str]]:
+    """What the ConfigMaps of targets without a status record publish (a read only in that case)."""
+    recorded = {t.namespace for t in status.targets}
+    missing = [ns for ns in targets if ns not in recorded]
+    config_map = spec.routing.config_map or f"{name}-routing"
+    reads = await asyncio.gather(*(routing_writer.read(ctx.kube, ns, config_map) for ns in missing))
+    return {ns: r.assignments for ns, r in zip(missing, reads, strict=True) if r.assignments}
