@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from strategy_rollouts.api.common import PrometheusConnection, SecretKeyRef
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.operator.kube import Kube
+from strategy_rollouts.operator.parity_memory import ParityMemory
 from strategy_rollouts.operator.prometheus import Connection
 from strategy_rollouts.operator.watched import Watched
 
@@ -66,6 +67,7 @@ class Context:
     settings: Settings = field(default_factory=Settings)
     wakers: Wakers = field(default_factory=Wakers)
     watched: Watched = field(default_factory=Watched)
+    parity: ParityMemory = field(default_factory=ParityMemory)
 
     async def connection(self, namespace: str, override: PrometheusConnection | None) -> Connection:
         """The operator default, overridden per object; secrets read at use, never logged or stored."""
