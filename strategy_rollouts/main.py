@@ -12,7 +12,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from strategy_rollouts import __version__
-from strategy_rollouts.operator import handlers
+from strategy_rollouts.operator import handlers  # noqa: F401  (registers the kopf handlers)
 from strategy_rollouts.operator.context import Context, Settings
 from strategy_rollouts.operator.kube import Kube
 
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf logs every wake-up handler's success at INFO; our own loggers say what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    handlers.CTX = Context(
+    ctx = Context(
         kube=Kube.from_environment(args.kubeconfig),
         settings=Settings(
             prometheus_url=args.prometheus_url,
@@ -66,11 +66,11 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_port:
         start_http_server(args.metrics_port)
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
-    asyncio.run(operate(args, liveness))
+    asyncio.run(operate(args, liveness, ctx))
     return 0
 
 
-async def operate(args: argparse.Namespace, liveness: str | None) -> None:
+async def operate(args: argparse.Namespace, liveness: str | None, ctx: Context) -> None:
     # Every Kubernetes and Prometheus call runs in the default executor: size it for the bounded
     # concurrency the adapters allow (the default is cpus + 4 threads).
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=48, thread_name_prefix="io"))
@@ -80,6 +80,7 @@ async def operate(args: argparse.Namespace, liveness: str | None) -> None:
         liveness_endpoint=liveness,
         standalone=args.peering is None,
         peering_name=args.peering,
+        memo=kopf.Memo(ctx=ctx),  # the one Context every handler gets (handlers.context)
     )
 
 

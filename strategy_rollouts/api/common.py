@@ -109,7 +109,10 @@ class GateSpec(ApiModel):
     baseline: Query | None = None
     max_increase_percent: Annotated[float, Field(ge=0, le=10_000)] | None = None
     interval: Duration = "30s"
+    # Failures since the current step started (Argo Rollouts' meaning): onFailure when exceeded.
     failure_limit: Annotated[int, Field(ge=0, le=1000)] = 0
+    # Failures in a row (a Pass resets it): onFailure when exceeded. None: not checked.
+    consecutive_failure_limit: Annotated[int, Field(ge=0, le=1000)] | None = None
     inconclusive_limit: Annotated[int, Field(ge=0, le=1000)] = 2
     dry_run: bool = False
 
@@ -129,8 +132,9 @@ class GateStatus(StatusModel):
     value: float | None = None
     baseline: float | None = None
     result: GateResult | None = None
-    failures: int = 0
-    inconclusives: int = 0
+    failures: int = Field(default=0, ge=0)  # since the current step started
+    consecutive_failures: int = Field(default=0, ge=0)  # in a row; a Pass resets it
+    inconclusives: int = Field(default=0, ge=0)  # in a row; a Pass resets it
     evaluated_at: Timestamp | None = None
     message: str | None = None
     dry_run: bool | None = None

@@ -21,6 +21,7 @@ from strategy_rollouts.api.common import (
     Timestamp,
     with_rules,
 )
+from strategy_rollouts.api.requests import HandledRequest, RolloutRequest
 
 Key = Annotated[str, Field(min_length=1, max_length=128)]
 
@@ -125,8 +126,6 @@ class StrategyRolloutSpec(ApiModel):
 
 RolloutPhase = Literal["Pending", "Progressing", "Paused", "Succeeded", "RolledBack", "Invalid"]
 HistoryOutcome = Literal["Succeeded", "RolledBack", "Aborted", "Superseded", "Promoted", "Paused", "Resumed", "Retried"]
-# `stopTrading` is sent by a ParityCheck at emergency: every key to nobody, both sides to 0.
-ManualAction = Literal["promote", "promoteFull", "abort", "retry", "pause", "resume", "stopTrading"]
 
 
 class ReplicaStatus(StatusModel):
@@ -174,16 +173,6 @@ class HistoryEntry(StatusModel):
     reason: str | None = None
 
 
-class ManualRequest(StatusModel):
-    """Written by the kubectl plugin to the status subresource, so Argo CD never sees a spec diff."""
-
-    id: str
-    action: ManualAction
-    by: str | None = None
-    reason: str | None = None
-    at: Timestamp | None = None
-
-
 class ScaleDown(StatusModel):
     namespace: str
     deployment: str
@@ -212,7 +201,9 @@ class StrategyRolloutStatus(StatusModel):
     history: list[HistoryEntry] = []
     conditions: list[Condition] = []
     manual_pause: HistoryEntry | None = None
-    request: ManualRequest | None = None
-    handled_requests: list[str] = []
+    # Pending requests by id (see api/requests.py): writers add one key each, the operator removes it
+    # in the same write that appends the outcome to handledRequests.
+    requests: dict[str, RolloutRequest] = {}
+    handled_requests: list[HandledRequest] = []
     scale_downs: list[ScaleDown] = []
     trading_stopped: bool = False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +11,7 @@ from rich.console import RenderableType
 from rich.live import Live
 from rich.text import Text
 
-from strategy_rollouts.api.rollout import ManualAction
+from strategy_rollouts.api.requests import RolloutAction
 from strategy_rollouts.cli.client import Cluster
 from strategy_rollouts.cli.errors import EXIT_RUNNING
 from strategy_rollouts.cli.output import console
@@ -81,14 +80,13 @@ def status(cluster: Cluster, args: argparse.Namespace) -> int:
 
 def manual(cluster: Cluster, args: argparse.Namespace) -> int:
     """promote [--full] / abort / retry / pause / resume: a request on the status subresource."""
-    action: ManualAction = "promoteFull" if args.command == "promote" and args.full else args.command
+    action: RolloutAction = "promoteFull" if args.command == "promote" and args.full else args.command
     what = f"strategyrollout {cluster.namespace}/{args.name}"
-    before = cluster.get(KIND, args.name)  # clear "not found" before anything is written
-    pending = (before.get("status") or {}).get("request")
-    if pending:
-        print(f"warning: replacing unhandled request {pending.get('id')} ({pending.get('action')})", file=sys.stderr)
+    cluster.get(KIND, args.name)  # clear "not found" before anything is written
     id_ = new_id()
-    cluster.patch_status(KIND, args.name, rollout_request(action, cluster.who_am_i(), args.reason, _now(), id_))
+    cluster.patch_status(
+        KIND, args.name, rollout_request(action, cluster.who_am_i() or "unknown", args.reason, _now(), id_)
+    )
     if args.no_wait:
         print(f"{action} requested for {what} (request {id_})")
         return 0

@@ -227,9 +227,8 @@ def _overview(obj: dict[str, Any], now: datetime) -> Text:
         mp = status.manual_pause
         text.append(f"\nPaused by {mp.by or 'unknown'} {relative(mp.at, now)}", style="yellow")
         text.append(f": {mp.reason}" if mp.reason else "", style="yellow")
-    if status.request is not None:
-        req = status.request
-        text.append(f"\nPending request: {req.action} by {req.by or 'unknown'} (id {req.id})", style="yellow")
+    for rid, req in status.requests.items():
+        text.append(f"\nPending request: {req.action} by {req.by} (id {rid})", style="yellow")
     if spec.get("paused"):
         text.append("\nspec.paused is true (from Git)", style="yellow")
     if status.trading_stopped:

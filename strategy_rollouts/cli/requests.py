@@ -1,7 +1,8 @@
 """The plugin <-> operator protocol on the status subresource (pure parts and the wait loop).
 
-A request is `status.request` (StrategyRollout) or `status.runRequest` (ParityCheck) with a fresh id;
-the operator handles it, clears it and appends the id to `status.handledRequests`.
+A StrategyRollout request is one new key (a fresh id) in `status.requests`, added by a JSON merge patch
+so it never replaces anyone else's; the operator removes it in the same write that appends its outcome
+to `status.handledRequests` (see api/requests.py). ParityCheck runs still use `status.runRequest`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from strategy_rollouts.api.common import rfc3339
 from strategy_rollouts.api.paritycheck import ManualRun
-from strategy_rollouts.api.rollout import ManualAction, ManualRequest
+from strategy_rollouts.api.requests import RolloutAction, RolloutRequest
 from strategy_rollouts.cli.errors import EXIT_NOT_HANDLED, CliError
 
 
@@ -22,17 +23,10 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def rollout_request(
-    action: ManualAction, by: str | None, reason: str | None, now: datetime, id_: str
-) -> dict[str, Any]:
-    """Merge patch for a manual action. Every key is explicit (null included), so nothing of an
-    older, unhandled request survives the merge."""
-    req = ManualRequest(id=id_, action=action, by=by, reason=reason, at=now)
-    return {
-        "status": {
-            "request": {"id": req.id, "action": req.action, "by": req.by, "reason": req.reason, "at": rfc3339(now)}
-        }
-    }
+def rollout_request(action: RolloutAction, by: str, reason: str | None, now: datetime, id_: str) -> dict[str, Any]:
+    """Merge patch adding one pending request under its own id."""
+    req = RolloutRequest(action=action, by=by, reason=reason, at=now)
+    return {"status": {"requests": {id_: req.wire()}}}
 
 
 def parity_run_request(by: str | None, now: datetime, id_: str) -> dict[str, Any]:
@@ -41,7 +35,11 @@ def parity_run_request(by: str | None, now: datetime, id_: str) -> dict[str, Any
 
 
 def handled(obj: dict[str, Any], id_: str) -> bool:
-    return id_ in ((obj.get("status") or {}).get("handledRequests") or [])
+    """Listed in handledRequests: as an id (ParityCheck) or an outcome entry (StrategyRollout)."""
+    for entry in (obj.get("status") or {}).get("handledRequests") or []:
+        if entry == id_ or (isinstance(entry, dict) and entry.get("id") == id_):
+            return True
+    return False
 
 
 def wait_handled(

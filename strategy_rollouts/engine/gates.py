@@ -54,14 +54,17 @@ def judge(spec: GateSpec, m: Measurement) -> tuple[GateResult, str]:
 
 
 def record(prev: GateStatus | None, spec: GateSpec, m: Measurement, now: datetime) -> GateStatus:
-    """Consecutive counting: a Pass resets both counters, so a recovered gate lets the rollout go on."""
+    """`failures` counts every Fail since the counters were last reset (the rollout resets them when a
+    step starts); `consecutiveFailures` and `inconclusives` count in a row, so a Pass resets them."""
     result, message = judge(spec, m)
     failures = prev.failures if prev else 0
+    consecutive = prev.consecutive_failures if prev else 0
     inconclusives = prev.inconclusives if prev else 0
     if result == "Pass":
-        failures, inconclusives = 0, 0
+        consecutive, inconclusives = 0, 0
     elif result == "Fail":
         failures += 1
+        consecutive += 1
     else:
         inconclusives += 1
     return GateStatus(
@@ -70,6 +73,7 @@ def record(prev: GateStatus | None, spec: GateSpec, m: Measurement, now: datetim
         baseline=m.baseline if m.baseline is not None and math.isfinite(m.baseline) else None,
         result=result,
         failures=failures,
+        consecutive_failures=consecutive,
         inconclusives=inconclusives,
         evaluated_at=now,
         message=message,
@@ -103,11 +107,27 @@ class GateSummary:
 
     def failure_reason(self) -> str:
         gate = self.failed[0]
-        return f"gate {gate.name} failed: {gate.message} (failures {gate.failures})"
+        return (
+            f"gate {gate.name} failed: {gate.message} (failures {gate.failures} this step,"
+            f" {gate.consecutive_failures} in a row)"
+        )
 
     def hold_reason(self) -> str:
         gate = self.held[0]
         return f"gate {gate.name} {gate.result}: {gate.message} ({gate.inconclusives} in a row)"
+
+
+def exceeded(spec: GateSpec, status: GateStatus) -> bool:
+    """failureLimit (since the step started) or consecutiveFailureLimit (in a row) exceeded."""
+    if status.failures > spec.failure_limit:
+        return True
+    limit = spec.consecutive_failure_limit
+    return limit is not None and status.consecutive_failures > limit
+
+
+def reset_step_counts(statuses: list[GateStatus]) -> list[GateStatus]:
+    """A new step starts counting failures afresh (failureLimit is per step)."""
+    return [g if g.failures == 0 else g.model_copy(update={"failures": 0}) for g in statuses]
 
 
 def summarize(specs: list[GateSpec], statuses: dict[str, GateStatus], now: datetime) -> GateSummary:
@@ -118,7 +138,7 @@ def summarize(specs: list[GateSpec], statuses: dict[str, GateStatus], now: datet
         if spec.dry_run:
             continue
         status = statuses.get(spec.name)
-        if status is not None and status.failures > spec.failure_limit:
+        if status is not None and exceeded(spec, status):
             failed.append(status)
         if status is not None and status.inconclusives > spec.inconclusive_limit:
             held.append(status)

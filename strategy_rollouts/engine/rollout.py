@@ -15,10 +15,10 @@ from typing import Literal
 
 from strategy_rollouts.api.common import GateSpec, GateStatus, set_condition
 from strategy_rollouts.api.durations import parse_duration
+from strategy_rollouts.api.requests import HandledRequest, Outcome, RolloutRequest
 from strategy_rollouts.api.rollout import (
     HistoryEntry,
     HistoryOutcome,
-    ManualRequest,
     ReplicaStatus,
     RiskBudgetStatus,
     RoutingStatus,
@@ -29,6 +29,7 @@ from strategy_rollouts.api.rollout import (
     TargetStatus,
 )
 from strategy_rollouts.engine import gates as gatelib
+from strategy_rollouts.engine import requests
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.routing import (
     DRAINING,
@@ -44,6 +45,10 @@ from strategy_rollouts.engine.routing import (
 from strategy_rollouts.engine.validation import rollout_errors
 
 ACTIVE = ("Progressing", "Paused")
+# Strength of a request: the strongest pending one is applied first and makes weaker ones moot.
+STRENGTH = {"stopTrading": 3, "abort": 2, "pause": 1}
+# After a stop in the same pass these are Rejected (not merely Superseded): they would move it again.
+AFTER_STOP_REJECTED = ("promote", "promoteFull", "resume", "retry", "approve")
 HISTORY_LIMIT = 10
 OPERATOR = "strategy-rollouts"
 
@@ -84,6 +89,8 @@ class RoutingPayload:
     config_map: str
     weight: int
     assignments: dict[str, str]
+    # False while trading is stopped; None leaves entriesEnabled to its other writer (a ParityCheck).
+    entries_enabled: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -295,14 +302,15 @@ class _Run:
         self.history(outcome, by, message)
         self.event("Warning", reason, message)
 
-    def stop_trading(self, by: str | None, why: str | None) -> None:
-        """Emergency stop (from a ParityCheck): nobody trades any key, both sides scaled to 0."""
+    def stop_trading(self, by: str | None, why: str | None, source: str | None) -> None:
+        """Emergency stop: nobody trades any key and entries are off. Both deployments keep their pods,
+        which can still cancel working orders and manage positions."""
         for t in self.st.targets:
             t.weight = 0
-            t.stable_replicas = 0
-            t.canary_replicas = 0
+        self.st.canary_weight = 0
         self.st.trading_stopped = True
-        message = f"trading stopped by {by or OPERATOR}: {why or 'emergency'}"
+        who = f"{by or OPERATOR}" + (f" for {source}" if source else "")
+        message = f"trading stopped by {who}: {why or 'emergency'}"
         self.set_phase("RolledBack", "TradingStopped", message)
         self.history("Aborted", by, message)
         self.event("Warning", "TradingStopped", message)
@@ -311,42 +319,116 @@ class _Run:
         others = [s for s in self.st.scale_downs if not (s.namespace == ns and s.deployment == deployment)]
         self.st.scale_downs = [*others, ScaleDown(namespace=ns, deployment=deployment, at=at)]
 
-    # ---- manual requests -------------------------------------------------------------------
-    def handle_request(self, req: ManualRequest) -> None:
-        self.st.request = None
-        if req.id in self.st.handled_requests:
+    # ---- requests (status.requests; see api/requests.py) -----------------------------------
+    def handle_requests(self) -> None:
+        """Every pending request, oldest first, gets exactly one outcome in this pass.
+
+        The strongest pending action (stopTrading > abort > pause) is applied first, whenever it was
+        written; the requests it makes moot are Superseded, and after a stop a promote/resume/retry
+        of the same pass is Rejected (nothing but a later retry by a person moves the rollout again).
+        """
+        # An id already in the handled log was re-added (a retried write): its outcome stands, once.
+        pending = [
+            (rid, req)
+            for rid, req in requests.in_order(self.st.requests)
+            if requests.outcome_of(self.st.handled_requests, rid) is None
+        ]
+        if not pending:
+            self.st.requests = {}
             return
-        self.st.handled_requests = [*self.st.handled_requests, req.id][-HISTORY_LIMIT:]
-        by, why = req.by, req.reason
+        strongest = max(STRENGTH.get(req.action, 0) for _, req in pending)
+        winner = next((rid for rid, req in pending if strongest and STRENGTH.get(req.action, 0) == strongest), None)
+        outcomes: dict[str, HandledRequest] = {}
+        if winner is not None:
+            outcomes[winner] = self.apply_request(winner, self.st.requests[winner])
+        for rid, req in pending:
+            if rid == winner:
+                continue
+            if winner is not None and self._mooted(self.st.requests[winner], req):
+                by = self.st.requests[winner]
+                what = f"{by.action} {winner} by {by.by}"
+                if by.action == "stopTrading" and req.action in AFTER_STOP_REJECTED:
+                    outcomes[rid] = requests.handled(
+                        rid, req, "Rejected", f"rejected: trading was stopped by {what} in the same pass", self.now
+                    )
+                else:
+                    outcomes[rid] = requests.handled(rid, req, "Superseded", f"superseded by {what}", self.now)
+                continue
+            outcomes[rid] = self.apply_request(rid, req)
+        ordered = [outcomes[rid] for rid, _ in pending]
+        for entry in ordered:
+            if entry.outcome != "Applied":
+                self.event("Warning", f"Request{entry.outcome}", f"{entry.action} by {entry.by}: {entry.message}")
+        self.st.handled_requests = requests.log(self.st.handled_requests, ordered)
+        self.st.requests = {}
+
+    @staticmethod
+    def _mooted(winner: RolloutRequest, other: RolloutRequest) -> bool:
+        """Does applying `winner` make `other` (of the same pass) moot?"""
+        if winner.action in ("stopTrading", "abort"):
+            return True
+        return other.action in ("pause", "promote", "promoteFull", "resume")  # winner is a pause
+
+    def apply_request(self, rid: str, req: RolloutRequest) -> HandledRequest:
+        outcome, message = self._apply(req)
+        return requests.handled(rid, req, outcome, message, self.now)
+
+    def _apply(self, req: RolloutRequest) -> tuple[Outcome, str]:
+        by, why, action = req.by, req.reason, req.action
         phase = self.st.phase
-        if req.action == "pause" and phase in ACTIVE:
+        stop = self.st.trading_stopped
+        if action == "stopTrading":
+            already = stop and phase == "RolledBack"
+            self.stop_trading(by, why, req.source)
+            return "Applied", "trading was already stopped" if already else "every key to none, entries off"
+        if stop and action != "retry":
+            return "Rejected", f"trading is stopped ({self.st.message}); only a retry by a person moves it again"
+        if action == "retry":
+            if phase != "RolledBack":
+                return "Rejected", f"retry applies after a rollback, not in phase {phase}"
+            if stop and req.source is not None:
+                return "Rejected", "after stopTrading only a person may retry (this request names a source)"
+            self.history("Retried", by, why)
+            self.st.phase = None
+            self.event("Normal", "Retried", f"retry by {by}: {why or ''}")
+            return "Applied", "restarting from the first step of the first stage"
+        if action == "abort":
+            if phase not in (*ACTIVE, "Pending"):
+                return "Rejected", f"nothing to abort in phase {phase}"
+            self.rollback("Aborted", f"aborted by {by}: {why or 'no reason given'}", "Aborted", by)
+            return "Applied", "rolling back to stable"
+        if action == "approve":
+            return "Rejected", "this rollout's stages ask for no approvals"
+        if phase not in ACTIVE:
+            return "Rejected", f"{action} does not apply in phase {phase}"
+        if action == "pause":
+            if self.st.manual_pause is not None:
+                return "Rejected", f"already paused by {self.st.manual_pause.by}"
             self.st.manual_pause = HistoryEntry(
                 version=self.spec.canary.version, outcome="Paused", at=self.now, by=by, reason=why
             )
             self.history("Paused", by, why)
             self.event("Normal", "Paused", f"paused by {by}: {why or ''}")
-        elif req.action == "resume" and self.st.manual_pause is not None:
+            return "Applied", "paused"
+        if action == "resume":
+            if self.st.manual_pause is None:
+                return "Rejected", "not paused by a request (spec.paused and failing gates are not lifted by resume)"
             self.st.manual_pause = None
             # A freeze from onFailure: pause is lifted with fresh counts, or it would freeze again at once.
-            self.st.gates = [g.model_copy(update={"failures": 0, "inconclusives": 0}) for g in self.st.gates]
+            self.st.gates = [
+                g.model_copy(update={"failures": 0, "consecutive_failures": 0, "inconclusives": 0})
+                for g in self.st.gates
+            ]
             self.history("Resumed", by, why)
             self.event("Normal", "Resumed", f"resumed by {by}: {why or ''}")
-        elif req.action == "abort" and phase in (*ACTIVE, "Pending"):
-            self.rollback("Aborted", f"aborted by {by}: {why or 'no reason given'}", "Aborted", by)
-        elif req.action == "retry" and phase == "RolledBack":
-            self.history("Retried", by, why)
-            self.st.phase = None
-            self.event("Normal", "Retried", f"retry by {by}: {why or ''}")
-        elif req.action == "promote" and phase in ACTIVE:
+            return "Applied", "resumed"
+        if action == "promote":
             self.promote_step(by, why)
-        elif req.action == "promoteFull" and phase in ACTIVE:
-            self.history("Promoted", by, why or "promote --full")
-            self.event("Normal", "PromotedFull", f"promoted to 100% everywhere by {by}")
-            self.begin_completion()
-        elif req.action == "stopTrading":
-            self.stop_trading(by, why)
-        else:
-            self.event("Warning", "RequestIgnored", f"{req.action} by {by} does not apply in phase {phase}")
+            return "Applied", f"promoted to stage {self.st.stage or 'completion'} step {self.st.step_index}"
+        self.history("Promoted", by, why or "promote --full")
+        self.event("Normal", "PromotedFull", f"promoted to 100% everywhere by {by}")
+        self.begin_completion()
+        return "Applied", "handing every key to the canary"
 
     def promote_step(self, by: str | None, why: str | None) -> None:
         stage = self.spec.stages[self.st.stage_index or 0]
@@ -369,6 +451,7 @@ class _Run:
     def next_step(self) -> None:
         self.st.step_index = (self.st.step_index or 0) + 1
         self.st.step_started_at = self.now
+        self.st.gates = gatelib.reset_step_counts(self.st.gates)
 
     def next_stage(self) -> None:
         index = (self.st.stage_index or 0) + 1
@@ -383,6 +466,7 @@ class _Run:
         self.st.stage_index, self.st.step_index = index, 0
         self.st.stage = self.spec.stages[index].name
         self.st.stage_started_at = self.st.step_started_at = self.now
+        self.st.gates = gatelib.reset_step_counts(self.st.gates)
         self.st.canary_weight = self.target(self.stage_ns(index)).weight
 
     def begin_completion(self) -> None:
@@ -592,7 +676,7 @@ class _Run:
         return gatelib.summarize(specs, by_name, self.now)
 
     # ---- the whole reconcile -----------------------------------------------------------------
-    def run(self, request: ManualRequest | None) -> None:
+    def run(self) -> None:
         spec = self.spec
         st = self.st
         if st.canary_version is not None and (
@@ -602,8 +686,7 @@ class _Run:
                 self.history("Superseded", None, f"canary changed to {spec.canary.version}", version=st.canary_version)
                 self.event("Normal", "Superseded", f"{st.canary_version} superseded by {spec.canary.version}")
             st.phase = None
-        if request is not None:
-            self.handle_request(request)
+        self.handle_requests()
         if st.phase in (None, "Pending", "Invalid"):
             self.start()
         self.route()
@@ -684,7 +767,7 @@ def reconcile(
     if errors:
         return invalid(status, errors, obs.generation, now)
     run = _Run(spec, status, obs, now)
-    run.run(status.request)
+    run.run()
     return Decision(
         status=run.st,
         routing=desired_routing(spec, run.st),
@@ -719,7 +802,8 @@ def invalid(status: StrategyRolloutStatus, errors: list[str], generation: int, n
 
 
 def desired_routing(spec: StrategyRolloutSpec, st: StrategyRolloutStatus) -> list[RoutingPayload]:
-    return [RoutingPayload(t.namespace, t.config_map, t.weight, dict(t.assignments)) for t in st.targets]
+    entries = False if st.trading_stopped else None
+    return [RoutingPayload(t.namespace, t.config_map, t.weight, dict(t.assignments), entries) for t in st.targets]
 
 
 def desired_scales(spec: StrategyRolloutSpec, st: StrategyRolloutStatus) -> list[Scale]:

@@ -8,10 +8,12 @@ import os
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from strategy_rollouts.api.common import PrometheusConnection, SecretKeyRef
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.operator.kube import Kube
+from strategy_rollouts.operator.loops import Loops
 from strategy_rollouts.operator.parity_memory import ParityMemory
 from strategy_rollouts.operator.prometheus import Connection
 from strategy_rollouts.operator.watched import Watched
@@ -62,11 +64,31 @@ class Wakers:
 
 
 @dataclass
+class RolloutMemory:
+    """What the rollout adapter remembers between passes (never the truth: status is)."""
+
+    # (namespace, name) -> (generation, status) of our last status write, to recognise its watch echo.
+    own_writes: dict[ObjectKey, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    # (namespace, name) -> (resourceVersion, status): the engine's last decision on that version of the
+    # object, including gate evaluations not worth a write of their own (rollouts.must_persist).
+    working: dict[ObjectKey, tuple[str, Any]] = field(default_factory=dict)
+
+    def forget(self, key: ObjectKey) -> None:
+        self.own_writes.pop(key, None)
+        self.working.pop(key, None)
+
+
+@dataclass
 class Context:
+    """All of the operator process's state, handed to every handler through kopf's memo."""
+
     kube: Kube
     settings: Settings = field(default_factory=Settings)
     wakers: Wakers = field(default_factory=Wakers)
     watched: Watched = field(default_factory=Watched)
+    loops: Loops = field(default_factory=Loops)
+    rollouts: RolloutMemory = field(default_factory=RolloutMemory)
+    ca_files: dict[str, str] = field(default_factory=dict)  # PEM -> temp file path
     parity: ParityMemory = field(default_factory=ParityMemory)
 
     async def connection(self, namespace: str, override: PrometheusConnection | None) -> Connection:
@@ -79,7 +101,7 @@ class Context:
             address=override.address or self.settings.prometheus_url,
             timeout_s=parse_duration(override.timeout).total_seconds(),
             bearer_token=token.strip() if token else None,
-            ca_file=_ca_file(ca) if ca else None,
+            ca_file=self._ca_file(ca) if ca else None,
             insecure_skip_verify=override.insecure_skip_verify,
         )
 
@@ -92,15 +114,11 @@ class Context:
             return None
         return base64.b64decode(data[ref.key]).decode()
 
-
-_CA_FILES: dict[str, str] = {}
-
-
-def _ca_file(pem: str) -> str:
-    """CA bundles go to a temp file (requests wants a path); the root filesystem may be read-only."""
-    if pem not in _CA_FILES:
-        fd, path = tempfile.mkstemp(prefix="prometheus-ca-", suffix=".pem")
-        with os.fdopen(fd, "w") as handle:
-            handle.write(pem)
-        _CA_FILES[pem] = path
-    return _CA_FILES[pem]
+    def _ca_file(self, pem: str) -> str:
+        """CA bundles go to a temp file (requests wants a path); the root filesystem may be read-only."""
+        if pem not in self.ca_files:
+            fd, path = tempfile.mkstemp(prefix="prometheus-ca-", suffix=".pem")
+            with os.fdopen(fd, "w") as handle:
+                handle.write(pem)
+            self.ca_files[pem] = path
+        return self.ca_files[pem]

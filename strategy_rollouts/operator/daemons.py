@@ -1,4 +1,9 @@
-"""The loop every per-object daemon runs: reconcile, then sleep until due, woken, or stopped."""
+"""The loop every object of every kind runs: reconcile, then sleep until due, woken, or stopped.
+
+409 (someone wrote first) is retried at once from a fresh read. 422 (the API server refuses what we
+wrote) is logged with the server's message, posted as a Warning Event and retried with a growing
+backoff: repeating it at once would only hammer the API server with the same invalid write.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
+import kopf
 from kubernetes.client.exceptions import ApiException
 
 from strategy_rollouts.operator import metrics
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.kube import Conflict
+from strategy_rollouts.operator.kube import Conflict, Rejected
 
 log = logging.getLogger(__name__)
+MAX_BACKOFF_S = 300.0
 
 
 class Stopped(Protocol):
@@ -24,6 +31,11 @@ class Stopped(Protocol):
     def __bool__(self) -> bool: ...
 
     def wait(self) -> Awaitable[Any]: ...
+
+
+def backoff(base_s: float, failures: int) -> float:
+    """base, 2 x base, 4 x base, ... capped at MAX_BACKOFF_S."""
+    return float(min(base_s * 2 ** max(failures - 1, 0), MAX_BACKOFF_S))
 
 
 async def run_loop(
@@ -37,17 +49,25 @@ async def run_loop(
 ) -> None:
     """`reconcile` returns when to look again (None: only on an event, or the idle safety net)."""
     waker = ctx.wakers.event(waker_kind, (namespace, name))
+    rejected = 0
     try:
         while not stopped:
             waker.clear()
             started = time.monotonic()
             try:
                 wake_at = await reconcile()
+                rejected = 0
                 delay = ctx.settings.idle_recheck_s
                 if wake_at is not None:
                     delay = min(delay, max((wake_at - datetime.now(UTC)).total_seconds(), 0.0) + 0.01)
             except Conflict:
                 delay = 0.05  # someone wrote first (the plugin, another check): re-read at once
+            except Rejected as exc:
+                rejected += 1
+                delay = backoff(ctx.settings.error_backoff_s, rejected)
+                log.warning("%s %s/%s: the API server rejected our write: %s", kind, namespace, name, exc.message)
+                metrics.reconcile_errors_total.labels(kind).inc()
+                warn(ctx, kind, namespace, name, f"write rejected by the API server (retry in {delay:.0f}s): {exc}")
             except ApiException as exc:  # e.g. namespace terminating, RBAC: one line, no traceback
                 log.warning("reconcile of %s %s/%s: API %s %s", kind, namespace, name, exc.status, exc.reason)
                 metrics.reconcile_errors_total.labels(kind).inc()
@@ -63,8 +83,15 @@ async def run_loop(
         ctx.wakers.forget(waker_kind, (namespace, name))
 
 
+def warn(ctx: Context, kind: str, namespace: str, name: str, message: str) -> None:
+    """A Warning Event on the object as last seen by its watch (nothing to attach it to otherwise)."""
+    body = ctx.watched.body(kind, namespace, name)
+    if body is not None:
+        kopf.event(cast(kopf.Body, body), type="Warning", reason="WriteRejected", message=message[:1000])
+
+
 async def sleep(waker: asyncio.Event, stopped: Stopped, delay: float) -> None:
-    """Until `delay` passes, the waker fires, or kopf stops the daemon (deletion, shutdown: no escalation)."""
+    """Until `delay` passes, the waker fires, or the loop is stopped (deletion, shutdown: no escalation)."""
 
     async def until_stopped() -> None:
         await stopped.wait()

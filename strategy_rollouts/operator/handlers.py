@@ -1,88 +1,102 @@
-"""kopf registrations: one loop per object, event handlers that start and wake them, startup settings.
+"""kopf registrations: one runtime for all three kinds.
 
-Loops reconcile at the level (status + observed world), so create, resume after a restart and
-update are the same code path; nothing here stores progress in annotations. StrategyRollouts and
-ParityChecks get no finalizer (see loops.py); ShadowRuns do, because their deletion needs work.
+Every object gets one loop (loops.Loops): started by its first watch event (the initial listing
+included, which covers operator restarts), woken by later events, stopped by its DELETED event or at
+shutdown. Loops reconcile at the level (status + observed world), so create, resume and update are
+one code path. No kopf daemon (kopf puts a finalizer on every daemon's object, and with the operator
+down that blocks deleting the object and its namespace); only ShadowRuns carry a finalizer, because
+their deletion does work the garbage collector cannot (scale the shadow back to 0).
+
+All state lives in one Context, handed to every handler by kopf's `memo` (see main.py).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from typing import Any
 
 import kopf
 
 from strategy_rollouts.api.common import GROUP, VERSION
-from strategy_rollouts.operator import daemons, metrics, paritychecks, rollouts, shadowruns
+from strategy_rollouts.operator import daemons, orphans, paritychecks, rollouts, shadowruns
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.loops import Loops
 
+log = logging.getLogger(__name__)
 LoopFn = Callable[[Context, str, str, daemons.Stopped], Coroutine[Any, Any, None]]
 
-CTX: Context | None = None
 
-
-def context() -> Context:
-    if CTX is None:
+def context(memo: kopf.Memo) -> Context:
+    ctx = memo.get("ctx")
+    if not isinstance(ctx, Context):
         raise RuntimeError("operator context not initialised; run through strategy_rollouts.main")
-    return CTX
+    return ctx
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.WARNING
-    # A stalled watch stream recovers instead of silently starving the daemons of wake-ups.
+    # A stalled watch stream recovers instead of silently starving the loops of wake-ups.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.inactivity_timeout = 600
     settings.watching.connect_timeout = 30
     settings.batching.error_delays = [1, 2, 5, 10, 30]
     settings.networking.error_backoffs = [1, 2, 5, 10]
-
-
-LOOPS = Loops()
+    ctx = context(memo)
+    try:  # rollouts deleted while the operator was down leave their stage-namespace ConfigMaps
+        removed = await orphans.sweep(ctx.kube)
+        if removed:
+            log.info("removed %d routing ConfigMaps of rollouts deleted while the operator was down", removed)
+    except Exception:  # RBAC or a transient error must not keep the operator from starting
+        log.warning("sweep of orphaned routing ConfigMaps failed", exc_info=True)
 
 
 @kopf.on.cleanup()
-async def stop_loops(**_: Any) -> None:
-    await LOOPS.stop_all()
+async def stop_loops(memo: kopf.Memo, **_: Any) -> None:
+    ctx = context(memo)
+    await ctx.loops.stop_all()
+    await shadowruns.close(ctx)
 
 
-async def _follow(kind: str, event: kopf.RawEvent, namespace: str, name: str, run: LoopFn) -> bool:
+async def _follow(ctx: Context, kind: str, event: kopf.RawEvent, namespace: str, name: str, run: LoopFn) -> bool:
     """Start the object's loop on any event, stop it on DELETED. True while the object lives."""
     key = (kind, namespace, name)
     if event.get("type") == "DELETED":
-        await LOOPS.stop(key)
+        await ctx.loops.stop(key)
+        ctx.watched.drop(kind, namespace, name)
         return False
-    ctx = context()
-    LOOPS.ensure(key, lambda stop: run(ctx, namespace, name, stop))
+    ctx.watched.offer(event["object"])  # before the wake-up: the loop reads this instead of a GET
+    ctx.loops.ensure(key, lambda stop: run(ctx, namespace, name, stop))
     return True
 
 
-# Wake-up handlers are `async def`: kopf runs plain functions in a thread pool, and an asyncio.Event
-# set from another thread does not wake the loop.
+# Handlers are `async def`: kopf runs plain functions in a thread pool, and an asyncio.Event set from
+# another thread does not wake the loop.
 
 
 @kopf.on.event(GROUP, VERSION, "strategyrollouts")  # type: ignore[arg-type]
-async def strategyrollout_changed(event: kopf.RawEvent, namespace: str, name: str, body: kopf.Body, **_: Any) -> None:
-    ctx = context()
-    if not await _follow(rollouts.KIND, event, namespace, name, rollouts.run_daemon):
-        ctx.watched.drop("StrategyRollout", namespace, name)
-        rollouts.forget(namespace, name)
+async def strategyrollout_changed(
+    event: kopf.RawEvent, namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    ctx = context(memo)
+    if not await _follow(ctx, "StrategyRollout", event, namespace, name, rollouts.run_daemon):
+        rollouts.forget(ctx, namespace, name)
+        uid = (event["object"].get("metadata") or {}).get("uid")
+        if uid:
+            await orphans.remove_owned(ctx.kube, uid)
         return
-    ctx.watched.offer(event["object"])  # before the wake-up: the loop reads this instead of a GET
-    if rollouts.is_own_write(namespace, name, body):
-        return  # the echo of our own status patch: nothing new to reconcile
+    if rollouts.is_own_write(ctx, namespace, name, body):
+        return  # the echo of our own status write: nothing new to reconcile
     ctx.wakers.wake(rollouts.KIND, (namespace, name))
 
 
 @kopf.on.event("apps", "v1", "deployments")  # type: ignore[arg-type]
-async def deployment_changed(event: kopf.RawEvent, namespace: str, name: str, **_: Any) -> None:
-    ctx = context()
+async def deployment_changed(event: kopf.RawEvent, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    ctx = context(memo)
     if event.get("type") == "DELETED":
         counts_changed = ctx.watched.drop_deployment(namespace, name)
     else:
@@ -94,38 +108,26 @@ async def deployment_changed(event: kopf.RawEvent, namespace: str, name: str, **
 
 
 @kopf.on.event(GROUP, VERSION, "shadowruns")  # type: ignore[arg-type]
-async def shadowrun_changed(namespace: str, name: str, **_: Any) -> None:
-    context().wakers.wake("shadowrun", (namespace, name))
-
-
-# ---- ParityCheck ---------------------------------------------------------------------------------
-
-
-@kopf.on.event(GROUP, VERSION, "paritychecks")  # type: ignore[arg-type]
-async def paritycheck_changed(event: kopf.RawEvent, namespace: str, name: str, **_: Any) -> None:
-    if await _follow(paritychecks.KIND, event, namespace, name, paritychecks.run_daemon):
-        context().wakers.wake(paritychecks.KIND, (namespace, name))
+async def shadowrun_changed(event: kopf.RawEvent, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    ctx = context(memo)
+    if await _follow(ctx, "ShadowRun", event, namespace, name, shadowruns.run_daemon):
+        ctx.wakers.wake(shadowruns.KIND, (namespace, name))  # also wakes the rollouts waiting on it
     else:
-        # Its series go; the actions it took stay (lifting a stop is a decision, not a side effect of deleting).
-        metrics.forget_object(namespace, name, *metrics.PARITY_FAMILIES)
-
-
-# ---- ShadowRun ------------------------------------------------------------------------------------
-# shadowrun_changed (above) already wakes this daemon: it registers its waker under kind "shadowrun".
-
-
-@kopf.daemon(GROUP, VERSION, "shadowruns", cancellation_timeout=2.0)  # type: ignore[arg-type]
-async def shadowrun_daemon(namespace: str, name: str, stopped: kopf.DaemonStopped, **_: Any) -> None:
-    await shadowruns.run_daemon(context(), namespace, name, cast(daemons.Stopped, stopped))
+        shadowruns.forget(ctx, namespace, name)
 
 
 @kopf.on.delete(GROUP, VERSION, "shadowruns", retries=5, backoff=2.0)
-async def shadowrun_deleted(body: kopf.Body, **_: Any) -> None:
+async def shadowrun_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A started, unfinished shadow goes back to 0 replicas and its NetworkPolicy is removed (a finalizer
     is right here: this is work the API server's garbage collector cannot do)."""
-    await shadowruns.on_delete(context(), body)
+    await shadowruns.on_delete(context(memo), body)
 
 
-@kopf.on.cleanup()
-async def shadowrun_sources_closed(**_: Any) -> None:
-    await shadowruns.close()
+@kopf.on.event(GROUP, VERSION, "paritychecks")  # type: ignore[arg-type]
+async def paritycheck_changed(event: kopf.RawEvent, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    ctx = context(memo)
+    if await _follow(ctx, "ParityCheck", event, namespace, name, paritychecks.run_daemon):
+        ctx.wakers.wake(paritychecks.KIND, (namespace, name))
+    else:
+        # Its series go; the actions it took stay (lifting a stop is a decision, not a side effect of deleting).
+        paritychecks.forget(ctx, namespace, name)

@@ -26,9 +26,8 @@ from strategy_rollouts.engine.rollout import (
     routing_document,
     target_namespaces,
 )
-from strategy_rollouts.operator import daemons, metrics, prometheus, routing_writer
+from strategy_rollouts.operator import daemons, metrics, prometheus, routing_writer, runtime, status_guard
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.kube import Conflict
 
 PLURAL = "strategyrollouts"
 KIND = "rollout"
@@ -118,16 +117,15 @@ async def observe(
     return obs, {(t.namespace, t.config_map): r for t, r in zip(status.targets, routings, strict=True)}
 
 
-def parse(obj: dict[str, Any]) -> tuple[StrategyRolloutSpec | None, StrategyRolloutStatus, str | None]:
-    """(spec, status, error). A spec that does not parse is reported, never acted on."""
+def parse(
+    obj: dict[str, Any],
+) -> tuple[StrategyRolloutSpec | None, StrategyRolloutStatus | None, str | None, str | None]:
+    """(spec, status, spec error, status error). What does not parse is reported, never acted on."""
+    status, status_error = status_guard.parse_status(StrategyRolloutStatus, obj.get("status"))
     try:
-        status = StrategyRolloutStatus.model_validate(obj.get("status") or {})
-    except ValidationError:
-        status = StrategyRolloutStatus()
-    try:
-        return StrategyRolloutSpec.model_validate(obj.get("spec") or {}), status, None
+        return StrategyRolloutSpec.model_validate(obj.get("spec") or {}), status, None, status_error
     except ValidationError as exc:
-        return None, status, validation_message(exc)
+        return None, status, validation_message(exc), status_error
 
 
 async def enforce(
@@ -142,6 +140,8 @@ async def enforce(
     for payload in decision.routing:
         doc = routing_document(spec, payload, 0, 1.0, True)
         changes = {k: doc[k] for k in ("strategy", "stableVersion", "canaryVersion", "weight", "assignments")}
+        if payload.entries_enabled is not None:
+            changes["entriesEnabled"] = payload.entries_enabled
         read = routings.get((payload.namespace, payload.config_map))
         await routing_writer.update(ctx.kube, payload.namespace, payload.config_map, changes, owner=obj, current=read)
     for scale in decision.scales:
@@ -166,37 +166,29 @@ def record_metrics(
             metrics.rollbacks_total.labels(spec.strategy, new.reason or "").inc()
 
 
-async def read(ctx: Context, namespace: str, name: str) -> dict[str, Any] | None:
-    """The rollout as its watch (or our last write) delivered it; a GET only when neither has."""
-    obj = ctx.watched.body("StrategyRollout", namespace, name)
-    if obj is None:
-        obj = await ctx.kube.get(PLURAL, namespace, name)
-        if obj is not None:
-            ctx.watched.offer(obj)
-    return obj
-
-
 async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | None:
     """One level-based pass. Returns when to look again (None: only on an event)."""
-    obj = await read(ctx, namespace, name)
+    obj = await runtime.read(ctx, PLURAL, namespace, name)
     if obj is None:
         return None
-    spec, persisted, error = parse(obj)
-    status = working_status(obj, persisted)
+    spec, persisted, error, status_error = parse(obj)
     now = datetime.now(UTC)
-    try:
-        if spec is None:
-            decision = invalid(status, [error or "spec does not parse"], obj["metadata"].get("generation", 1), now)
-            await write_status(ctx, obj, persisted, decision)
-            return None
-        obs, routings = await observe(ctx, obj, spec, status)
-        decision = reconcile(spec, status, obs, datetime.now(UTC))
+    if persisted is None:
+        # Fail closed: no scale, no routing change until the status parses (it is never read as empty).
+        message = await status_guard.hold(ctx.kube, PLURAL, obj, "StrategyRollout", status_error or "", now)
+        if message:
+            kopf.event(cast(kopf.Body, obj), type="Warning", reason="InvalidStatus", message=message[:1000])
+        return None
+    status = working_status(ctx, obj, persisted)
+    if spec is None:
+        decision = invalid(status, [error or "spec does not parse"], obj["metadata"].get("generation", 1), now)
         await write_status(ctx, obj, persisted, decision)
-    except Conflict:
-        ctx.watched.drop(
-            "StrategyRollout", namespace, name
-        )  # someone wrote first: the next pass reads the object fresh
-        raise
+        return None
+    obs, routings = await observe(ctx, obj, spec, status)
+    decision = reconcile(spec, status, obs, datetime.now(UTC))
+    decision.status.conditions = status_guard.cleared(decision.status.conditions, obs.generation, now)
+    await write_status(ctx, obj, persisted, decision)
+    # Only what the status now records is enforced (the write above succeeded, or we did not get here).
     await enforce(ctx, obj, spec, decision, obs, routings)
     record_metrics(obj, spec, status, decision.status)
     for gate in decision.status.gates:
@@ -205,36 +197,28 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
     return decision.wake_at
 
 
-# (namespace, name) -> (generation, status) of our last status write, to recognise its watch echo.
-_OWN_WRITES: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
-# (namespace, name) -> (resourceVersion, status): the engine's last decision on that version of the
-# object, including gate evaluations not worth a write of their own (see must_persist).
-_WORKING: dict[tuple[str, str], tuple[str, StrategyRolloutStatus]] = {}
-
-
-def forget(namespace: str, name: str) -> None:
+def forget(ctx: Context, namespace: str, name: str) -> None:
     """The rollout is gone: drop what memory holds about it."""
-    _OWN_WRITES.pop((namespace, name), None)
-    _WORKING.pop((namespace, name), None)
+    ctx.rollouts.forget((namespace, name))
     metrics.forget_object(namespace, name, *metrics.ROLLOUT_FAMILIES)
 
 
-def working_status(obj: dict[str, Any], persisted: StrategyRolloutStatus) -> StrategyRolloutStatus:
+def working_status(ctx: Context, obj: dict[str, Any], persisted: StrategyRolloutStatus) -> StrategyRolloutStatus:
     """Our in-memory status if nobody wrote the object since we decided on it, else what it says.
 
     After a restart (or anyone's write) the persisted gate evaluations are the memory: older
     evaluations are simply due again, so missing data still never promotes.
     """
     meta = obj["metadata"]
-    working = _WORKING.get((meta["namespace"], meta["name"]))
+    working = ctx.rollouts.working.get((meta["namespace"], meta["name"]))
     if working is not None and working[0] == meta.get("resourceVersion"):
-        return working[1]
+        return cast(StrategyRolloutStatus, working[1])
     return persisted
 
 
-def is_own_write(namespace: str, name: str, body: Mapping[str, Any]) -> bool:
-    """True for the watch event our own status patch caused (same generation, the status we wrote)."""
-    own = _OWN_WRITES.get((namespace, name))
+def is_own_write(ctx: Context, namespace: str, name: str, body: Mapping[str, Any]) -> bool:
+    """True for the watch event our own status write caused (same generation, the status we wrote)."""
+    own = ctx.rollouts.own_writes.get((namespace, name))
     if own is None:
         return False
     generation = (body.get("metadata") or {}).get("generation")
@@ -277,14 +261,12 @@ async def write_status(ctx: Context, obj: dict[str, Any], persisted: StrategyRol
     key = (meta["namespace"], meta["name"])
     new = decision.status.wire()
     if must_persist(persisted.wire(), new, ctx.settings.gate_status_refresh_s):
-        # Recorded before the PATCH: its watch event can arrive before the response does.
-        _OWN_WRITES[key] = (meta.get("generation"), new)
-        written = await ctx.kube.patch_status(PLURAL, key[0], key[1], new, meta["resourceVersion"])
-        if written:
-            ctx.watched.offer(written)
-        _WORKING[key] = ((written.get("metadata") or {}).get("resourceVersion", ""), decision.status)
+        # Recorded before the write: its watch event can arrive before the response does.
+        ctx.rollouts.own_writes[key] = (meta.get("generation"), new)
+        written = await runtime.write_status(ctx, PLURAL, obj, new)
+        ctx.rollouts.working[key] = ((written.get("metadata") or {}).get("resourceVersion", ""), decision.status)
     else:
-        _WORKING[key] = (meta.get("resourceVersion", ""), decision.status)
+        ctx.rollouts.working[key] = (meta.get("resourceVersion", ""), decision.status)
     for event in decision.events:
         kopf.event(cast(kopf.Body, obj), type=event.type, reason=event.reason, message=event.message[:1000])
 

@@ -16,6 +16,20 @@ from strategy_rollouts.operator.kube import Conflict, Kube, parse_json
 
 ROUTING_KEY = "routing.json"
 LABEL = "strategyrollouts.io/routing"
+# Who wrote a routing ConfigMap: owner references cannot cross namespaces, so a stage namespace's
+# ConfigMap is found by these labels and removed when its rollout goes (operator/orphans.py).
+OWNER_UID = "strategyrollouts.io/owner-uid"
+OWNER_NAMESPACE = "strategyrollouts.io/owner-namespace"
+OWNER_NAME = "strategyrollouts.io/owner-name"
+
+
+def owner_labels(owner: dict[str, Any] | None) -> dict[str, str]:
+    if owner is None:
+        return {LABEL: "true"}
+    meta = owner["metadata"]
+    return {LABEL: "true", OWNER_UID: meta["uid"], OWNER_NAMESPACE: meta["namespace"], OWNER_NAME: meta["name"]}
+
+
 DEFAULTS: dict[str, Any] = {"sizeMultiplier": 1.0, "entriesEnabled": True, "revision": 0}
 
 
@@ -71,13 +85,15 @@ async def update(
                     namespace,
                     name,
                     {ROUTING_KEY: text},
-                    labels={LABEL: "true"},
+                    labels=owner_labels(owner),
                     owner=owner if same_ns else None,
                 )
             else:
                 # Keep its metadata (owner, labels, resourceVersion guard); change only routing.json.
                 cm = current.config_map
                 cm.data = {**(cm.data or {}), ROUTING_KEY: text}
+                if cm.metadata is not None:
+                    cm.metadata.labels = {**(cm.metadata.labels or {}), **owner_labels(owner)}
                 await kube.replace_config_map(cm)
         except Conflict:
             current = None

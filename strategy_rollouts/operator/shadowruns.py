@@ -769,6 +769,11 @@ async def run_daemon(ctx: Context, namespace: str, name: str, stopped: daemons.S
     await daemons.run_loop(ctx, "ShadowRun", KIND, namespace, name, stopped, reconcile)
 
 
-async def close() -> None:
+def forget(ctx: Context, namespace: str, name: str) -> None:
+    """The run is gone: drop its metric series."""
+    forget_metrics(namespace, name)
+
+
+async def close(ctx: Context) -> None:
     """Operator shutdown: close the Redis connection pools of the decision sources."""
     await decisions.close_all()

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from strategy_rollouts.api.requests import RolloutAction, RolloutRequest
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.rollout import Decision, DeploymentObs, Observations, due_gates, reconcile
@@ -104,6 +105,16 @@ class World:
             if self.replicas.get(key) != scale.replicas:
                 self.replicas[key] = scale.replicas
                 self.scale_log.append((scale.namespace, scale.deployment, scale.replicas))
+
+    def request(
+        self, id_: str, action: RolloutAction, by: str, reason: str | None = None, source: str | None = None
+    ) -> None:
+        """What a writer's merge patch does: add one pending request under its own id."""
+        req = RolloutRequest(action=action, by=by, reason=reason, source=source, at=self.now)
+        self.status = self.status.model_copy(update={"requests": {**self.status.requests, id_: req}})
+
+    def outcome(self, id_: str) -> str | None:
+        return next((h.outcome for h in self.status.handled_requests if h.id == id_), None)
 
     def run(self, seconds: float, tick: float = 1.0) -> None:
         end = self.now + timedelta(seconds=seconds)

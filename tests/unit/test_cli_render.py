@@ -12,9 +12,9 @@ from rich.console import Console, RenderableType
 
 from strategy_rollouts.api.common import Condition, GateStatus
 from strategy_rollouts.api.paritycheck import ActionTaken, AttributionStatus, ParityCheckStatus, ParityRun
+from strategy_rollouts.api.requests import RolloutRequest
 from strategy_rollouts.api.rollout import (
     HistoryEntry,
-    ManualRequest,
     ReplicaStatus,
     RoutingStatus,
     StrategyRolloutStatus,
@@ -93,7 +93,7 @@ def progressing() -> StrategyRolloutStatus:
             Condition(type="Progressing", status="True", reason="StepPaused", last_transition_time=NOW),
             Condition(type="Degraded", status="False", reason="GatesPassing", last_transition_time=NOW),
         ],
-        request=ManualRequest(id="abc123", action="promote", by="carol", at=NOW),
+        requests={"abc123": RolloutRequest(action="promote", by="carol", at=NOW)},
     )
 
 
@@ -191,9 +191,9 @@ def test_request_result() -> None:
 
 def test_rollout_request_payload() -> None:
     patch = requests.rollout_request("abort", "alice", None, NOW, "f" * 32)
-    req = patch["status"]["request"]
-    assert req == {"id": "f" * 32, "action": "abort", "by": "alice", "reason": None, "at": "2026-01-05T12:00:00.000Z"}
-    assert ManualRequest.model_validate(req).action == "abort"
+    req = patch["status"]["requests"]["f" * 32]
+    assert req == {"action": "abort", "by": "alice", "at": "2026-01-05T12:00:00.000Z"}
+    assert RolloutRequest.model_validate(req).action == "abort"
 
 
 def test_rollout_request_rejects_unknown_action() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from strategy_rollouts.api.common import Condition, set_condition
 from strategy_rollouts.api.durations import parse_duration
-from strategy_rollouts.api.rollout import ManualRequest, StrategyRolloutStatus
+from strategy_rollouts.api.rollout import StrategyRolloutStatus
 from strategy_rollouts.engine.rollout import Observations, reconcile
 from tests.unit.rollout_sim import T0, World, spec_from
 
@@ -67,9 +67,7 @@ def test_reconcile_never_changes_the_callers_status_on_requests() -> None:
     world = World(spec_from())
     world.run(30)
     for i, action in enumerate(["pause", "resume", "promote", "abort"]):
-        world.status = world.status.model_copy(
-            update={"request": ManualRequest(id=f"r{i}", action=action, by="me", reason="test")}
-        )
+        world.request(f"r{i}", action, "me", "test")  # type: ignore[arg-type]
         before = _snapshot(world.status)
         reconcile(world.spec, world.status, world.observe(), world.now)
         assert _snapshot(world.status) == before

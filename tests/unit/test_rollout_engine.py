@@ -8,7 +8,7 @@ from datetime import timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from strategy_rollouts.api.rollout import ManualRequest, StrategyRolloutStatus
+from strategy_rollouts.api.rollout import StrategyRolloutStatus
 from strategy_rollouts.engine.routing import DRAINING, NONE
 from tests.unit.rollout_sim import EXAMPLE, World, spec_from
 
@@ -81,7 +81,7 @@ def test_on_failure_pause_freezes_without_rollback_until_resume() -> None:
     world.gate_values["tick-p95-ms"] = 100.0
     world.run(100)
     assert world.status.phase == "Paused"  # sticky: a human decides
-    world.status.request = ManualRequest(id="r1", action="resume", by="alice", reason="fixed")
+    world.request("r1", "resume", "alice", "fixed")
     world.run_until("Succeeded")
     assert history(world)[-2:] == ["Resumed", "Succeeded"]
 
@@ -111,7 +111,7 @@ def test_manual_stage_promotion_and_pause_without_duration_wait_for_promote() ->
     world = World(spec_from(text))
     world.run(3600)
     assert world.status.phase == "Paused" and world.status.reason == "AwaitingPromotion"
-    world.status.request = ManualRequest(id="p1", action="promote", by="bob")
+    world.request("p1", "promote", "bob")
     world.run_until("Succeeded")
     assert "Promoted" in history(world)
 
@@ -119,13 +119,13 @@ def test_manual_stage_promotion_and_pause_without_duration_wait_for_promote() ->
 def test_promote_full_abort_and_retry() -> None:
     world = World(spec_from())
     world.run(30)
-    world.status.request = ManualRequest(id="a1", action="abort", by="carol", reason="bad fills")
+    world.request("a1", "abort", "carol", "bad fills")
     world.run(30)
     assert world.status.phase == "RolledBack" and "carol" in (world.status.message or "")
-    world.status.request = ManualRequest(id="r1", action="retry", by="carol")
+    world.request("r1", "retry", "carol")
     world.run(5)
     assert world.status.phase == "Progressing"
-    world.status.request = ManualRequest(id="f1", action="promoteFull", by="carol")
+    world.request("f1", "promoteFull", "carol")
     world.run_until("Succeeded", limit=60)
     assert history(world) == ["Aborted", "Retried", "Promoted", "Succeeded"]
 
@@ -133,9 +133,9 @@ def test_promote_full_abort_and_retry() -> None:
 def test_a_request_id_is_handled_once() -> None:
     world = World(spec_from())
     world.run(30)
-    world.status.request = ManualRequest(id="a1", action="pause", by="dan")
+    world.request("a1", "pause", "dan")
     world.run(2)
-    world.status.request = ManualRequest(id="a1", action="pause", by="dan")
+    world.request("a1", "pause", "dan")
     world.run(2)
     assert history(world) == ["Paused"]
 
@@ -198,14 +198,87 @@ def test_shadow_run_gate_keeps_rollout_pending_until_pass() -> None:
     assert world.status.phase == "Progressing"
 
 
-def test_stop_trading_gives_every_key_to_nobody_and_scales_both_to_zero() -> None:
+def test_stop_trading_gives_every_key_to_nobody_entries_off_and_keeps_the_pods() -> None:
     world = World(spec_from())
     world.run(200)
-    world.status.request = ManualRequest(id="s1", action="stopTrading", by="parity/fib-rsi-parity", reason="TE 140bps")
+    stable, canary = world.replicas[("trading", "fib-rsi-legacy")], world.replicas[("trading", "fib-rsi-pipeline")]
+    world.request("s1", "stopTrading", "system:serviceaccount:sr:sr", "TE 140bps")
     world.run(3)
     assert set(world.published["trading"].values()) == {NONE}
-    assert world.replicas[("trading", "fib-rsi-legacy")] == 0
-    assert world.replicas[("trading", "fib-rsi-pipeline")] == 0
+    assert world.status.phase == "RolledBack" and world.status.reason == "TradingStopped"
+    assert world.outcome("s1") == "Applied"
+    decision = world.reconcile()
+    assert all(r.entries_enabled is False for r in decision.routing)
+    # The pods stay: they can still cancel working orders and manage positions.
+    assert world.replicas[("trading", "fib-rsi-legacy")] == stable
+    assert world.replicas[("trading", "fib-rsi-pipeline")] == canary
+    world.run(120)
+    assert world.replicas[("trading", "fib-rsi-legacy")] == stable
+
+
+def test_after_a_stop_only_a_retry_by_a_person_moves_the_rollout() -> None:
+    world = World(spec_from())
+    world.run(200)
+    world.request("s1", "stopTrading", "operator", "TE 140bps", source="paritycheck/p")
+    world.run(2)
+    world.request("p1", "promote", "alice")
+    world.request("r1", "resume", "bob")
+    world.request("x1", "retry", "operator", source="paritycheck/p")
+    world.run(2)
+    assert [world.outcome(i) for i in ("p1", "r1", "x1")] == ["Rejected", "Rejected", "Rejected"]
+    assert world.status.phase == "RolledBack" and not world.status.requests
+    world.request("r2", "retry", "carol", "reviewed")
+    world.run(2)
+    assert world.outcome("r2") == "Applied"
+    assert world.status.phase == "Progressing" and not world.status.trading_stopped
+
+
+def test_stop_written_with_human_requests_in_the_same_pass_wins_and_rejects_them() -> None:
+    world = World(spec_from())
+    world.run(200)
+    world.request("p1", "promote", "alice")  # written first, in the same second
+    world.now += timedelta(milliseconds=100)
+    world.request("r1", "resume", "bob")
+    world.now += timedelta(milliseconds=100)
+    world.request("pck-1", "stopTrading", "operator", "TE 131 bps", source="paritycheck/p")
+    world.reconcile()
+    assert world.status.phase == "RolledBack" and world.status.reason == "TradingStopped"
+    by_id = {h.id: h for h in world.status.handled_requests}
+    assert by_id["pck-1"].outcome == "Applied"
+    assert by_id["p1"].outcome == "Rejected" and "stopped" in by_id["p1"].message
+    assert by_id["r1"].outcome == "Rejected" and "stopped" in by_id["r1"].message
+    assert [h.id for h in world.status.handled_requests] == ["p1", "r1", "pck-1"]  # oldest first
+
+
+def test_two_people_requests_are_both_handled_in_order() -> None:
+    text = EXAMPLE.replace("minDuration: 2m", "minDuration: 2m\n  promotion: manual")
+    world = World(spec_from(text))
+    world.run(3600)
+    assert world.status.reason == "AwaitingPromotion"
+    world.request("b", "promote", "bob")
+    world.now += timedelta(milliseconds=5)
+    world.request("a", "pause", "alice", "lunch")
+    world.reconcile()
+    # pause is stronger: applied first, the promote of the same pass is superseded.
+    assert [(h.id, h.outcome) for h in world.status.handled_requests] == [("b", "Superseded"), ("a", "Applied")]
+    world.request("c", "resume", "alice")
+    world.reconcile()
+    world.now += timedelta(milliseconds=5)
+    world.request("d", "promote", "bob")
+    world.reconcile()
+    assert [world.outcome(i) for i in ("c", "d")] == ["Applied", "Applied"]
+    assert "Promoted" in history(world)
+
+
+def test_a_request_that_does_not_apply_is_rejected_with_why() -> None:
+    world = World(spec_from())
+    world.run_until("Succeeded")
+    world.request("p", "promote", "alice")
+    world.request("q", "approve", "bob")
+    world.reconcile()
+    by_id = {h.id: h for h in world.status.handled_requests}
+    assert by_id["p"].outcome == "Rejected" and "Succeeded" in by_id["p"].message
+    assert by_id["q"].outcome == "Rejected"
 
 
 def test_replicas_mode_splits_pods_and_ends_with_canary_owning_all() -> None:

@@ -1,0 +1,59 @@
+"""Objects a rollout wrote into other namespaces (a stage namespace's routing ConfigMap) go with it.
+
+Owner references cannot cross namespaces, so the garbage collector cannot do this. They carry
+owner labels instead (routing_writer.owner_labels): removed on the rollout's DELETED event, and by a
+sweep at startup for rollouts deleted while the operator was down.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from strategy_rollouts.operator.kube import Kube
+from strategy_rollouts.operator.routing_writer import OWNER_NAME, OWNER_NAMESPACE, OWNER_UID
+
+log = logging.getLogger(__name__)
+
+
+async def remove_owned(kube: Kube, uid: str) -> int:
+    """Delete every ConfigMap labelled as written for the rollout `uid`. Returns how many."""
+    found = await kube.call(kube.core.list_config_map_for_all_namespaces, label_selector=f"{OWNER_UID}={uid}")
+    removed = 0
+    for cm in found.items:
+        namespace, name, _ = _meta(cm)
+        if await _delete(kube, namespace, name):
+            removed += 1
+    return removed
+
+
+async def sweep(kube: Kube) -> int:
+    """Delete labelled ConfigMaps whose rollout no longer exists (or is a new object of the same name)."""
+    found = await kube.call(kube.core.list_config_map_for_all_namespaces, label_selector=OWNER_UID)
+    removed = 0
+    for cm in found.items:
+        namespace, name, labels = _meta(cm)
+        owner = await kube.get("strategyrollouts", labels.get(OWNER_NAMESPACE, ""), labels.get(OWNER_NAME, ""))
+        if owner is not None and owner["metadata"].get("uid") == labels.get(OWNER_UID):
+            continue
+        if await _delete(kube, namespace, name):
+            removed += 1
+    return removed
+
+
+def _meta(cm: client.V1ConfigMap) -> tuple[str, str, dict[str, str]]:
+    meta = cm.metadata or client.V1ObjectMeta()
+    return str(meta.namespace), str(meta.name), dict(meta.labels or {})
+
+
+async def _delete(kube: Kube, namespace: str, name: str) -> bool:
+    try:
+        await kube.call(kube.core.delete_namespaced_config_map, name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    log.info("removed routing ConfigMap %s/%s of a deleted rollout", namespace, name)
+    return True
