@@ -141,7 +141,8 @@ DESCRIPTIONS: dict[str, str] = {
     "spec.suspend": "Stop scheduled runs.",
     "spec.actions": "What each level does.",
     "status.lastRun": "The latest run: tracking error, level, attribution.",
-    "status.runRequest": "Manual run request (`kubectl strategy parity run`, Argo CD action `run`).",
+    "status.requests": "Pending run requests by id (`kubectl strategy parity run`, Argo CD action `run`).",
+    "status.runSeq": "Number of the latest run; part of the ids of the actions it planned.",
     "status.activeActions": "Actions currently in force.",
 }
 
