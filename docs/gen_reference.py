@@ -87,7 +87,6 @@ DESCRIPTIONS: dict[str, str] = {
     "status.phase": "Pending, Progressing, Paused, Succeeded, RolledBack or Invalid.",
     "status.reason": "Machine-readable reason of the phase (e.g. GateFailed, Inconclusive).",
     "status.message": "Human-readable explanation (which gate, which value).",
-    "status.requests": "Pending requests by id (plugin, Argo CD action, ParityCheck, plain kubectl); see Requests.",
     "status.handledRequests": "The last 20 handled requests, newest last, each with its outcome and message.",
     "status.history": "Last 10 outcomes with who and why.",
     "status.conditions": "Progressing, Paused, Completed, Degraded, InvalidSpec.",
@@ -144,7 +143,8 @@ DESCRIPTIONS: dict[str, str] = {
     "spec.suspend": "Stop scheduled runs.",
     "spec.actions": "What each level does.",
     "status.lastRun": "The latest run: tracking error, level, attribution.",
-    "status.runRequest": "Manual run request (`kubectl strategy parity run`, Argo CD action `run`).",
+    "status.requests": "Pending requests by id: each writer adds one key, the operator removes it when handled.",
+    "status.runSeq": "Number of the latest run; part of the ids of the actions it planned.",
     "status.activeActions": "Actions currently in force.",
 }
 

@@ -17,6 +17,7 @@ from strategy_rollouts.api.common import (
     Timestamp,
     with_rules,
 )
+from strategy_rollouts.api.requests import HandledRequest, ParityRequest, RequestId
 
 
 class ParityTarget(ApiModel):
@@ -109,6 +110,8 @@ class AttributionStatus(StatusModel):
 
 class ParityRun(StatusModel):
     at: Timestamp
+    # The run's sequence number (status.runSeq after it); part of the ids of the actions it planned.
+    seq: int = 0
     tracking_error_bps: float | None = None
     level: ParityLevel
     attribution: AttributionStatus | None = None
@@ -119,20 +122,28 @@ class ParityRun(StatusModel):
     message: str | None = None
 
 
+ActionState = Literal["Pending", "Applied", "Rejected", "Superseded"]
+
+
 class ActionTaken(StatusModel):
-    action: str
+    """One planned action, recorded (Pending) before anything is applied; enforced until settled."""
+
+    id: RequestId  # pck-<check>-<runSeq>-<action>: stable across crashes and resends
+    action: str  # status form: sizeMultiplier=0.5, entriesEnabled=false, pauseRollout, stopTrading, event
     level: ParityLevel
+    run: int = 0
     at: Timestamp
     target: str | None = None
+    state: ActionState = "Pending"
+    # Rollout targets: the id of the request in the rollout's status.requests that carries this action.
+    request: RequestId | None = None
+    # The request was seen in the rollout's status.requests: never sent again.
+    delivered: bool = False
+    # stopTrading on a deployment target: its replicas before the stop (to restore by hand).
+    replicas: int | None = None
+    reason: str | None = None
     message: str | None = None
-
-
-class ManualRun(StatusModel):
-    """Written by `kubectl strategy parity run` to the status subresource."""
-
-    id: str
-    by: str | None = None
-    at: Timestamp | None = None
+    settled_at: Timestamp | None = None
 
 
 class ParityCheckStatus(StatusModel):
@@ -141,11 +152,13 @@ class ParityCheckStatus(StatusModel):
     message: str | None = None
     last_run: ParityRun | None = None
     next_run_at: Timestamp | None = None
+    run_seq: int = 0
     consecutive_breaches: int = 0
     actions_taken: list[ActionTaken] = []
     # Actions currently in force (kind=value), so they are applied once and lifted on recovery.
     active_actions: list[str] = []
     history: list[ParityRun] = []
     conditions: list[Condition] = []
-    run_request: ManualRun | None = None
-    handled_requests: list[str] = []
+    # Pending manual runs (`kubectl strategy parity run`): one key per request, added by merge patch.
+    requests: dict[str, ParityRequest] = {}
+    handled_requests: list[HandledRequest] = []

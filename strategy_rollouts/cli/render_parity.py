@@ -22,10 +22,13 @@ def _target(obj: dict[str, Any]) -> str:
 
 
 def actions_text(actions: list[ActionTaken], limit: int = 3) -> str:
-    """The latest actions, newest first: `pauseRollout (Critical)`."""
+    """The latest actions, newest first: `pauseRollout (Critical)`; not yet in force: `(Critical, Pending)`."""
     if not actions:
         return "none"
-    shown = [f"{a.action} ({a.level})" for a in reversed(actions[-limit:])]
+    shown = [
+        f"{a.action} ({a.level})" if a.state == "Applied" else f"{a.action} ({a.level}, {a.state})"
+        for a in reversed(actions[-limit:])
+    ]
     more = len(actions) - limit
     return ", ".join(shown) + (f", +{more} more" if more > 0 else "")
 

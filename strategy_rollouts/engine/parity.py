@@ -32,6 +32,14 @@ DEFAULT_MIN_SAMPLES: Final = 10
 # -------------------------------------------------------------------------------------- alignment
 
 
+@dataclass(frozen=True)
+class Series:
+    """One range query's answer: (timestamp, value) points by timestamp, or why there are none."""
+
+    points: list[tuple[float, float]]
+    error: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Aligned:
     pairs: tuple[tuple[float, float, float], ...]  # (timestamp, live, backtest), by timestamp

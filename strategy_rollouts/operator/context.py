@@ -14,6 +14,7 @@ from strategy_rollouts.api.common import PrometheusConnection, SecretKeyRef
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.operator.kube import Kube
 from strategy_rollouts.operator.loops import Loops
+from strategy_rollouts.operator.parity_memory import ParityMemory
 from strategy_rollouts.operator.prometheus import Connection
 from strategy_rollouts.operator.shadow_memory import ShadowMemory
 from strategy_rollouts.operator.watched import Watched
@@ -90,6 +91,7 @@ class Context:
     rollouts: RolloutMemory = field(default_factory=RolloutMemory)
     ca_files: dict[str, str] = field(default_factory=dict)  # PEM -> temp file path
     shadow: ShadowMemory = field(default_factory=ShadowMemory)
+    parity: ParityMemory = field(default_factory=ParityMemory)
 
     async def connection(self, namespace: str, override: PrometheusConnection | None) -> Connection:
         """The operator default, overridden per object; secrets read at use, never logged or stored."""

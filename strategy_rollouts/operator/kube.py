@@ -179,8 +179,9 @@ class Kube:
         except ApiException as exc:
             raise classify(exc, f"{plural} {namespace}/{name} status") from exc
 
-    async def merge_status(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        await self.call(
+    async def merge_status(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """JSON merge patch of the status subresource; returns the object as written."""
+        result: object = await self.call(
             self.custom.patch_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -189,6 +190,7 @@ class Kube:
             name,
             {"status": patch},
         )
+        return result if isinstance(result, dict) else {}
 
     async def who_am_i(self) -> str:
         """The caller's user name from SelfSubjectReview (authentication.k8s.io/v1)."""

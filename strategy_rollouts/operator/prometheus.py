@@ -18,6 +18,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from strategy_rollouts.engine.gates import Measurement
+from strategy_rollouts.engine.parity import Series
 
 # Shared by every object: bounded concurrency toward Prometheus, whatever the number of rollouts.
 _LIMIT = asyncio.Semaphore(16)
@@ -114,12 +115,6 @@ async def compare(conn: Connection, query: str, baseline: str) -> Measurement:
     if base.outcome != "ok":
         return Measurement(value.value, None, base.outcome, f"baseline: {base.message}")
     return Measurement(value.value, base.value)
-
-
-@dataclass(frozen=True)
-class Series:
-    points: list[tuple[float, float]]
-    error: str | None = None
 
 
 async def range_series(conn: Connection, query: str, start: datetime, end: datetime, step_s: float) -> Series:

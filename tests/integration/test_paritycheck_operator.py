@@ -2,16 +2,15 @@
 
 `window: 30s`, `step: 1s`, `periodsPerYear: 1`: the tracking error is the stdev of the quoter's
 per-period live - backtest difference x 1e4, i.e. its `return_noise_bps` knob, so each band is
-driven by starting the quoter with a noise well inside it. Runs are triggered manually
-(`status.runRequest`, as the plugin writes it) except in the catch-up test.
+driven by starting the quoter with a noise well inside it. Runs are triggered manually (one key in
+`status.requests`, as the plugin writes it) except in the catch-up test. Actions are recorded Pending
+before they are applied, and Applied once the target shows them (the rollout: its handledRequests).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
 import sys
 import time
 import urllib.parse
@@ -153,13 +152,22 @@ class Env:
         """Request a run (as `kubectl strategy parity run` does) and wait until it is handled."""
         rid = uuid.uuid4().hex
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        patch_status(
-            self.cluster, "paritycheck", name, self.namespace, {"runRequest": {"id": rid, "by": by, "at": now}}
-        )
+        request = {"action": "run", "by": by, "at": now}
+        patch_status(self.cluster, "paritycheck", name, self.namespace, {"requests": {rid: request}})
         return wait_for(  # type: ignore[no-any-return]
-            lambda: (st := self.status(name)) and rid in st.get("handledRequests", []) and st,
+            lambda: (st := self.status(name)) and rid in handled_ids(st) and rid not in st.get("requests", {}) and st,
             timeout,
             what=f"run request {rid} handled",
+        )
+
+    def settled(self, name: str = "parity", timeout: float = 20) -> dict[str, Any]:
+        """Until no recorded action is Pending any more."""
+        return wait_for(  # type: ignore[no-any-return]
+            lambda: (
+                (st := self.status(name)) and all(a["state"] != "Pending" for a in st.get("actionsTaken", [])) and st
+            ),
+            timeout,
+            what="every action settled",
         )
 
     def events(self) -> list[dict[str, Any]]:
@@ -237,6 +245,14 @@ def actions(st: dict[str, Any]) -> list[str]:
     return [a["action"] for a in st.get("actionsTaken", [])]
 
 
+def action_states(st: dict[str, Any]) -> dict[str, str]:
+    return {a["action"]: a["state"] for a in st.get("actionsTaken", [])}
+
+
+def handled_ids(st: dict[str, Any]) -> list[str]:
+    return [h["id"] for h in st.get("handledRequests", [])]
+
+
 def owned_keys(doc: dict[str, Any]) -> list[str]:
     return [k for k, v in doc.get("assignments", {}).items() if v in ("v1.0.0", "v2.0.0")]
 
@@ -260,12 +276,14 @@ def test_excellent_and_warning_bands_observe_only_with_attribution(env: Env, liv
     assert run["samples"] >= MIN_POINTS - 3  # count_over_time and the 1s grid differ by a point or two
     assert run["attribution"]["fees"] == pytest.approx(3.0, abs=1e-6)
     assert "slippage" not in run["attribution"]  # not configured: not shown (alpha counts it as 0)
-    assert actions(st) == ["event"]
+    assert actions(st) == ["event"] and action_states(st) == {"event": "Applied"}
+    assert st["actionsTaken"][0]["id"] == f"pck-parity-{st['runSeq']}-event"
     assert st["consecutiveBreaches"] == 1
     assert st["activeActions"] == ["event"]
     doc = e.routing()
     assert doc["sizeMultiplier"] == 1.0 and doc["entriesEnabled"] is True and doc["revision"] == 1
-    wait_for(lambda: "ParityWarning" in e.event_reasons(), 10, what="ParityWarning event")
+    wait_for(lambda: "ActionTaken" in e.event_reasons(), 10, what="ActionTaken event")
+    assert "LevelChanged" in e.event_reasons()
     labels = {"namespace": e.namespace, "paritycheck": "parity"}
     assert operator_metric(live_operator, "parity_level", level="Warning", **labels) == 1.0
     assert operator_metric(live_operator, "parity_level", level="Critical", **labels) == 0.0
@@ -305,11 +323,18 @@ def test_critical_halves_size_disables_entries_and_pauses_the_rollout(env: Env) 
     assert st["lastRun"]["level"] == "Critical", st["lastRun"]
     assert sorted(actions(st)) == ["entriesEnabled=false", "pauseRollout", "sizeMultiplier=0.5"]
     assert sorted(st["activeActions"]) == sorted(actions(st))
+    st = e.settled()
+    assert set(action_states(st).values()) == {"Applied"}, st["actionsTaken"]
     doc = e.routing()
     assert doc["sizeMultiplier"] == 0.5 and doc["entriesEnabled"] is False
     assert owned_keys(doc), "critical does not take keys away"
     rst = wait_for(lambda: (r := e.rollout_status()).get("phase") == "Paused" and r, 15, what="rollout paused")
-    assert rst["history"][-1]["outcome"] == "Paused" and rst["history"][-1]["by"] == "paritycheck/parity"
+    rid = f"pck-parity-{st['runSeq']}-pause"
+    handled = next(h for h in rst["handledRequests"] if h["id"] == rid)
+    assert (
+        handled["outcome"] == "Applied" and handled["source"] == "paritycheck/parity" and handled["action"] == "pause"
+    )
+    assert rst["history"][-1]["outcome"] == "Paused" and rst["history"][-1]["by"] == handled["by"]
     # The strategy app obeys the routing ConfigMap.
     q = e.quoters["v1.0.0"]
     wait_for(lambda: q.metric("size_multiplier") == 0.5 and q.metric("entries_enabled") == 0, 10, what="quoter obeys")
@@ -318,8 +343,9 @@ def test_critical_halves_size_disables_entries_and_pauses_the_rollout(env: Env) 
     assert st["lastRun"]["level"] == "Critical" and len(actions(st)) == 3
     assert e.routing()["sizeMultiplier"] == 0.5
     assert [h["outcome"] for h in e.rollout_status()["history"]] == ["Paused"]
+    assert len(e.rollout_status()["handledRequests"]) == 1  # the pause was sent once
     reasons = e.event_reasons()
-    assert reasons.count("ParityAction") == 3, reasons
+    assert reasons.count("ActionTaken") == 3, reasons
 
 
 def test_emergency_stops_trading_everywhere(env: Env) -> None:
@@ -333,17 +359,16 @@ def test_emergency_stops_trading_everywhere(env: Env) -> None:
     assert st["lastRun"]["level"] == "Emergency", st["lastRun"]
     assert st["lastRun"]["trackingErrorBps"] >= 100
     assert sorted(actions(st)) == ["abortRollout", "entriesEnabled=false", "stopTrading"]
+    # One request carries all three (the rollout turns entries off and frees every key itself).
+    assert {a["request"] for a in st["actionsTaken"]} == {f"pck-parity-{st['runSeq']}-stopTrading"}
     rst = wait_for(lambda: (r := e.rollout_status()).get("phase") == "RolledBack" and r, 20, what="rolled back")
     assert rst["reason"] == "TradingStopped"
     wait_for(lambda: not owned_keys(e.routing()), 15, what="no key owned by anyone")
     assert e.routing()["entriesEnabled"] is False
-    wait_for(
-        lambda: (
-            replicas(e.cluster, "legacy", e.namespace)[0] == 0 and replicas(e.cluster, "pipeline", e.namespace)[0] == 0
-        ),
-        15,
-        what="both deployments at 0",
-    )
+    st = e.settled()
+    assert set(action_states(st).values()) == {"Applied"}, st["actionsTaken"]
+    # The pods stay: they have nothing to trade but can still manage their positions.
+    assert replicas(e.cluster, "legacy", e.namespace)[0] == 2 and replicas(e.cluster, "pipeline", e.namespace)[0] == 2
     for q in e.quoters.values():
         wait_for(lambda q=q: q.metric("assigned_keys") == 0, 10, what="quoters trade nothing")
 
@@ -365,6 +390,7 @@ def test_consecutive_breaches_two_acts_only_on_the_second_breaching_run(env: Env
     st = e.run()
     assert st["lastRun"]["level"] == "Critical" and st["consecutiveBreaches"] == 2
     assert sorted(actions(st)) == ["entriesEnabled=false", "sizeMultiplier=0.5"]  # pauseRollout: no rollout
+    st = e.settled()
     doc = e.routing()
     assert doc["sizeMultiplier"] == 0.5 and doc["entriesEnabled"] is False and doc["revision"] == 2
     assert sorted(owned_keys(doc)) == sorted(KEYS)
@@ -377,11 +403,12 @@ def test_emergency_on_a_deployment_target_frees_every_key_and_scales_it_to_zero(
     e.wait_samples()
     st = e.run()
     assert st["lastRun"]["level"] == "Emergency"
+    st = e.settled()
     doc = e.routing()
     assert set(doc["assignments"].values()) == {"none"} and doc["entriesEnabled"] is False
     assert replicas(e.cluster, "legacy", e.namespace)[0] == 0
     stop = next(a for a in st["actionsTaken"] if a["action"] == "stopTrading")
-    assert stop["target"] == "deployment/legacy" and not stop["message"].startswith("failed")
+    assert stop["target"] == "deployment/legacy" and stop["state"] == "Applied" and stop["replicas"] == 2
 
 
 def test_auto_recover_lifts_routing_actions_when_back_under_warning(env: Env) -> None:
@@ -397,6 +424,7 @@ def test_auto_recover_lifts_routing_actions_when_back_under_warning(env: Env) ->
     e.wait_samples(10)
     st = e.run()
     assert st["lastRun"]["level"] == "Critical"
+    e.settled()
     assert e.routing()["sizeMultiplier"] == 0.5
     e.quoters["v1.0.0"].set_knobs(return_noise_bps=0)
     time.sleep(12)  # the 10s window holds only quiet periods now
@@ -404,9 +432,11 @@ def test_auto_recover_lifts_routing_actions_when_back_under_warning(env: Env) ->
     assert st["lastRun"]["level"] == "Excellent", st["lastRun"]
     assert actions(st) == ["sizeMultiplier=0.5", "entriesEnabled=false", "sizeMultiplier=1", "entriesEnabled=true"]
     assert st.get("activeActions", []) == []
+    st = e.settled()
+    assert set(action_states(st).values()) == {"Applied"}
     doc = e.routing()
     assert doc["sizeMultiplier"] == 1.0 and doc["entriesEnabled"] is True
-    assert "ParityActionLifted" in e.event_reasons()
+    assert "ActionApplied" in e.event_reasons()
 
 
 def test_prometheus_unreachable_is_unknown_and_takes_no_action(env: Env) -> None:
@@ -450,26 +480,25 @@ def test_too_few_samples_is_unknown(env: Env) -> None:
     assert actions(st) == []
 
 
-def test_manual_run_with_the_plugin_is_recorded_with_who(env: Env) -> None:
+def test_manual_run_by_plain_kubectl_patch_is_handled_once_and_recorded_with_who(env: Env) -> None:
     e = env
     e.start_quoters(0.0)
     apply(e.cluster, paritycheck("parity", e.namespace, e.strategy, deployment_target(e)))
     e.wait_samples(10)
-    plugin = REPO / ".venv" / "bin" / "kubectl-strategy"
-    out = subprocess.run(
-        [str(plugin), "parity", "run", "parity", "-n", e.namespace, "--timeout", "20s"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "KUBECONFIG": str(e.cluster.kubeconfig)},
-        timeout=30,
+    now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    patch = {"status": {"requests": {"r-kubectl-1": {"action": "run", "by": "carol", "at": now}}}}
+    out = e.cluster.kubectl(
+        "patch", "pck", "parity", "-n", e.namespace, "--subresource=status", "--type=merge", "-p", json.dumps(patch)
     )
     assert out.returncode == 0, out.stderr
-    st = e.status()
+    st = wait_for(lambda: (s := e.status()) and "r-kubectl-1" in handled_ids(s) and s, 20, what="request handled")
     run = st["lastRun"]
-    assert run["trigger"] == "manual" and run["by"], run
-    assert run["level"] == "Excellent"
-    assert len(st["handledRequests"]) == 1 and "runRequest" not in st
-    assert "Excellent" in out.stdout
+    assert run["trigger"] == "manual" and run["by"] == "carol" and run["level"] == "Excellent", run
+    (handled,) = st["handledRequests"]
+    assert handled["outcome"] == "Applied" and handled["message"] == f"run {st['runSeq']}: Excellent"
+    assert "requests" not in st or st["requests"] == {}
+    assert_at_rest(e, "parity")
+    assert len(e.status()["history"]) == 1  # handled once: no second run
 
 
 def test_catch_up_after_downtime_runs_exactly_once(env: Env, live_operator: OperatorProcess) -> None:
@@ -523,3 +552,107 @@ def test_invalid_spec_is_reported_naming_the_field_and_never_runs(env: Env) -> N
     assert_at_rest(e, "parity")
     st = e.run()
     assert "lastRun" not in st and "InvalidSpec" in e.event_reasons()
+
+
+def test_critical_then_good_pauses_then_resumes_the_rollout_and_lifts_the_routing(env: Env) -> None:
+    e = env
+    e.start_quoters(CRITICAL_NOISE)
+    start_progressing_rollout(e)
+    pc = paritycheck(
+        "parity",
+        e.namespace,
+        e.strategy,
+        {"rollout": "fib-rsi"},
+        window="10s",
+        autoRecover=True,
+        thresholdsBps=CRITICAL_BANDS,
+    )
+    apply(e.cluster, pc)
+    e.wait_samples(10)
+    st = e.run()
+    assert st["lastRun"]["level"] == "Critical", st["lastRun"]
+    st = e.settled()
+    assert action_states(st) == {
+        "sizeMultiplier=0.5": "Applied",
+        "entriesEnabled=false": "Applied",
+        "pauseRollout": "Applied",
+    }
+    wait_for(lambda: e.rollout_status().get("phase") == "Paused", 15, what="rollout paused by the request")
+    e.quoters["v1.0.0"].set_knobs(return_noise_bps=0)
+    time.sleep(12)  # the 10s window holds only quiet periods now
+    st = e.run()
+    assert st["lastRun"]["level"] == "Excellent", st["lastRun"]
+    st = e.settled()
+    seq = st["runSeq"]
+    lifts = {a["id"]: a["state"] for a in st["actionsTaken"] if a["run"] == seq}
+    assert lifts == {
+        f"pck-parity-{seq}-sizeMultiplier": "Applied",
+        f"pck-parity-{seq}-entriesEnabled": "Applied",
+        f"pck-parity-{seq}-resume": "Applied",
+    }
+    doc = e.routing()
+    assert doc["sizeMultiplier"] == 1.0 and doc["entriesEnabled"] is True
+    rst = wait_for(lambda: (r := e.rollout_status()).get("phase") == "Progressing" and r, 15, what="rollout resumed")
+    assert [h["outcome"] for h in rst["history"]] == ["Paused", "Resumed"]
+    assert [h["outcome"] for h in rst["handledRequests"]] == ["Applied", "Applied"]
+
+
+def test_a_lift_recorded_just_before_a_crash_is_applied_after_the_restart(
+    env: Env, live_operator: OperatorProcess
+) -> None:
+    """Kill the operator between its status write and its routing write: the next operator derives
+    the routing write from the status alone (the lift is not lost, nothing is measured again)."""
+    e = env
+    e.start_quoters(CRITICAL_NOISE)
+    apply(
+        e.cluster,
+        paritycheck(
+            "parity", e.namespace, e.strategy, deployment_target(e), autoRecover=True, thresholdsBps=CRITICAL_BANDS
+        ),
+    )
+    e.wait_samples(10)
+    e.run()
+    st = e.settled()
+    assert e.routing()["sizeMultiplier"] == 0.5 and e.routing()["entriesEnabled"] is False
+    live_operator.kill()  # SIGKILL
+    try:
+        # What the operator writes for a Good run before it touches the routing ConfigMap: the run and
+        # its lifts, Pending. The process dies right after that write.
+        seq = st["runSeq"] + 1
+        now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        run = {"at": now, "seq": seq, "level": "Good", "trackingErrorBps": 12.0, "samples": 20, "trigger": "manual"}
+        lifts = [
+            {
+                "id": f"pck-parity-{seq}-{name}",
+                "action": action,
+                "level": "Good",
+                "run": seq,
+                "at": now,
+                "target": "deployment/legacy",
+                "state": "Pending",
+                "reason": "TE 12 bps (good)",
+            }
+            for name, action in (("sizeMultiplier", "sizeMultiplier=1"), ("entriesEnabled", "entriesEnabled=true"))
+        ]
+        intent = {
+            "runSeq": seq,
+            "lastRun": run,
+            "history": [*st["history"], run],
+            "consecutiveBreaches": 0,
+            "activeActions": [],
+            "actionsTaken": [*st["actionsTaken"], *lifts],
+        }
+        patch_status(e.cluster, "paritycheck", "parity", e.namespace, intent)
+        assert e.routing()["sizeMultiplier"] == 0.5  # the routing write was lost with the process
+    finally:
+        live_operator.start()
+    st = e.settled()
+    assert {a["id"]: a["state"] for a in st["actionsTaken"] if a["run"] == seq} == {
+        f"pck-parity-{seq}-sizeMultiplier": "Applied",
+        f"pck-parity-{seq}-entriesEnabled": "Applied",
+    }
+    doc = e.routing()
+    assert doc["sizeMultiplier"] == 1.0 and doc["entriesEnabled"] is True
+    assert st["runSeq"] == seq and len(st["history"]) == seq  # not measured again
+    assert_at_rest(e, "parity")
+    assert e.routing()["revision"] == doc["revision"]  # written once

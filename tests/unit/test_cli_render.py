@@ -440,7 +440,12 @@ def parity_status() -> ParityCheckStatus:
         trigger="manual",
         by="alice",
     )
-    actions = [ActionTaken(action=f"a{i}", level="Critical", at=NOW - timedelta(hours=6 - i)) for i in range(4)]
+    actions = [
+        ActionTaken(
+            id=f"pck-p-{i}-a{i}", action=f"a{i}", level="Critical", at=NOW - timedelta(hours=6 - i), state="Applied"
+        )
+        for i in range(4)
+    ]
     return ParityCheckStatus(
         phase="Scheduled",
         last_run=run,
@@ -468,8 +473,10 @@ def test_paritychecks_table() -> None:
 
 def test_actions_text() -> None:
     assert actions_text([]) == "none"
-    one = [ActionTaken(action="sizeMultiplier=0.5", level="Critical", at=NOW)]
+    one = [ActionTaken(id="pck-p-1-size", action="sizeMultiplier=0.5", level="Critical", at=NOW, state="Applied")]
     assert actions_text(one) == "sizeMultiplier=0.5 (Critical)"
+    pending = [one[0].model_copy(update={"state": "Pending"})]
+    assert actions_text(pending) == "sizeMultiplier=0.5 (Critical, Pending)"
 
 
 def test_run_result() -> None:

@@ -1,4 +1,5 @@
-"""The pure parts of operator/paritychecks.py: validation, scheduling decision, evaluation, status bookkeeping."""
+"""The pure parts of a ParityCheck pass: validation, scheduling, evaluation, status forms (engine.parity_run,
+engine.parity_actions) and the adapter's parsing helpers (operator/paritychecks.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from strategy_rollouts.api.paritycheck import ManualRun, ParityCheckSpec, ParityCheckStatus, ParityRun
+from strategy_rollouts.api.paritycheck import ParityCheckSpec, ParityCheckStatus, ParityRun
+from strategy_rollouts.api.requests import ParityRequest
 from strategy_rollouts.engine import parity
-from strategy_rollouts.operator import paritychecks as pc
-from strategy_rollouts.operator.prometheus import Series
+from strategy_rollouts.engine import parity_actions as acts
+from strategy_rollouts.engine import parity_run as pc
+from strategy_rollouts.engine.parity import Series
+from strategy_rollouts.operator import paritychecks, status_guard
 
 NOW = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)
 
@@ -56,15 +60,15 @@ def pts(values: list[float], t0: float = 1000.0) -> list[tuple[float, float]]:
     ],
 )
 def test_action_status_form_round_trips(action: parity.Action, text: str) -> None:
-    assert pc.encode_action(action) == text
-    assert pc.decode_action(text) == action
+    assert acts.encode_action(action) == text
+    assert acts.decode_action(text) == action
 
 
 def test_unknown_status_entries_are_ignored() -> None:
-    assert pc.decode_action("launchMissiles") is None
-    assert pc.decode_action("sizeMultiplier=lots") is None
+    assert acts.decode_action("launchMissiles") is None
+    assert acts.decode_action("sizeMultiplier=lots") is None
     status = ParityCheckStatus(active_actions=["pauseRollout", "bogus", "sizeMultiplier=0.25"])
-    assert pc.in_force(status) == [parity.Action("pause_rollout"), parity.Action("set_size_multiplier", 0.25)]
+    assert acts.in_force(status) == [parity.Action("pause_rollout"), parity.Action("set_size_multiplier", 0.25)]
 
 
 def test_rollout_actions_are_dropped_for_deployment_targets() -> None:
@@ -100,17 +104,32 @@ def test_invalid_specs_name_the_field(overrides: dict[str, Any], field: str) -> 
 
 
 def test_parse_reports_model_errors_and_never_raises() -> None:
-    s, status, errors = pc.parse({"spec": {"strategy": "x"}, "status": {"phase": "nonsense"}})
-    assert s is None and "spec.target" in errors[0] and status == ParityCheckStatus()
+    s, errors = paritychecks.parse_spec({"spec": {"strategy": "x"}})
+    assert s is None and "spec.target" in errors[0]
 
 
-def test_invalid_status_answers_a_pending_request() -> None:
-    st0 = ParityCheckStatus(run_request=ManualRun(id="r1", by="bob"))
-    new = pc.invalid_status(st0, ["spec.schedule: bad"], 3, NOW)
-    assert new.phase == "Invalid" and new.message == "spec.schedule: bad" and new.next_run_at is None
-    assert new.run_request is None and new.handled_requests == ["r1"]
-    cond = next(c for c in new.conditions if c.type == "InvalidSpec")
-    assert cond.status == "True" and cond.observed_generation == 3
+def test_an_old_or_hand_edited_status_does_not_parse_and_names_the_field() -> None:
+    """Fail closed: the list-of-ids handledRequests of the old protocol is not read as an empty status."""
+    status, error = status_guard.parse_status(ParityCheckStatus, {"handledRequests": ["abc"], "phase": "Scheduled"})
+    assert status is None and error is not None and "status.handledRequests" in error
+    status, error = status_guard.parse_status(ParityCheckStatus, {"actionsTaken": [{"action": "event"}]})
+    assert status is None and error is not None and "status.actionsTaken" in error
+
+
+def test_rollout_request_bookkeeping_is_read_leniently() -> None:
+    obj = {
+        "status": {
+            "requests": {"a": {"action": "pause"}},
+            "handledRequests": [{"id": "b", "outcome": "Rejected", "message": "stopped"}, "junk", {"outcome": "x"}],
+        }
+    }
+    seen = paritychecks.rollout_obs(obj)
+    assert seen.pending == frozenset({"a"}) and dict(seen.handled) == {"b": ("Rejected", "stopped")}
+    assert paritychecks.rollout_obs({"status": {"requests": "nonsense"}}) == acts.RolloutObs()
+
+
+def req(by: str = "alice", at: datetime = NOW) -> ParityRequest:
+    return ParityRequest(action="run", by=by, at=at)
 
 
 # ---- scheduling ------------------------------------------------------------------------------------------
@@ -133,11 +152,12 @@ def test_a_punctual_slot_is_scheduled_and_an_old_one_is_one_catch_up() -> None:
     assert pc.due(spec(), after, created_at=NOW - timedelta(days=9), now=NOW + timedelta(seconds=1)).trigger is None
 
 
-def test_a_manual_request_runs_now_even_when_suspended_but_only_once() -> None:
-    req = ManualRun(id="r1", by="alice")
-    d = pc.due(spec(suspend=True), ParityCheckStatus(run_request=req), created_at=NOW, now=NOW)
-    assert (d.trigger, d.by, d.request_id) == ("manual", "alice", "r1")
-    handled = ParityCheckStatus(run_request=req, handled_requests=["r1"])
+def test_manual_requests_run_now_even_when_suspended_oldest_first_but_only_once() -> None:
+    pending = {"r2": req("bob", NOW), "r1": req("alice", NOW - timedelta(seconds=1))}
+    d = pc.due(spec(suspend=True), ParityCheckStatus(requests=pending), created_at=NOW, now=NOW)
+    assert (d.trigger, d.by, [rid for rid, _ in d.requests]) == ("manual", "alice", ["r1", "r2"])
+    done = [pc.reqs.handled("r1", pending["r1"], "Applied", "run 1", NOW)]
+    handled = ParityCheckStatus(requests={"r1": pending["r1"]}, handled_requests=done)
     assert pc.due(spec(), handled, created_at=NOW, now=NOW).trigger is None
 
 
@@ -213,61 +233,19 @@ def test_evaluate_matches_the_definition(pairs: list[tuple[float, float]], ppy: 
     assert run.samples == len(pairs)
 
 
-# ---- status bookkeeping ----------------------------------------------------------------------------------
+# ---- status forms ----------------------------------------------------------------------------------------
 
 
-def test_record_keeps_30_runs_marks_the_request_handled_and_leaves_failed_actions_out_of_force() -> None:
-    old_runs = [ParityRun(at=NOW - timedelta(hours=i), level="Good") for i in range(30, 0, -1)]
-    status = ParityCheckStatus(history=old_runs, run_request=ManualRun(id="r9"), handled_requests=["r8"])
-    run = ParityRun(at=NOW, level="Critical", tracking_error_bps=60.0, trigger="manual")
-    size, entries = parity.Action("set_size_multiplier", 0.5), parity.Action("set_entries_enabled", False)
-    plan = parity.ActionPlan(due=(size, entries), in_force=(size, entries))
-    outcomes = [pc.Outcome(size, True, "configmap/x", "ok"), pc.Outcome(entries, False, "configmap/x", "conflict")]
-    nxt = NOW + timedelta(hours=6)
-    new = pc.record(spec(), status, run, 1, plan, outcomes, nxt, "r9", 2, NOW)
-    assert len(new.history) == 30 and new.history[-1] == run and new.history[0] == old_runs[1]
-    assert new.last_run == run and new.next_run_at == nxt and new.consecutive_breaches == 1
-    assert new.run_request is None and new.handled_requests == ["r8", "r9"]
-    assert new.active_actions == ["sizeMultiplier=0.5"]  # the failed one is retried by the next run
-    assert [(a.action, a.message) for a in new.actions_taken] == [
-        ("sizeMultiplier=0.5", "ok"),
-        ("entriesEnabled=false", "failed: conflict"),
-    ]
-    breaching = next(c for c in new.conditions if c.type == "Breaching")
-    assert breaching.status == "True" and breaching.reason == "Critical"
+def test_action_ids_are_deterministic_and_bounded() -> None:
+    assert acts.action_id("fib-rsi-parity", 42, "stopTrading") == "pck-fib-rsi-parity-42-stopTrading"
+    long = acts.action_id("x" * 200, 7, "pause")
+    assert len(long) <= 128 and long.endswith("-7-pause") and long == acts.action_id("x" * 200, 7, "pause")
+    assert long != acts.action_id("x" * 199 + "y", 7, "pause")
 
 
-def test_idle_status_is_stable() -> None:
-    first = pc.idle_status(spec(), ParityCheckStatus(), NOW + timedelta(hours=1), 1, NOW)
-    again = pc.idle_status(spec(), first, NOW + timedelta(hours=1), 1, NOW + timedelta(minutes=5))
-    assert again.wire() == first.wire()  # no write at rest
-    assert first.phase == "Scheduled" and pc.idle_status(spec(suspend=True), first, NOW, 1, NOW).phase == "Suspended"
-
-
-def test_request_ids_are_deterministic_per_run_and_action() -> None:
-    a = pc.request_id("uid", NOW, "pause")
-    assert a == pc.request_id("uid", NOW, "pause") and len(a) == 32
-    assert a != pc.request_id("uid", NOW, "stopTrading") and a != pc.request_id("uid", None, "pause")
-
-
-def test_routing_changes() -> None:
-    acts = [parity.Action("set_size_multiplier", 0.5), parity.Action("set_entries_enabled", False)]
-    assert pc.routing_changes(acts, False, ["A"]) == {"sizeMultiplier": 0.5, "entriesEnabled": False}
-    stop = [parity.Action("stop_trading")]
-    assert pc.routing_changes(stop, False, ["A"]) == {"entriesEnabled": False}  # the rollout frees the keys
-    assert pc.routing_changes(stop, True, ["A", "B"]) == {
-        "entriesEnabled": False,
-        "assignments": {"A": "none", "B": "none"},
-    }
-    lifts = [
-        parity.Action("set_size_multiplier", 1.0, lift=True),
-        parity.Action("set_entries_enabled", True, lift=True),
-    ]
-    assert pc.routing_changes(lifts, False, []) == {"sizeMultiplier": 1.0, "entriesEnabled": True}
-
-
-def test_a_request_already_handled_is_cleared_without_a_run() -> None:
-    status = ParityCheckStatus(run_request=ManualRun(id="r1"), handled_requests=["r1"])
-    assert pc.due(spec(), status, created_at=NOW, now=NOW).trigger is None
-    new = pc.idle_status(spec(), status, NOW + timedelta(hours=1), 1, NOW)
-    assert new.run_request is None and new.handled_requests == ["r1"]
+def test_lifts_are_told_apart_from_breach_actions() -> None:
+    assert acts.is_lift(parity.Action("set_size_multiplier", 1.0, lift=True))
+    assert acts.is_lift(parity.Action("set_entries_enabled", True)) and acts.is_lift(parity.Action("resume_rollout"))
+    assert not acts.is_lift(parity.Action("set_size_multiplier", 0.5))
+    assert not acts.is_lift(parity.Action("set_entries_enabled", False))
+    assert not acts.is_lift(parity.Action("stop_trading"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -184,15 +185,20 @@ def test_watermark_holds_back_expiry_for_a_side_read_only_partly() -> None:
     assert watermark(100.0, [full, partial]) == 40.0
 
 
-async def test_unreachable_redis_is_a_reason_and_keeps_the_cursor() -> None:
+def test_unreachable_redis_is_a_reason_and_keeps_the_cursor() -> None:
+    # asyncio.run, not an async test: pytest-asyncio leaves an implicit event loop unclosed per async test.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: connection refused
         clients = decisions.RedisClients()
-        try:
-            read = await decisions.read(clients, f"redis://user:secret@127.0.0.1:{port}/0", "s", "5-0", 10)
-        finally:
-            await clients.close()
+
+        async def once() -> decisions.StreamRead:
+            try:
+                return await decisions.read(clients, f"redis://user:secret@127.0.0.1:{port}/0", "s", "5-0", 10)
+            finally:
+                await clients.close()
+
+        read = asyncio.run(once())
     assert read.error is not None and f"127.0.0.1:{port}" in read.error and "secret" not in read.error
     assert read.cursor == "5-0" and read.decisions == []
 
