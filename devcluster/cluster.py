@@ -41,6 +41,9 @@ BINARIES = (
     "kwokctl",
     "helm",
 )
+# The request admission policy (charts/strategy-rollouts/templates/), applied to every cluster started here.
+POLICY_TEMPLATE = "templates/request-admission-policy.yaml"
+POLICY_RELEASE = "strategy-rollouts-devcluster"
 PROMETHEUS_BIN = os.environ.get("DEVCLUSTER_PROMETHEUS", "/usr/bin/prometheus")
 REDIS_BIN = os.environ.get("DEVCLUSTER_REDIS", "/usr/bin/redis-server")
 
@@ -320,6 +323,16 @@ class DevCluster:
         argv = [str(self.bin_dir / "helm"), f"--kubeconfig={self.kubeconfig}", *args]
         return self._run(argv, input=None, check=check, env=env)
 
+    # -- admission -----------------------------------------------------------------------------
+
+    def apply_request_policy(self) -> None:
+        """Apply the chart's ValidatingAdmissionPolicy that pins status.requests[*].by to the writer,
+        rendered from the chart (the one source) under its own release name, so that a test's chart
+        install or kustomize teardown never replaces or removes it."""
+        chart = REPO_ROOT / "charts" / "strategy-rollouts"
+        rendered = self.helm("template", POLICY_RELEASE, str(chart), "--show-only", POLICY_TEMPLATE).stdout
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=rendered)
+
     # -- Prometheus ----------------------------------------------------------------------------
 
     @property
@@ -595,6 +608,7 @@ class DevCluster:
                 self._start_prometheus_first()
             if external_kubeconfig is None:
                 self._start_kwok()
+                self.apply_request_policy()
             state["ready"] = True
             self._save()
         except BaseException:

@@ -75,7 +75,8 @@ DESCRIPTIONS: dict[str, str] = {
     "spec.gates[].baseline": "Compare mode: PromQL of the reference value (usually the stable version).",
     "spec.gates[].maxIncreasePercent": "Compare mode: largest allowed increase of query over baseline.",
     "spec.gates[].interval": "Evaluation period; a result older than 2 x interval is stale.",
-    "spec.gates[].failureLimit": "Fail when failures exceed this.",
+    "spec.gates[].failureLimit": "onFailure when the Fails since the step started exceed this (as in Argo Rollouts).",
+    "spec.gates[].consecutiveFailureLimit": "onFailure when the Fails in a row exceed this (a Pass resets); unset: off",
     "spec.gates[].inconclusiveLimit": "Hold (phase Paused, reason Inconclusive) when exceeded.",
     "spec.gates[].dryRun": "Measured and shown, never acts.",
     "spec.shadowRun": "ShadowRun whose verdict must be Pass before the first step.",
@@ -86,8 +87,8 @@ DESCRIPTIONS: dict[str, str] = {
     "status.phase": "Pending, Progressing, Paused, Succeeded, RolledBack or Invalid.",
     "status.reason": "Machine-readable reason of the phase (e.g. GateFailed, Inconclusive).",
     "status.message": "Human-readable explanation (which gate, which value).",
-    "status.request": "Manual action request (plugin, Argo CD action, kubectl patch --subresource=status).",
-    "status.handledRequests": "Ids of requests already acted on (never acted on twice).",
+    "status.requests": "Pending requests by id (plugin, Argo CD action, ParityCheck, plain kubectl); see Requests.",
+    "status.handledRequests": "The last 20 handled requests, newest last, each with its outcome and message.",
     "status.history": "Last 10 outcomes with who and why.",
     "status.conditions": "Progressing, Paused, Completed, Degraded, InvalidSpec.",
     "status.targets": "Per stage namespace: routing assignments and the replicas the operator enforces.",
@@ -121,6 +122,8 @@ DESCRIPTIONS: dict[str, str] = {
     "status.reasons": "Why the verdict.",
     "status.report": "ConfigMap holding report.md and summary.json.",
     "status.matcher": "Matcher bookkeeping so a restart never recounts (internal).",
+    "status.target": "What the run acts on, recorded at its start; side effects follow this, not later spec edits.",
+    "status.target.replicas": "Shadow replicas while Running (0 once Completed).",
     # ParityCheck
     "spec.target": "Exactly one of `rollout` or `deployment`.",
     "spec.target.rollout": "StrategyRollout to act on.",
@@ -293,7 +296,7 @@ def table(kind_index: int) -> str:
         lines += ["", "Object-level rules (checked at admission): " + "; ".join(r["message"] for r in rules) + "."]
     lines += [
         "",
-        "### Status (written by the operator; `request`/`runRequest` by users)",
+        "### Status (written by the operator; `requests` by users)",
         "",
         "| Field | Type | Meaning |",
         "|---|---|---|",

@@ -1,22 +1,32 @@
 """Build argocd-cm-patch.yaml from the .lua files beside it (the .lua files are the source of truth).
 
-python manifests/argocd/generate.py          # rewrite argocd-cm-patch.yaml
-python manifests/argocd/generate.py --check  # exit 1 when it is out of date
+python manifests/argocd/generate.py          # rewrite argocd-cm-patch.yaml and the chart's copy
+python manifests/argocd/generate.py --check  # exit 1 when either is out of date
+python manifests/argocd/generate.py --user system:serviceaccount:gitops:argocd-server --out my-patch.yaml
+
+Actions write `by` = the Argo CD API server's user name (it sends the action's patch, and the
+admission policy accepts only the writer's own name): `--user`, default DEFAULT_USER. The chart's
+copy (charts/strategy-rollouts/files/) carries USER_PLACEHOLDER, replaced by the value `argocd.user`.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "argocd-cm-patch.yaml"
+CHART_COPY = HERE.parents[1] / "charts" / "strategy-rollouts" / "files" / "argocd-cm-patch.yaml"
+DEFAULT_USER = "system:serviceaccount:argocd:argocd-server"  # the literal the action .lua files carry
+USER_PLACEHOLDER = "@ARGOCD_USER@"
+USER_PATTERN = re.compile(r"^[A-Za-z0-9@][A-Za-z0-9:._@-]*$")  # Kubernetes user names; safe in a Lua string
 GROUP = "strategyrollouts.io"
 KINDS = {"StrategyRollout": "strategyrollout", "ShadowRun": "shadowrun", "ParityCheck": "paritycheck"}
 # Order shown in the Argo CD UI.
 ACTIONS = {
-    "strategyrollout": ["promote", "promote-full", "pause", "resume", "abort", "retry"],
+    "strategyrollout": ["promote", "promote-full", "pause", "resume", "approve", "abort", "retry"],
     "paritycheck": ["run"],
 }
 HEADER = """\
@@ -26,12 +36,13 @@ HEADER = """\
 # Merge into Argo CD's argocd-cm, e.g. with kustomize (patches: [{path: argocd-cm-patch.yaml}])
 # or `kubectl -n argocd patch configmap argocd-cm --patch-file argocd-cm-patch.yaml`.
 # Needs Argo CD >= 2.x (health and actions of custom resources; actions that change status are
-# sent to the status subresource since Argo CD 1.8).
+# sent to the status subresource since Argo CD 1.8). Actions write `by: {user}`.
 """
 
 
-def lua(path: Path) -> str:
-    text = path.read_text()
+def lua(path: Path, user: str = DEFAULT_USER) -> str:
+    """A script as Argo CD gets it: actions carry `user` as the request's `by`."""
+    text = path.read_text().replace(f'"{DEFAULT_USER}"', f'"{user}"')
     for number, line in enumerate(text.splitlines(), 1):
         if line != line.rstrip() or "\t" in line:
             raise SystemExit(f"{path}:{number}: trailing whitespace or tab (breaks YAML block scalars)")
@@ -43,10 +54,15 @@ def block(text: str, indent: int) -> str:
     return "".join(pad + line + "\n" if line else "\n" for line in text.splitlines())
 
 
-def render() -> str:
-    out = [HEADER, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\n"]
+def render(user: str = DEFAULT_USER) -> str:
+    if not USER_PATTERN.match(user):
+        raise SystemExit(f"--user {user!r}: not a Kubernetes user name")
+    out = [HEADER.replace("{user}", user), "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\n"]
     out.append("  labels:\n    app.kubernetes.io/name: argocd-cm\n    app.kubernetes.io/part-of: argocd\n")
     out.append("data:\n")
+    for kind in KINDS:
+        # Health scripts from argocd-cm run without the standard libraries (string.format) unless this is set.
+        out.append(f'  resource.customizations.useOpenLibs.{GROUP}_{kind}: "true"\n')
     for kind, stem in KINDS.items():
         out.append(f"  resource.customizations.health.{GROUP}_{kind}: |\n")
         out.append(block(lua(HERE / "health" / f"{stem}.lua"), 4))
@@ -60,21 +76,28 @@ def render() -> str:
         out.append("    definitions:\n")
         for action in ACTIONS[stem]:
             out.append(f"    - name: {action}\n      action.lua: |\n")
-            out.append(block(lua(folder / f"{action}.lua"), 8))
+            out.append(block(lua(folder / f"{action}.lua", user), 8))
     return "".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="fail when the committed file is stale")
+    parser.add_argument("--check", action="store_true", help="fail when the committed files are stale")
+    parser.add_argument("--user", default=DEFAULT_USER, help=f"`by` of the actions (default {DEFAULT_USER})")
+    parser.add_argument("--out", type=Path, default=None, help="write only this file (with --user)")
     args = parser.parse_args(argv)
-    text = render()
+    if args.out is not None:
+        args.out.write_text(render(args.user))
+        return 0
+    files = {OUT: render(args.user), CHART_COPY: render(USER_PLACEHOLDER)}
     if args.check:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT} is out of date: run python {Path(__file__).name}", file=sys.stderr)
+        stale = [str(path) for path, text in files.items() if not path.exists() or path.read_text() != text]
+        if stale:
+            print(f"{stale} out of date: run python {Path(__file__).name}", file=sys.stderr)
             return 1
         return 0
-    OUT.write_text(text)
+    for path, text in files.items():
+        path.write_text(text)
     return 0
 
 

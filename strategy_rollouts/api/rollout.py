@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from strategy_rollouts.api.common import (
     ApiModel,
@@ -24,6 +24,7 @@ from strategy_rollouts.api.common import (
 from strategy_rollouts.api.requests import HandledRequest, RolloutRequest
 
 Key = Annotated[str, Field(min_length=1, max_length=128)]
+DRAINING = "draining"  # a key owned by nobody while it changes owner (engine/routing.py)
 
 
 class Routing(ApiModel):
@@ -158,6 +159,18 @@ class TargetStatus(StatusModel):
     # The stable deployment's replicas when the rollout started (default canary size / replicas mode total).
     base_replicas: int | None = None
     canary_scaled_at: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _drain_is_consistent(self) -> TargetStatus:
+        """Every draining key waits for a recorded owner and only those do: a status that says otherwise
+        (a hand edit) cannot be routed from safely, so it does not parse (operator: InvalidStatus)."""
+        draining = {k for k, v in self.assignments.items() if v == DRAINING}
+        if draining != set(self.pending):
+            odd = sorted(draining.symmetric_difference(self.pending))[:5]
+            raise ValueError(f"keys {odd} must be draining in assignments exactly when they have a pending owner")
+        if self.pending and self.draining_until is None:
+            raise ValueError("pending owners without drainingUntil")
+        return self
 
 
 class RiskBudgetStatus(StatusModel):

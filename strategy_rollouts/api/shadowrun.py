@@ -125,7 +125,19 @@ class StageLatency(StatusModel):
     shadow: Percentiles = Percentiles()
     budget_p95: float | None = None
     regression_percent: float | None = None
+    max_regression_percent: float | None = None  # the threshold it was judged against
     result: Literal["Pass", "Fail", "Inconclusive"] | None = None
+
+
+class ShadowTarget(StatusModel):
+    """What the run acts on, recorded when it starts: every side effect follows status, never a later
+    spec edit (a Completed run keeps its own shadow at 0 even if spec.shadow now names another)."""
+
+    strategy: str
+    live_version: str
+    shadow_deployment: str
+    shadow_version: str
+    replicas: int  # the shadow's replicas while Running
 
 
 class ShadowRunStatus(StatusModel):
@@ -138,6 +150,7 @@ class ShadowRunStatus(StatusModel):
     kpis: list[GateStatus] = []
     latency_profile: dict[str, StageLatency] = {}
     report: str | None = None
+    target: ShadowTarget | None = None
     started_at: Timestamp | None = None
     completed_at: Timestamp | None = None
     conditions: list[Condition] = []

@@ -178,3 +178,12 @@ class Cluster:
                 raise
         info = review.status.user_info if review.status else None
         return info.username if info else None
+
+    def user_name(self) -> str:
+        """Who writes a request: the API server's admission policy refuses any other `by`."""
+        name = self.who_am_i()
+        if not name:
+            raise CliError(
+                "cannot tell who you are: the API server did not answer SelfSubjectReview (Kubernetes >= 1.28)"
+            )
+        return name

@@ -10,7 +10,7 @@ from rich.text import Text
 from strategy_rollouts.cli.client import Cluster
 from strategy_rollouts.cli.output import console
 from strategy_rollouts.cli.render_parity import paritychecks_table, run_result
-from strategy_rollouts.cli.requests import new_id, parity_run_request, wait_handled
+from strategy_rollouts.cli.requests import check_outcome, new_id, parity_run_request, wait_handled
 
 KIND = "ParityCheck"
 
@@ -28,10 +28,11 @@ def run(cluster: Cluster, args: argparse.Namespace) -> int:
     what = f"paritycheck {cluster.namespace}/{args.name}"
     cluster.get(KIND, args.name)
     id_ = new_id()
-    cluster.patch_status(KIND, args.name, parity_run_request(cluster.who_am_i(), datetime.now(UTC), id_))
+    cluster.patch_status(KIND, args.name, parity_run_request(cluster.user_name(), datetime.now(UTC), id_))
     if args.no_wait:
         print(f"run requested for {what} (request {id_})")
         return 0
-    obj = wait_handled(lambda: cluster.get(KIND, args.name), id_, args.timeout, what)
+    obj, entry = wait_handled(lambda: cluster.get(KIND, args.name), id_, args.timeout, what)
+    check_outcome(entry, what)
     console().print(run_result(obj))
     return 0

@@ -1,4 +1,4 @@
-"""StrategyRollout commands: get, status, promote, abort, retry, pause, resume."""
+"""StrategyRollout commands: get, status, promote, abort, retry, pause, resume, approve."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from strategy_rollouts.cli.client import Cluster
 from strategy_rollouts.cli.errors import EXIT_RUNNING
 from strategy_rollouts.cli.output import console
 from strategy_rollouts.cli.render_rollout import exit_code, request_result, rollout_detail, rollouts_table
-from strategy_rollouts.cli.requests import new_id, rollout_request, wait_handled
+from strategy_rollouts.cli.requests import check_outcome, new_id, rollout_request, wait_handled
 
 KIND = "StrategyRollout"
 POLL = 1.0
@@ -79,17 +79,16 @@ def status(cluster: Cluster, args: argparse.Namespace) -> int:
 
 
 def manual(cluster: Cluster, args: argparse.Namespace) -> int:
-    """promote [--full] / abort / retry / pause / resume: a request on the status subresource."""
+    """promote [--full] / abort / retry / pause / resume / approve: one request in status.requests."""
     action: RolloutAction = "promoteFull" if args.command == "promote" and args.full else args.command
     what = f"strategyrollout {cluster.namespace}/{args.name}"
     cluster.get(KIND, args.name)  # clear "not found" before anything is written
     id_ = new_id()
-    cluster.patch_status(
-        KIND, args.name, rollout_request(action, cluster.who_am_i() or "unknown", args.reason, _now(), id_)
-    )
+    cluster.patch_status(KIND, args.name, rollout_request(action, cluster.user_name(), args.reason, _now(), id_))
     if args.no_wait:
         print(f"{action} requested for {what} (request {id_})")
         return 0
-    obj = wait_handled(lambda: cluster.get(KIND, args.name), id_, args.timeout, what)
-    console().print(request_result(obj, action))
+    obj, entry = wait_handled(lambda: cluster.get(KIND, args.name), id_, args.timeout, what)
+    check_outcome(entry, what)
+    console().print(request_result(obj, entry))
     return 0

@@ -80,10 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("retry", "start again after a rollback"),
         ("pause", "pause the rollout (nothing advances)"),
         ("resume", "resume a paused rollout"),
+        ("approve", "approve the current stage's promotion (two-person rule: spec.stages[].approvals)"),
     ):
         p = command(name, cmd_rollout.manual, help_)
         p.add_argument("name")
-        p.add_argument("--reason")
+        p.add_argument("--reason", required=name == "approve", help="why (recorded in history and an Event)")
         _wait_flags(p, "30s")
 
     shadow = command("shadow", _usage, "ShadowRuns: get, report").add_subparsers(

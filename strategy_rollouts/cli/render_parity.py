@@ -11,6 +11,7 @@ from rich.text import Text
 
 from strategy_rollouts.api.paritycheck import ActionTaken, ParityCheckStatus
 from strategy_rollouts.cli.fmt import DASH, LEVEL_STYLE, age, num, relative, status_of, styled
+from strategy_rollouts.cli.render_requests import requests_cell
 
 
 def _target(obj: dict[str, Any]) -> str:
@@ -32,7 +33,7 @@ def actions_text(actions: list[ActionTaken], limit: int = 3) -> str:
 def paritychecks_table(objs: list[dict[str, Any]], now: datetime, all_namespaces: bool = False) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
     columns = ["NAMESPACE"] if all_namespaces else []
-    columns += ["NAME", "TARGET", "LEVEL", "TE BPS", "LAST RUN", "NEXT RUN", "BREACHES", "ACTIONS", "AGE"]
+    columns += ["NAME", "TARGET", "LEVEL", "TE BPS", "LAST RUN", "NEXT RUN", "BREACHES", "ACTIONS", "REQUESTS", "AGE"]
     for column in columns:
         table.add_column(column, no_wrap=column != "ACTIONS")
     for obj in objs:
@@ -48,6 +49,7 @@ def paritychecks_table(objs: list[dict[str, Any]], now: datetime, all_namespaces
             relative(status.next_run_at, now),
             str(status.consecutive_breaches),
             actions_text(status.actions_taken),
+            requests_cell(obj),
             age(meta.get("creationTimestamp"), now),
         ]
         table.add_row(*row)

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from strategy_rollouts.api.common import GateStatus
+from strategy_rollouts.api.requests import HandledRequest
 from strategy_rollouts.api.rollout import StrategyRolloutStatus
 from strategy_rollouts.cli.errors import EXIT_ERROR, EXIT_RUNNING
 from strategy_rollouts.cli.fmt import (
@@ -23,6 +24,8 @@ from strategy_rollouts.cli.fmt import (
     status_of,
     styled,
 )
+from strategy_rollouts.cli.render_requests import OUTCOME_STYLE, requests_cell, requests_table
+from strategy_rollouts.cli.requests import requests_of
 
 
 def _status(obj: dict[str, Any]) -> StrategyRolloutStatus:
@@ -66,7 +69,7 @@ def _weight(status: StrategyRolloutStatus) -> str:
 def rollouts_table(objs: list[dict[str, Any]], now: datetime, all_namespaces: bool = False) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
     columns = ["NAMESPACE"] if all_namespaces else []
-    columns += ["NAME", "STRATEGY", "PHASE", "STAGE", "STEP", "WEIGHT", "CANARY", "GATES", "REASON", "AGE"]
+    columns += ["NAME", "STRATEGY", "PHASE", "STAGE", "STEP", "WEIGHT", "CANARY", "GATES", "REASON", "REQUESTS", "AGE"]
     for column in columns:
         table.add_column(column, no_wrap=column != "GATES")
     for obj in objs:
@@ -83,6 +86,7 @@ def rollouts_table(objs: list[dict[str, Any]], now: datetime, all_namespaces: bo
             status.canary_version or str((spec.get("canary") or {}).get("version", DASH)),
             gates,
             status.reason or "",
+            requests_cell(obj),
             age(meta.get("creationTimestamp"), now),
         ]
         table.add_row(*row)
@@ -227,8 +231,8 @@ def _overview(obj: dict[str, Any], now: datetime) -> Text:
         mp = status.manual_pause
         text.append(f"\nPaused by {mp.by or 'unknown'} {relative(mp.at, now)}", style="yellow")
         text.append(f": {mp.reason}" if mp.reason else "", style="yellow")
-    for rid, req in status.requests.items():
-        text.append(f"\nPending request: {req.action} by {req.by} (id {rid})", style="yellow")
+    for _, req in requests_of(obj).pending:
+        text.append(f"\nPending request: {req.action} by {req.by}", style="yellow")
     if spec.get("paused"):
         text.append("\nspec.paused is true (from Git)", style="yellow")
     if status.trading_stopped:
@@ -244,15 +248,20 @@ def rollout_detail(obj: dict[str, Any], now: datetime) -> Group:
         parts += [Text(""), gates_table(status, now)]
     if status.conditions:
         parts += [Text(""), conditions_table(status, now)]
+    requests = requests_table(obj, now)
+    if requests is not None:
+        parts += [Text(""), requests]
     if status.history:
         parts += [Text(""), history_table(status, now)]
     return Group(*parts)
 
 
-def request_result(obj: dict[str, Any], action: str) -> Text:
-    """One line after the operator handled a manual request."""
+def request_result(obj: dict[str, Any], entry: HandledRequest) -> Text:
+    """One line after the operator handled a request: its outcome and message, then where the rollout is."""
     status = _status(obj)
-    text = Text(f"{action} handled: ")
+    text = Text(f"{entry.action} ")
+    text.append(entry.outcome, style=OUTCOME_STYLE.get(entry.outcome, ""))
+    text.append(f" ({entry.message}): " if entry.message else ": ")
     text.append_text(styled(status.phase or "Pending", PHASE_STYLE))
     text.append(f" (stage {status.stage or DASH}, step {step_text(obj)}, weight {_weight(status)})")
     if status.reason:

@@ -72,6 +72,9 @@ class Observations:
     published: Mapping[str, bool] = field(default_factory=dict)
     # target namespace -> revision read from its ConfigMap
     revisions: Mapping[str, int] = field(default_factory=dict)
+    # target namespace -> assignments its ConfigMap shows, for targets status has no record of (a
+    # status lost or reset): the apps may be trading those keys, so they are drained, never handed over.
+    routed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     shadow_found: bool = False
     shadow_verdict: str | None = None
 
@@ -234,9 +237,7 @@ class _Run:
         known = {t.namespace: t for t in self.st.targets}
         targets: list[TargetStatus] = []
         for ns in target_namespaces(spec, self.obs.namespace):
-            t = known.get(ns) or TargetStatus(
-                namespace=ns, config_map=spec.routing.config_map or f"{self.obs.name}-routing"
-            )
+            t = known.get(ns) or self._unrecorded_target(ns)
             stable = self.deployment(ns, spec.stable.deployment)
             t.weight = 0
             t.base_replicas = stable.replicas if stable else (t.base_replicas or 0)
@@ -256,6 +257,16 @@ class _Run:
         self.st.stage = spec.stages[0].name
         self.set_phase("Progressing", "Started", f"rolling {spec.stable.version} -> {spec.canary.version}")
         self.event("Normal", "RolloutStarted", self.st.message or "")
+
+    def _unrecorded_target(self, ns: str) -> TargetStatus:
+        """A target status has no record of starts from what its ConfigMap publishes."""
+        t = TargetStatus(namespace=ns, config_map=self.spec.routing.config_map or f"{self.obs.name}-routing")
+        published = dict(self.obs.routed.get(ns, {}))
+        draining = {k: NONE for k, v in published.items() if v == DRAINING}
+        if draining:  # next owner unknown: nobody, until step_handoff retargets them after a full drain
+            t.pending, t.draining_until = draining, self.now + parse_duration(self.spec.routing.handoff)
+        t.assignments = published
+        return t
 
     def _shadow_passed(self) -> bool:
         name = self.spec.shadow_run
@@ -777,17 +788,15 @@ def reconcile(
     )
 
 
-_ERRORS: dict[str, list[str]] = {}
-
-
 def cached_rollout_errors(spec: StrategyRolloutSpec) -> list[str]:
     """Validation depends on the spec alone; specs change rarely, reconciles are frequent."""
-    key = spec.model_dump_json()
-    if key not in _ERRORS:
-        if len(_ERRORS) > 4096:
-            _ERRORS.clear()
-        _ERRORS[key] = rollout_errors(spec)
-    return _ERRORS[key]
+    return list(_errors_of(spec.model_dump_json()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _errors_of(spec_json: str) -> tuple[str, ...]:
+    # Pure memoization (same input, same output), like ranked_keys: no state a reconcile can observe.
+    return tuple(rollout_errors(StrategyRolloutSpec.model_validate_json(spec_json)))
 
 
 def invalid(status: StrategyRolloutStatus, errors: list[str], generation: int, now: datetime) -> Decision:

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-DRAINING = "draining"
+from strategy_rollouts.api.rollout import DRAINING as DRAINING
+
 NONE = "none"  # nobody trades the key (stopTrading)
 
 

@@ -15,6 +15,7 @@ from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.operator.kube import Kube
 from strategy_rollouts.operator.loops import Loops
 from strategy_rollouts.operator.prometheus import Connection
+from strategy_rollouts.operator.shadow_memory import ShadowMemory
 from strategy_rollouts.operator.watched import Watched
 
 ObjectKey = tuple[str, str]  # (namespace, name)
@@ -88,6 +89,7 @@ class Context:
     loops: Loops = field(default_factory=Loops)
     rollouts: RolloutMemory = field(default_factory=RolloutMemory)
     ca_files: dict[str, str] = field(default_factory=dict)  # PEM -> temp file path
+    shadow: ShadowMemory = field(default_factory=ShadowMemory)
 
     async def connection(self, namespace: str, override: PrometheusConnection | None) -> Connection:
         """The operator default, overridden per object; secrets read at use, never logged or stored."""

@@ -86,8 +86,11 @@ async def strategyrollout_changed(
     if not await _follow(ctx, "StrategyRollout", event, namespace, name, rollouts.run_daemon):
         rollouts.forget(ctx, namespace, name)
         uid = (event["object"].get("metadata") or {}).get("uid")
-        if uid:
-            await orphans.remove_owned(ctx.kube, uid)
+        try:
+            if uid:
+                await orphans.remove_owned(ctx.kube, uid)
+        except Exception:  # e.g. namespaced RBAC cannot list across namespaces: the startup sweep retries
+            log.warning("removing the routing ConfigMaps of %s/%s failed", namespace, name, exc_info=True)
         return
     if rollouts.is_own_write(ctx, namespace, name, body):
         return  # the echo of our own status write: nothing new to reconcile

@@ -80,6 +80,7 @@ async def observe(
     infos = await asyncio.gather(*(deployment(ctx, t, d) for t, d in dep_keys))
     deployments = {k: i for k, i in zip(dep_keys, infos, strict=True) if i is not None}
     routings = await asyncio.gather(*(routing_writer.read(ctx.kube, t.namespace, t.config_map) for t in status.targets))
+    routed = await unrecorded_routing(ctx, spec, name, targets, status)
     published = {
         t.namespace: r.document is not None and r.assignments == t.assignments
         for t, r in zip(status.targets, routings, strict=True)
@@ -111,10 +112,22 @@ async def observe(
         measurements=measurements,
         published=published,
         revisions=revisions,
+        routed=routed,
         shadow_found=shadow_found,
         shadow_verdict=verdict,
     )
     return obs, {(t.namespace, t.config_map): r for t, r in zip(status.targets, routings, strict=True)}
+
+
+async def unrecorded_routing(
+    ctx: Context, spec: StrategyRolloutSpec, name: str, targets: list[str], status: StrategyRolloutStatus
+) -> dict[str, dict[str, str]]:
+    """What the ConfigMaps of targets without a status record publish (a read only in that case)."""
+    recorded = {t.namespace for t in status.targets}
+    missing = [ns for ns in targets if ns not in recorded]
+    config_map = spec.routing.config_map or f"{name}-routing"
+    reads = await asyncio.gather(*(routing_writer.read(ctx.kube, ns, config_map) for ns in missing))
+    return {ns: r.assignments for ns, r in zip(missing, reads, strict=True) if r.assignments}
 
 
 def parse(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -217,13 +218,15 @@ def test_manual_request_is_invisible_to_a_gitops_diff(
     cluster.kubectl("apply", "-f", "-", input=text)
     name, ns = docs[0]["metadata"]["name"], docs[0]["metadata"]["namespace"]
     before = get(cluster, "strategyrollout", name, "-n", ns)
-    request = {"status": {"request": {"id": "e2e-1", "action": "pause", "by": "argocd", "reason": "e2e"}}}
+    me = cluster.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
+    at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    request = {"status": {"requests": {"e2e-1": {"action": "pause", "by": me, "reason": "e2e", "at": at}}}}
     patched = cluster.kubectl(
         "patch", "strategyrollout", name, "-n", ns, "--subresource=status", "--type=merge",
         "-p", json.dumps(request), "-o", "json",
     )  # fmt: skip
     # (An operator running against this cluster may consume the request right after: check the patch.)
-    assert json.loads(patched.stdout)["status"]["request"]["id"] == "e2e-1"
+    assert json.loads(patched.stdout)["status"]["requests"]["e2e-1"]["by"] == me
     after = get(cluster, "strategyrollout", name, "-n", ns)
     assert after["metadata"]["generation"] == before["metadata"]["generation"]
     assert after["spec"] == before["spec"]

@@ -45,7 +45,16 @@ def test_kustomize_build_has_crds_rbac_and_deployment(cluster: DevCluster) -> No
     docs = built(cluster)
     kinds = sorted(d["kind"] for d in docs)
     assert kinds.count("CustomResourceDefinition") == 3
-    for kind in ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment", "Service"):
+    for kind in (
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "Service",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ):
         assert kind in kinds, kind
     for d in docs:
         if d["kind"] not in {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}:
@@ -73,6 +82,12 @@ def test_kubectl_apply_k(cluster: DevCluster, installed: list[dict[str, Any]]) -
         "auth", "can-i", "patch", "deployments.apps", "--subresource=scale", "-n", "default", f"--as={sa}"
     )  # fmt: skip
     assert r.stdout.strip() == "yes"
+    # The request admission policy is installed, cluster-scoped, and bound.
+    binding = json.loads(
+        cluster.kubectl("get", "validatingadmissionpolicybinding", "strategy-rollouts-requests", "-o", "json").stdout
+    )
+    assert binding["spec"]["policyName"] == "strategy-rollouts-requests" and "namespace" not in binding["metadata"]
+    cluster.kubectl("get", "validatingadmissionpolicy", "strategy-rollouts-requests")
     # Re-applying is a no-op (idempotent install).
     again = cluster.kubectl("apply", "-k", str(INSTALL)).stdout
     assert "configured" not in again.replace("unchanged", ""), again

@@ -24,9 +24,11 @@ import pytest
 import yaml
 
 from strategy_rollouts.api.common import Condition, GateStatus
-from strategy_rollouts.api.paritycheck import ParityCheckStatus, ParityRun
+from strategy_rollouts.api.paritycheck import ParityRun
+from strategy_rollouts.api.requests import Outcome, Request
 from strategy_rollouts.api.rollout import HistoryEntry, ReplicaStatus, RoutingStatus, StrategyRolloutStatus
 from strategy_rollouts.api.shadowrun import DecisionStats, Mismatches, Percentiles, ShadowRunStatus, StageLatency
+from strategy_rollouts.engine.requests import handled
 from tests.unit.rollout_sim import EXAMPLE
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ def kube(cluster: DevCluster) -> DevCluster:
     crds = str(REPO / "crds")
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", crds)
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
+    cluster.apply_request_policy()
     return cluster
 
 
@@ -134,8 +137,28 @@ def srl(kube: DevCluster, namespace: str) -> str:
     return "fib-rsi"
 
 
-def request_of(cluster: DevCluster, namespace: str, name: str = "fib-rsi") -> dict[str, Any]:
-    return dict((get(cluster, "strategyrollout", name, namespace).get("status") or {}).get("request") or {})
+def requests_of(
+    cluster: DevCluster, namespace: str, name: str = "fib-rsi", kind: str = "strategyrollout"
+) -> dict[str, Any]:
+    """status.requests: the pending requests by id."""
+    return dict((get(cluster, kind, name, namespace).get("status") or {}).get("requests") or {})
+
+
+def handle(
+    cluster: DevCluster,
+    kind: str,
+    name: str,
+    namespace: str,
+    id_: str,
+    outcome: Outcome,
+    message: str,
+    status: dict[str, Any] | None = None,
+) -> None:
+    """What the operator does in one status write: remove the request, log its outcome."""
+    req = Request.model_validate(requests_of(cluster, namespace, name, kind)[id_])
+    entry = handled(id_, req, outcome, message, datetime.now(UTC))
+    patch = {**(status or {}), "requests": {id_: None}, "handledRequests": [entry.wire()]}
+    patch_status(cluster, kind, name, namespace, patch)
 
 
 def progressing() -> dict[str, Any]:
@@ -168,6 +191,7 @@ def progressing() -> dict[str, Any]:
         (["retry"], "retry", None),
         (["pause", "--reason", "FOMC"], "pause", "FOMC"),
         (["resume"], "resume", None),
+        (["approve", "--reason", "risk desk ok"], "approve", "risk desk ok"),
     ],
 )
 def test_request_lands_in_status(
@@ -176,9 +200,9 @@ def test_request_lands_in_status(
     before = get(kube, "strategyrollout", srl, namespace)
     r = plugin(kube, args[0], srl, *args[1:], "-n", namespace, "--no-wait")
     assert r.returncode == 0, r.stderr
-    req = request_of(kube, namespace)
+    ((id_, req),) = requests_of(kube, namespace).items()
     assert req["action"] == action and req["by"] == admin and req.get("reason") == reason
-    assert re.fullmatch(r"[0-9a-f]{32}", req["id"]) and req["id"] in r.stdout
+    assert re.fullmatch(r"[0-9a-f]{32}", id_) and id_ in r.stdout
     assert abs((datetime.fromisoformat(req["at"].replace("Z", "+00:00")) - datetime.now(UTC)).total_seconds()) < 60
     after = get(kube, "strategyrollout", srl, namespace)
     # Status only: the spec (and so Argo CD's diff) is untouched, spec.paused included.
@@ -188,37 +212,56 @@ def test_request_lands_in_status(
 def test_abort_needs_a_reason(kube: DevCluster, namespace: str, srl: str) -> None:
     r = plugin(kube, "abort", srl, "-n", namespace, "--no-wait")
     assert r.returncode == 2 and "usage:" in r.stderr and "--reason" in r.stderr
-    assert request_of(kube, namespace) == {}
+    assert requests_of(kube, namespace) == {}
 
 
-def test_a_new_request_replaces_every_field_of_an_unhandled_one(kube: DevCluster, namespace: str, srl: str) -> None:
-    assert plugin(kube, "pause", srl, "-n", namespace, "--no-wait", "--reason", "old").returncode == 0
+def test_requests_never_replace_each_other(kube: DevCluster, namespace: str, srl: str) -> None:
+    assert plugin(kube, "pause", srl, "-n", namespace, "--no-wait", "--reason", "first").returncode == 0
     r = plugin(kube, "resume", srl, "-n", namespace, "--no-wait")
-    assert r.returncode == 0 and "replacing unhandled request" in r.stderr
-    req = request_of(kube, namespace)
-    assert req["action"] == "resume" and "reason" not in req
+    assert r.returncode == 0, r.stderr
+    pending = requests_of(kube, namespace)
+    assert sorted(req["action"] for req in pending.values()) == ["pause", "resume"]
+    assert next(req for req in pending.values() if req["action"] == "pause")["reason"] == "first"
 
 
 def test_waits_for_the_operator(kube: DevCluster, namespace: str, srl: str) -> None:
     with start_plugin(kube, "abort", srl, "-n", namespace, "--reason", "manual test", "--timeout", "30s") as proc:
         try:
-            req = eventually(lambda: request_of(kube, namespace), what="status.request")
+            pending = eventually(lambda: requests_of(kube, namespace), what="status.requests")
             time.sleep(1)
             assert proc.poll() is None  # still waiting: not handled yet
-            # What the operator does: clear the request, remember its id, record the outcome.
+            ((id_, req),) = pending.items()
             rolled_back = StrategyRolloutStatus(
                 phase="RolledBack",
                 reason="Aborted",
                 message="aborted by admin: manual test",
                 history=[HistoryEntry(version="v2.0.0", outcome="Aborted", at=NOW, by=req["by"], reason=req["reason"])],
-                handled_requests=["0" * 32, req["id"]],
             ).wire()
-            patch_status(kube, "strategyrollout", srl, namespace, {**rolled_back, "request": None})
+            handle(kube, "strategyrollout", srl, namespace, id_, "Applied", "rolled back to v1.0.0", rolled_back)
             out, err = proc.communicate(timeout=30)
         finally:
             proc.kill()
     assert proc.returncode == 0, err
-    assert "abort handled: RolledBack" in out and "aborted by admin: manual test" in out
+    assert "abort Applied (rolled back to v1.0.0): RolledBack" in out and "aborted by admin: manual test" in out
+    assert requests_of(kube, namespace) == {}
+    r = plugin(kube, "status", srl, "-n", namespace)
+    requests = r.stdout[r.stdout.index("Requests") :]
+    assert "abort" in requests and "Applied" in requests and "rolled back to v1.0.0" in requests
+
+
+def test_a_rejected_request_exits_1_with_the_operators_message(kube: DevCluster, namespace: str, srl: str) -> None:
+    with start_plugin(kube, "promote", srl, "-n", namespace, "--timeout", "30s") as proc:
+        try:
+            pending = eventually(lambda: requests_of(kube, namespace), what="status.requests")
+            (id_,) = pending
+            handle(kube, "strategyrollout", srl, namespace, id_, "Rejected", "trading stopped: only retry moves it")
+            out, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+    assert proc.returncode == 1, (out, err)
+    assert err.strip() == (
+        f"error: strategyrollout {namespace}/{srl}: promote Rejected: trading stopped: only retry moves it"
+    )
 
 
 def test_not_handled_in_time_exits_3(kube: DevCluster, namespace: str, srl: str) -> None:
@@ -227,7 +270,7 @@ def test_not_handled_in_time_exits_3(kube: DevCluster, namespace: str, srl: str)
     assert r.returncode == 3
     assert "did not pick up" in r.stderr and "operator running" in r.stderr and "Traceback" not in r.stderr
     assert 2 <= time.monotonic() - started < 20
-    assert request_of(kube, namespace)["action"] == "retry"
+    assert [req["action"] for req in requests_of(kube, namespace).values()] == ["retry"]
 
 
 # ---- errors --------------------------------------------------------------------------------------
@@ -292,6 +335,7 @@ def test_get_columns(kube: DevCluster, namespace: str, srl: str) -> None:
         "CANARY",
         "GATES",
         "REASON",
+        "REQUESTS",
         "AGE",
     ]
     assert row.split()[:7] == ["fib-rsi", "fib_rsi", "Progressing", "prod", "3/5", "50%", "v2.0.0"]
@@ -380,32 +424,33 @@ def test_parity_run_and_get(kube: DevCluster, namespace: str, admin: str) -> Non
     create(kube, "ParityCheck", "fib-rsi-parity", namespace, PARITY)
     r = plugin(kube, "parity", "run", "fib-rsi-parity", "-n", namespace, "--no-wait")
     assert r.returncode == 0, r.stderr
-    req = get(kube, "paritycheck", "fib-rsi-parity", namespace)["status"]["runRequest"]
-    assert req["by"] == admin and re.fullmatch(r"[0-9a-f]{32}", req["id"]) and req["at"].endswith("Z")
+    ((first, req),) = requests_of(kube, namespace, "fib-rsi-parity", "paritycheck").items()
+    assert req["action"] == "run" and req["by"] == admin and re.fullmatch(r"[0-9a-f]{32}", first)
+    assert req["at"].endswith("Z")
 
     with start_plugin(kube, "parity", "run", "fib-rsi-parity", "-n", namespace, "--timeout", "30s") as proc:
         try:
 
-            def new_request() -> Any:
-                status = get(kube, "paritycheck", "fib-rsi-parity", namespace)["status"]
-                return status["runRequest"]["id"] != req["id"] and status["runRequest"]
+            def second_request() -> Any:
+                pending = requests_of(kube, namespace, "fib-rsi-parity", "paritycheck")
+                return next((id_ for id_ in pending if id_ != first), None)
 
-            second = eventually(new_request, what="a second runRequest")
+            second = eventually(second_request, what="a second run request")
             run = ParityRun(at=NOW, tracking_error_bps=62.5, level="Critical", samples=24, trigger="manual", by=admin)
-            handled = ParityCheckStatus(
-                last_run=run, consecutive_breaches=1, handled_requests=[req["id"], second["id"]]
-            ).wire()
-            patch_status(kube, "paritycheck", "fib-rsi-parity", namespace, {**handled, "runRequest": None})
+            result = {"lastRun": run.wire(), "consecutiveBreaches": 1}
+            handle(kube, "paritycheck", "fib-rsi-parity", namespace, second, "Applied", "run at once", result)
             out, err = proc.communicate(timeout=30)
         finally:
             proc.kill()
     assert proc.returncode == 0, err
     assert "level Critical" in out and "tracking error 62.5 bps" in out
+    assert list(requests_of(kube, namespace, "fib-rsi-parity", "paritycheck")) == [first]  # the first still pending
 
     r = plugin(kube, "parity", "get", "-n", namespace)
     header, row = r.stdout.splitlines()[:2]
-    assert header.split()[:4] == ["NAME", "TARGET", "LEVEL", "TE"]
+    assert header.split()[:4] == ["NAME", "TARGET", "LEVEL", "TE"] and "REQUESTS" in header
     assert row.split()[:4] == ["fib-rsi-parity", "srl/fib-rsi", "Critical", "62.5"] and "(manual)" in row
+    assert "1 pending" in row
 
 
 # ---- ShadowRun and baseline ----------------------------------------------------------------------

@@ -22,10 +22,10 @@ import pytest
 import redis
 
 from strategy_rollouts.engine.shadow import MatcherState, Tolerances, finalize, ingest, parse_decision
-from strategy_rollouts.operator.shadowruns import to_ms
+from strategy_rollouts.engine.shadow_observed import to_ms
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
-from tests.integration.workloads import apply, deployment, get, replicas, status
+from tests.integration.workloads import apply, deployment, get, patch_status, replicas, status
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "quoter"))
 from quoter.testing import QuoterProcess, start_quoter
@@ -379,3 +379,71 @@ def test_isolation_removed_mid_run_fails_at_once_and_stops_the_shadow(env: Env, 
     assert any(r.startswith("isolation:") and "SHADOW_MODE" in r for r in st["reasons"]), st["reasons"]
     assert replicas(cluster, "shadow", env.namespace)[0] == 0
     assert get(cluster, "networkpolicy", "tamper-egress", env.namespace) is None
+
+
+def _hand_policy(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"podSelector": {"matchLabels": {"app": "shadow"}}, "policyTypes": ["Egress"], "egress": [{}]},
+    }
+
+
+def test_completed_run_puts_its_shadow_back_after_hand_edits(env: Env, cluster: DevCluster) -> None:
+    env.create("sticky", duration="3s", decisions=decisions(env.cluster.redis_url, minDecisions=0))
+    done = env.wait_phase("sticky", "Completed")
+    wait_for(lambda: replicas(cluster, "shadow", env.namespace)[0] == 0, 10, what="shadow at 0")
+    assert get(cluster, "networkpolicy", "sticky-egress", env.namespace) is None
+    # By hand: a policy under the operator's name (e.g. restored from a backup), then the shadow scaled up.
+    apply(cluster, _hand_policy("sticky-egress", env.namespace))
+    cluster.kubectl("scale", "deployment", "shadow", "-n", env.namespace, "--replicas=3")
+    wait_for(lambda: replicas(cluster, "shadow", env.namespace)[0] == 0, 15, what="shadow back at 0")
+    wait_for(lambda: get(cluster, "networkpolicy", "sticky-egress", env.namespace) is None, 15, what="policy gone")
+    assert env.status("sticky") == done  # the record did not move: only the world was put back
+
+
+def test_running_run_recreates_a_deleted_policy(env: Env, cluster: DevCluster) -> None:
+    env.create("guarded", duration="5m")
+    env.wait_phase("guarded", "Running", timeout=20)
+    wait_for(lambda: get(cluster, "networkpolicy", "guarded-egress", env.namespace), 10, what="NetworkPolicy")
+    cluster.kubectl("delete", "networkpolicy", "guarded-egress", "-n", env.namespace)
+    wait_for(lambda: get(cluster, "networkpolicy", "guarded-egress", env.namespace), 10, what="policy recreated")
+
+
+def test_hand_edited_status_the_schema_allows_holds_the_run(env: Env, cluster: DevCluster) -> None:
+    env.create("edited", duration="5m")
+    env.wait_phase("edited", "Running", timeout=20)
+    wait_for(lambda: replicas(cluster, "shadow", env.namespace)[0] == 1, 10, what="shadow scaled to 1")
+    # status.matcher is free-form in the CRD, so the API server takes a negative count; the operator must not.
+    patch_status(cluster, "shadowrun", "edited", env.namespace, {"matcher": {"counts": {"matched": -3}}})
+
+    def held() -> dict[str, Any] | None:
+        conds = {c["type"]: c for c in env.status("edited").get("conditions", [])}
+        cond = conds.get("InvalidStatus")
+        return cond if cond is not None and cond["status"] == "True" else None
+
+    cond = wait_for(held, 15, what="InvalidStatus=True")
+    assert "status.matcher" in cond["message"] and "kubectl patch shadowrun edited" in cond["message"]
+    cluster.kubectl("scale", "deployment", "shadow", "-n", env.namespace, "--replicas=0")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # held: a Running run would scale it back to 1 within a pass
+        assert replicas(cluster, "shadow", env.namespace)[0] == 0
+        time.sleep(0.25)
+    st = env.status("edited")
+    assert st["phase"] == "Running" and st["matcher"]["counts"]["matched"] == -3  # kept as it was
+    # Recovery as the message says: remove the field; counting restarts from the start, the run goes on.
+    cluster.kubectl(
+        "patch",
+        "shadowrun",
+        "edited",
+        "-n",
+        env.namespace,
+        "--subresource=status",
+        "--type=json",
+        "-p",
+        '[{"op":"remove","path":"/status/matcher"}]',
+    )
+    wait_for(lambda: replicas(cluster, "shadow", env.namespace)[0] == 1, 15, what="shadow back at 1")
+    conds = {c["type"]: c["status"] for c in env.status("edited")["conditions"]}
+    assert conds["InvalidStatus"] == "False" and env.status("edited")["phase"] == "Running"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -79,3 +81,53 @@ def patch_status(cluster: DevCluster, kind: str, name: str, namespace: str, stat
         "-p",
         json.dumps({"status": status}),
     )
+
+
+class Writer:
+    """kubectl as one identity: its own kubeconfig (a token, no client certificate)."""
+
+    def __init__(self, cluster: DevCluster, kubeconfig: Path) -> None:
+        self.cluster = cluster
+        self.kubeconfig = kubeconfig
+
+    def argv(self, *args: str) -> list[str]:
+        return [str(self.cluster.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args]
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=60, check=False)
+
+
+def service_account_writer(cluster: DevCluster, ns: str, name: str, tmp_dir: Path) -> tuple[Writer, str]:
+    """A ServiceAccount `name` allowed to read objects and write requests in `ns`, as kubectl, and its user name."""
+    cluster.kubectl("create", "serviceaccount", name, "-n", ns)
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": name, "namespace": ns},
+        "rules": [
+            {
+                "apiGroups": ["strategyrollouts.io"],
+                "resources": ["strategyrollouts", "paritychecks"],
+                "verbs": ["get"],
+            },
+            {
+                "apiGroups": ["strategyrollouts.io"],
+                "resources": ["strategyrollouts/status", "paritychecks/status"],
+                "verbs": ["get", "patch"],
+            },
+        ],
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(role))
+    cluster.kubectl("create", "rolebinding", name, "-n", ns, f"--role={name}", f"--serviceaccount={ns}:{name}")
+    token = cluster.kubectl("create", "token", name, "-n", ns, "--duration=1h").stdout.strip()
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
+    config["users"] = [{"name": name, "user": {"token": token}}]
+    context["context"]["user"] = name
+    config["contexts"] = [context]
+    path = tmp_dir / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    writer = Writer(cluster, path)
+    user = writer.run("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
+    assert user == f"system:serviceaccount:{ns}:{name}"
+    return writer, user

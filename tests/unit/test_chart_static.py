@@ -95,8 +95,45 @@ def test_bad_values_are_rejected_with_a_message(values: list[str], message: str)
 
 def test_default_render_is_minimal() -> None:
     docs = render()
-    assert kinds(docs) == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "Deployment"])
+    assert kinds(docs) == sorted(
+        [
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Service",
+            "Deployment",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
+        ]
+    )
     assert all(d["metadata"].get("namespace", "ops") == "ops" for d in docs)
+
+
+def test_request_admission_policy() -> None:
+    docs = render()
+    policy, binding = one(docs, "ValidatingAdmissionPolicy"), one(docs, "ValidatingAdmissionPolicyBinding")
+    assert policy["apiVersion"] == binding["apiVersion"] == "admissionregistration.k8s.io/v1"
+    assert policy["metadata"]["name"] == binding["spec"]["policyName"] == "sr-strategy-rollouts-requests"
+    assert "namespace" not in policy["metadata"] and binding["spec"]["validationActions"] == ["Deny"]
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["operations"] == ["UPDATE"] and rule["resources"] == ["strategyrollouts/status", "paritychecks/status"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    assert "ValidatingAdmissionPolicy" not in kinds(render("--set", "admissionPolicy.enabled=false"))
+
+
+def test_argocd_cm_patch_only_on_request_with_the_user_from_values() -> None:
+    assert "ConfigMap" not in kinds(render())
+    user = "system:serviceaccount:gitops:argocd-server"
+    docs = render("--set", "argocd.cmPatch=true", "--set", "argocd.namespace=gitops", "--set", f"argocd.user={user}")
+    cm = one(docs, "ConfigMap")
+    assert cm["metadata"] == {
+        "name": "argocd-cm",
+        "namespace": "gitops",
+        "labels": {"app.kubernetes.io/name": "argocd-cm", "app.kubernetes.io/part-of": "argocd"},
+    }
+    shipped = yaml.safe_load((ROOT / "manifests" / "argocd" / "argocd-cm-patch.yaml").read_text())["data"]
+    default_user = "system:serviceaccount:argocd:argocd-server"
+    assert cm["data"] == {k: v.replace(default_user, user) for k, v in shipped.items()}
 
 
 def test_optional_features_render() -> None:

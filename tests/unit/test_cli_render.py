@@ -10,9 +10,9 @@ import pytest
 import yaml
 from rich.console import Console, RenderableType
 
-from strategy_rollouts.api.common import Condition, GateStatus
+from strategy_rollouts.api.common import Condition, GateStatus, rfc3339
 from strategy_rollouts.api.paritycheck import ActionTaken, AttributionStatus, ParityCheckStatus, ParityRun
-from strategy_rollouts.api.requests import RolloutRequest
+from strategy_rollouts.api.requests import HandledRequest, ParityRequest, RolloutRequest
 from strategy_rollouts.api.rollout import (
     HistoryEntry,
     ReplicaStatus,
@@ -30,6 +30,7 @@ from strategy_rollouts.cli import baseline, fmt, requests
 from strategy_rollouts.cli.errors import EXIT_NOT_HANDLED, CliError
 from strategy_rollouts.cli.main import build_parser
 from strategy_rollouts.cli.render_parity import actions_text, paritychecks_table, run_result
+from strategy_rollouts.cli.render_requests import requests_cell
 from strategy_rollouts.cli.render_rollout import (
     exit_code,
     gate_text,
@@ -93,7 +94,20 @@ def progressing() -> StrategyRolloutStatus:
             Condition(type="Progressing", status="True", reason="StepPaused", last_transition_time=NOW),
             Condition(type="Degraded", status="False", reason="GatesPassing", last_transition_time=NOW),
         ],
-        requests={"abc123": RolloutRequest(action="promote", by="carol", at=NOW)},
+        requests={"abc123": RolloutRequest(action="promote", by="carol", at=NOW - timedelta(seconds=3))},
+        handled_requests=[
+            HandledRequest(
+                id="old1", action="pause", by="alice", reason="lunch", outcome="Applied", message="paused", at=NOW
+            ),
+            HandledRequest(
+                id="old2",
+                action="resume",
+                by="dave",
+                outcome="Rejected",
+                message="trading stopped: only retry",
+                at=NOW - timedelta(minutes=1),
+            ),
+        ],
     )
 
 
@@ -103,9 +117,10 @@ def progressing() -> StrategyRolloutStatus:
 def test_rollouts_table_row() -> None:
     out = text(rollouts_table([rollout(progressing()), rollout(None, "fresh")], NOW))
     header, row, *rest = out.splitlines()
-    for column in ("NAME", "STRATEGY", "PHASE", "STAGE", "STEP", "WEIGHT", "CANARY", "GATES", "REASON", "AGE"):
+    for column in ("NAME", "STRATEGY", "PHASE", "STAGE", "STEP", "WEIGHT", "CANARY", "GATES", "REASON", "REQUESTS"):
         assert column in header
-    assert "NAMESPACE" not in header
+    assert "NAMESPACE" not in header and "AGE" in header
+    assert "1 pending" in row
     for cell in ("fib-rsi", "fib_rsi", "Progressing", "prod", "3/5", "50%", "v2.0.0", "tick-p95-ms 123.4 ✓"):
         assert cell in row
     assert "StepPaused" in row and "2h" in row
@@ -158,7 +173,12 @@ def test_rollout_detail() -> None:
     assert "stage prod, step 3/5, weight 50%" in out
     assert "revision 7, canary keys 5/10, draining 1" in out
     assert "stable 4/4 ready, canary 2/2 ready" in out
-    assert "Pending request: promote by carol (id abc123)" in out
+    assert "Pending request: promote by carol" in out
+    requests = out[out.index("Requests") : out.index("History")].splitlines()
+    assert "promote" in requests[2] and "carol" in requests[2] and "Pending" in requests[2] and "abc123" in requests[2]
+    # then handled ones, newest first, with outcome, by and the operator's message
+    assert "resume" in requests[3] and "Rejected" in requests[3] and "trading stopped: only retry" in requests[3]
+    assert "pause" in requests[4] and "Applied" in requests[4] and "alice" in requests[4]
     staging = next(line for line in out.splitlines() if line.startswith("staging"))
     prod = next(line for line in out.splitlines() if line.startswith("prod "))
     assert "done" in staging and "10% → pause 1m" in staging
@@ -181,19 +201,47 @@ def test_unreadable_status_renders_as_empty() -> None:
     assert "Pending" in text(rollouts_table([broken], NOW))
 
 
+def applied(id_: str = "me", outcome: str = "Applied", message: str = "promoted to step 4") -> dict[str, Any]:
+    return HandledRequest.model_validate(
+        {"id": id_, "action": "promote", "by": "carol", "outcome": outcome, "message": message, "at": NOW}
+    ).wire()
+
+
 def test_request_result() -> None:
-    line = request_result(rollout(progressing()), "promote").plain
-    assert line == "promote handled: Progressing (stage prod, step 3/5, weight 50%) reason StepPaused: waiting 1m"
+    entry = HandledRequest.model_validate(applied())
+    line = request_result(rollout(progressing()), entry).plain
+    assert line == (
+        "promote Applied (promoted to step 4): Progressing (stage prod, step 3/5, weight 50%) reason StepPaused:"
+        " waiting 1m"
+    )
+
+
+def test_requests_cell() -> None:
+    assert requests_cell(rollout(None)).plain == "-"
+    status = progressing()
+    assert requests_cell(rollout(status)).plain == "1 pending"
+    status.requests = {}
+    assert requests_cell(rollout(status)).plain == "resume Rejected (dave)"
 
 
 # ---- requests and the wait loop --------------------------------------------------------------------
 
 
-def test_rollout_request_payload() -> None:
-    patch = requests.rollout_request("abort", "alice", None, NOW, "f" * 32)
-    req = patch["status"]["requests"]["f" * 32]
-    assert req == {"action": "abort", "by": "alice", "at": "2026-01-05T12:00:00.000Z"}
-    assert RolloutRequest.model_validate(req).action == "abort"
+def test_rollout_request_payload_adds_one_key() -> None:
+    patch = requests.rollout_request("abort", "alice", "bad fills", NOW, "f" * 32)
+    assert patch == {
+        "status": {
+            "requests": {
+                "f" * 32: {"action": "abort", "by": "alice", "reason": "bad fills", "at": "2026-01-05T12:00:00.000Z"}
+            }
+        }
+    }
+    assert RolloutRequest.model_validate(patch["status"]["requests"]["f" * 32]).action == "abort"
+
+
+def test_approve_request_payload() -> None:
+    patch = requests.rollout_request("approve", "bob", "risk desk ok", NOW, "a1")
+    assert patch["status"]["requests"]["a1"]["action"] == "approve"
 
 
 def test_rollout_request_rejects_unknown_action() -> None:
@@ -203,12 +251,29 @@ def test_rollout_request_rejects_unknown_action() -> None:
 
 def test_parity_run_request_payload() -> None:
     patch = requests.parity_run_request("bob", NOW, "id1")
-    assert patch == {"status": {"runRequest": {"id": "id1", "by": "bob", "at": "2026-01-05T12:00:00.000Z"}}}
+    assert patch == {"status": {"requests": {"id1": {"action": "run", "by": "bob", "at": "2026-01-05T12:00:00.000Z"}}}}
+    assert ParityRequest.model_validate(patch["status"]["requests"]["id1"]).action == "run"
 
 
 def test_new_ids_are_uuid_hex() -> None:
     a, b = requests.new_id(), requests.new_id()
     assert a != b and len(a) == 32 and int(a, 16) >= 0
+
+
+def test_requests_of_orders_pending_oldest_first_and_skips_garbage() -> None:
+    later, earlier = rfc3339(NOW), rfc3339(NOW - timedelta(seconds=1))
+    status = {
+        "requests": {
+            "b": {"action": "pause", "by": "x", "at": earlier},
+            "a": {"action": "abort", "by": "y", "at": later},
+            "c": {"action": "resume", "by": "z", "at": earlier},
+            "bad": {"action": "pause"},
+        },
+        "handledRequests": [applied("h1"), {"id": "broken"}],
+    }
+    got = requests.requests_of({"status": status})
+    assert [id_ for id_, _ in got.pending] == ["b", "c", "a"]
+    assert [h.id for h in got.handled] == ["h1"]
 
 
 class FakeClock:
@@ -222,21 +287,42 @@ class FakeClock:
         self.t += seconds
 
 
-def test_wait_handled_returns_when_id_listed() -> None:
+def pending(id_: str) -> dict[str, Any]:
+    return {"action": "promote", "by": "carol", "at": rfc3339(NOW)}
+
+
+def test_wait_handled_returns_the_outcome_when_the_id_is_logged() -> None:
     clock = FakeClock()
     reads: list[dict[str, Any]] = [
-        {"status": {}},
-        {"status": {"handledRequests": ["other"]}},
-        {"status": {"handledRequests": ["x", "me"]}},
+        {"status": {"requests": {"me": pending("me")}}},
+        {"status": {"requests": {"me": pending("me")}, "handledRequests": [applied("other")]}},
+        {"status": {"handledRequests": [applied("x"), applied("me")]}},
     ]
-    got = requests.wait_handled(lambda: reads.pop(0), "me", 30, "srl", clock=clock, sleep=clock.sleep)
-    assert got["status"]["handledRequests"] == ["x", "me"] and clock.t == 1.0
+    got, entry = requests.wait_handled(lambda: reads.pop(0), "me", 30, "srl", clock=clock, sleep=clock.sleep)
+    assert entry.id == "me" and entry.outcome == "Applied" and clock.t == 1.0
+    assert got["status"]["handledRequests"][-1]["id"] == "me"
+
+
+def test_rejected_fails_with_the_operators_message() -> None:
+    entry = HandledRequest.model_validate(applied(outcome="Rejected", message="trading stopped: only retry moves it"))
+    with pytest.raises(CliError) as err:
+        requests.check_outcome(entry, "strategyrollout trading/x")
+    assert err.value.code == 1
+    assert err.value.message == "strategyrollout trading/x: promote Rejected: trading stopped: only retry moves it"
+    requests.check_outcome(HandledRequest.model_validate(applied()), "srl")  # Applied: no error
+
+
+def test_a_request_gone_from_both_lists_is_reported() -> None:
+    with pytest.raises(CliError) as err:
+        requests.outcome({"status": {"handledRequests": [applied("x")]}}, "me")
+    assert "no longer in status.handledRequests" in err.value.message
 
 
 def test_wait_handled_times_out_with_exit_3() -> None:
     clock = FakeClock()
+    still = {"status": {"requests": {"me": pending("me")}}}
     with pytest.raises(CliError) as err:
-        requests.wait_handled(lambda: {}, "me", 2, "strategyrollout trading/x", clock=clock, sleep=clock.sleep)
+        requests.wait_handled(lambda: still, "me", 2, "strategyrollout trading/x", clock=clock, sleep=clock.sleep)
     assert err.value.code == EXIT_NOT_HANDLED
     assert "did not pick up" in err.value.message and "operator running" in err.value.message
     assert clock.t == 2.0
@@ -420,10 +506,13 @@ def test_parser_global_flags_anywhere() -> None:
     assert parser.parse_args(["baseline", "update", "s", "--force"]).force
 
 
-def test_parser_abort_needs_reason(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("command", ["abort", "approve"])
+def test_parser_abort_and_approve_need_a_reason(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
-        build_parser().parse_args(["abort", "x"])
+        build_parser().parse_args([command, "x"])
     assert exc.value.code == 2 and "--reason" in capsys.readouterr().err
+    args = build_parser().parse_args([command, "x", "--reason", "ok"])
+    assert args.command == command and args.reason == "ok"
 
 
 def test_parser_rejects_bad_timeout(capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,27 +12,26 @@ import pytest
 
 from strategy_rollouts.api.common import GateStatus
 from strategy_rollouts.api.shadowrun import EgressRule, LatencyProfileSpec, ShadowRunSpec, ShadowRunStatus
+from strategy_rollouts.engine import networkpolicy
+from strategy_rollouts.engine.networkpolicy import policy_shape
 from strategy_rollouts.engine.shadow import Decision, MatchCounts, MatcherState, Quantiles, StageLatency
-from strategy_rollouts.operator import decisions, networkpolicy
-from strategy_rollouts.operator.shadowruns import (
+from strategy_rollouts.engine.shadow_observed import (
     Cursors,
-    _policy_shape,
-    conditions_for,
     dump_matcher,
     kpi_results,
     latency_query,
     load_matcher,
-    parse,
     parse_budgets,
     placeholder_values,
     profile_stages,
     profile_status,
-    spec_errors,
     stream_names,
     to_ms,
-    verdict_for,
     watermark,
 )
+from strategy_rollouts.engine.shadow_run import conditions_for, spec_errors, verdict_for
+from strategy_rollouts.operator import decisions
+from strategy_rollouts.operator.shadowruns import parse_spec, parse_status
 
 OWNER = {
     "apiVersion": "strategyrollouts.io/v1alpha1",
@@ -91,9 +90,9 @@ def test_policy_shape_ignores_server_defaults_so_an_unchanged_policy_is_not_rewr
             {"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"port": 6379, "protocol": "TCP"}, {"port": 9090}]}
         ],
     }
-    assert _policy_shape(served) == _policy_shape(manifest["spec"])
+    assert policy_shape(served) == policy_shape(manifest["spec"])
     served["podSelector"] = {"matchLabels": {"app": "other"}}
-    assert _policy_shape(served) != _policy_shape(manifest["spec"])
+    assert policy_shape(served) != policy_shape(manifest["spec"])
 
 
 def test_isolation_errors_name_each_missing_or_wrong_env() -> None:
@@ -137,8 +136,11 @@ def test_spec_errors_name_the_field() -> None:
 
 
 def test_parse_reports_a_bad_spec_without_raising() -> None:
-    parsed, status, error = parse({"spec": {"strategy": "x"}, "status": {"phase": "Running"}})
-    assert parsed is None and status.phase == "Running" and error is not None and "spec.live" in error
+    obj = {"spec": {"strategy": "x"}, "status": {"phase": "Pending"}}
+    parsed, error = parse_spec(obj)
+    status, _ = parse_status(obj)
+    assert parsed is None and status is not None and status.phase == "Pending"
+    assert error is not None and "spec.live" in error
 
 
 # ---------------------------------------------------------------------------------- matcher state
@@ -187,7 +189,15 @@ def test_unreachable_redis_is_a_reason_and_keeps_the_cursor() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # bound, not listening: connection refused
-        read = asyncio.run(decisions.read(f"redis://user:secret@127.0.0.1:{port}/0", "s", "5-0", 10))
+        clients = decisions.RedisClients()
+
+        async def once() -> decisions.StreamRead:
+            try:
+                return await decisions.read(clients, f"redis://user:secret@127.0.0.1:{port}/0", "s", "5-0", 10)
+            finally:
+                await clients.close()
+
+        read = asyncio.run(once())
     assert read.error is not None and f"127.0.0.1:{port}" in read.error and "secret" not in read.error
     assert read.cursor == "5-0" and read.decisions == []
 

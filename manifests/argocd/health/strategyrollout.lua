@@ -1,6 +1,7 @@
 -- Argo CD health of a StrategyRollout (strategyrollouts.io/v1alpha1), from status.phase and conditions.
 -- Pending/Progressing -> Progressing, Paused -> Suspended, Succeeded -> Healthy,
 -- RolledBack/Invalid or InvalidSpec=True -> Degraded. A status older than the spec -> Progressing.
+-- Pending requests are named in the message.
 local hs = {}
 
 local function condition(status, ctype)
@@ -47,6 +48,22 @@ local function where(status)
   return table.concat(parts, ", ")
 end
 
+-- Requests not handled yet (status.requests), so Argo CD shows that an action is waiting.
+local function pending(status)
+  if status.requests == nil then
+    return ""
+  end
+  local parts = {}
+  for _, r in pairs(status.requests) do
+    table.insert(parts, tostring(r.action) .. " by " .. tostring(r.by))
+  end
+  if #parts == 0 then
+    return ""
+  end
+  table.sort(parts)
+  return "; pending request(s): " .. table.concat(parts, ", ")
+end
+
 local status = obj.status
 if status == nil or status.phase == nil then
   hs.status = "Progressing"
@@ -69,12 +86,14 @@ if status.phase == "Invalid" or (invalid ~= nil and invalid.status == "True") th
   else
     hs.message = describe(status, "Invalid spec")
   end
+  hs.message = hs.message .. pending(status)
   return hs
 end
 
 if status.phase == "RolledBack" then
   hs.status = "Degraded"
   hs.message = "Rolled back: " .. describe(status, "no reason recorded")
+  hs.message = hs.message .. pending(status)
   return hs
 end
 
@@ -82,18 +101,21 @@ local degraded = condition(status, "Degraded")
 if degraded ~= nil and degraded.status == "True" then
   hs.status = "Degraded"
   hs.message = describe(status, degraded.message or "Degraded")
+  hs.message = hs.message .. pending(status)
   return hs
 end
 
 if status.phase == "Succeeded" then
   hs.status = "Healthy"
   hs.message = describe(status, "Rollout complete")
+  hs.message = hs.message .. pending(status)
   return hs
 end
 
 if status.phase == "Paused" then
   hs.status = "Suspended"
   hs.message = describe(status, "Paused")
+  hs.message = hs.message .. pending(status)
   return hs
 end
 
@@ -104,5 +126,5 @@ local text = describe(status, status.phase)
 if at ~= "" then
   text = text .. " (" .. at .. ")"
 end
-hs.message = text
+hs.message = text .. pending(status)
 return hs

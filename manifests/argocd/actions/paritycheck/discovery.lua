@@ -1,4 +1,4 @@
--- Which ParityCheck actions Argo CD offers: "run" unless the spec is invalid.
+-- Which ParityCheck actions Argo CD offers: "run" unless the spec is invalid (no standard libraries).
 local actions = {}
 local phase = nil
 if obj.status ~= nil then

@@ -1,12 +1,21 @@
--- Argo CD action "run" on a ParityCheck: run the check now, outside its schedule.
--- Writes the same request as `kubectl strategy parity run` to status.runRequest (status subresource).
-local now = os.time()
+-- Argo CD action "run" on a ParityCheck: run the check now, outside its schedule (as `kubectl strategy parity run`).
+-- Adds ONE request to status.requests, the protocol `kubectl strategy` uses; Argo CD sends an action's
+-- status change to the status subresource as a merge patch, so the spec (and sync) is untouched and
+-- no other pending request is replaced. The id is per object version: a double click is one request.
+-- Argo CD runs actions without the standard libraries; its safe `os` (time, date) comes from require.
+local os = require("os")
+local by = "system:serviceaccount:argocd:argocd-server"
+local id = "argocd-" .. tostring(obj.metadata.resourceVersion) .. "-run"
 if obj.status == nil then
   obj.status = {}
 end
-obj.status.runRequest = {
-  id = "argocd-run-" .. tostring(now),
-  by = "argocd",
-  at = os.date("!%Y-%m-%dT%H:%M:%SZ", now),
+if obj.status.requests == nil then
+  obj.status.requests = {}
+end
+obj.status.requests[id] = {
+  action = "run",
+  by = by,
+  reason = "Argo CD resource action run",
+  at = os.date("!%Y-%m-%dT%H:%M:%SZ"),
 }
 return obj

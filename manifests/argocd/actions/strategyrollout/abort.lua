@@ -1,15 +1,21 @@
 -- Argo CD action "abort" on a StrategyRollout: Roll back to the stable version now.
--- Writes the same manual request as `kubectl strategy` to status.request; Argo CD (>= 1.8) sends
--- status changes of an action through the status subresource, so the spec (and sync) is untouched.
-local now = os.time()
+-- Adds ONE request to status.requests, the protocol `kubectl strategy` uses; Argo CD sends an action's
+-- status change to the status subresource as a merge patch, so the spec (and sync) is untouched and
+-- no other pending request is replaced. The id is per object version: a double click is one request.
+-- Argo CD runs actions without the standard libraries; its safe `os` (time, date) comes from require.
+local os = require("os")
+local by = "system:serviceaccount:argocd:argocd-server"
+local id = "argocd-" .. tostring(obj.metadata.resourceVersion) .. "-abort"
 if obj.status == nil then
   obj.status = {}
 end
-obj.status.request = {
-  id = "argocd-abort-" .. tostring(now),
+if obj.status.requests == nil then
+  obj.status.requests = {}
+end
+obj.status.requests[id] = {
   action = "abort",
-  by = "argocd",
+  by = by,
   reason = "Argo CD resource action abort",
-  at = os.date("!%Y-%m-%dT%H:%M:%SZ", now),
+  at = os.date("!%Y-%m-%dT%H:%M:%SZ"),
 }
 return obj

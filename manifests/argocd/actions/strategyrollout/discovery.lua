@@ -1,4 +1,4 @@
--- Which StrategyRollout actions Argo CD offers, by phase.
+-- Which StrategyRollout actions Argo CD offers, by phase (runs without the standard libraries).
 local actions = {}
 local phase = nil
 if obj.status ~= nil then
@@ -12,4 +12,5 @@ actions["abort"] = { ["disabled"] = not active, ["iconClass"] = "fa fa-fw fa-und
 actions["retry"] = { ["disabled"] = phase ~= "RolledBack", ["iconClass"] = "fa fa-fw fa-redo" }
 actions["pause"] = { ["disabled"] = not (phase == "Progressing" or phase == "Pending"), ["iconClass"] = "fa fa-fw fa-pause" }
 actions["resume"] = { ["disabled"] = phase ~= "Paused", ["iconClass"] = "fa fa-fw fa-play" }
+actions["approve"] = { ["disabled"] = not moving, ["iconClass"] = "fa fa-fw fa-check" }
 return actions

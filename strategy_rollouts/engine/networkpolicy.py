@@ -1,4 +1,4 @@
-"""The shadow's egress NetworkPolicy: a pure manifest builder, and the isolation check of a pod template."""
+"""The shadow's egress NetworkPolicy, pure: the manifest, its shape for comparison, the pod template isolation check."""
 
 from __future__ import annotations
 
@@ -67,3 +67,18 @@ def isolation_errors(deployment: str, required: Mapping[str, str], template_env:
                 "the shadow is never scaled up without it"
             )
     return errors
+
+
+def policy_shape(spec: Mapping[str, Any]) -> Any:
+    """The parts of a NetworkPolicy spec we set, normalized (server defaults such as protocol ignored),
+    so an unchanged policy is never rewritten. Accepts camelCase (manifests) and snake_case (client)."""
+    egress = []
+    for rule in spec.get("egress") or []:
+        cidrs = sorted(
+            (peer.get("ipBlock") or peer.get("ip_block") or {}).get("cidr", "") for peer in rule.get("to") or []
+        )
+        ports = sorted(int(p.get("port")) for p in rule.get("ports") or [])
+        egress.append((cidrs, ports))
+    selector = spec.get("podSelector") or spec.get("pod_selector") or {}
+    labels = selector.get("matchLabels") or selector.get("match_labels") or {}
+    return dict(labels), sorted(egress), sorted(spec.get("policyTypes") or spec.get("policy_types") or [])

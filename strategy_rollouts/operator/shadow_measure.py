@@ -1,0 +1,66 @@
+"""What a ShadowRun pass measures: decision streams (Redis), due KPIs and the latency profile (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+from strategy_rollouts.api.shadowrun import ShadowRunSpec
+from strategy_rollouts.engine.gates import Measurement
+from strategy_rollouts.engine.shadow_observed import (
+    QUANTILES,
+    StreamRead,
+    latency_query,
+    placeholder_values,
+    profile_window,
+)
+from strategy_rollouts.engine.shadow_run import Latency, Plan
+from strategy_rollouts.operator import decisions, metrics, prometheus
+from strategy_rollouts.operator.context import Context
+from strategy_rollouts.operator.rollouts import measure
+
+
+async def streams(ctx: Context, plan: Plan) -> tuple[StreamRead | None, StreamRead | None]:
+    if plan.streams is None:
+        return None, None
+    s = plan.streams
+    live, shadow = await asyncio.gather(
+        decisions.read(ctx.shadow.redis, s.address, s.live, s.cursors.live, s.end_ms),
+        decisions.read(ctx.shadow.redis, s.address, s.shadow, s.cursors.shadow, s.end_ms),
+    )
+    return live, shadow
+
+
+async def kpis(ctx: Context, namespace: str, spec: ShadowRunSpec, plan: Plan) -> dict[str, Measurement]:
+    if not plan.due_kpis:
+        return {}
+    conn = await ctx.connection(namespace, spec.prometheus)
+    values = placeholder_values(spec, namespace)
+    measured = await asyncio.gather(*(measure(conn, k, values) for k in plan.due_kpis))
+    for kpi, m in zip(plan.due_kpis, measured, strict=True):
+        metrics.gate_evaluations_total.labels("ShadowRun", kpi.name, "Pass" if m.outcome == "ok" else m.outcome).inc()
+    return {k.name: m for k, m in zip(plan.due_kpis, measured, strict=True)}
+
+
+async def latency(ctx: Context, namespace: str, spec: ShadowRunSpec, started_at: datetime, now: datetime) -> Latency:
+    lp = spec.latency_profile
+    assert lp is not None
+    conn = await ctx.connection(namespace, spec.prometheus)
+    window = profile_window(lp, started_at, now)
+    jobs = [
+        (side, q, latency_query(lp, spec.strategy, version, quantile, window))
+        for side, version in (("live", spec.live.version), ("shadow", spec.shadow.version))
+        for q, quantile in QUANTILES.items()
+    ]
+    vectors = await asyncio.gather(*(prometheus.vector(conn, query, lp.stage_label) for _, _, query in jobs))
+    sides: dict[str, dict[str, dict[str, float]]] = {"live": {}, "shadow": {}}
+    errors: list[str] = []
+    for (side, q, _), vec in zip(jobs, vectors, strict=True):
+        sides[side][q] = vec.values
+        if vec.error:
+            errors.append(vec.error)
+    budgets = None
+    if lp.budgets is not None:
+        cm = await ctx.kube.config_map(namespace, lp.budgets.config_map)
+        budgets = None if cm is None else dict(cm.data or {})
+    return Latency(sides["live"], sides["shadow"], tuple(errors), budgets)
