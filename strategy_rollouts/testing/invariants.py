@@ -63,14 +63,21 @@ def handled_violations(name: str, status: Body) -> list[str]:
 
 
 def exclusivity_violations(
-    name: str, docs: Timed, versions: Sequence[str], contiguous: bool, t0: float = 0.0
+    name: str,
+    docs: Timed,
+    versions: Sequence[str],
+    contiguous: bool,
+    t0: float = 0.0,
+    relisted: Sequence[float] = (),
 ) -> list[str]:
     """No key goes from one version straight to another one (without `draining` or `none` seen in
-    between). `contiguous` (a watch): every revision is seen, each exactly one more than the last."""
+    between). `contiguous` (a watch): every revision is seen, each exactly one more than the last,
+    except across a relist (times in `relisted`: the watch could not resume, after a 410)."""
     out = []
     for (ta, a), (tb, b) in itertools.pairwise(docs):
         ra, rb = int(a.get("revision", 0)), int(b.get("revision", 0))
-        if rb < ra or (contiguous and rb != ra + 1) or (not contiguous and rb == ra and a != b):
+        resumed = contiguous and not any(ta < t <= tb for t in relisted)
+        if rb < ra or (resumed and rb != ra + 1) or (not contiguous and rb == ra and a != b):
             out.append(f"{name}: revision {ra} at {ta - t0:.1f}s followed by {rb} at {tb - t0:.1f}s")
         before, after = a.get("assignments", {}), b.get("assignments", {})
         for key, owner in after.items():

@@ -485,7 +485,8 @@ def check(c: Chaos, driver: Driver) -> list[str]:
         for ns, cm in c.configmaps[name]:
             watched, sampled = routing_docs(c.record, ns, cm), routing_docs(c.sampled, ns, cm)
             label = f"{name} {ns}/{cm}"
-            out += inv.exclusivity_violations(f"{label} (watch)", watched, (STABLE, CANARY), True, c.t0)
+            relisted = [t for t, resource, gns in c.record.gaps if resource == "configmaps" and gns == ns]
+            out += inv.exclusivity_violations(f"{label} (watch)", watched, (STABLE, CANARY), True, c.t0, relisted)
             out += inv.exclusivity_violations(f"{label} (sampler)", sampled, (STABLE, CANARY), False, c.t0)
             out += inv.drain_violations(f"{label} (watch)", watched, (STABLE, CANARY), HANDOFF - 0.5, c.t0)
             final = watched[-1][1] if watched else {}

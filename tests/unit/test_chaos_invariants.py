@@ -61,6 +61,12 @@ def test_no_key_moves_between_versions_without_draining() -> None:
     skipped = [good[0], good[2]]
     assert len(exclusivity_violations("cm", skipped, (V1, V2), contiguous=True)) == 2
     assert len(exclusivity_violations("cm", [good[0], good[1], good[2]], (V1, V2), contiguous=False)) == 0
+    # across a relist a watch may miss revisions (still never a direct move)
+    missed = [good[0], (3.0, doc(3, A="draining", B=V1))]
+    assert exclusivity_violations("cm", missed, (V1, V2), True, relisted=[2.0]) == []
+    assert exclusivity_violations("cm", missed, (V1, V2), True, relisted=[]) == [
+        "cm: revision 1 at 0.0s followed by 3 at 3.0s"
+    ]
     assert drain_violations("cm", [good[1], (1.2, doc(3, A=V2))], (V1, V2), minimum=1.5) == [
         "cm: A draining 0.20s (< 1.5s) until v2 at 1.2s"
     ]
