@@ -136,7 +136,7 @@ class Watcher(threading.Thread):
             _request_timeout=15,
         )
         try:
-            for line in iter_resp_lines(resp):
+            for line in iter_resp_lines(resp):  # type: ignore[no-untyped-call]
                 event = json.loads(line)
                 kind, obj = event["type"], event["object"]
                 if kind == "ERROR":
@@ -166,7 +166,7 @@ class Sampler(threading.Thread):
         while not self.stop.wait(self.period):
             for ns in self.namespaces:
                 with contextlib.suppress(Exception):  # API server restarting: the next sample
-                    resp = self.core.list_namespaced_config_map(ns, _preload_content=False, _request_timeout=5)
+                    resp: Any = self.core.list_namespaced_config_map(ns, _preload_content=False, _request_timeout=5)
                     t = time.monotonic()
                     for item in json.loads(resp.data).get("items", []):
                         self.record.add("configmaps", item, t)

@@ -463,7 +463,16 @@ def summary(c: Chaos, driver: Driver, monkey: Monkey) -> str:
         for n in ("shadow-pass", "shadow-fail")
     }
     versions = sum(len(v) for v in c.record.versions.values())
+    seen = {
+        n: (
+            len(inv.positions(statuses(c.record, "strategyrollouts", c.ns, n))),
+            sum(len(routing_docs(c.record, ns, cm)) for ns, cm in c.configmaps[n]),
+            sum(len(routing_docs(c.sampled, ns, cm)) for ns, cm in c.configmaps[n]),
+        )
+        for n in c.expect
+    }
     return (
+        f"(positions, watched revisions, sampled revisions) per rollout {seen}; "
         f"rollouts {phases}; shadow runs {shadows}; driver {sorted(driver.done)}; "
         f"disruptions {[(round(d.t - c.t0, 1), d.what, d.detail) for d in monkey.log]}; "
         f"{versions} object versions watched, relists {c.record.gaps}"
