@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv test unit integration lint typecheck crds crds-check manifests demo bench kind-e2e clean
+.PHONY: help venv test unit integration lint typecheck crds crds-check manifests demo bench chaos kind-e2e clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -53,6 +53,9 @@ test: venv system-deps binaries ## everything: installs, builds or reuses binari
 
 demo: venv system-deps binaries ## local cluster + operator + quoters + a live rollout
 	$(PY) demo/run.py
+
+chaos: venv system-deps binaries ## the chaos run of `make test`, longer: 50 operator kills (CHAOS_KILLS=N, CHAOS_SEED=S to replay)
+	CHAOS_KILLS=$${CHAOS_KILLS:-50} $(VENV)/bin/pytest tests/integration/test_chaos.py -q -s -p no:cacheprovider
 
 bench: venv system-deps binaries ## benchmarks (not tests); results under bench/results/
 	$(PY) -m pip install -q -e '.[dev,bench]'

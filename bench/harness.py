@@ -17,12 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import GaugeMetricFamily
-
 from bench.analysis import RolloutTrace, cm_event, parse_metrics, sum_by
 from bench.kube import Api, Watcher, load_creds, ns_path, wait_until
-from strategy_rollouts.testing.operator_process import OperatorProcess, free_port
+from strategy_rollouts.testing.exporter import Exporter
+from strategy_rollouts.testing.operator_process import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP, VERSION = "strategyrollouts.io", "v1alpha1"
@@ -34,35 +32,17 @@ PODS_PER_NODE = 1000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-class GateExporter:
-    """One exporter for every strategy's gate series (far cheaper than one quoter per strategy)."""
+class GateExporter(Exporter):
+    """Every strategy's gate series on one exporter (far cheaper than one quoter per strategy)."""
 
     GOOD = {"errors": 0.0, "latency_ms": 50.0}
 
-    def __init__(self) -> None:
-        self.values: dict[tuple[str, str], float] = {}
-        self.lock = threading.Lock()
-        self.registry = CollectorRegistry()
-        self.registry.register(self)  # type: ignore[arg-type]
-        self.port = free_port()
-        start_http_server(self.port, addr="127.0.0.1", registry=self.registry)
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily("bench_gate_value", "per-strategy gate input", labels=["strategy", "gate"])
-        with self.lock:
-            items = list(self.values.items())
-        for (strategy, gate), value in items:
-            family.add_metric([strategy, gate], value)
-        yield family
-
     def add(self, strategy: str) -> None:
-        with self.lock:
-            for gate, value in self.GOOD.items():
-                self.values[(strategy, gate)] = value
+        for gate, value in self.GOOD.items():
+            self.set(strategy, gate, value)
 
     def set(self, strategy: str, gate: str, value: float) -> None:
-        with self.lock:
-            self.values[(strategy, gate)] = value
+        self.gauge("bench_gate_value", value, strategy=strategy, gate=gate)
 
 
 def gates(interval: str, failure_limit: int = 0) -> list[dict[str, Any]]:

@@ -772,6 +772,25 @@ class DevCluster:
         )
         log(f"control plane ready in {time.monotonic() - t0:.1f}s")
 
+    def restart_apiserver(self, timeout: float = 120.0) -> float:
+        """Crash kube-apiserver (SIGKILL) and start it again with the very same flags; returns the
+        seconds until /readyz answered again. `kwokctl start cluster` starts only the components
+        that are not running (kwokctl has no per-component restart command)."""
+        if not self._state.get("kwok"):
+            raise RuntimeError("this control plane is not ours (E2E_KUBECONFIG): its API server cannot be restarted")
+        pid = self._kwok_pids().get("kube-apiserver")
+        if not pid or not pid_alive(pid):
+            raise RuntimeError("kube-apiserver is not running")
+        t0 = time.monotonic()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        # reaped (by us, or by the keeper of a `make dev-cluster`): kwokctl treats a zombie as running
+        wait_until("kube-apiserver to exit", lambda: not pid_alive(pid), timeout=15, interval=0.05)
+        reap(pid)
+        self._kwokctl("start", "cluster")
+        wait_until("kube-apiserver /readyz", self.apiserver_ready, timeout=timeout, interval=0.2)
+        return time.monotonic() - t0
+
     def _kwok_env(self) -> dict[str, str]:
         env = dict(os.environ)
         kw = self._state["kwok"]

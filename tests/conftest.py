@@ -3,6 +3,7 @@ only started when a test asks for it, so tests/unit never starts anything."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
@@ -56,8 +57,8 @@ def cluster() -> Iterator[DevCluster]:
 SESSION_NAMESPACE_PREFIX = f"t{uuid.uuid4().hex[:6]}-"
 
 
-@pytest.fixture
-def namespace(cluster: DevCluster) -> Iterator[str]:
+@contextlib.contextmanager
+def fresh_namespace(cluster: DevCluster) -> Iterator[str]:
     """A fresh namespace t<session>-<random>, deleted afterwards (without waiting for finalization)."""
     name = f"{SESSION_NAMESPACE_PREFIX}{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", name)
@@ -67,3 +68,16 @@ def namespace(cluster: DevCluster) -> Iterator[str]:
         yield name
     finally:
         cluster.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def namespace(cluster: DevCluster) -> Iterator[str]:
+    with fresh_namespace(cluster) as name:
+        yield name
+
+
+@pytest.fixture
+def other_namespace(cluster: DevCluster) -> Iterator[str]:
+    """A second fresh namespace (a stage with its own namespace)."""
+    with fresh_namespace(cluster) as name:
+        yield name
