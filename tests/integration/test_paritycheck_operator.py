@@ -9,6 +9,7 @@ before they are applied, and Applied once the target shows them (the rollout: it
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import sys
@@ -148,8 +149,14 @@ class Env:
 
         wait_for(enough, 30, what=f"{count} scrapes of the live series")
 
-    def run(self, name: str = "parity", by: str = "tester", timeout: float = 15) -> dict[str, Any]:
+    @functools.cached_property
+    def me(self) -> str:
+        """The admin's user name: the admission policy pins every request's `by` to its writer."""
+        return self.cluster.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
+
+    def run(self, name: str = "parity", by: str | None = None, timeout: float = 15) -> dict[str, Any]:
         """Request a run (as `kubectl strategy parity run` does) and wait until it is handled."""
+        by = by or self.me
         rid = uuid.uuid4().hex
         now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
         request = {"action": "run", "by": by, "at": now}
@@ -272,7 +279,7 @@ def test_excellent_and_warning_bands_observe_only_with_attribution(env: Env, liv
     run = st["lastRun"]
     assert run["level"] == "Warning", run
     assert 20 <= run["trackingErrorBps"] < 200
-    assert run["trigger"] == "manual" and run["by"] == "tester"
+    assert run["trigger"] == "manual" and run["by"] == e.me
     assert run["samples"] >= MIN_POINTS - 3  # count_over_time and the 1s grid differ by a point or two
     assert run["attribution"]["fees"] == pytest.approx(3.0, abs=1e-6)
     assert "slippage" not in run["attribution"]  # not configured: not shown (alpha counts it as 0)
@@ -486,14 +493,14 @@ def test_manual_run_by_plain_kubectl_patch_is_handled_once_and_recorded_with_who
     apply(e.cluster, paritycheck("parity", e.namespace, e.strategy, deployment_target(e)))
     e.wait_samples(10)
     now = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    patch = {"status": {"requests": {"r-kubectl-1": {"action": "run", "by": "carol", "at": now}}}}
+    patch = {"status": {"requests": {"r-kubectl-1": {"action": "run", "by": e.me, "at": now}}}}
     out = e.cluster.kubectl(
         "patch", "pck", "parity", "-n", e.namespace, "--subresource=status", "--type=merge", "-p", json.dumps(patch)
     )
     assert out.returncode == 0, out.stderr
     st = wait_for(lambda: (s := e.status()) and "r-kubectl-1" in handled_ids(s) and s, 20, what="request handled")
     run = st["lastRun"]
-    assert run["trigger"] == "manual" and run["by"] == "carol" and run["level"] == "Excellent", run
+    assert run["trigger"] == "manual" and run["by"] == e.me and run["level"] == "Excellent", run
     (handled,) = st["handledRequests"]
     assert handled["outcome"] == "Applied" and handled["message"] == f"run {st['runSeq']}: Excellent"
     assert "requests" not in st or st["requests"] == {}
@@ -656,3 +663,59 @@ def test_a_lift_recorded_just_before_a_crash_is_applied_after_the_restart(
     assert st["runSeq"] == seq and len(st["history"]) == seq  # not measured again
     assert_at_rest(e, "parity")
     assert e.routing()["revision"] == doc["revision"]  # written once
+
+
+def test_emergency_racing_a_persons_promote_and_resume_ends_stopped_and_rejects_both(env: Env) -> None:
+    """The race of the safety core: the ParityCheck's stopTrading lands on the rollout, and in the same
+    second a person's promote and resume are written by plain kubectl. Whatever the order in which
+    the operator sees them, the rollout ends stopped and both human requests are Rejected with why."""
+    e = env
+    e.start_quoters(EMERGENCY_NOISE)
+    start_progressing_rollout(e)
+    me = e.me
+
+    def human(rid: str, action: str) -> None:
+        at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        patch_status(
+            e.cluster,
+            "strategyrollout",
+            "fib-rsi",
+            e.namespace,
+            {"requests": {rid: {"action": action, "by": me, "at": at}}},
+        )
+
+    human("pause-first", "pause")  # paused by a person: without the stop, resume and promote would both apply
+    wait_for(lambda: e.rollout_status().get("reason") == "Paused", 20, what="paused by a person")
+    apply(e.cluster, paritycheck("parity", e.namespace, e.strategy, {"rollout": "fib-rsi"}))
+    e.wait_samples()
+    rid = uuid.uuid4().hex
+    at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    patch_status(
+        e.cluster, "paritycheck", "parity", e.namespace, {"requests": {rid: {"action": "run", "by": me, "at": at}}}
+    )
+
+    def stop_written() -> bool:
+        st = e.rollout_status()
+        ids = [*st.get("requests", {}), *(h["id"] for h in st.get("handledRequests", []))]
+        return any(i.startswith("pck-parity-") and i.endswith("-stopTrading") for i in ids)
+
+    wait_for(stop_written, 30, interval=0.02, what="the ParityCheck's stopTrading on the rollout")
+    human("h-promote", "promote")
+    human("h-resume", "resume")
+    rst = wait_for(
+        lambda: (
+            (r := e.rollout_status())
+            and {"h-promote", "h-resume"} <= {h["id"] for h in r.get("handledRequests", [])}
+            and r
+        ),
+        30,
+        what="both human requests handled",
+    )
+    assert rst["phase"] == "RolledBack" and rst["reason"] == "TradingStopped", rst.get("message")
+    by_id = {h["id"]: h for h in rst["handledRequests"]}
+    stop = next(h for i, h in by_id.items() if i.endswith("-stopTrading"))
+    assert stop["outcome"] == "Applied" and stop["source"] == "paritycheck/parity"
+    for rid in ("h-promote", "h-resume"):
+        assert by_id[rid]["outcome"] == "Rejected" and "stopped" in by_id[rid]["message"], by_id[rid]
+    wait_for(lambda: not owned_keys(e.routing()), 15, what="no key owned by anyone")
+    assert e.settled()["actionsTaken"] and set(action_states(e.settled()).values()) == {"Applied"}
