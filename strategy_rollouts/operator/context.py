@@ -15,7 +15,7 @@ from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.operator.kube import Kube
 from strategy_rollouts.operator.loops import Loops
 from strategy_rollouts.operator.parity_memory import ParityMemory
-from strategy_rollouts.operator.prometheus import Connection
+from strategy_rollouts.operator.prometheus import Connection, Pool
 from strategy_rollouts.operator.shadow_memory import ShadowMemory
 from strategy_rollouts.operator.watched import Watched
 
@@ -90,13 +90,14 @@ class Context:
     loops: Loops = field(default_factory=Loops)
     rollouts: RolloutMemory = field(default_factory=RolloutMemory)
     ca_files: dict[str, str] = field(default_factory=dict)  # PEM -> temp file path
+    prometheus: Pool = field(default_factory=Pool)
     shadow: ShadowMemory = field(default_factory=ShadowMemory)
     parity: ParityMemory = field(default_factory=ParityMemory)
 
     async def connection(self, namespace: str, override: PrometheusConnection | None) -> Connection:
         """The operator default, overridden per object; secrets read at use, never logged or stored."""
         if override is None:
-            return Connection(self.settings.prometheus_url, self.settings.prometheus_timeout_s)
+            return Connection(self.settings.prometheus_url, self.settings.prometheus_timeout_s, pool=self.prometheus)
         token = await self._secret(namespace, override.bearer_token_secret_ref)
         ca = await self._secret(namespace, override.ca_secret_ref)
         return Connection(
@@ -105,6 +106,7 @@ class Context:
             bearer_token=token.strip() if token else None,
             ca_file=self._ca_file(ca) if ca else None,
             insecure_skip_verify=override.insecure_skip_verify,
+            pool=self.prometheus,
         )
 
     async def _secret(self, namespace: str, ref: SecretKeyRef | None) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,8 +20,14 @@ from urllib3.util.retry import Retry
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.parity import Series
 
-# Shared by every object: bounded concurrency toward Prometheus, whatever the number of rollouts.
-_LIMIT = asyncio.Semaphore(16)
+
+class Pool:
+    """The process's Prometheus clients (Context.prometheus): one client and HTTP session per distinct
+    connection, reused across reconciles, and bounded concurrency whatever the number of objects."""
+
+    def __init__(self, limit: int = 16) -> None:
+        self.limit = asyncio.Semaphore(limit)
+        self.clients: dict[Connection, PrometheusConnect] = {}
 
 
 @dataclass(frozen=True)
@@ -31,19 +37,18 @@ class Connection:
     bearer_token: str | None = None
     ca_file: str | None = None
     insecure_skip_verify: bool = False
-
-
-_CLIENTS: dict[Connection, PrometheusConnect] = {}
+    pool: Pool = field(default_factory=Pool, compare=False, hash=False, repr=False)
 
 
 def client(conn: Connection) -> PrometheusConnect:
-    """One client (and HTTP session) per distinct connection, reused across reconciles."""
-    if conn not in _CLIENTS:
+    """The pool's client for this connection (created on first use)."""
+    clients = conn.pool.clients
+    if conn not in clients:
         session = requests.Session()
         if conn.ca_file:
             session.verify = conn.ca_file
         headers = {"Authorization": f"Bearer {conn.bearer_token}"} if conn.bearer_token else None
-        _CLIENTS[conn] = PrometheusConnect(
+        clients[conn] = PrometheusConnect(
             url=conn.address.rstrip("/"),
             headers=headers,
             disable_ssl=conn.insecure_skip_verify,
@@ -51,7 +56,7 @@ def client(conn: Connection) -> PrometheusConnect:
             session=session,
             timeout=conn.timeout_s,
         )
-    return _CLIENTS[conn]
+    return clients[conn]
 
 
 def _describe(exc: BaseException, address: str) -> tuple[str, str]:
@@ -91,7 +96,7 @@ def scalar_from(result: Any) -> float | None:
 
 
 async def instant(conn: Connection, query: str) -> Measurement:
-    async with _LIMIT:
+    async with conn.pool.limit:
         try:
             result = await asyncio.to_thread(client(conn).custom_query, query)
             value = scalar_from(result)
@@ -119,7 +124,7 @@ async def compare(conn: Connection, query: str, baseline: str) -> Measurement:
 
 async def range_series(conn: Connection, query: str, start: datetime, end: datetime, step_s: float) -> Series:
     """A range query that must return exactly one series (NaN points dropped)."""
-    async with _LIMIT:
+    async with conn.pool.limit:
         try:
             result = await asyncio.to_thread(client(conn).custom_query_range, query, start, end, f"{step_s:g}s")
         except Exception as exc:
@@ -146,7 +151,7 @@ class Vector:
 
 async def vector(conn: Connection, query: str, label: str) -> Vector:
     """Instant query returning several series, keyed by `label` (e.g. a per-stage latency profile)."""
-    async with _LIMIT:
+    async with conn.pool.limit:
         try:
             result = await asyncio.to_thread(client(conn).custom_query, query)
         except Exception as exc:  # every failure becomes a cause, never a crash
