@@ -31,7 +31,13 @@ async def measure(url: str, query: str) -> prometheus.Measurement:
         ("scalar(vector(7))", "ok", 7.0, ""),
         ("vector(0) / 0", "inconclusive", None, "nan"),
         ('absent_metric_for_sure{job="nope"}', "inconclusive", None, "empty result"),
-        ('up{job=~".+"} or vector(1)', "error", None, "aggregate"),
+        # two series whatever Prometheus scrapes (a fresh session may hold a single `up`)
+        (
+            'label_replace(vector(1), "s", "a", "", "") or label_replace(vector(2), "s", "b", "", "")',
+            "error",
+            None,
+            "aggregate",
+        ),
         ("sum(rate(", "error", None, "rejected the query"),
     ],
     ids=["number", "scalar", "nan", "empty", "several-series", "bad-query"],
