@@ -160,7 +160,7 @@ PATTERNS: list[tuple[str, str]] = [
     (r"^spec\.actions\.\w+\.entriesEnabled$", "Written to the routing ConfigMap: false blocks new entries."),
     (r"^spec\.actions\.\w+\.pauseRollout$", "Pause the target StrategyRollout."),
     (r"^spec\.actions\.\w+\.abortRollout$", "Abort (roll back) the target StrategyRollout."),
-    (r"^spec\.actions\.\w+\.stopTrading$", "Every key to nobody, entries off, target deployments to 0."),
+    (r"^spec\.actions\.\w+\.stopTrading$", "Every key to nobody, entries off (a bare deployment: scaled to 0)."),
     (r"^spec\.backtest$", "Backtest return series."),
     (r"^spec\.live$", "Live return series (ParityCheck) / live version (ShadowRun)."),
     (r"^spec\.isolation$", "Side-effect isolation of the shadow pods."),
