@@ -55,7 +55,7 @@ demo: venv system-deps binaries ## local cluster + operator + quoters + a live r
 	$(PY) demo/run.py
 
 chaos: venv system-deps binaries ## the chaos run of `make test`, longer: 50 operator kills (CHAOS_KILLS=N, CHAOS_SEED=S to replay)
-	CHAOS_KILLS=$${CHAOS_KILLS:-50} $(VENV)/bin/pytest tests/integration/test_chaos.py -q -s -p no:cacheprovider --timeout=3600
+	DEVCLUSTER_FRESH=1 CHAOS_KILLS=$${CHAOS_KILLS:-50} $(VENV)/bin/pytest tests/integration/test_chaos.py -q -s -p no:cacheprovider --timeout=3600
 
 bench: venv system-deps binaries ## benchmarks (not tests); results under bench/results/
 	$(PY) -m pip install -q -e '.[dev,bench]'
