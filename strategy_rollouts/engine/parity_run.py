@@ -28,6 +28,7 @@ from strategy_rollouts.api.requests import HandledRequest, ParityRequest
 from strategy_rollouts.engine import parity, schedule
 from strategy_rollouts.engine import parity_actions as acts
 from strategy_rollouts.engine import requests as reqs
+from strategy_rollouts.engine.rollout import Event
 
 HISTORY_LIMIT: Final = 30
 MAX_POINTS: Final = 11_000  # Prometheus refuses range queries with more points per series
@@ -226,13 +227,6 @@ class Observations:
     spec_errors: tuple[str, ...] = ()  # the spec did not parse (spec is None)
     measured: Measured | None = None  # the range queries, when `wants_measurement` said so
     target: acts.Target | None = None  # observed when a run is due or an action is Pending
-
-
-@dataclass(frozen=True)
-class Event:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
