@@ -36,8 +36,8 @@ DESCRIPTIONS: dict[str, str] = {
     "spec.prometheus": "Per-object Prometheus connection; default: the operator's `--prometheus-url`.",
     "spec.prometheus.address": "Prometheus base URL.",
     "spec.prometheus.timeout": "Timeout of one query.",
-    "spec.prometheus.bearerTokenSecretRef": "Secret key holding a bearer token (same namespace).",
-    "spec.prometheus.caSecretRef": "Secret key holding a PEM CA bundle (same namespace).",
+    "spec.prometheus.bearerTokenSecretRef": "Bearer token: a key of a labelled credentials Secret in the same namespace.",
+    "spec.prometheus.caSecretRef": "PEM CA bundle: a key of a labelled credentials Secret in the same namespace.",
     "spec.prometheus.insecureSkipVerify": "Skip TLS verification (tests only).",
     # StrategyRollout
     "spec.stable": "The version trading now (legacy / active).",

@@ -20,6 +20,11 @@ from strategy_rollouts.operator.shadow_memory import ShadowMemory
 from strategy_rollouts.operator.watched import Watched
 
 ObjectKey = tuple[str, str]  # (namespace, name)
+CREDENTIALS_LABEL = "strategyrollouts.io/credentials"
+
+
+class CredentialsError(Exception):
+    """A Secret named in a spec is missing, lacks the key, or is not labelled as credentials."""
 
 
 @dataclass
@@ -112,10 +117,26 @@ class Context:
     async def _secret(self, namespace: str, ref: SecretKeyRef | None) -> str | None:
         if ref is None:
             return None
-        secret = await self.kube.maybe(self.kube.core.read_namespaced_secret, ref.name, namespace)
-        data = (secret.data if secret is not None else None) or {}
-        if ref.key not in data:
+        try:
+            return await self.secret(namespace, ref)
+        except CredentialsError:
             return None
+
+    async def secret(self, namespace: str, ref: SecretKeyRef) -> str:
+        """One key of a Secret labelled as credentials; anything else raises CredentialsError naming it.
+
+        Only labelled Secrets are read (API.md "Credentials and trust"), so a spec cannot make the
+        operator disclose an arbitrary Secret of the namespace to a URL its author chose.
+        """
+        secret = await self.kube.maybe(self.kube.core.read_namespaced_secret, ref.name, namespace)
+        if secret is None:
+            raise CredentialsError(f"Secret {namespace}/{ref.name} not found")
+        labels = (secret.metadata.labels if secret.metadata is not None else None) or {}
+        if labels.get(CREDENTIALS_LABEL) != "true":
+            raise CredentialsError(f'Secret {namespace}/{ref.name} lacks the label {CREDENTIALS_LABEL}: "true"')
+        data = secret.data or {}
+        if ref.key not in data:
+            raise CredentialsError(f"Secret {namespace}/{ref.name} has no key {ref.key!r}")
         return base64.b64decode(data[ref.key]).decode()
 
     def _ca_file(self, pem: str) -> str:
