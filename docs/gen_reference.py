@@ -36,7 +36,7 @@ DESCRIPTIONS: dict[str, str] = {
     "spec.prometheus": "Per-object Prometheus connection; default: the operator's `--prometheus-url`.",
     "spec.prometheus.address": "Prometheus base URL.",
     "spec.prometheus.timeout": "Timeout of one query.",
-    "spec.prometheus.bearerTokenSecretRef": "Bearer token: a key of a labelled credentials Secret in the same namespace.",
+    "spec.prometheus.bearerTokenSecretRef": "Bearer token: a key of a labelled credentials Secret (same namespace).",
     "spec.prometheus.caSecretRef": "PEM CA bundle: a key of a labelled credentials Secret in the same namespace.",
     "spec.prometheus.insecureSkipVerify": "Skip TLS verification (tests only).",
     # StrategyRollout
