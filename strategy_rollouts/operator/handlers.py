@@ -19,7 +19,7 @@ from typing import Any
 import kopf
 
 from strategy_rollouts.api.common import GROUP, VERSION
-from strategy_rollouts.operator import daemons, orphans, paritychecks, rollouts, shadowruns
+from strategy_rollouts.operator import daemons, orphans, paritychecks, rollouts, routing_writer, shadowruns
 from strategy_rollouts.operator.context import Context
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.inactivity_timeout = 600
     settings.watching.connect_timeout = 30
     settings.batching.error_delays = [1, 2, 5, 10, 30]
+    # Server-side: only our routing ConfigMaps are streamed to this process, not every ConfigMap.
+    settings.watching.label_selectors["v1", "configmaps"] = f"{routing_writer.LABEL}=true"
     settings.networking.error_backoffs = [1, 2, 5, 10]
     ctx = context(memo)
     try:  # rollouts deleted while the operator was down leave their stage-namespace ConfigMaps
@@ -108,6 +110,19 @@ async def deployment_changed(event: kopf.RawEvent, namespace: str, name: str, me
     if counts_changed:
         # Rollouts only look at replicas / readyReplicas: most of a scale's ~5 status events change neither.
         ctx.wakers.wake(rollouts.DEPLOYMENT_COUNTS, (namespace, name))
+
+
+@kopf.on.event("", "v1", "configmaps", labels={routing_writer.LABEL: "true"})  # type: ignore[arg-type]
+async def routing_changed(event: kopf.RawEvent, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """Routing ConfigMaps feed the cache rollouts and parity checks read instead of a GET; a change that
+    is not the echo of our own write (someone edited or deleted it) wakes the objects routing there."""
+    ctx = context(memo)
+    if event.get("type") == "DELETED":
+        changed = ctx.watched.drop_config_map(namespace, name)
+    else:
+        changed = ctx.watched.offer_config_map(event["object"])
+    if changed:
+        ctx.wakers.wake(routing_writer.WAKER_KIND, (namespace, name))
 
 
 @kopf.on.event(GROUP, VERSION, "shadowruns")  # type: ignore[arg-type]

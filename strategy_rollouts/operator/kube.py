@@ -143,12 +143,23 @@ class Kube:
         except ApiException as exc:
             raise classify(exc, f"configmap {namespace}/{name}") from exc
 
-    async def replace_config_map(self, cm: client.V1ConfigMap) -> client.V1ConfigMap:
-        """Replace guarded by the resourceVersion it was read with."""
+    async def config_map_body(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The ConfigMap as a plain body (the shape its watch delivers), None when absent."""
+        cm = await self.config_map(namespace, name)
+        return None if cm is None else self.body(cm)
+
+    def body(self, model: object) -> dict[str, Any]:
+        """A client model as the API server's JSON (camelCase keys), the shape watch events carry."""
+        serialised: dict[str, Any] = self.api.sanitize_for_serialization(model)
+        return serialised
+
+    async def replace_config_map(self, body: dict[str, Any]) -> client.V1ConfigMap:
+        """Replace guarded by the resourceVersion it was read with (kept in `body`'s metadata)."""
+        meta = body["metadata"]
         try:
-            return await self.call(self.core.replace_namespaced_config_map, cm.metadata.name, cm.metadata.namespace, cm)
+            return await self.call(self.core.replace_namespaced_config_map, meta["name"], meta["namespace"], body)
         except ApiException as exc:
-            raise classify(exc, f"configmap {cm.metadata.namespace}/{cm.metadata.name}") from exc
+            raise classify(exc, f"configmap {meta['namespace']}/{meta['name']}") from exc
 
     # ---- our custom resources --------------------------------------------------------------
     async def get(self, plural: str, namespace: str, name: str) -> dict[str, Any] | None:

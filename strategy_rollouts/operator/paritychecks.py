@@ -104,7 +104,7 @@ async def observe_target(ctx: Context, namespace: str, spec: ParityCheckSpec) ->
             cms = [(t["namespace"], t["configMap"]) for t in targets if t.get("namespace") and t.get("configMap")]
             routing_spec = (obj.get("spec") or {}).get("routing") or {}
             cms = cms or [(namespace, routing_spec.get("configMap") or f"{name}-routing")]
-    routings = await asyncio.gather(*(routing_writer.read(ctx.kube, ns, cm) for ns, cm in cms))
+    routings = await asyncio.gather(*(routing_writer.read(ctx.kube, ns, cm, ctx.watched) for ns, cm in cms))
     routing = tuple(acts.RoutingObs(ns, cm, r.document) for (ns, cm), r in zip(cms, routings, strict=True))
     return acts.Target(namespace, label, spec.target.rollout, spec.target.deployment, routing, seen, replicas)
 
@@ -114,7 +114,9 @@ async def enforce(ctx: Context, effects: acts.Effects) -> None:
     failures: list[Exception] = []
     for change in effects.routing:
         try:
-            await routing_writer.update(ctx.kube, change.namespace, change.config_map, change.changes)
+            await routing_writer.update(
+                ctx.kube, change.namespace, change.config_map, change.changes, cache=ctx.watched
+            )
         except Exception as exc:  # the next pass derives the same change again
             failures.append(exc)
     for scale in effects.scales:

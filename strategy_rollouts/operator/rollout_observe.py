@@ -66,7 +66,9 @@ async def observe(
     ctx.wakers.watch(KIND, (ns, name), DEPLOYMENT_COUNTS, dep_keys)
     infos = await asyncio.gather(*(deployment(ctx, t, d) for t, d in dep_keys))
     deployments = {k: i for k, i in zip(dep_keys, infos, strict=True) if i is not None}
-    routings = await asyncio.gather(*(routing_writer.read(ctx.kube, t.namespace, t.config_map) for t in status.targets))
+    cms = [(t.namespace, t.config_map) for t in status.targets]
+    ctx.wakers.watch(KIND, (ns, name), routing_writer.WAKER_KIND, cms)
+    routings = await asyncio.gather(*(routing_writer.read(ctx.kube, n, cm, ctx.watched) for n, cm in cms))
     routed = await unrecorded_routing(ctx, spec, name, targets, status)
     published = {
         t.namespace: r.document is not None and r.assignments == t.assignments
@@ -113,5 +115,5 @@ async def unrecorded_routing(
     recorded = {t.namespace for t in status.targets}
     missing = [ns for ns in targets if ns not in recorded]
     config_map = spec.routing.config_map or f"{name}-routing"
-    reads = await asyncio.gather(*(routing_writer.read(ctx.kube, ns, config_map) for ns in missing))
+    reads = await asyncio.gather(*(routing_writer.read(ctx.kube, ns, config_map, ctx.watched) for ns in missing))
     return {ns: r.assignments for ns, r in zip(missing, reads, strict=True) if r.assignments}

@@ -53,7 +53,9 @@ async def enforce(
         if payload.entries_enabled is not None:
             changes["entriesEnabled"] = payload.entries_enabled
         read = routings.get((payload.namespace, payload.config_map))
-        await routing_writer.update(ctx.kube, payload.namespace, payload.config_map, changes, owner=obj, current=read)
+        await routing_writer.update(
+            ctx.kube, payload.namespace, payload.config_map, changes, owner=obj, current=read, cache=ctx.watched
+        )
     for scale in decision.scales:
         current = obs.deployments.get((scale.namespace, scale.deployment))
         if current is None:

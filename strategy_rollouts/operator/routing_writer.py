@@ -10,12 +10,12 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client
-
 from strategy_rollouts.operator.kube import Conflict, Kube, parse_json
+from strategy_rollouts.operator.watched import Watched
 
 ROUTING_KEY = "routing.json"
 LABEL = "strategyrollouts.io/routing"
+WAKER_KIND = "routing"  # a routing ConfigMap changed (someone else's edit, or deleted)
 # Who wrote a routing ConfigMap: owner references cannot cross namespaces, so a stage namespace's
 # ConfigMap is found by these labels and removed when its rollout goes (operator/orphans.py).
 OWNER_UID = "strategyrollouts.io/owner-uid"
@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {"sizeMultiplier": 1.0, "entriesEnabled": True, "revi
 @dataclass(frozen=True)
 class Routing:
     document: dict[str, Any] | None  # None: no ConfigMap yet
-    config_map: client.V1ConfigMap | None
+    config_map: dict[str, Any] | None  # the body as the API server serves it
 
     @property
     def revision(self) -> int:
@@ -48,11 +48,22 @@ class Routing:
         return dict(value) if isinstance(value, dict) else {}
 
 
-async def read(kube: Kube, namespace: str, name: str) -> Routing:
-    cm = await kube.config_map(namespace, name)
+def _routing(cm: dict[str, Any]) -> Routing:
+    return Routing(parse_json((cm.get("data") or {}).get(ROUTING_KEY)) or {}, cm)
+
+
+async def read(kube: Kube, namespace: str, name: str, cache: Watched | None = None) -> Routing:
+    """From the label-selected ConfigMap watch (`cache`); a GET only for one it has not delivered
+    (not created yet, or created without our label by someone else)."""
+    held = cache.config_map(namespace, name) if cache is not None else None
+    if held is not None:
+        return _routing(held)
+    cm = await kube.config_map_body(namespace, name)
     if cm is None:
         return Routing(None, None)
-    return Routing(parse_json((cm.data or {}).get(ROUTING_KEY)) or {}, cm)
+    if cache is not None:
+        cache.offer_config_map(cm)
+    return _routing(cm)
 
 
 async def update(
@@ -63,14 +74,16 @@ async def update(
     owner: dict[str, Any] | None = None,
     attempts: int = 4,
     current: Routing | None = None,
+    cache: Watched | None = None,
 ) -> tuple[int, bool]:
     """Merge `changes` into routing.json; write only if something differs. Returns (revision, written).
 
-    `current` is the ConfigMap as the caller just read it (saves a GET); a Conflict re-reads it.
+    `current` is the ConfigMap as the caller just read it (saves a GET); a Conflict drops the cached
+    copy and reads it fresh. What we wrote feeds `cache`, so the next pass sees its own write.
     """
     for _ in range(attempts):
         if current is None:
-            current = await read(kube, namespace, name)
+            current = await read(kube, namespace, name, cache)
         base = {**DEFAULTS, **(current.document or {})}
         merged = {**base, **changes}
         if current.document is not None and merged == base:
@@ -81,7 +94,7 @@ async def update(
             if current.config_map is None:
                 # Owner references cannot cross namespaces: other stages' ConfigMaps are removed on delete.
                 same_ns = owner is not None and owner["metadata"]["namespace"] == namespace
-                await kube.write_config_map(
+                written = await kube.write_config_map(
                     namespace,
                     name,
                     {ROUTING_KEY: text},
@@ -91,12 +104,19 @@ async def update(
             else:
                 # Keep its metadata (owner, labels, resourceVersion guard); change only routing.json.
                 cm = current.config_map
-                cm.data = {**(cm.data or {}), ROUTING_KEY: text}
-                if cm.metadata is not None:
-                    cm.metadata.labels = {**(cm.metadata.labels or {}), **owner_labels(owner)}
-                await kube.replace_config_map(cm)
+                meta = cm.get("metadata") or {}
+                body = {
+                    **cm,
+                    "data": {**(cm.get("data") or {}), ROUTING_KEY: text},
+                    "metadata": {**meta, "labels": {**(meta.get("labels") or {}), **owner_labels(owner)}},
+                }
+                written = await kube.replace_config_map(body)
         except Conflict:
+            if cache is not None:
+                cache.drop_config_map(namespace, name)
             current = None
             continue
+        if cache is not None:
+            cache.offer_config_map(kube.body(written))
         return int(merged["revision"]), True
     raise Conflict(f"routing ConfigMap {namespace}/{name} kept changing; will retry")

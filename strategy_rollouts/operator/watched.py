@@ -29,6 +29,11 @@ def _revision(meta: Mapping[str, Any]) -> int | None:
         return None
 
 
+def _content(body: Mapping[str, Any]) -> tuple[Any, Any]:
+    """What readers of a ConfigMap look at (a write's response and its watch echo differ in formatting)."""
+    return body.get("data"), (body.get("metadata") or {}).get("labels")
+
+
 def _key(meta: Mapping[str, Any]) -> ObjectKey:
     return str(meta.get("namespace")), str(meta.get("name"))
 
@@ -60,6 +65,8 @@ class Newest(Generic[K, V]):
 class Watched:
     bodies: Newest[BodyKey, dict[str, Any]] = field(default_factory=Newest)
     deployments: Newest[ObjectKey, DeploymentObs] = field(default_factory=Newest)
+    # Routing ConfigMaps (label-selected server-side, so no other ConfigMap reaches this process).
+    config_maps: Newest[ObjectKey, dict[str, Any]] = field(default_factory=Newest)
 
     # ---- our objects' bodies (keyed by kind: StrategyRollout, ShadowRun, ParityCheck) ---------
     def offer(self, body: Mapping[str, Any]) -> None:
@@ -93,3 +100,18 @@ class Watched:
 
     def drop_deployment(self, namespace: str, name: str) -> bool:
         return self.deployments.pop((namespace, name))
+
+    # ---- routing ConfigMaps ------------------------------------------------------------------
+    def offer_config_map(self, body: Mapping[str, Any]) -> bool:
+        """Keep the ConfigMap's body; True when its data or labels changed (our own write's echo: False)."""
+        meta = body.get("metadata") or {}
+        before = self.config_maps.get(_key(meta))
+        if not self.config_maps.put(_key(meta), _revision(meta), dict(body)):
+            return False
+        return before is None or _content(before) != _content(body)
+
+    def config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.config_maps.get((namespace, name))
+
+    def drop_config_map(self, namespace: str, name: str) -> bool:
+        return self.config_maps.pop((namespace, name))

@@ -451,6 +451,24 @@ def test_at_rest_the_operator_makes_no_api_writes(scenario: Scenario) -> None:
         print(f"apiserver StrategyRollout writes {ours} include other sessions' rollouts {others[:5]}")
 
 
+def test_a_deleted_routing_config_map_is_restored_at_once_not_at_the_idle_recheck(scenario: Scenario) -> None:
+    """Routing ConfigMaps reach the operator by a label-selected watch: deleting one wakes its rollout
+    (nothing else would for 300 s here: the rollout waits for a gate whose next run is in an hour)."""
+    sc, cluster = scenario, scenario.cluster
+    spec = rollout("fib-rsi", sc.namespace, sc.strategy)
+    spec["spec"]["stages"] = [{"name": "staging", "steps": [{"setWeight": 50}, {"pause": {"duration": "1h"}}]}]
+    spec["spec"]["gates"][0]["interval"] = "1h"
+    apply(cluster, spec)
+    # Weight 50 published, then it waits for the gate (inconclusive until its next run in an hour).
+    wait_for(lambda: (sc.status().get("routing") or {}).get("canaryKeys") == len(KEYS) // 2, 90, what="weight 50")
+    before = routing(cluster, sc.configmap, sc.namespace) or {}
+    assert sorted(before["assignments"].values()).count("v2.0.0") == len(KEYS) // 2
+    cluster.kubectl("delete", "configmap", sc.configmap, "-n", sc.namespace)
+    wait_for(lambda: routing(cluster, sc.configmap, sc.namespace) is not None, 15, what="routing restored")
+    after = routing(cluster, sc.configmap, sc.namespace) or {}
+    assert after["assignments"] == before["assignments"], "restored from status, not recomputed"
+
+
 def gate_evaluations(operator: OperatorProcess, gate: str) -> float:
     """The operator's rollout_gate_evaluations_total for one gate name, all results."""
     return sum(operator.metric_samples("rollout_gate_evaluations_total", gate=gate))

@@ -79,6 +79,25 @@ def status(*gates: dict[str, Any], used: float | None = None) -> dict[str, Any]:
     return wire
 
 
+def config_map(rv: str, routing: str, created: str = "2026-12-01T10:00:00Z") -> dict[str, Any]:
+    meta = {"namespace": "ns", "name": "r-routing", "resourceVersion": rv, "creationTimestamp": created}
+    return {"metadata": {**meta, "labels": {"strategyrollouts.io/routing": "true"}}, "data": {"routing.json": routing}}
+
+
+def test_routing_config_maps_from_watch_and_own_writes() -> None:
+    w = Watched()
+    assert w.config_map("ns", "r-routing") is None, "never delivered: the reader falls back to a GET"
+    assert w.offer_config_map(config_map("5", '{"weight":10}'))
+    # Our write's response, serialised by the client, then its watch echo formatted by the server.
+    assert w.offer_config_map(config_map("6", '{"weight":50}', created="2026-12-01T10:00:00+00:00"))
+    assert not w.offer_config_map(config_map("6", '{"weight":50}')), "the echo of our own write wakes nobody"
+    assert not w.offer_config_map(config_map("5", '{"weight":10}')), "a late event of an older version"
+    assert (w.config_map("ns", "r-routing") or {})["data"]["routing.json"] == '{"weight":50}'
+    assert w.offer_config_map(config_map("7", '{"weight":0}')), "someone else's edit wakes the rollout"
+    assert w.drop_config_map("ns", "r-routing")
+    assert w.config_map("ns", "r-routing") is None
+
+
 def test_a_new_value_alone_is_not_worth_a_write() -> None:
     old = status(gate("Pass", 0, "2026-11-23T10:00:00Z", 120.0), used=0.1)
     new = status(gate("Pass", 0, "2026-11-23T10:00:30Z", 130.0), used=0.2)
