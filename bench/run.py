@@ -2,7 +2,7 @@
 control plane with the real operator process and the real Prometheus. Results: bench/results/*.json,
 bench/README.md (table), bench/cost_curve.png.
 
-    python -m bench.run [--quick] [--only engine,step,rollback,scale] [--scale 10,100,300,1000]
+    python -m bench.run [--quick] [--only engine,step,peer-step,rollback,scale] [--scale 10,100,300,1000]
 
 Environment overrides: BENCH_SCALE (e.g. "10,100"), BENCH_STEP_ROLLOUTS, BENCH_ROLLBACK_ROLLOUTS,
 BENCH_ROLLBACK_INTERVAL, BENCH_STEADY_S, BENCH_REST_S, BENCH_REPEAT.
@@ -73,7 +73,7 @@ def run_engine(machine: dict[str, Any], repeat: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small N, short windows: a few minutes")
-    parser.add_argument("--only", default="engine,step,rollback,scale")
+    parser.add_argument("--only", default="engine,step,peer-step,rollback,scale")
     parser.add_argument("--scale", default=None, help="comma-separated N values")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     if "engine" in only:
         run_engine(machine, cfg["repeat"])
-    if only & {"step", "rollback", "scale"}:
+    if only & {"step", "peer-step", "rollback", "scale"}:
         from bench import scenarios
         from bench.harness import Env
 
@@ -111,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
             if "step" in only:
                 res = scenarios.step_latency(env, cfg["step_rollouts"])
                 write_result("step_latency", res, machine, cfg)
+            if "peer-step" in only:
+                from bench import peer, side_by_side
+
+                peer_dir = peer.build()
+                peer.install_crds(env, peer_dir)
+                res = side_by_side.step_latency(env, peer_dir, cfg["step_rollouts"], rounds=2)
+                write_result("peer_step_latency", res, machine, cfg)
             if "rollback" in only:
                 res = scenarios.rollback(env, cfg["rollback_rollouts"], cfg["rollback_interval"])
                 write_result("rollback", res, machine, cfg)

@@ -15,7 +15,7 @@ from strategy_rollouts.api.placeholders import substitute
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.rollout import DeploymentObs, Observations, due_gates, target_namespaces
-from strategy_rollouts.operator import metrics, prometheus, routing_writer
+from strategy_rollouts.operator import metrics, prometheus, routing_writer, runtime
 from strategy_rollouts.operator.context import Context
 
 KIND = "rollout"  # waker kind
@@ -78,7 +78,7 @@ async def observe(
     shadow_found, verdict = False, None
     if spec.shadow_run:
         ctx.wakers.watch(KIND, (ns, name), "shadowrun", [(ns, spec.shadow_run)])
-        shadow = await ctx.kube.get("shadowruns", ns, spec.shadow_run)
+        shadow = await runtime.read(ctx, "shadowruns", ns, spec.shadow_run)  # the watch cache
         if shadow is not None:
             shadow_found, verdict = True, (shadow.get("status") or {}).get("verdict")
     measurements: dict[str, Measurement] = {}
