@@ -7,6 +7,7 @@ Holidays, early closes and lunch breaks all come from the library's schedule.
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -68,6 +69,12 @@ class Calendars:
     built: dict[str, Sessions] = field(default_factory=dict)
     unknown: dict[str, str] = field(default_factory=dict)  # code -> message
 
+    def ready(self, code: str, now: datetime) -> bool:
+        """Is `code` answerable from memory (no build needed)?"""
+        cached = self.built.get(code)
+        fresh = cached is not None and cached.covers(now - timedelta(days=7), now + REBUILD_MARGIN)
+        return code == TWENTY_FOUR_SEVEN or code in self.unknown or fresh
+
     def get(self, code: str, now: datetime) -> Calendar:
         """The calendar for `code`, covering `now`; UnknownCalendar for a code the library lacks."""
         if code == TWENTY_FOUR_SEVEN:
@@ -75,7 +82,7 @@ class Calendars:
         if code in self.unknown:
             raise UnknownCalendar(self.unknown[code])
         cached = self.built.get(code)
-        if cached is not None and cached.covers(now - timedelta(days=7), now + REBUILD_MARGIN):
+        if cached is not None and self.ready(code, now):
             return cached
         try:
             sessions = build(code, now - BEHIND, now + AHEAD)
@@ -84,6 +91,15 @@ class Calendars:
             raise
         self.built[code] = sessions
         return sessions
+
+
+async def market_calendar(
+    calendars: Calendars, field_name: str, code: str, avoid_open_close: str | None, now: datetime
+) -> tuple[Calendar | None, str | None]:
+    """calendar_for, with a first build (pandas, a few hundred ms) off the event loop."""
+    if calendars.ready(code, now):
+        return calendar_for(calendars, field_name, code, avoid_open_close, now)
+    return await asyncio.to_thread(calendar_for, calendars, field_name, code, avoid_open_close, now)
 
 
 def calendar_for(
