@@ -95,6 +95,7 @@ DESCRIPTIONS: dict[str, str] = {
     "spec.freezeWindows[].schedule": "Recurring window: cron of its starts (5 fields) in `timeZone`.",
     "spec.freezeWindows[].duration": "Recurring window: how long each occurrence lasts.",
     "spec.freezeWindows[].timeZone": "IANA time zone of `schedule` (e.g. America/New_York).",
+    "status.skipped": "ParityCheck: the last scheduled run skipped because its day is not a `market.calendar` session.",
     "status.market": "Market state: `open`, `nextOpen`, `nextClose`, `frozenBy`, `frozenUntil`, `summary`.",
     "status.phase": "Pending, Progressing, Paused, Succeeded, RolledBack or Invalid.",
     "status.reason": "Machine-readable reason of the phase (e.g. GateFailed, Inconclusive).",

@@ -368,3 +368,14 @@ def closed_result(prev: GateStatus | None, recorded: GateStatus, calendar_name: 
             "message": f"MarketClosed: {calendar_name} is closed ({recorded.message})",
         }
     )
+
+
+def session_day(calendar: Calendar, at: datetime, time_zone: str) -> bool:
+    """Is `at`'s date (in `time_zone`) a trading day: open at its start, or a session opens that day?"""
+    zone = ZoneInfo(time_zone)
+    start = at.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = (start + timedelta(days=1)).replace(tzinfo=zone)  # wall-clock midnight, across a DST change too
+    if calendar.is_open(start):
+        return True
+    opens = calendar.next_open(start)
+    return opens is not None and opens < end
