@@ -21,6 +21,7 @@ from strategy_rollouts.api.common import GateStatus
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.market import TWENTY_FOUR_SEVEN, FreezeWindow, MarketSpec, MarketStatus
 from strategy_rollouts.engine import schedule
+from strategy_rollouts.engine.gates import Measurement
 
 ZERO = timedelta(0)
 # Back-to-back windows (one starts where another ends) hold as one; more links than this are a loop.
@@ -357,10 +358,11 @@ def market_errors(prefix: str, market: MarketSpec | None, windows: Sequence[Free
     return errors
 
 
-def closed_result(prev: GateStatus | None, recorded: GateStatus, calendar_name: str) -> GateStatus:
+def closed_result(prev: GateStatus | None, recorded: GateStatus, m: Measurement, calendar_name: str) -> GateStatus:
     """A gate measured while the market is closed: an empty result is not counted as inconclusive (no
-    trading, no data) and stays Inconclusive, so it never counts as a pass. Pass and Fail stand."""
-    if recorded.result != "Inconclusive":
+    trading, no data) and stays Inconclusive, so it never counts as a pass. Pass and Fail stand, and so
+    does an unreachable Prometheus (that is not the market's doing)."""
+    if recorded.result != "Inconclusive" or not m.empty:
         return recorded
     return recorded.model_copy(
         update={

@@ -719,7 +719,7 @@ class _Run:
                 prev = by_name.get(gate.name)
                 by_name[gate.name] = gatelib.record(prev, gate, m, self.now)
                 if self.closed:
-                    by_name[gate.name] = market.closed_result(prev, by_name[gate.name], self.calendar.name)
+                    by_name[gate.name] = market.closed_result(prev, by_name[gate.name], m, self.calendar.name)
             self.wake(gatelib.next_due(gate, by_name.get(gate.name), self.now))
         self.st.gates = [by_name[g.name] for g in specs if g.name in by_name]
         stage = self.spec.stages[min(self.st.stage_index or 0, len(self.spec.stages) - 1)]

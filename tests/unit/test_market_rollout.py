@@ -22,9 +22,15 @@ class MarketWorld(World):
     """The simulation world plus the calendar the operator would pass."""
 
     calendar: Calendar | None = None
+    unreachable: bool = False  # a missing value is Prometheus down, not an empty answer
 
     def observe(self) -> Observations:
-        return dataclasses.replace(super().observe(), calendar=self.calendar)
+        obs = super().observe()
+        measured = {
+            name: dataclasses.replace(m, empty=not self.unreachable) if m.value is None else m
+            for name, m in obs.measurements.items()
+        }
+        return dataclasses.replace(obs, calendar=self.calendar, measurements=measured)
 
     def run_by_wakes(self, until: datetime, cap: timedelta = timedelta(minutes=10)) -> None:
         """Jump from wake-up to wake-up (as the operator's loop sleeps), at most `cap` at a time."""
@@ -140,6 +146,11 @@ def test_empty_gates_while_closed_are_not_inconclusive_and_never_a_pass() -> Non
     assert (gate.message or "").startswith("MarketClosed:")
     assert w.status.phase == "Progressing" and w.status.reason == "MarketClosed"
     assert w.status.step_index == step  # never counted as a pass
+    # Prometheus unreachable is not the market's doing: it counts, closed or not.
+    w.unreachable = True
+    w.run(100)
+    assert w.status.gates[0].inconclusives > 2 and w.status.reason == "Inconclusive"
+    w.unreachable = False
     # The same emptiness in the session does count.
     w.now = MONDAY_OPEN + timedelta(days=1, hours=1)
     w.run(120)
