@@ -198,8 +198,7 @@ class _Run:
         self.unpublished: set[str] = set()
         self._desired_by_weight: dict[int, Mapping[str, str]] = {}
         # Market hours and freeze windows (engine/market.py): what holds progress now, read fresh from
-        # the spec every pass, so an edit applies at once.
-        # reconcile() made sure a named calendar was provided.
+        # the spec every pass, so an edit applies at once (reconcile() made sure a named calendar came).
         self.calendar = market.resolve(spec.market.calendar if spec.market else None, obs.calendar) or (
             market.TwentyFourSeven()
         )
@@ -546,7 +545,6 @@ class _Run:
             return False
         stage = spec.stages[st.stage_index or 0]
         t = self.target(self.stage_ns(st.stage_index or 0))
-        stage_age = self.now - (st.stage_started_at or self.now)
         serving = any(x.weight > 0 for x in st.targets)
         gates_ok = summary.all_pass or not serving
         max_ends = self.ends(st.stage_started_at, stage.max_duration)
@@ -569,7 +567,7 @@ class _Run:
             )
             return False
         if (st.step_index or 0) >= len(stage.steps):
-            return self._leave_stage(stage, stage_age, gates_ok)
+            return self._leave_stage(stage, gates_ok)
         step = stage.steps[st.step_index or 0]
         if step.set_weight is not None:
             if not self._want_canary(t, step.set_weight):
@@ -619,7 +617,7 @@ class _Run:
             return
         self.set_phase("Progressing", "WaitingForGates", "waiting for every gate to pass")
 
-    def _leave_stage(self, stage: Stage, age: timedelta, gates_ok: bool) -> bool:
+    def _leave_stage(self, stage: Stage, gates_ok: bool) -> bool:
         ends = self.ends(self.st.stage_started_at, stage.min_duration)
         if stage.min_duration and (ends is None or self.now < ends):
             self.wake(ends)
@@ -844,7 +842,7 @@ def reconcile(
     """Decide everything for one reconcile. Deterministic in its arguments."""
     errors = cached_rollout_errors(spec)
     if spec.market is not None and market.resolve(spec.market.calendar, obs.calendar) is None:
-        errors = [f"spec.market.calendar: calendar {spec.market.calendar} is not available"]
+        errors = [*errors, f"spec.market.calendar: calendar {spec.market.calendar} is not available"]
     if errors:
         return invalid(status, errors, obs.generation, now)
     run = _Run(spec, status, obs, now)

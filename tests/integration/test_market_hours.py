@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from strategy_rollouts.api.common import rfc3339
+from strategy_rollouts.api.market import MarketSpec
+from strategy_rollouts.engine import market
+from strategy_rollouts.operator.calendars import Calendars
 from strategy_rollouts.testing.exporter import Exporter
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
@@ -145,3 +148,37 @@ def test_freeze_holds_the_step_a_failure_still_rolls_back_and_it_continues_after
         datetime.fromisoformat(h["at"].replace("Z", "+00:00")) for h in done["history"] if h["outcome"] == "Succeeded"
     ]
     assert progressed and progressed[0] >= end
+
+
+def test_unknown_calendar_is_invalid_and_a_real_calendar_shows_in_status(
+    cluster: DevCluster, namespace: str, exporter: Exporter
+) -> None:
+    strategy = f"m_{namespace.replace('-', '_')}_c"
+    exporter.gauge(GATE, 100.0, strategy=strategy)
+    apply(cluster, deployment("cal-legacy", namespace, 2, "v1.0.0"), deployment("cal-pipeline", namespace, 0, "v2.0.0"))
+    bad = rollout("cal", namespace, strategy, "1m", [])
+    bad["spec"]["market"] = {"calendar": "NOPE"}
+    apply(cluster, bad)
+    st = wait_for(lambda: (s := status(cluster, "cal", namespace)).get("phase") == "Invalid" and s, 30, what="Invalid")
+    assert st["message"].startswith("spec.market.calendar: unknown calendar 'NOPE'") and "XNYS" in st["message"]
+
+    # The real XNYS calendar in the operator: what it shows depends on when the test runs, so the
+    # expectation comes from the same library, asked about now.
+    good = rollout("cal", namespace, strategy, "1m", [])
+    good["spec"]["market"] = {"calendar": "XNYS", "advance": "whenOpen"}
+    now = datetime.now(UTC)
+    apply(cluster, good)
+    nyse = Calendars().get("XNYS", now)
+    held = market.advance_allowed(MarketSpec(calendar="XNYS", advance="whenOpen"), [], nyse, now) is not None
+    if held:
+        st = wait_for(
+            lambda: (s := status(cluster, "cal", namespace)).get("reason") == "MarketClosed" and s, 30, what="held"
+        )
+        assert st["phase"] == "Pending" and st["market"]["open"] is False
+        assert st["market"]["summary"].startswith("closed, opens ")
+        assert {c["type"]: c["status"] for c in st["conditions"]}["Frozen"] == "True"
+    else:
+        st = wait_for(
+            lambda: (s := status(cluster, "cal", namespace)).get("phase") == "Progressing" and s, 30, what="started"
+        )
+        assert st["market"]["open"] is True and st["market"]["summary"] == "open"
