@@ -6,6 +6,9 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from strategy_rollouts.api.rollout import StrategyRolloutSpec
 from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.engine.rollout import Observations
@@ -210,3 +213,38 @@ def test_no_market_no_frozen_condition_and_no_market_status() -> None:
     w = world(with_market(), SATURDAY, None)
     w.run(60)
     assert w.status.market is None and cond(w, "Frozen") is None
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    offset=st.integers(min_value=0, max_value=300),
+    seconds=st.integers(min_value=1, max_value=120),
+    fail_after=st.integers(min_value=0, max_value=400),
+)
+def test_property_a_freeze_never_delays_a_rollback_and_nothing_moves_inside_it(
+    offset: int, seconds: int, fail_after: int
+) -> None:
+    now = MONDAY_OPEN + timedelta(hours=1)
+    start = now + timedelta(seconds=offset)
+    end = start + timedelta(seconds=seconds)
+    window = [{"name": "fomc", "start": start.isoformat(), "end": end.isoformat()}]
+    w = world(with_market(freezeWindows=window), now, None)
+    failed_at = now + timedelta(seconds=fail_after)
+    active_since: datetime | None = None
+    last = (w.status.stage_index, w.status.step_index)
+    while w.status.phase not in ("RolledBack", "Succeeded"):
+        if w.now >= failed_at:
+            w.gate_values["tick-p95-ms"] = 999.0
+        w.reconcile()
+        if active_since is None and w.status.phase in ("Progressing", "Paused"):
+            active_since = w.now
+        position = (w.status.stage_index, w.status.step_index)
+        if start <= w.now < end and w.status.phase != "RolledBack":
+            assert position == last, (w.now, last, position)  # nothing starts or moves inside the window
+            assert w.status.phase in ("Paused", "Pending") and w.status.reason == "Frozen"
+        last = position
+        w.now += timedelta(seconds=1)
+    if w.status.phase == "RolledBack":
+        # The gate (interval 30s, failureLimit 0) acts within one interval of the bad value, frozen or not.
+        assert active_since is not None
+        assert w.now - max(failed_at, active_since) <= timedelta(seconds=32)
