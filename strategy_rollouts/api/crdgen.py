@@ -51,6 +51,7 @@ KINDS = [
             {"name": "Step", "type": "integer", "jsonPath": ".status.stepIndex"},
             {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight"},
             {"name": "Canary", "type": "string", "jsonPath": ".spec.canary.version"},
+            {"name": "Market", "type": "string", "jsonPath": ".status.market.summary"},
             {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},
             _age(),
         ],

@@ -17,6 +17,7 @@ from strategy_rollouts.api.common import (
     Timestamp,
     with_rules,
 )
+from strategy_rollouts.api.market import ParityMarketSpec
 from strategy_rollouts.api.requests import HandledRequest, ParityRequest, RequestId
 
 
@@ -95,6 +96,7 @@ class ParityCheckSpec(ApiModel):
     suspend: bool = False
     actions: ParityActions = ParityActions()
     prometheus: PrometheusConnection | None = None
+    market: ParityMarketSpec | None = None
 
 
 ParityLevel = Literal["Excellent", "Good", "Warning", "Critical", "Emergency", "Unknown"]
@@ -146,6 +148,13 @@ class ActionTaken(StatusModel):
     settled_at: Timestamp | None = None
 
 
+class ParitySkip(StatusModel):
+    """The last scheduled run not made because its day is not a session of spec.market.calendar."""
+
+    at: Timestamp
+    message: str
+
+
 class ParityCheckStatus(StatusModel):
     observed_generation: int | None = None
     phase: Literal["Scheduled", "Running", "Suspended", "Invalid"] | None = None
@@ -158,6 +167,7 @@ class ParityCheckStatus(StatusModel):
     # Actions currently in force (kind=value), so they are applied once and lifted on recovery.
     active_actions: list[str] = []
     history: list[ParityRun] = []
+    skipped: ParitySkip | None = None
     conditions: list[Condition] = []
     # Pending manual runs (`kubectl strategy parity run`): one key per request, added by merge patch.
     requests: dict[str, ParityRequest] = {}

@@ -21,6 +21,7 @@ from strategy_rollouts.api.common import (
     Timestamp,
     with_rules,
 )
+from strategy_rollouts.api.market import FreezeWindows, MarketSpec, MarketStatus
 from strategy_rollouts.api.requests import HandledRequest, RolloutRequest
 
 Key = Annotated[str, Field(min_length=1, max_length=128)]
@@ -123,6 +124,8 @@ class StrategyRolloutSpec(ApiModel):
     scale_down_delay: Duration = "30s"
     paused: bool = False
     prometheus: PrometheusConnection | None = None
+    market: MarketSpec | None = None
+    freeze_windows: FreezeWindows = []
 
 
 RolloutPhase = Literal["Pending", "Progressing", "Paused", "Succeeded", "RolledBack", "Invalid"]
@@ -220,3 +223,4 @@ class StrategyRolloutStatus(StatusModel):
     handled_requests: list[HandledRequest] = []
     scale_downs: list[ScaleDown] = []
     trading_stopped: bool = False
+    market: MarketStatus | None = None

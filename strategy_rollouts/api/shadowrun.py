@@ -19,6 +19,7 @@ from strategy_rollouts.api.common import (
     StatusModel,
     Timestamp,
 )
+from strategy_rollouts.api.market import ShadowMarketSpec
 
 
 class EgressRule(ApiModel):
@@ -89,6 +90,7 @@ class ShadowRunSpec(ApiModel):
     ] = []
     latency_profile: LatencyProfileSpec | None = None
     prometheus: PrometheusConnection | None = None
+    market: ShadowMarketSpec | None = None
 
 
 ShadowPhase = Literal["Pending", "Running", "Completed", "Invalid"]

@@ -62,6 +62,14 @@ def gate_text(gate: GateStatus) -> Text:
     return text
 
 
+def market_text(status: StrategyRolloutStatus) -> Text:
+    """status.market's one-liner (`open`, `closed, opens Mon 14:30Z`, `frozen: fomc`), `-` without a market."""
+    summary = status.market.summary if status.market is not None else None
+    if not summary:
+        return Text(DASH, style="dim")
+    return Text(summary, style="green" if summary == "open" else "yellow")
+
+
 def _weight(status: StrategyRolloutStatus) -> str:
     return DASH if status.canary_weight is None else f"{status.canary_weight}%"
 
@@ -69,7 +77,8 @@ def _weight(status: StrategyRolloutStatus) -> str:
 def rollouts_table(objs: list[dict[str, Any]], now: datetime, all_namespaces: bool = False) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
     columns = ["NAMESPACE"] if all_namespaces else []
-    columns += ["NAME", "STRATEGY", "PHASE", "STAGE", "STEP", "WEIGHT", "CANARY", "GATES", "REASON", "REQUESTS", "AGE"]
+    columns += ["NAME", "STRATEGY", "PHASE", "STAGE", "STEP", "WEIGHT", "CANARY", "MARKET", "GATES", "REASON"]
+    columns += ["REQUESTS", "AGE"]
     for column in columns:
         table.add_column(column, no_wrap=column != "GATES")
     for obj in objs:
@@ -84,6 +93,7 @@ def rollouts_table(objs: list[dict[str, Any]], now: datetime, all_namespaces: bo
             step_text(obj),
             _weight(status),
             status.canary_version or str((spec.get("canary") or {}).get("version", DASH)),
+            market_text(status),
             gates,
             status.reason or "",
             requests_cell(obj),
@@ -227,6 +237,18 @@ def _overview(obj: dict[str, Any], now: datetime) -> Text:
     if status.risk_budget is not None and status.risk_budget.max_percent is not None:
         used = status.risk_budget.used_percent
         text.append(f"\nRisk:     {num(used, 2)}% of {num(status.risk_budget.max_percent, 2)}% budget")
+    if status.market is not None:
+        text.append("\nMarket:   ")
+        text.append_text(market_text(status))
+        market = spec.get("market") or {}
+        if market:
+            text.append(f"  ({market.get('calendar', DASH)}, advance {market.get('advance', 'always')}")
+            text.append(f", {market.get('countTime', 'wall')} time)")
+        if status.market.frozen_by and status.market.frozen_until is not None:
+            text.append(f", ends {relative(status.market.frozen_until, now)}", style="yellow")
+        elif status.market.open is not None:
+            nxt = status.market.next_close if status.market.open else status.market.next_open
+            text.append(f", {'closes' if status.market.open else 'opens'} {relative(nxt, now)}")
     if status.manual_pause is not None:
         mp = status.manual_pause
         text.append(f"\nPaused by {mp.by or 'unknown'} {relative(mp.at, now)}", style="yellow")

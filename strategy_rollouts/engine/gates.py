@@ -25,6 +25,8 @@ class Measurement:
     baseline: float | None = None
     outcome: Outcome = "ok"
     message: str = ""
+    # Prometheus answered, with no sample (or NaN): what a closed market looks like (engine/market.py).
+    empty: bool = False
 
 
 def _num(value: float | None) -> str:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Literal
+from zoneinfo import ZoneInfo
 
 from strategy_rollouts.api.common import set_condition
 from strategy_rollouts.api.durations import parse_duration
@@ -22,12 +23,14 @@ from strategy_rollouts.api.paritycheck import (
     ParityCheckSpec,
     ParityCheckStatus,
     ParityRun,
+    ParitySkip,
 )
 from strategy_rollouts.api.placeholders import PARITY_PLACEHOLDERS, unknown_placeholders
 from strategy_rollouts.api.requests import HandledRequest, ParityRequest
-from strategy_rollouts.engine import parity, schedule
+from strategy_rollouts.engine import market, parity, schedule
 from strategy_rollouts.engine import parity_actions as acts
 from strategy_rollouts.engine import requests as reqs
+from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.engine.rollout import Event
 
 HISTORY_LIMIT: Final = 30
@@ -125,6 +128,7 @@ class Due:
     by: str | None
     requests: tuple[tuple[str, ParityRequest], ...]  # manual: every pending request, oldest first
     next_run_at: datetime  # the next scheduled slot after a run now (or the pending one)
+    skip: str | None = None  # a scheduled run is due on a day that is not a session: why it is skipped
 
 
 def open_requests(status: ParityCheckStatus) -> list[tuple[str, ParityRequest]]:
@@ -133,23 +137,42 @@ def open_requests(status: ParityCheckStatus) -> list[tuple[str, ParityRequest]]:
     return [(rid, r) for rid, r in reqs.in_order(status.requests) if rid not in done]
 
 
-def due(spec: ParityCheckSpec, status: ParityCheckStatus, created_at: datetime, now: datetime) -> Due:
-    """A pending manual request runs now (even when suspended); otherwise the cron decides."""
+def due(
+    spec: ParityCheckSpec,
+    status: ParityCheckStatus,
+    created_at: datetime,
+    now: datetime,
+    calendar: Calendar | None = None,
+) -> Due:
+    """A pending manual request runs now (even when suspended); otherwise the cron decides, and with
+    spec.market only on the calendar's session days (a due slot on a holiday is skipped, not failed)."""
     last = status.last_run.at if status.last_run is not None else None
+    if status.skipped is not None and (last is None or status.skipped.at > last):
+        last = status.skipped.at
     decision = schedule.due_runs(spec.schedule, spec.time_zone, last, created_at, now)
     manual = open_requests(status)
     if manual:
         return Due("manual", manual[0][1].by, tuple(manual), schedule.next_run(spec.schedule, spec.time_zone, now))
     if spec.suspend or not decision.run_now:
         return Due(None, None, (), decision.next_run_at)
+    if spec.market is not None:
+        cal = market.resolve(spec.market.calendar, calendar)
+        if cal is None or not market.session_day(cal, now, spec.time_zone):
+            day = now.astimezone(ZoneInfo(spec.time_zone)).strftime("%a %Y-%m-%d")
+            why = f"skipped: {day} is not a {spec.market.calendar} session"
+            return Due(None, None, (), decision.next_run_at, why)
     return Due("catch-up" if decision.catch_up else "scheduled", None, (), decision.next_run_at)
 
 
 def wants_measurement(
-    spec: ParityCheckSpec | None, status: ParityCheckStatus, created_at: datetime, now: datetime
+    spec: ParityCheckSpec | None,
+    status: ParityCheckStatus,
+    created_at: datetime,
+    now: datetime,
+    calendar: Calendar | None = None,
 ) -> bool:
     """Whether the operator should run the range queries before calling `reconcile`."""
-    return spec is not None and not validate(spec) and due(spec, status, created_at, now).trigger is not None
+    return spec is not None and not validate(spec) and due(spec, status, created_at, now, calendar).trigger is not None
 
 
 # ---------------------------------------------------------------------------------------- evaluation
@@ -227,6 +250,7 @@ class Observations:
     spec_errors: tuple[str, ...] = ()  # the spec did not parse (spec is None)
     measured: Measured | None = None  # the range queries, when `wants_measurement` said so
     target: acts.Target | None = None  # observed when a run is due or an action is Pending
+    calendar: Calendar | None = None  # spec.market's (operator/calendars.py); None: 24/7 or no market
 
 
 @dataclass(frozen=True)
@@ -247,8 +271,11 @@ def reconcile(spec: ParityCheckSpec | None, status: ParityCheckStatus, obs: Obse
     events: list[Event] = []
     moved = acts.settle(new.actions_taken, obs.target, now) if obs.target is not None else []
     out_of_force(new, moved)
-    todo = due(spec, new, obs.created_at, now)
+    todo = due(spec, new, obs.created_at, now, obs.calendar)
     wake: datetime | None = todo.next_run_at
+    if todo.skip is not None:
+        new.skipped = ParitySkip(at=now, message=todo.skip)
+        events.append(Event("Normal", "RunSkipped", todo.skip))
     if todo.trigger is not None and obs.measured is not None and obs.target is not None:
         moved += run_once(spec, new, todo, obs, obs.target, now, events)
     elif todo.trigger is not None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from strategy_rollouts.api.common import GateSpec, GateStatus, set_condition
+from strategy_rollouts.api.common import Condition, GateSpec, GateStatus, set_condition
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.requests import HandledRequest, Outcome, RolloutRequest
 from strategy_rollouts.api.rollout import (
@@ -29,7 +29,7 @@ from strategy_rollouts.api.rollout import (
     TargetStatus,
 )
 from strategy_rollouts.engine import gates as gatelib
-from strategy_rollouts.engine import requests
+from strategy_rollouts.engine import market, requests
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.routing import (
     DRAINING,
@@ -77,6 +77,8 @@ class Observations:
     routed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     shadow_found: bool = False
     shadow_verdict: str | None = None
+    # spec.market's calendar (operator/calendars.py); None: 24/7, or no market.
+    calendar: market.Calendar | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,13 @@ class _Run:
         self.symbols = spec.routing.mode == "symbols"
         self.unpublished: set[str] = set()
         self._desired_by_weight: dict[int, Mapping[str, str]] = {}
+        # Market hours and freeze windows (engine/market.py): what holds progress now, read fresh from
+        # the spec every pass, so an edit applies at once (reconcile() made sure a named calendar came).
+        self.calendar = market.resolve(spec.market.calendar if spec.market else None, obs.calendar) or (
+            market.TwentyFourSeven()
+        )
+        self.hold = market.advance_allowed(spec.market, spec.freeze_windows, self.calendar, now)
+        self.closed = market.closed(spec.market, self.calendar, now)
 
     # ---- small helpers -------------------------------------------------------------------
     def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
@@ -233,6 +242,10 @@ class _Run:
         """Begin a run at the first step of the first stage (targets keep their current routing)."""
         spec = self.spec
         if spec.shadow_run and not self._shadow_passed():
+            return
+        if self.hold is not None:
+            self.set_phase("Pending", self.hold.reason, f"not starting: {self.hold.message}")
+            self.wake(self.hold.until)
             return
         known = {t.namespace: t for t in self.st.targets}
         targets: list[TargetStatus] = []
@@ -433,6 +446,8 @@ class _Run:
             self.history("Resumed", by, why)
             self.event("Normal", "Resumed", f"resumed by {by}: {why or ''}")
             return "Applied", "resumed"
+        if action in ("promote", "promoteFull") and self.hold is not None:
+            return "Rejected", f"held: {self.hold.message}"
         if action in ("promote", "promoteFull") and (self.st.stage_index or 0) >= len(self.spec.stages):
             return "Rejected", "already completing: every key is being handed to the canary"
         if action == "promote":
@@ -530,10 +545,12 @@ class _Run:
             return False
         stage = spec.stages[st.stage_index or 0]
         t = self.target(self.stage_ns(st.stage_index or 0))
-        stage_age = self.now - (st.stage_started_at or self.now)
         serving = any(x.weight > 0 for x in st.targets)
         gates_ok = summary.all_pass or not serving
-        if stage.max_duration and stage_age >= parse_duration(stage.max_duration):
+        max_ends = self.ends(st.stage_started_at, stage.max_duration)
+        if max_ends is not None and max_ends > self.now:
+            self.wake(max_ends)
+        if max_ends is not None and self.now >= max_ends:
             if any(g.result == "Fail" and not g.dry_run for g in st.gates):
                 self.fail("MaxDurationFailed", f"stage {stage.name} reached maxDuration with a failing gate")
                 return False
@@ -550,7 +567,7 @@ class _Run:
             )
             return False
         if (st.step_index or 0) >= len(stage.steps):
-            return self._leave_stage(stage, stage_age, gates_ok)
+            return self._leave_stage(stage, gates_ok)
         step = stage.steps[st.step_index or 0]
         if step.set_weight is not None:
             if not self._want_canary(t, step.set_weight):
@@ -561,7 +578,7 @@ class _Run:
                 self.set_phase("Progressing", "Handoff", f"setting weight {step.set_weight} in {t.namespace}")
                 return False
             if not gates_ok:
-                self.set_phase("Progressing", "WaitingForGates", "waiting for every gate to pass")
+                self.waiting_for_gates()
                 return False
             self.set_phase("Progressing", "WeightSet", f"{stage.name}: weight {step.set_weight}")
             self.next_step()
@@ -570,25 +587,45 @@ class _Run:
         if step.pause is None or step.pause.duration is None:
             self.set_phase("Paused", "AwaitingPromotion", f"{stage.name}: step {st.step_index} waits for promote")
             return False
-        ends = (st.step_started_at or self.now) + parse_duration(step.pause.duration)
-        if self.now < ends:
+        ends = self.ends(st.step_started_at, step.pause.duration)
+        if ends is None or self.now < ends:
             self.wake(ends)
-            self.set_phase("Progressing", "Pausing", f"{stage.name}: pause until {ends.isoformat()}")
+            until = ends.isoformat() if ends else "the calendar's end (trading time)"
+            self.set_phase("Progressing", "Pausing", f"{stage.name}: pause until {until}")
             return False
         if not gates_ok:
-            self.set_phase("Progressing", "WaitingForGates", "waiting for every gate to pass")
+            self.waiting_for_gates()
             return False
         self.next_step()
         return True
 
-    def _leave_stage(self, stage: Stage, age: timedelta, gates_ok: bool) -> bool:
-        if stage.min_duration and age < parse_duration(stage.min_duration):
-            ends = (self.st.stage_started_at or self.now) + parse_duration(stage.min_duration)
+    def ends(self, start: datetime | None, duration: str | None) -> datetime | None:
+        """When `duration` from `start` is over, in wall or trading time (spec.market.countTime)."""
+        if duration is None:
+            return None
+        count = self.spec.market.count_time if self.spec.market else "wall"
+        return market.deadline(count, self.calendar, start or self.now, parse_duration(duration))
+
+    def waiting_for_gates(self) -> None:
+        if self.closed:
+            opens = self.calendar.next_open(self.now)
+            self.set_phase(
+                "Progressing",
+                "MarketClosed",
+                f"waiting for gates: {self.calendar.name} closed, opens {market.stamp(opens)}",
+            )
+            return
+        self.set_phase("Progressing", "WaitingForGates", "waiting for every gate to pass")
+
+    def _leave_stage(self, stage: Stage, gates_ok: bool) -> bool:
+        ends = self.ends(self.st.stage_started_at, stage.min_duration)
+        if stage.min_duration and (ends is None or self.now < ends):
             self.wake(ends)
-            self.set_phase("Progressing", "MinDuration", f"stage {stage.name} runs until {ends.isoformat()}")
+            until = ends.isoformat() if ends else "the calendar's end (trading time)"
+            self.set_phase("Progressing", "MinDuration", f"stage {stage.name} runs until {until}")
             return False
         if not gates_ok:
-            self.set_phase("Progressing", "WaitingForGates", "waiting for every gate to pass")
+            self.waiting_for_gates()
             return False
         if stage.promotion == "manual":
             self.set_phase("Paused", "AwaitingPromotion", f"stage {stage.name} done; promotion is manual")
@@ -677,7 +714,10 @@ class _Run:
         for gate in specs:
             m = self.obs.measurements.get(gate.name)
             if m is not None:
-                by_name[gate.name] = gatelib.record(by_name.get(gate.name), gate, m, self.now)
+                prev = by_name.get(gate.name)
+                by_name[gate.name] = gatelib.record(prev, gate, m, self.now)
+                if self.closed:
+                    by_name[gate.name] = market.closed_result(prev, by_name[gate.name], m, self.calendar.name)
             self.wake(gatelib.next_due(gate, by_name.get(gate.name), self.now))
         self.st.gates = [by_name[g.name] for g in specs if g.name in by_name]
         stage = self.spec.stages[min(self.st.stage_index or 0, len(self.spec.stages) - 1)]
@@ -722,6 +762,9 @@ class _Run:
                 who = st.manual_pause
                 why = f"paused by {who.by}: {who.reason or ''}" if who else "spec.paused is true"
                 self.set_phase("Paused", "Paused", why)
+            elif self.hold is not None:
+                self.set_phase("Paused", self.hold.reason, self.hold.message)
+                self.wake(self.hold.until)
             else:
                 if st.phase == "Paused":
                     self.set_phase("Progressing", "Resumed", "continuing")
@@ -765,8 +808,29 @@ class _Run:
         conds = set_condition(
             conds, "Degraded", phase == "RolledBack", st.reason or "", st.message or "", self.now, gen
         )
+        conds = self._market_summary(conds)
         st.conditions = conds
         st.observed_generation = gen
+
+    def _market_summary(self, conds: list[Condition]) -> list[Condition]:
+        """status.market and condition Frozen, only for a rollout that has a market or freeze windows."""
+        st, spec = self.st, self.spec
+        live = st.phase in (*ACTIVE, "Pending")
+        st.market = market.status(spec.market, spec.freeze_windows, self.calendar, self.now) if live else None
+        if st.market is not None:
+            self.wake(market.next_boundary(spec.market, spec.freeze_windows, self.calendar, self.now))
+        held = st.reason in ("Frozen", "MarketClosed") and st.phase in ("Paused", "Pending")
+        if st.market is None and not held and not any(c.type == "Frozen" for c in conds):
+            return conds
+        return set_condition(
+            conds,
+            "Frozen",
+            held,
+            (st.reason or "") if held else "NotFrozen",
+            (st.message or "") if held else "",
+            self.now,
+            self.obs.generation,
+        )
 
 
 def reconcile(
@@ -777,6 +841,8 @@ def reconcile(
 ) -> Decision:
     """Decide everything for one reconcile. Deterministic in its arguments."""
     errors = cached_rollout_errors(spec)
+    if spec.market is not None and market.resolve(spec.market.calendar, obs.calendar) is None:
+        errors = [*errors, f"spec.market.calendar: calendar {spec.market.calendar} is not available"]
     if errors:
         return invalid(status, errors, obs.generation, now)
     run = _Run(spec, status, obs, now)

@@ -23,8 +23,9 @@ from strategy_rollouts.api.common import Condition, GateSpec, GateStatus, set_co
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.placeholders import SHADOW_PLACEHOLDERS
 from strategy_rollouts.api.shadowrun import DecisionStats, ShadowRunSpec, ShadowRunStatus, ShadowTarget
-from strategy_rollouts.engine import gates
+from strategy_rollouts.engine import gates, market
 from strategy_rollouts.engine.gates import Measurement
+from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.engine.networkpolicy import egress_policy, isolation_errors
 from strategy_rollouts.engine.report import render_report
 from strategy_rollouts.engine.rollout import Event
@@ -61,6 +62,8 @@ from strategy_rollouts.engine.validation import gate_errors, query_errors
 READ_EVERY_S: Final = 2.0  # decision reads while running
 FINAL_GRACE_S: Final = 1.0  # after the end, so every entry with an id <= end has been added
 ABSENT: Final = "absent"
+# A trading-time end past what the calendar knows: far enough never to be reached before a rebuild.
+BEYOND_CALENDAR: Final = timedelta(days=3650)
 PolicyWant = dict[str, Any] | Literal["absent"] | None  # manifest, must not exist, or leave alone
 
 
@@ -96,6 +99,7 @@ class Observations:
     latency: Latency | None = None  # measured only when the run completes (see `completing`)
     policy_exists: bool = False
     report: Mapping[str, str] | None = None  # the report ConfigMap's data, if it exists
+    calendar: Calendar | None = None  # spec.market's (operator/calendars.py); None: 24/7 or no market
 
 
 @dataclass(frozen=True)
@@ -179,8 +183,15 @@ def status_error(status: ShadowRunStatus) -> str | None:
 # ---------------------------------------------------------------------------------------- helpers
 
 
-def end_of(spec: ShadowRunSpec, started_at: datetime) -> datetime:
-    return started_at + parse_duration(spec.duration)
+def end_of(spec: ShadowRunSpec, started_at: datetime, calendar: Calendar | None = None) -> datetime:
+    """The run's end: `duration` of wall time, or of trading time with `market.countTime: trading`."""
+    duration = parse_duration(spec.duration)
+    if spec.market is None or spec.market.count_time != "trading":
+        return started_at + duration
+    resolved = market.resolve(spec.market.calendar, calendar)
+    end = resolved.add_trading_time(started_at, duration) if resolved is not None else None
+    # Not within the calendar's known sessions (or none provided): not over; never judged early.
+    return end if end is not None else started_at + BEYOND_CALENDAR
 
 
 def shadow_replicas(spec: ShadowRunSpec) -> int:
@@ -204,7 +215,14 @@ def target_of(spec: ShadowRunSpec, deployment: str) -> ShadowTarget:
     )
 
 
-def plan(spec: ShadowRunSpec | None, status: ShadowRunStatus, namespace: str, now: datetime, read: bool) -> Plan:
+def plan(
+    spec: ShadowRunSpec | None,
+    status: ShadowRunStatus,
+    namespace: str,
+    now: datetime,
+    read: bool,
+    calendar: Calendar | None = None,
+) -> Plan:
     """Which deployment to look at, which streams to read from which cursors, which KPIs are due.
     `read`: the adapter's throttle allows a decision read (always done once the run is past its end)."""
     deployment = target_deployment(spec, status)
@@ -213,7 +231,7 @@ def plan(spec: ShadowRunSpec | None, status: ShadowRunStatus, namespace: str, no
     by_name = {s.name: s for s in status.kpis}
     due = tuple(k for k in spec.kpis if gates.is_due(k, by_name.get(k.name), now))
     streams = None
-    end = end_of(spec, status.started_at)
+    end = end_of(spec, status.started_at, calendar)
     if spec.decisions is not None and (read or now >= end + timedelta(seconds=FINAL_GRACE_S)):
         _, cursors, _ = read_matcher(status.matcher)
         if cursors is None:
@@ -353,7 +371,7 @@ def _completed(spec: ShadowRunSpec | None, status: ShadowRunStatus, obs: Observa
 def _start(spec: ShadowRunSpec, status: ShadowRunStatus, obs: Observations, gen: int, now: datetime) -> Decision:
     started = now.replace(microsecond=now.microsecond // 1000 * 1000)
     cursor = initial_cursor(to_ms(started))
-    end = end_of(spec, started)
+    end = end_of(spec, started, obs.calendar)
     target = target_of(spec, spec.shadow.deployment)
     message = f"shadow {target.shadow_deployment} {target.shadow_version} running until {end.isoformat()}"
     new = status.model_copy(
@@ -401,7 +419,7 @@ def _progress(spec: ShadowRunSpec, status: ShadowRunStatus, obs: Observations, n
     assert status.started_at is not None
     gen = obs.generation
     target = status.target or target_of(spec, spec.shadow.deployment)
-    end = end_of(spec, status.started_at)
+    end = end_of(spec, status.started_at, obs.calendar)
     past_end = now >= end + timedelta(seconds=FINAL_GRACE_S)
     problems = (
         [f"isolation: {p}" for p in isolation_errors(target.shadow_deployment, spec.isolation.env, obs.deployment.env)]

@@ -8,6 +8,7 @@ from strategy_rollouts.api.common import GateSpec
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.placeholders import ROLLOUT_PLACEHOLDERS, SHADOW_PLACEHOLDERS, unknown_placeholders
 from strategy_rollouts.api.rollout import StrategyRolloutSpec
+from strategy_rollouts.engine.market import market_errors
 
 
 def _duplicates(names: Iterable[str]) -> list[str]:
@@ -65,6 +66,7 @@ def rollout_errors(spec: StrategyRolloutSpec) -> list[str]:
         if stage.risk_budget is not None:
             errors += query_errors(f"{where}.riskBudget.query", stage.risk_budget.query, ROLLOUT_PLACEHOLDERS)
     errors += gate_errors("spec.gates", spec.gates)
+    errors += market_errors("spec", spec.market, spec.freeze_windows)
     return errors
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from strategy_rollouts.api.common import PrometheusConnection, SecretKeyRef
 from strategy_rollouts.api.durations import parse_duration
+from strategy_rollouts.operator.calendars import Calendars
 from strategy_rollouts.operator.kube import Kube
 from strategy_rollouts.operator.loops import Loops
 from strategy_rollouts.operator.parity_memory import ParityMemory
@@ -98,6 +99,7 @@ class Context:
     prometheus: Pool = field(default_factory=Pool)
     shadow: ShadowMemory = field(default_factory=ShadowMemory)
     parity: ParityMemory = field(default_factory=ParityMemory)
+    calendars: Calendars = field(default_factory=Calendars)
 
     async def connection(self, namespace: str, override: PrometheusConnection | None) -> Connection:
         """The operator default, overridden per object; secrets read at use, never logged or stored."""

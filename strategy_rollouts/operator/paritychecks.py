@@ -20,7 +20,9 @@ from strategy_rollouts.api.paritycheck import ParityCheckSpec, ParityCheckStatus
 from strategy_rollouts.api.placeholders import substitute
 from strategy_rollouts.engine import parity, parity_run
 from strategy_rollouts.engine import parity_actions as acts
+from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.operator import daemons, metrics, prometheus, routing_writer, runtime, status_guard
+from strategy_rollouts.operator.calendars import market_calendar
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.kube import Conflict
 
@@ -175,15 +177,28 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
         await hold(ctx, obj, error or "status does not parse", now)
         return None
     spec, spec_errors = parse_spec(obj)
+    calendar: Calendar | None = None
+    if spec is not None and spec.market is not None:
+        calendar, problem = await market_calendar(ctx.calendars, "spec.market", spec.market.calendar, None, now)
+        if problem is not None:  # reported like a spec that does not parse: InvalidSpec, nothing runs
+            spec, spec_errors = None, (problem,)
     created = created_at(obj, now)
     measured = target = None
-    if parity_run.wants_measurement(spec, status, created, now):
+    if parity_run.wants_measurement(spec, status, created, now, calendar):
         assert spec is not None
         measured = await measure(ctx, namespace, spec, now)
     if spec is not None and (measured is not None or acts.pending(status.actions_taken)):
         target = await observe_target(ctx, namespace, spec)
     obs = parity_run.Observations(
-        namespace, name, await identity(ctx), created, obj["metadata"].get("generation"), spec_errors, measured, target
+        namespace,
+        name,
+        await identity(ctx),
+        created,
+        obj["metadata"].get("generation"),
+        spec_errors,
+        measured,
+        target,
+        calendar,
     )
     decision = parity_run.reconcile(spec, status, obs, now)
     new = decision.status

@@ -106,9 +106,9 @@ async def instant(conn: Connection, query: str) -> Measurement:
             outcome, message = _describe(exc, conn.address)
             return Measurement(None, outcome=outcome, message=message)  # type: ignore[arg-type]
     if value is None:
-        return Measurement(None, outcome="inconclusive", message="empty result")
+        return Measurement(None, outcome="inconclusive", message="empty result", empty=True)
     if not math.isfinite(value):
-        return Measurement(None, outcome="inconclusive", message=f"value is {value}")
+        return Measurement(None, outcome="inconclusive", message=f"value is {value}", empty=True)
     return Measurement(value)
 
 
@@ -118,7 +118,7 @@ async def compare(conn: Connection, query: str, baseline: str) -> Measurement:
     if value.outcome != "ok":
         return value
     if base.outcome != "ok":
-        return Measurement(value.value, None, base.outcome, f"baseline: {base.message}")
+        return Measurement(value.value, None, base.outcome, f"baseline: {base.message}", empty=base.empty)
     return Measurement(value.value, base.value)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from strategy_rollouts.api.errors import validation_message
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
+from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.engine.rollout import (
     Decision,
     Observations,
@@ -19,6 +21,7 @@ from strategy_rollouts.engine.rollout import (
     routing_document,
 )
 from strategy_rollouts.operator import daemons, metrics, routing_writer, runtime, status_guard
+from strategy_rollouts.operator.calendars import market_calendar
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.rollout_observe import DEPLOYMENT_COUNTS, KIND, Routings, observe
 from strategy_rollouts.operator.rollout_writes import PLURAL, is_own_write, must_persist, working_status, write_status
@@ -96,7 +99,19 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
         decision = invalid(status, [error or "spec does not parse"], obj["metadata"].get("generation", 1), now)
         await write_status(ctx, obj, persisted, decision)
         return None
+    calendar: Calendar | None = None  # spec.market's, built from exchange_calendars (operator/calendars.py)
+    if spec.market is not None:
+        market = spec.market
+        calendar, problem = await market_calendar(
+            ctx.calendars, "spec.market", market.calendar, market.avoid_open_close, now
+        )
+        if problem is not None:
+            decision = invalid(status, [problem], obj["metadata"].get("generation", 1), now)
+            await write_status(ctx, obj, persisted, decision)
+            return None
     obs, routings = await observe(ctx, obj, spec, status)
+    if calendar is not None:
+        obs = dataclasses.replace(obs, calendar=calendar)
     decision = reconcile(spec, status, obs, datetime.now(UTC))
     decision.status.conditions = status_guard.cleared(decision.status.conditions, obs.generation, now)
     await write_status(ctx, obj, persisted, decision)

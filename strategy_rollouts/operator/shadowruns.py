@@ -22,10 +22,12 @@ from pydantic import ValidationError
 from strategy_rollouts.api.errors import validation_message
 from strategy_rollouts.api.shadowrun import ShadowRunSpec, ShadowRunStatus
 from strategy_rollouts.engine import shadow_run
+from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.engine.networkpolicy import policy_name
 from strategy_rollouts.engine.rollout import Event
 from strategy_rollouts.engine.shadow_run import Decision, Observations
 from strategy_rollouts.operator import daemons, metrics, runtime, shadow_measure, shadow_world, status_guard
+from strategy_rollouts.operator.calendars import market_calendar
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.kube import KINDS, Conflict
 
@@ -74,13 +76,14 @@ async def observe(
     spec_error: str | None,
     status: ShadowRunStatus,
     now: datetime,
+    calendar: Calendar | None = None,
 ) -> tuple[Observations, shadow_world.World]:
     """Everything the engine needs, as plain data; `now` is the pass's one clock reading."""
     meta = obj["metadata"]
     ns, name = meta["namespace"], meta["name"]
     last = ctx.shadow.last_read.get((ns, name), float("-inf"))
     may_read = time.monotonic() - last >= shadow_run.READ_EVERY_S / 2
-    plan = shadow_run.plan(spec, status, ns, now, may_read)
+    plan = shadow_run.plan(spec, status, ns, now, may_read, calendar)
     if plan.deployment:
         ctx.wakers.watch(KIND, (ns, name), "deployment", [(ns, plan.deployment)])
     report = status.report if status.phase == "Completed" else None
@@ -104,6 +107,7 @@ async def observe(
         kpis=kpis,
         policy_exists=world.policy is not None,
         report=(world.report.data or {}) if world.report is not None else None,
+        calendar=calendar,
     )
     started = status.started_at
     if spec and spec.latency_profile and started and shadow_run.completing(spec, status, obs, now):
@@ -124,7 +128,12 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
     gen = int(obj["metadata"].get("generation", 1))
     status = persisted.model_copy(update={"conditions": status_guard.cleared(persisted.conditions, gen, now)})
     spec, spec_error = parse_spec(obj)
-    obs, world = await observe(ctx, obj, spec, spec_error, status, now)
+    calendar: Calendar | None = None
+    if spec is not None and spec.market is not None:
+        calendar, problem = await market_calendar(ctx.calendars, "spec.market", spec.market.calendar, None, now)
+        if problem is not None:  # reported like a spec that does not parse: InvalidSpec, nothing acts
+            spec, spec_error = None, problem
+    obs, world = await observe(ctx, obj, spec, spec_error, status, now, calendar)
     decision = shadow_run.reconcile(spec, status, obs, now)
     await write(ctx, obj, persisted, decision)  # record intent ...
     await shadow_world.enforce(ctx, obs.owner, decision, world)  # ... then act on it

@@ -526,3 +526,35 @@ def test_parser_rejects_bad_timeout(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["status", "x", "--timeout", "soon"])
     assert "not a duration" in capsys.readouterr().err
+
+
+def test_market_state_in_get_and_status() -> None:
+    from strategy_rollouts.api.market import MarketStatus
+
+    frozen = progressing().model_copy(
+        update={
+            "phase": "Paused",
+            "reason": "Frozen",
+            "market": MarketStatus(
+                open=True,
+                next_open=NOW + timedelta(hours=20),
+                next_close=NOW + timedelta(hours=3),
+                frozen_by="fomc",
+                frozen_until=NOW + timedelta(minutes=75),
+                summary="frozen: fomc",
+            ),
+        }
+    )
+    obj = rollout(frozen)
+    obj["spec"]["market"] = {"calendar": "XNYS", "advance": "whenOpen", "countTime": "trading"}
+    out = text(rollouts_table([obj], NOW))
+    assert "MARKET" in out.splitlines()[0] and "frozen: fomc" in out
+    detail = text(rollout_detail(obj, NOW))
+    assert "Market:   frozen: fomc  (XNYS, advance whenOpen, trading time), ends in 75m" in detail
+    closed = progressing().model_copy(
+        update={
+            "market": MarketStatus(open=False, next_open=NOW + timedelta(hours=2), summary="closed, opens Mon 14:30Z")
+        }
+    )
+    assert "Market:   closed, opens Mon 14:30Z, opens in 2h" in text(rollout_detail(rollout(closed), NOW))
+    assert "Market" not in text(rollout_detail(rollout(progressing()), NOW))
