@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from strategy_rollouts.api.approvals import Approval, Approvals
 from strategy_rollouts.api.common import (
     ApiModel,
     CanaryRef,
@@ -80,6 +81,7 @@ class Stage(ApiModel):
     min_duration: Duration | None = None
     max_duration: Duration | None = None
     promotion: Literal["auto", "manual"] = "auto"
+    approvals: Approvals | None = None
 
 
 class StrategyRolloutSpec(ApiModel):
@@ -126,7 +128,9 @@ class StrategyRolloutSpec(ApiModel):
 
 
 RolloutPhase = Literal["Pending", "Progressing", "Paused", "Succeeded", "RolledBack", "Invalid"]
-HistoryOutcome = Literal["Succeeded", "RolledBack", "Aborted", "Superseded", "Promoted", "Paused", "Resumed", "Retried"]
+HistoryOutcome = Literal[
+    "Succeeded", "RolledBack", "Aborted", "Superseded", "Promoted", "Paused", "Resumed", "Retried", "Approved"
+]
 
 
 class ReplicaStatus(StatusModel):
@@ -220,3 +224,4 @@ class StrategyRolloutStatus(StatusModel):
     handled_requests: list[HandledRequest] = []
     scale_downs: list[ScaleDown] = []
     trading_stopped: bool = False
+    approvals: list[Approval] = []
