@@ -174,6 +174,10 @@ PATTERNS: list[tuple[str, str]] = [
     (r"^spec\.decisions\.tolerances$", "How close a shadow decision must be to match."),
     (r"^spec\.latencyProfile\.budgets$", "Per-stage p95 budgets."),
     (r"^spec\.latencyProfile\.window$", "rate() window; default: the run so far, at most 1h."),
+    (r"^spec\.notify$", "Where to send notifications of this object's events (docs/notifications.md)."),
+    (r"^spec\.notify\[\]\.to$", "The receiver."),
+    (r"^spec\.notify\[\]\.to\.secretRef$", "Labelled Secret key with one or more Apprise URLs, one a line."),
+    (r"^spec\.notify\[\]\.on$", "Events to send; see docs/notifications.md for each kind's."),
 ]
 
 

@@ -17,6 +17,7 @@ from strategy_rollouts.api.common import (
     Timestamp,
     with_rules,
 )
+from strategy_rollouts.api.notify import NotificationStatus, NotifyRules
 from strategy_rollouts.api.requests import HandledRequest, ParityRequest, RequestId
 
 
@@ -95,6 +96,7 @@ class ParityCheckSpec(ApiModel):
     suspend: bool = False
     actions: ParityActions = ParityActions()
     prometheus: PrometheusConnection | None = None
+    notify: NotifyRules = []
 
 
 ParityLevel = Literal["Excellent", "Good", "Warning", "Critical", "Emergency", "Unknown"]
@@ -162,3 +164,5 @@ class ParityCheckStatus(StatusModel):
     # Pending manual runs (`kubectl strategy parity run`): one key per request, added by merge patch.
     requests: dict[str, ParityRequest] = {}
     handled_requests: list[HandledRequest] = []
+    # Notifications to send (an outbox written with the transition that caused them): api/notify.py.
+    notifications: NotificationStatus | None = None

@@ -22,6 +22,7 @@ from strategy_rollouts.api.common import (
     Timestamp,
     with_rules,
 )
+from strategy_rollouts.api.notify import NotificationStatus, NotifyRules
 from strategy_rollouts.api.requests import HandledRequest, RolloutRequest
 
 Key = Annotated[str, Field(min_length=1, max_length=128)]
@@ -125,6 +126,7 @@ class StrategyRolloutSpec(ApiModel):
     scale_down_delay: Duration = "30s"
     paused: bool = False
     prometheus: PrometheusConnection | None = None
+    notify: NotifyRules = []
 
 
 RolloutPhase = Literal["Pending", "Progressing", "Paused", "Succeeded", "RolledBack", "Invalid"]
@@ -225,3 +227,5 @@ class StrategyRolloutStatus(StatusModel):
     scale_downs: list[ScaleDown] = []
     trading_stopped: bool = False
     approvals: list[Approval] = []
+    # Notifications to send (an outbox written with the transition that caused them): api/notify.py.
+    notifications: NotificationStatus | None = None

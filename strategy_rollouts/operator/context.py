@@ -14,6 +14,7 @@ from strategy_rollouts.api.common import PrometheusConnection, SecretKeyRef
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.operator.kube import Kube
 from strategy_rollouts.operator.loops import Loops
+from strategy_rollouts.operator.notifier import Notifier
 from strategy_rollouts.operator.parity_memory import ParityMemory
 from strategy_rollouts.operator.prometheus import Connection, Pool
 from strategy_rollouts.operator.shadow_memory import ShadowMemory
@@ -98,6 +99,7 @@ class Context:
     prometheus: Pool = field(default_factory=Pool)
     shadow: ShadowMemory = field(default_factory=ShadowMemory)
     parity: ParityMemory = field(default_factory=ParityMemory)
+    notifier: Notifier = field(default_factory=Notifier)
 
     async def connection(self, namespace: str, override: PrometheusConnection | None) -> Connection:
         """The operator default, overridden per object; secrets read at use, never logged or stored."""

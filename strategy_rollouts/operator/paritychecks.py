@@ -18,9 +18,9 @@ from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.errors import validation_message
 from strategy_rollouts.api.paritycheck import ParityCheckSpec, ParityCheckStatus
 from strategy_rollouts.api.placeholders import substitute
-from strategy_rollouts.engine import parity, parity_run
+from strategy_rollouts.engine import notifications, parity, parity_run
 from strategy_rollouts.engine import parity_actions as acts
-from strategy_rollouts.operator import daemons, metrics, prometheus, routing_writer, runtime, status_guard
+from strategy_rollouts.operator import daemons, metrics, notifier, prometheus, routing_writer, runtime, status_guard
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.kube import Conflict
 
@@ -173,6 +173,9 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
         await hold(ctx, obj, error or "status does not parse", now)
         return None
     spec, spec_errors = parse_spec(obj)
+    problems = await notifier.secret_errors(ctx, namespace, spec.notify) if spec is not None else []
+    if problems:  # held as an invalid spec: it does not act
+        spec, spec_errors = None, tuple(problems)
     created = created_at(obj, now)
     measured = target = None
     if parity_run.wants_measurement(spec, status, created, now):
@@ -186,6 +189,8 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
     decision = parity_run.reconcile(spec, status, obs, now)
     new = decision.status
     new.conditions = status_guard.cleared(new.conditions, obs.generation, now)
+    occurrences = notifications.parity_occurrences(spec, decision.events, namespace, name)
+    new.notifications = notifications.outbox(spec.notify if spec else [], status.notifications, occurrences, now)
     if new.wire() != status.wire():
         await runtime.write_status(ctx, PLURAL, obj, new.wire())
     emit(obj, decision)
