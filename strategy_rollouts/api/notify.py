@@ -78,6 +78,6 @@ class SentNotification(StatusModel):
 class NotificationStatus(StatusModel):
     # Occurrences numbered so far; the next one is occurrence + 1 (ids never repeat for this object).
     occurrence: int = 0
-    pending: dict[NotificationId, PendingNotification] = {}
+    pending: dict[str, PendingNotification] = {}  # by id: <event>-<occurrence>-<receiver index>
     last_delivered: SentNotification | None = None
     last_failed: SentNotification | None = None
