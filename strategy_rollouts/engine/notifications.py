@@ -78,10 +78,10 @@ def _targets(rules: Sequence[NotifyRule], event: str) -> list[SecretKeyRef]:
     return list(seen.values())
 
 
-def retry_at(recorded_at: datetime, failures: int, now: datetime) -> datetime | None:
+def retry_at(recorded_at: datetime, failures: int, now: datetime, window: timedelta = RETRY_WINDOW) -> datetime | None:
     """After `failures` failed attempts: when to try again (2 s, 4 s, ... at most a minute apart, the
     last at the end of the window), or None when the window is over and the entry is given up."""
-    deadline = recorded_at + RETRY_WINDOW
+    deadline = recorded_at + window
     if now >= deadline:
         return None
     delay = min(timedelta(seconds=2 ** max(failures, 1)), MAX_BACKOFF)

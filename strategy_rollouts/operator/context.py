@@ -38,6 +38,8 @@ class Settings:
     # Gate evaluations reach status.gates when a result or counter changes, else at most this often
     # (the latest values are always on /metrics); between writes they live in memory.
     gate_status_refresh_s: float = 300.0
+    # A notification is retried this long after it was recorded, then dropped (NotificationFailed).
+    notify_retry_window_s: float = 600.0
 
 
 class Wakers:

@@ -182,7 +182,8 @@ class Notifier:
                     job.delivered = True
                 else:
                     job.failures += 1
-                    later = retry_at(job.entry.at, job.failures, datetime.now(UTC))
+                    window = timedelta(seconds=ctx.settings.notify_retry_window_s)
+                    later = retry_at(job.entry.at, job.failures, datetime.now(UTC), window)
                     if later is not None:
                         log.info(
                             "notification %s of %s %s/%s failed (%s); retry at %s",
@@ -196,7 +197,7 @@ class Notifier:
                         job.due = later
                         return
                     job.given_up = True
-                    self._warn(job, error)
+                    self._warn(job, error, window)
             await self._record(ctx, job, "Delivered" if job.delivered else "Failed")
             self._finish(job)
         except ApiException as exc:
@@ -249,13 +250,14 @@ class Notifier:
             ctx.watched.offer(written)
         log.info("notification %s of %s %s/%s: %s", job.id, job.kind, job.namespace, job.name, outcome)
 
-    def _warn(self, job: Job, error: str) -> None:
+    def _warn(self, job: Job, error: str, window: timedelta) -> None:
         body = {
             "apiVersion": API_VERSION,
             "kind": job.kind,
             "metadata": {"name": job.name, "namespace": job.namespace, "uid": job.uid},
         }
-        message = f"{job.entry.event} notification {job.id} not delivered for 10 minutes, dropped: {error}"
+        minutes = f"{window.total_seconds() / 60:g} minutes"
+        message = f"{job.entry.event} notification {job.id} not delivered for {minutes}, dropped: {error}"
         log.warning("%s %s/%s: %s", job.kind, job.namespace, job.name, message)
         kopf.event(cast(kopf.Body, body), type="Warning", reason="NotificationFailed", message=message[:1000])
 

@@ -10,6 +10,7 @@ import base64
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -252,3 +253,57 @@ def test_a_notify_secret_without_the_credentials_label_is_an_invalid_spec(
     assert "spec.notify[0].to.secretRef" in st["message"] and "desk-alerts" in st["message"], st["message"]
     assert "strategyrollouts.io/credentials" in st["message"]
     assert not st.get("targets"), "an invalid rollout does not act"
+
+
+@pytest.fixture
+def own_operator(
+    cluster: DevCluster, crds: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, OperatorProcess]]:
+    """A namespace the session operator does not watch, and an operator of its own that gives up on a
+    notification after 6 s instead of 10 minutes."""
+    ns = f"nf-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", ns)
+    log = tmp_path_factory.mktemp("notify-operator") / "operator.log"
+    op = OperatorProcess(
+        cluster.kubeconfig, cluster.prometheus_url, log, namespaces=(ns,), extra_args=("--notify-retry-window", "6")
+    )
+    op.start()
+    try:
+        yield ns, op
+    finally:
+        op.stop()
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
+
+
+def test_a_receiver_failing_for_the_whole_retry_window_gets_a_warning_event_and_the_entry_is_dropped(
+    cluster: DevCluster, own_operator: tuple[str, OperatorProcess], receiver: Receiver
+) -> None:
+    namespace, _ = own_operator
+    receiver.mode = "fail"
+    apply(cluster, secret(namespace, receiver.url()))
+    apply(cluster, deployment("legacy", namespace, 2, "v1.0.0"), deployment("pipeline", namespace, 0, "v2.0.0"))
+    body = rollout(namespace, "n_failing", ["Paused"], STEPS)
+    body["spec"]["gates"] = []  # no data needed: it pauses at the step that waits for promote
+    apply(cluster, body)
+    failed = wait_for(
+        lambda: (
+            (n := status(cluster, "alerting", namespace).get("notifications") or {}).get("lastFailed")
+            and not n.get("pending")
+            and n
+        ),
+        60,
+        what="the notification given up and dropped",
+    )
+    assert failed["lastFailed"]["event"] == "Paused" and failed["lastFailed"]["outcome"] == "Failed"
+    assert receiver.refused >= 3, "retried with backoff inside the window"
+    events = json.loads(
+        cluster.kubectl(
+            "get", "events", "-n", namespace, "--field-selector", "reason=NotificationFailed", "-o", "json"
+        ).stdout
+    )["items"]
+    assert len(events) == 1 and events[0]["type"] == "Warning", events
+    assert events[0]["involvedObject"]["name"] == "alerting"
+    assert "did not accept it" in events[0]["message"] and receiver.url() not in events[0]["message"]
+    refused = receiver.refused
+    time.sleep(3)
+    assert receiver.refused == refused, "nothing is sent after the entry was dropped"

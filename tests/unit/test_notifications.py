@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import timedelta
 
 from hypothesis import given, settings
@@ -155,3 +157,10 @@ def test_notification_status_round_trips_through_the_wire() -> None:
     state = notifications.outbox(rules, None, [notifications.Occurrence("RolledBack", "t", "m")], T0)
     status = StrategyRolloutStatus(notifications=state)
     assert StrategyRolloutStatus.model_validate(status.wire()) == status
+
+
+def test_the_operator_does_not_import_apprise_until_it_sends() -> None:
+    """Apprise is heavy: an operator whose objects do not notify never loads it."""
+    code = "import sys, strategy_rollouts.operator.handlers, strategy_rollouts.main; print('apprise' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False"
