@@ -25,6 +25,7 @@ from strategy_rollouts.cli.fmt import (
     styled,
 )
 from strategy_rollouts.cli.render_approvals import approvals_cell, approvals_table
+from strategy_rollouts.cli.render_notifications import notifications_text
 from strategy_rollouts.cli.render_requests import OUTCOME_STYLE, requests_cell, requests_table
 from strategy_rollouts.cli.requests import requests_of
 
@@ -238,6 +239,9 @@ def _overview(obj: dict[str, Any], now: datetime) -> Text:
         text.append("\nspec.paused is true (from Git)", style="yellow")
     if status.trading_stopped:
         text.append("\nTrading stopped (parity emergency)", style="bold red")
+    notify = notifications_text(status.notifications, now)
+    if notify is not None:
+        text.append("\n").append_text(notify)
     return text
 
 

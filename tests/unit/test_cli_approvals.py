@@ -1,4 +1,4 @@
-"""The kubectl plugin shows approvals: a `get` REASON suffix and a `status` section (pure renderers)."""
+"""The kubectl plugin shows approvals (a `get` REASON suffix, a `status` section) and notifications."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import yaml
 from rich.console import Console, RenderableType
 
 from strategy_rollouts.api.approvals import Approval
+from strategy_rollouts.api.common import SecretKeyRef
+from strategy_rollouts.api.notify import NotificationStatus, PendingNotification, SentNotification
 from strategy_rollouts.api.rollout import StrategyRolloutStatus
 from strategy_rollouts.cli.render_rollout import rollout_detail, rollouts_table
 from tests.unit.rollout_sim import EXAMPLE
@@ -64,3 +66,21 @@ def test_a_stage_without_approvals_shows_none() -> None:
     status = awaiting().model_copy(update={"reason": "StepPaused", "approvals": []})
     assert "Approvals" not in text(rollout_detail(rollout(status, None), NOW))
     assert "(approvals" not in text(rollouts_table([rollout(status, None)], NOW))
+
+
+def test_status_shows_pending_and_last_delivered_notifications() -> None:
+    state = NotificationStatus(
+        occurrence=3,
+        pending={
+            "RolledBack-3-0": PendingNotification(
+                event="RolledBack", occurrence=3, title="t", message="m", to=SecretKeyRef(name="s", key="k"), at=NOW
+            )
+        },
+        last_delivered=SentNotification(
+            id="Paused-2-0", event="Paused", occurrence=2, at=NOW - timedelta(minutes=2), outcome="Delivered"
+        ),
+    )
+    status = awaiting().model_copy(update={"notifications": state})
+    out = text(rollout_detail(rollout(status, None), NOW))
+    assert "Notify:   1 pending (RolledBack-3-0); last delivered Paused-2-0 2m ago" in out
+    assert "Notify" not in text(rollout_detail(rollout(awaiting(), None), NOW))
