@@ -307,3 +307,66 @@ def test_a_receiver_failing_for_the_whole_retry_window_gets_a_warning_event_and_
     refused = receiver.refused
     time.sleep(3)
     assert receiver.refused == refused, "nothing is sent after the entry was dropped"
+
+
+def test_a_parity_check_level_change_is_sent_once(
+    cluster: DevCluster, namespace: str, live_operator: OperatorProcess, exporter: Exporter, receiver: Receiver
+) -> None:
+    """The same outbox and sender for another kind: a manual run whose level is Warning (from None)."""
+    strategy = f"p_{namespace.replace('-', '_')}"
+    # Per-period live - backtest differences with a stdev of 0.005 = 50 bps at periodsPerYear 1: Warning.
+    exporter.gauge("notify_return", 0.0, noise=0.005, strategy=strategy, source="live")
+    exporter.gauge("notify_return", 0.0, strategy=strategy, source="backtest")
+    apply(cluster, secret(namespace, receiver.url()))
+    apply(cluster, deployment("pipeline", namespace, 1, "v2.0.0"))
+    check = {
+        "apiVersion": "strategyrollouts.io/v1alpha1",
+        "kind": "ParityCheck",
+        "metadata": {"name": "parity", "namespace": namespace},
+        "spec": {
+            "strategy": strategy,
+            "target": {"deployment": "pipeline"},
+            "schedule": "0 0 1 1 *",  # yearly: only the manual run below
+            "window": "30s",
+            "step": "1s",
+            "periodsPerYear": 1,
+            "minSamples": 8,
+            "live": {"query": 'notify_return{strategy="{{strategy}}",source="live"}'},
+            "backtest": {"query": 'notify_return{strategy="{{strategy}}",source="backtest"}'},
+            "thresholdsBps": {"warning": 20, "critical": 200, "emergency": 400},
+            "notify": [{"to": {"secretRef": {"name": "desk-alerts", "key": "urls"}}, "on": ["LevelChanged"]}],
+        },
+    }
+    apply(cluster, check)
+    time.sleep(12)  # enough scrapes in the window for minSamples
+    me = cluster.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    request = {"requests": {"run-1": {"action": "run", "by": me, "at": at}}}
+    cluster.kubectl(
+        "patch",
+        "paritycheck",
+        "parity",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": request}),
+    )
+    st = wait_for(
+        lambda: (s := status(cluster, "parity", namespace, kind="paritycheck")).get("lastRun") and s,
+        60,
+        what="the manual run",
+    )
+    assert st["lastRun"]["level"] == "Warning", st["lastRun"]
+    wait_for(lambda: receiver.accepted, 60, what="the LevelChanged message")
+
+    def outbox() -> dict[str, Any]:
+        state = status(cluster, "parity", namespace, kind="paritycheck").get("notifications") or {}
+        return dict(state.get("pending") or {})
+
+    wait_for(lambda: not outbox(), 60, what="the outbox empty")
+    time.sleep(3)
+    assert len(receiver.accepted) == 1, receiver.accepted
+    text = receiver.accepted[0]["message"]
+    assert f"ParityCheck {namespace}/parity" in text and "Warning" in text and "tracking error" in text, text
