@@ -142,9 +142,6 @@ class Notifier:
         else:
             self._finished.pop(uid, None)
 
-    def pending(self) -> int:
-        return sum(len(j) for j in self._jobs.values())
-
     # ---- the sender task ------------------------------------------------------------------------
     def _start(self, ctx: Context) -> None:
         if self._wake is None:
