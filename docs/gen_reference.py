@@ -68,6 +68,9 @@ DESCRIPTIONS: dict[str, str] = {
     "spec.stages[].minDuration": "The stage never finishes earlier.",
     "spec.stages[].maxDuration": "All gates Pass at this age: promote; any Fail: `onFailure`.",
     "spec.stages[].promotion": "`auto`: next stage after the last step; `manual`: wait for `promote`.",
+    "spec.stages[].approvals": "Two-person rule: the stage is promoted only after distinct users approve.",
+    "spec.stages[].approvals.count": "How many distinct users must `approve` since the stage started.",
+    "spec.stages[].approvals.message": "Shown while the stage waits, e.g. who is expected to approve.",
     "spec.gates": "Prometheus gates, evaluated every `interval` in every stage.",
     "spec.gates[].name": "Gate name (unique).",
     "spec.gates[].query": "PromQL returning one number; placeholders allowed.",
@@ -184,6 +187,10 @@ PATTERNS: list[tuple[str, str]] = [
     (r"^spec\.decisions\.tolerances$", "How close a shadow decision must be to match."),
     (r"^spec\.latencyProfile\.budgets$", "Per-stage p95 budgets."),
     (r"^spec\.latencyProfile\.window$", "rate() window; default: the run so far, at most 1h."),
+    (r"^spec\.notify$", "Where to send notifications of this object's events (docs/notifications.md)."),
+    (r"^spec\.notify\[\]\.to$", "The receiver."),
+    (r"^spec\.notify\[\]\.to\.secretRef$", "Labelled Secret key with one or more Apprise URLs, one a line."),
+    (r"^spec\.notify\[\]\.on$", "Events to send; see docs/notifications.md for each kind's."),
 ]
 
 

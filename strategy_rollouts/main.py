@@ -38,6 +38,12 @@ def parser() -> argparse.ArgumentParser:
         help="seconds: gate values reach status.gates at least this often (results and counters at once)",
     )
     run.add_argument(
+        "--notify-retry-window",
+        type=float,
+        default=600.0,
+        help="seconds a notification is retried before a NotificationFailed Event drops it",
+    )
+    run.add_argument(
         "--peering", default=None, help="kopf peering name (needs kopf's peering CRDs); default standalone"
     )
     run.add_argument("-v", "--verbose", action="store_true")
@@ -61,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
             prometheus_timeout_s=args.prometheus_timeout,
             idle_recheck_s=args.idle_recheck,
             gate_status_refresh_s=args.gate_status_refresh,
+            notify_retry_window_s=args.notify_retry_window,
         ),
     )
     if args.metrics_port:

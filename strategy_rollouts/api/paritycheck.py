@@ -18,6 +18,7 @@ from strategy_rollouts.api.common import (
     with_rules,
 )
 from strategy_rollouts.api.market import ParityMarketSpec
+from strategy_rollouts.api.notify import NotificationStatus, NotifyRules
 from strategy_rollouts.api.requests import HandledRequest, ParityRequest, RequestId
 
 
@@ -97,6 +98,7 @@ class ParityCheckSpec(ApiModel):
     actions: ParityActions = ParityActions()
     prometheus: PrometheusConnection | None = None
     market: ParityMarketSpec | None = None
+    notify: NotifyRules = []
 
 
 ParityLevel = Literal["Excellent", "Good", "Warning", "Critical", "Emergency", "Unknown"]
@@ -172,3 +174,5 @@ class ParityCheckStatus(StatusModel):
     # Pending manual runs (`kubectl strategy parity run`): one key per request, added by merge patch.
     requests: dict[str, ParityRequest] = {}
     handled_requests: list[HandledRequest] = []
+    # Notifications to send (an outbox written with the transition that caused them): api/notify.py.
+    notifications: NotificationStatus | None = None

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from strategy_rollouts.api.approvals import Approval, Approvals
 from strategy_rollouts.api.common import (
     ApiModel,
     CanaryRef,
@@ -22,6 +23,7 @@ from strategy_rollouts.api.common import (
     with_rules,
 )
 from strategy_rollouts.api.market import FreezeWindows, MarketSpec, MarketStatus
+from strategy_rollouts.api.notify import NotificationStatus, NotifyRules
 from strategy_rollouts.api.requests import HandledRequest, RolloutRequest
 
 Key = Annotated[str, Field(min_length=1, max_length=128)]
@@ -81,6 +83,7 @@ class Stage(ApiModel):
     min_duration: Duration | None = None
     max_duration: Duration | None = None
     promotion: Literal["auto", "manual"] = "auto"
+    approvals: Approvals | None = None
 
 
 class StrategyRolloutSpec(ApiModel):
@@ -126,10 +129,13 @@ class StrategyRolloutSpec(ApiModel):
     prometheus: PrometheusConnection | None = None
     market: MarketSpec | None = None
     freeze_windows: FreezeWindows = []
+    notify: NotifyRules = []
 
 
 RolloutPhase = Literal["Pending", "Progressing", "Paused", "Succeeded", "RolledBack", "Invalid"]
-HistoryOutcome = Literal["Succeeded", "RolledBack", "Aborted", "Superseded", "Promoted", "Paused", "Resumed", "Retried"]
+HistoryOutcome = Literal[
+    "Succeeded", "RolledBack", "Aborted", "Superseded", "Promoted", "Paused", "Resumed", "Retried", "Approved"
+]
 
 
 class ReplicaStatus(StatusModel):
@@ -224,3 +230,6 @@ class StrategyRolloutStatus(StatusModel):
     scale_downs: list[ScaleDown] = []
     trading_stopped: bool = False
     market: MarketStatus | None = None
+    approvals: list[Approval] = []
+    # Notifications to send (an outbox written with the transition that caused them): api/notify.py.
+    notifications: NotificationStatus | None = None

@@ -20,6 +20,7 @@ from strategy_rollouts.api.common import (
     Timestamp,
 )
 from strategy_rollouts.api.market import ShadowMarketSpec
+from strategy_rollouts.api.notify import NotificationStatus, NotifyRules
 
 
 class EgressRule(ApiModel):
@@ -91,6 +92,7 @@ class ShadowRunSpec(ApiModel):
     latency_profile: LatencyProfileSpec | None = None
     prometheus: PrometheusConnection | None = None
     market: ShadowMarketSpec | None = None
+    notify: NotifyRules = []
 
 
 ShadowPhase = Literal["Pending", "Running", "Completed", "Invalid"]
@@ -158,3 +160,5 @@ class ShadowRunStatus(StatusModel):
     conditions: list[Condition] = []
     # Matcher bookkeeping (stream offsets, unpaired decisions) so a restart never recounts.
     matcher: Annotated[dict[str, Any], Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})] = {}
+    # Notifications to send (an outbox written with the transition that caused them): api/notify.py.
+    notifications: NotificationStatus | None = None

@@ -24,6 +24,8 @@ from strategy_rollouts.cli.fmt import (
     status_of,
     styled,
 )
+from strategy_rollouts.cli.render_approvals import approvals_cell, approvals_table
+from strategy_rollouts.cli.render_notifications import notifications_text
 from strategy_rollouts.cli.render_requests import OUTCOME_STYLE, requests_cell, requests_table
 from strategy_rollouts.cli.requests import requests_of
 
@@ -95,7 +97,7 @@ def rollouts_table(objs: list[dict[str, Any]], now: datetime, all_namespaces: bo
             status.canary_version or str((spec.get("canary") or {}).get("version", DASH)),
             market_text(status),
             gates,
-            status.reason or "",
+            (status.reason or "") + approvals_cell(obj, status),
             requests_cell(obj),
             age(meta.get("creationTimestamp"), now),
         ]
@@ -259,6 +261,9 @@ def _overview(obj: dict[str, Any], now: datetime) -> Text:
         text.append("\nspec.paused is true (from Git)", style="yellow")
     if status.trading_stopped:
         text.append("\nTrading stopped (parity emergency)", style="bold red")
+    notify = notifications_text(status.notifications, now)
+    if notify is not None:
+        text.append("\n").append_text(notify)
     return text
 
 
@@ -268,6 +273,9 @@ def rollout_detail(obj: dict[str, Any], now: datetime) -> Group:
     parts: list[RenderableType] = [_overview(obj, now), Text(""), stages_table(obj)]
     if status.gates:
         parts += [Text(""), gates_table(status, now)]
+    approvals = approvals_table(obj, status, now)
+    if approvals is not None:
+        parts += [Text(""), approvals]
     if status.conditions:
         parts += [Text(""), conditions_table(status, now)]
     requests = requests_table(obj, now)

@@ -32,6 +32,7 @@ from strategy_rollouts.engine import parity_actions as acts
 from strategy_rollouts.engine import requests as reqs
 from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.engine.rollout import Event
+from strategy_rollouts.engine.validation import notify_errors
 
 HISTORY_LIMIT: Final = 30
 MAX_POINTS: Final = 11_000  # Prometheus refuses range queries with more points per series
@@ -114,6 +115,7 @@ def validate(spec: ParityCheckSpec) -> list[str]:
         thresholds(spec)
     except ValueError as exc:
         errors.append(f"spec.thresholdsBps: {exc}")
+    errors += notify_errors("ParityCheck", spec.notify)
     return errors
 
 

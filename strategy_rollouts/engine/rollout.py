@@ -28,6 +28,7 @@ from strategy_rollouts.api.rollout import (
     StrategyRolloutStatus,
     TargetStatus,
 )
+from strategy_rollouts.engine import approvals as approvallib
 from strategy_rollouts.engine import gates as gatelib
 from strategy_rollouts.engine import market, requests
 from strategy_rollouts.engine.gates import Measurement
@@ -421,10 +422,10 @@ class _Run:
                 return "Rejected", f"nothing to abort in phase {phase}"
             self.rollback("Aborted", f"aborted by {by}: {why or 'no reason given'}", "Aborted", by)
             return "Applied", "rolling back to stable"
-        if action == "approve":
-            return "Rejected", "this rollout's stages ask for no approvals"
         if phase not in ACTIVE:
             return "Rejected", f"{action} does not apply in phase {phase}"
+        if action == "approve":
+            return self.approve(req)
         if action == "pause":
             if self.st.manual_pause is not None:
                 return "Rejected", f"already paused by {self.st.manual_pause.by}"
@@ -450,6 +451,11 @@ class _Run:
             return "Rejected", f"held: {self.hold.message}"
         if action in ("promote", "promoteFull") and (self.st.stage_index or 0) >= len(self.spec.stages):
             return "Rejected", "already completing: every key is being handed to the canary"
+        waiting = approvallib.blocks_promotion(
+            self.spec.stages, self.st.stage_index or 0, self.st.step_index or 0, self.st.approvals, action != "promote"
+        )
+        if waiting:
+            return "Rejected", waiting
         if action == "promote":
             self.promote_step(by, why)
             return "Applied", f"promoted to stage {self.st.stage or 'completion'} step {self.st.step_index}"
@@ -457,6 +463,23 @@ class _Run:
         self.event("Normal", "PromotedFull", f"promoted to 100% everywhere by {by}")
         self.begin_completion()
         return "Applied", "handing every key to the canary"
+
+    def approve(self, req: RolloutRequest) -> tuple[Outcome, str]:
+        index = self.st.stage_index or 0
+        stage = self.spec.stages[index] if index < len(self.spec.stages) else None
+        given = approvallib.current(self.st.approvals, self.st.stage, self.st.stage_started_at)
+        self.st.approvals, outcome, message = approvallib.approve(stage, given, req, self.now)
+        if outcome == "Applied":
+            self.history("Approved", req.by, req.reason)
+            self.event("Normal", "Approved", f"approved by {req.by}: {message}")
+        return outcome, message
+
+    def awaiting_approval(self, stage: Stage) -> bool:
+        """Phase Paused, reason AwaitingApproval, while the stage lacks approvals (True: it must wait)."""
+        if approvallib.satisfied(stage, self.st.approvals):
+            return False
+        self.set_phase("Paused", "AwaitingApproval", approvallib.waiting_message(stage, self.st.approvals))
+        return True
 
     def promote_step(self, by: str | None, why: str | None) -> None:
         stage = self.spec.stages[self.st.stage_index or 0]
@@ -554,6 +577,8 @@ class _Run:
             if any(g.result == "Fail" and not g.dry_run for g in st.gates):
                 self.fail("MaxDurationFailed", f"stage {stage.name} reached maxDuration with a failing gate")
                 return False
+            if gates_ok and self.awaiting_approval(stage):
+                return False
             if gates_ok:
                 self.event(
                     "Normal",
@@ -626,6 +651,8 @@ class _Run:
             return False
         if not gates_ok:
             self.waiting_for_gates()
+            return False
+        if self.awaiting_approval(stage):
             return False
         if stage.promotion == "manual":
             self.set_phase("Paused", "AwaitingPromotion", f"stage {stage.name} done; promotion is manual")
@@ -774,6 +801,7 @@ class _Run:
         self.route()
         self.finish_if_complete()
         self.scale_downs()
+        st.approvals = approvallib.current(st.approvals, st.stage, st.stage_started_at)
         self._summarize_status()
 
     def _summarize_status(self) -> None:

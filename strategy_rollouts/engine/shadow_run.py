@@ -57,7 +57,7 @@ from strategy_rollouts.engine.shadow_observed import (
     to_ms,
     watermark,
 )
-from strategy_rollouts.engine.validation import gate_errors, query_errors
+from strategy_rollouts.engine.validation import gate_errors, notify_errors, query_errors
 
 READ_EVERY_S: Final = 2.0  # decision reads while running
 FINAL_GRACE_S: Final = 1.0  # after the end, so every entry with an id <= end has been added
@@ -150,6 +150,7 @@ def spec_errors(spec: ShadowRunSpec, namespace: str) -> list[str]:
     if not spec.isolation.env:
         errors.append("spec.isolation.env: must name at least one variable (e.g. SHADOW_MODE: 'true')")
     errors += gate_errors("spec.kpis", spec.kpis, known=SHADOW_PLACEHOLDERS)
+    errors += notify_errors("ShadowRun", spec.notify)
     if spec.decisions is not None:
         bad = validate_match_on(spec.decisions.match_on)
         if bad:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from strategy_rollouts.api.common import GateSpec
 from strategy_rollouts.api.durations import parse_duration
+from strategy_rollouts.api.notify import EVENTS_BY_KIND, NotifyRule
 from strategy_rollouts.api.placeholders import ROLLOUT_PLACEHOLDERS, SHADOW_PLACEHOLDERS, unknown_placeholders
 from strategy_rollouts.api.rollout import StrategyRolloutSpec
 from strategy_rollouts.engine.market import market_errors
@@ -67,7 +68,19 @@ def rollout_errors(spec: StrategyRolloutSpec) -> list[str]:
             errors += query_errors(f"{where}.riskBudget.query", stage.risk_budget.query, ROLLOUT_PLACEHOLDERS)
     errors += gate_errors("spec.gates", spec.gates)
     errors += market_errors("spec", spec.market, spec.freeze_windows)
+    errors += notify_errors("StrategyRollout", spec.notify)
     return errors
 
 
-__all__ = ["SHADOW_PLACEHOLDERS", "gate_errors", "query_errors", "rollout_errors"]
+__all__ = ["SHADOW_PLACEHOLDERS", "gate_errors", "notify_errors", "query_errors", "rollout_errors"]
+
+
+def notify_errors(kind: str, rules: Sequence[NotifyRule]) -> list[str]:
+    """Events the kind never produces (the shared schema allows every kind's)."""
+    allowed = EVENTS_BY_KIND[kind]
+    out: list[str] = []
+    for i, rule in enumerate(rules):
+        bad = [e for e in rule.on if e not in allowed]
+        if bad:
+            out.append(f"spec.notify[{i}].on: {', '.join(bad)} is not a {kind} event (one of {', '.join(allowed)})")
+    return out

@@ -15,6 +15,7 @@ from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.operator.calendars import Calendars
 from strategy_rollouts.operator.kube import Kube
 from strategy_rollouts.operator.loops import Loops
+from strategy_rollouts.operator.notifier import Notifier
 from strategy_rollouts.operator.parity_memory import ParityMemory
 from strategy_rollouts.operator.prometheus import Connection, Pool
 from strategy_rollouts.operator.shadow_memory import ShadowMemory
@@ -38,6 +39,8 @@ class Settings:
     # Gate evaluations reach status.gates when a result or counter changes, else at most this often
     # (the latest values are always on /metrics); between writes they live in memory.
     gate_status_refresh_s: float = 300.0
+    # A notification is retried this long after it was recorded, then dropped (NotificationFailed).
+    notify_retry_window_s: float = 600.0
 
 
 class Wakers:
@@ -100,6 +103,7 @@ class Context:
     shadow: ShadowMemory = field(default_factory=ShadowMemory)
     parity: ParityMemory = field(default_factory=ParityMemory)
     calendars: Calendars = field(default_factory=Calendars)
+    notifier: Notifier = field(default_factory=Notifier)
 
     async def connection(self, namespace: str, override: PrometheusConnection | None) -> Connection:
         """The operator default, overridden per object; secrets read at use, never logged or stored."""

@@ -61,6 +61,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 async def stop_loops(memo: kopf.Memo, **_: Any) -> None:
     ctx = context(memo)
     await ctx.loops.stop_all()
+    await ctx.notifier.close()
     await shadowruns.close(ctx)
 
 
@@ -70,8 +71,10 @@ async def _follow(ctx: Context, kind: str, event: kopf.RawEvent, namespace: str,
     if event.get("type") == "DELETED":
         await ctx.loops.stop(key)
         ctx.watched.drop(kind, namespace, name)
+        ctx.notifier.forget(str((event["object"].get("metadata") or {}).get("uid", "")))
         return False
     ctx.watched.offer(event["object"])  # before the wake-up: the loop reads this instead of a GET
+    ctx.notifier.offer(ctx, kind, event["object"])  # pending notifications (also after a restart)
     ctx.loops.ensure(key, lambda stop: run(ctx, namespace, name, stop))
     return True
 

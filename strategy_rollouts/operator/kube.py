@@ -190,8 +190,14 @@ class Kube:
         except ApiException as exc:
             raise classify(exc, f"{plural} {namespace}/{name} status") from exc
 
-    async def merge_status(self, plural: str, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """JSON merge patch of the status subresource; returns the object as written."""
+    async def merge_status(
+        self, plural: str, namespace: str, name: str, patch: dict[str, Any], uid: str | None = None
+    ) -> dict[str, Any]:
+        """JSON merge patch of the status subresource; returns the object as written. With `uid`, only
+        that incarnation of the object is patched (a recreated one with the same name is refused)."""
+        body: dict[str, Any] = {"status": patch}
+        if uid is not None:
+            body["metadata"] = {"uid": uid}
         result: object = await self.call(
             self.custom.patch_namespaced_custom_object_status,
             GROUP,
@@ -199,7 +205,7 @@ class Kube:
             namespace,
             plural,
             name,
-            {"status": patch},
+            body,
         )
         return result if isinstance(result, dict) else {}
 

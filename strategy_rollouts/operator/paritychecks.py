@@ -18,10 +18,10 @@ from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.errors import validation_message
 from strategy_rollouts.api.paritycheck import ParityCheckSpec, ParityCheckStatus
 from strategy_rollouts.api.placeholders import substitute
-from strategy_rollouts.engine import parity, parity_run
+from strategy_rollouts.engine import notifications, parity, parity_run
 from strategy_rollouts.engine import parity_actions as acts
 from strategy_rollouts.engine.market import Calendar
-from strategy_rollouts.operator import daemons, metrics, prometheus, routing_writer, runtime, status_guard
+from strategy_rollouts.operator import daemons, metrics, notifier, prometheus, routing_writer, runtime, status_guard
 from strategy_rollouts.operator.calendars import market_calendar
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.kube import Conflict
@@ -182,6 +182,9 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
         calendar, problem = await market_calendar(ctx.calendars, "spec.market", spec.market.calendar, None, now)
         if problem is not None:  # reported like a spec that does not parse: InvalidSpec, nothing runs
             spec, spec_errors = None, (problem,)
+    problems = await notifier.secret_errors(ctx, namespace, spec.notify) if spec is not None else []
+    if problems:  # held as an invalid spec: it does not act
+        spec, spec_errors = None, tuple(problems)
     created = created_at(obj, now)
     measured = target = None
     if parity_run.wants_measurement(spec, status, created, now, calendar):
@@ -203,6 +206,8 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
     decision = parity_run.reconcile(spec, status, obs, now)
     new = decision.status
     new.conditions = status_guard.cleared(new.conditions, obs.generation, now)
+    occurrences = notifications.parity_occurrences(spec, decision.events, namespace, name)
+    new.notifications = notifications.outbox(spec.notify if spec else [], status.notifications, occurrences, now)
     if new.wire() != status.wire():
         await runtime.write_status(ctx, PLURAL, obj, new.wire())
     emit(obj, decision)

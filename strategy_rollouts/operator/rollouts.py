@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from strategy_rollouts.api.errors import validation_message
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
+from strategy_rollouts.engine import notifications
 from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.engine.rollout import (
     Decision,
@@ -20,7 +21,7 @@ from strategy_rollouts.engine.rollout import (
     reconcile,
     routing_document,
 )
-from strategy_rollouts.operator import daemons, metrics, routing_writer, runtime, status_guard
+from strategy_rollouts.operator import daemons, metrics, notifier, routing_writer, runtime, status_guard
 from strategy_rollouts.operator.calendars import market_calendar
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.rollout_observe import DEPLOYMENT_COUNTS, KIND, Routings, observe
@@ -95,8 +96,10 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
             kopf.event(cast(kopf.Body, obj), type="Warning", reason="InvalidStatus", message=message[:1000])
         return None
     status = working_status(ctx, obj, persisted)
-    if spec is None:
-        decision = invalid(status, [error or "spec does not parse"], obj["metadata"].get("generation", 1), now)
+    problems = await notifier.secret_errors(ctx, namespace, spec.notify) if spec is not None else []
+    if spec is None or problems:
+        errors = problems or [error or "spec does not parse"]
+        decision = invalid(status, errors, obj["metadata"].get("generation", 1), now)
         await write_status(ctx, obj, persisted, decision)
         return None
     calendar: Calendar | None = None  # spec.market's, built from exchange_calendars (operator/calendars.py)
@@ -113,6 +116,9 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
     if calendar is not None:
         obs = dataclasses.replace(obs, calendar=calendar)
     decision = reconcile(spec, status, obs, datetime.now(UTC))
+    # The outbox is written with the transition that caused it (record intent, then notify).
+    occurrences = notifications.rollout_occurrences(spec, status, decision.status, namespace, name)
+    decision.status.notifications = notifications.outbox(spec.notify, status.notifications, occurrences, now)
     decision.status.conditions = status_guard.cleared(decision.status.conditions, obs.generation, now)
     await write_status(ctx, obj, persisted, decision)
     # Only what the status now records is enforced (the write above succeeded, or we did not get here).

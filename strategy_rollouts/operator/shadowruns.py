@@ -21,12 +21,12 @@ from pydantic import ValidationError
 
 from strategy_rollouts.api.errors import validation_message
 from strategy_rollouts.api.shadowrun import ShadowRunSpec, ShadowRunStatus
-from strategy_rollouts.engine import shadow_run
+from strategy_rollouts.engine import notifications, shadow_run
 from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.engine.networkpolicy import policy_name
 from strategy_rollouts.engine.rollout import Event
 from strategy_rollouts.engine.shadow_run import Decision, Observations
-from strategy_rollouts.operator import daemons, metrics, runtime, shadow_measure, shadow_world, status_guard
+from strategy_rollouts.operator import daemons, metrics, notifier, runtime, shadow_measure, shadow_world, status_guard
 from strategy_rollouts.operator.calendars import market_calendar
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.kube import KINDS, Conflict
@@ -133,8 +133,14 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
         calendar, problem = await market_calendar(ctx.calendars, "spec.market", spec.market.calendar, None, now)
         if problem is not None:  # reported like a spec that does not parse: InvalidSpec, nothing acts
             spec, spec_error = None, problem
+    problems = await notifier.secret_errors(ctx, namespace, spec.notify) if spec is not None else []
+    if problems:  # held as an invalid spec: it does not act
+        spec, spec_error = None, "; ".join(problems)
     obs, world = await observe(ctx, obj, spec, spec_error, status, now, calendar)
     decision = shadow_run.reconcile(spec, status, obs, now)
+    occurrences = notifications.shadow_occurrences(spec, status, decision.status, namespace, name)
+    outbox = notifications.outbox(spec.notify if spec else [], status.notifications, occurrences, now)
+    decision = replace(decision, status=decision.status.model_copy(update={"notifications": outbox}))
     await write(ctx, obj, persisted, decision)  # record intent ...
     await shadow_world.enforce(ctx, obs.owner, decision, world)  # ... then act on it
     record_metrics(namespace, name, decision.status)
