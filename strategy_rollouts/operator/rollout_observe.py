@@ -15,7 +15,7 @@ from strategy_rollouts.api.placeholders import substitute
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.rollout import DeploymentObs, Observations, due_gates, target_namespaces
-from strategy_rollouts.operator import metrics, prometheus, routing_writer
+from strategy_rollouts.operator import judge_measure, metrics, prometheus, routing_writer
 from strategy_rollouts.operator.context import Context
 
 KIND = "rollout"  # waker kind
@@ -38,6 +38,9 @@ def placeholder_values(spec: StrategyRolloutSpec, namespace: str, stage: str | N
 
 async def measure(conn: prometheus.Connection, gate: GateSpec, values: dict[str, str]) -> Measurement:
     values = {**values, "interval": gate.interval}
+    if gate.judge is not None:
+        return await judge_measure.populations(conn, gate.judge, values)
+    assert gate.query is not None  # threshold or compare (validated)
     query = substitute(gate.query, values)
     if gate.baseline is not None:
         return await prometheus.compare(conn, query, substitute(gate.baseline, values))
