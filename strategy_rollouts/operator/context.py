@@ -17,6 +17,7 @@ from strategy_rollouts.operator.loops import Loops
 from strategy_rollouts.operator.parity_memory import ParityMemory
 from strategy_rollouts.operator.prometheus import Connection, Pool
 from strategy_rollouts.operator.shadow_memory import ShadowMemory
+from strategy_rollouts.operator.template_cache import TemplateCache
 from strategy_rollouts.operator.watched import Watched
 
 ObjectKey = tuple[str, str]  # (namespace, name)
@@ -98,6 +99,7 @@ class Context:
     prometheus: Pool = field(default_factory=Pool)
     shadow: ShadowMemory = field(default_factory=ShadowMemory)
     parity: ParityMemory = field(default_factory=ParityMemory)
+    gate_templates: TemplateCache = field(default_factory=TemplateCache)
 
     async def connection(self, namespace: str, override: PrometheusConnection | None) -> Connection:
         """The operator default, overridden per object; secrets read at use, never logged or stored."""

@@ -25,7 +25,15 @@ from strategy_rollouts.engine import shadow_run
 from strategy_rollouts.engine.networkpolicy import policy_name
 from strategy_rollouts.engine.rollout import Event
 from strategy_rollouts.engine.shadow_run import Decision, Observations
-from strategy_rollouts.operator import daemons, metrics, runtime, shadow_measure, shadow_world, status_guard
+from strategy_rollouts.operator import (
+    daemons,
+    gate_templates,
+    metrics,
+    runtime,
+    shadow_measure,
+    shadow_world,
+    status_guard,
+)
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.kube import KINDS, Conflict
 
@@ -124,8 +132,17 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
     gen = int(obj["metadata"].get("generation", 1))
     status = persisted.model_copy(update={"conditions": status_guard.cleared(persisted.conditions, gen, now)})
     spec, spec_error = parse_spec(obj)
+    used = {}
+    if spec is not None:  # templateRef KPIs: resolved here; a missing template or arg is InvalidSpec
+        templated = await gate_templates.resolved(ctx, KIND, (namespace, name), "spec.kpis", spec.kpis)
+        spec, spec_error, used = (
+            (None, "; ".join(templated.errors), {})
+            if templated.errors
+            else (spec.model_copy(update={"kpis": templated.gates}), None, templated.used)
+        )
     obs, world = await observe(ctx, obj, spec, spec_error, status, now)
     decision = shadow_run.reconcile(spec, status, obs, now)
+    decision.status.kpis = gate_templates.stamp(decision.status.kpis, used, obs.kpis)
     await write(ctx, obj, persisted, decision)  # record intent ...
     await shadow_world.enforce(ctx, obs.owner, decision, world)  # ... then act on it
     record_metrics(namespace, name, decision.status)
