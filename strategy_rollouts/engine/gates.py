@@ -162,6 +162,8 @@ def summarize(specs: list[GateSpec], statuses: dict[str, GateStatus], now: datet
             failed.append(status)
         if status is not None and status.inconclusives > spec.inconclusive_limit:
             held.append(status)
+        if spec.webhook is not None and spec.webhook.at != "continuous":
+            continue  # confirms one transition, checked there (engine/webhook_gates.py)
         if status is None or status.result != "Pass" or not is_fresh(spec, status, now):
             all_pass = False
     return GateSummary(failed, held, all_pass)

@@ -18,7 +18,15 @@ from strategy_rollouts.engine.rollout import (
     reconcile,
     routing_document,
 )
-from strategy_rollouts.operator import daemons, gate_templates, metrics, routing_writer, runtime, status_guard
+from strategy_rollouts.operator import (
+    daemons,
+    gate_templates,
+    metrics,
+    routing_writer,
+    runtime,
+    status_guard,
+    webhook_client,
+)
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.rollout_observe import DEPLOYMENT_COUNTS, KIND, Routings, observe
 from strategy_rollouts.operator.rollout_writes import PLURAL, is_own_write, must_persist, working_status, write_status
@@ -95,12 +103,14 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
         await write_status(ctx, obj, persisted, decision)
         return None
     templated = await gate_templates.resolved(ctx, KIND, (namespace, name), "spec.gates", spec.gates)
-    if templated.errors:  # a missing template or arg: report, never act
-        decision = invalid(status, templated.errors, obj["metadata"].get("generation", 1), now)
+    auth, auth_errors = await webhook_client.credentials(ctx, namespace, "spec.gates", templated.gates)
+    if templated.errors or auth_errors:  # a missing template, arg or credential: report, never act
+        errors = templated.errors + auth_errors
+        decision = invalid(status, errors, obj["metadata"].get("generation", 1), now)
         await write_status(ctx, obj, persisted, decision)
         return None
     spec = spec.model_copy(update={"gates": templated.gates})
-    obs, routings = await observe(ctx, obj, spec, status)
+    obs, routings = await observe(ctx, obj, spec, status, auth)
     decision = reconcile(spec, status, obs, datetime.now(UTC))
     decision.status.gates = gate_templates.stamp(decision.status.gates, templated.used, obs.measurements)
     decision.status.conditions = status_guard.cleared(decision.status.conditions, obs.generation, now)
