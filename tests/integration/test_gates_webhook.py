@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socketserver
 import threading
 import time
 from collections.abc import Iterator
@@ -68,14 +67,14 @@ def handler_for(desk: Desk) -> type[BaseHTTPRequestHandler]:
 def desk(live_operator: OperatorProcess) -> Iterator[tuple[Desk, str]]:
     d = Desk()
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(d))
-    server.daemon_threads = True
+    server.daemon_threads = False  # server_close joins the handlers (a hanging one closes its socket first)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield d, f"http://127.0.0.1:{server.server_address[1]}/confirm"
     finally:
         server.shutdown()
-        socketserver.BaseServer.server_close(server)
+        server.server_close()
 
 
 def secret(name: str, namespace: str, labelled: bool = True) -> dict[str, Any]:
