@@ -10,6 +10,7 @@ from typing import Any
 
 from strategy_rollouts.api.common import GROUP, VERSION
 from strategy_rollouts.api.gates import GateSpec, GateStatus, TemplateUse
+from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine.gate_templates import Resolved, Template, TemplateKey, key_of, resolve
 from strategy_rollouts.operator.context import Context, ObjectKey
 from strategy_rollouts.operator.template_cache import WAKER, template_of
@@ -43,6 +44,16 @@ async def resolved(ctx: Context, watcher_kind: str, watcher: ObjectKey, field: s
         ctx.wakers.watch(watcher_kind, watcher, WAKER[kind], [(ns, name)])
     templates = {k: await lookup(ctx, k) for k in dict.fromkeys(keys)}
     return resolve(field, gates, namespace, templates)
+
+
+def settled(spec: StrategyRolloutSpec, status: StrategyRolloutStatus) -> bool:
+    """A finished run of the spec's versions with no pending request: it measures no gate."""
+    return (
+        status.phase in ("Succeeded", "RolledBack")
+        and status.canary_version == spec.canary.version
+        and status.stable_version == spec.stable.version
+        and not status.requests
+    )
 
 
 def changed(ctx: Context, kind: str, event: Mapping[str, Any]) -> None:

@@ -104,6 +104,10 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
         return None
     templated = await gate_templates.resolved(ctx, KIND, (namespace, name), "spec.gates", spec.gates)
     auth, auth_errors = await webhook_client.credentials(ctx, namespace, "spec.gates", templated.gates)
+    if (templated.errors or auth_errors) and gate_templates.settled(spec, status):
+        # A finished run measures no gate: a template or Secret removed since must not turn it Invalid
+        # (an Invalid rollout starts over once fixed). A new version or a request checks again.
+        templated.errors, auth_errors = [], []
     if templated.errors or auth_errors:  # a missing template, arg or credential: report, never act
         errors = templated.errors + auth_errors
         decision = invalid(status, errors, obj["metadata"].get("generation", 1), now)

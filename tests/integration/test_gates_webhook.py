@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -179,3 +182,41 @@ def test_token_secret_without_the_credentials_label_is_invalid_spec(
     assert "strategyrollouts.io/credentials" in st["message"] and TOKEN not in json.dumps(st)
     assert d.seen() == []  # never called
     assert routing(cluster, "hook-bad-routing", namespace) is None
+
+
+@pytest.fixture
+def tls_desk(live_operator: OperatorProcess, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """The desk over HTTPS with a self-signed certificate for 127.0.0.1: (url, certificate PEM)."""
+    cert, key = tmp_path / "desk.crt", tmp_path / "desk.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=desk",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(Desk()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/confirm", cert.read_text()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_tls_is_verified_and_a_ca_from_a_labelled_secret_is_trusted(
+    cluster: DevCluster, namespace: str, tls_desk: tuple[str, str]
+) -> None:
+    url, pem = tls_desk
+    ca = secret("desk", namespace)
+    ca["data"]["ca.crt"] = base64.b64encode(pem.encode()).decode()
+    apply(cluster, ca)
+    start(cluster, rollout("tls-unknown", namespace, [hook(url, at="stepIncrease")]))
+    st = wait_phase(cluster, "tls-unknown", namespace, "Paused")
+    assert st["reason"] == "Inconclusive" and "TLS error" in gate(st, "risk-desk")["message"]
+    trusted = hook(url, at="stepIncrease", caSecretRef={"name": "desk", "key": "ca.crt"})
+    start(cluster, rollout("tls-trusted", namespace, [trusted]))
+    wait_phase(cluster, "tls-trusted", namespace, "Succeeded")
