@@ -77,6 +77,35 @@ DESCRIPTIONS: dict[str, str] = {
     "spec.gates[].condition": "Threshold mode: `<op> <number>`, op one of `< <= > >= == !=`.",
     "spec.gates[].baseline": "Compare mode: PromQL of the reference value (usually the stable version).",
     "spec.gates[].maxIncreasePercent": "Compare mode: largest allowed increase of query over baseline.",
+    "spec.gates[].judge": "Statistical gate: canary vs stable populations (docs/judge.md).",
+    "spec.gates[].judge.test": "The test; only `mannWhitneyU` (one-sided).",
+    "spec.gates[].judge.query": "PromQL range query run once per side; `{{version}}` = canary, then stable.",
+    "spec.gates[].judge.window": "Range of the query, ending now; every point of every series is a sample.",
+    "spec.gates[].judge.step": "Resolution of the range query.",
+    "spec.gates[].judge.worseWhen": "Which direction is a regression for the canary: `lower` or `higher`.",
+    "spec.gates[].judge.confidence": "Fail when the canary is worse with one-sided p < 1 - confidence.",
+    "spec.gates[].judge.minSamples": "Samples needed per side; fewer: Inconclusive (never a pass).",
+    "spec.gates[].webhook": "HTTP check by another system (docs/webhook-gates.md): 2xx = Pass.",
+    "spec.gates[].webhook.url": "http(s) URL the operator POSTs the rollout's state to.",
+    "spec.gates[].webhook.timeout": "No answer within this: Inconclusive.",
+    "spec.gates[].webhook.at": "`continuous`, `stepIncrease` (before a weight rise), `promotion` (before promoting).",
+    "spec.gates[].webhook.onReject": "Non-2xx answer: `hold` (wait, ask again every interval) or `fail` (a Fail).",
+    "spec.gates[].webhook.bearerTokenSecretRef": "Bearer token: key of a labelled credentials Secret.",
+    "spec.gates[].webhook.caSecretRef": "PEM CA bundle (labelled credentials Secret); default: system CAs.",
+    "spec.gates[].templateRef": "Take the gate body from a (Cluster)GateTemplate (docs/gate-templates.md).",
+    "spec.gates[].templateRef.kind": "`ClusterGateTemplate` (cluster-wide) or `GateTemplate` (this namespace).",
+    "spec.gates[].templateRef.name": "Name of the template.",
+    "spec.gates[].args": "Values of `{{args.NAME}}`; fields beside `templateRef` override the template's.",
+    "status.gates[].value": "The query's value; judge: the one-sided p-value; webhook: the HTTP status.",
+    "status.gates[].effect": "Judge: Hodges-Lehmann shift, canary - stable, in the query's unit.",
+    "status.gates[].samples": "Judge: samples per side.",
+    "status.gates[].template": "Template (kind, name, resourceVersion) the last evaluation used.",
+    "status.gates[].result": "Pass, Fail, Inconclusive, Error, or Rejected (a webhook's no with `onReject: hold`).",
+    # GateTemplate / ClusterGateTemplate
+    "spec.args": "Declared arguments; one without `default` must be passed by every gate using the template.",
+    "spec.args[].name": "Argument name, used as `{{args.NAME}}` in the body.",
+    "spec.args[].default": "Value when the gate passes none.",
+    "spec.gate": "A gate body without `name`: threshold, compare, judge or webhook; strings may hold `{{args.NAME}}`.",
     "spec.gates[].interval": "Evaluation period; a result older than 2 x interval is stale.",
     "spec.gates[].failureLimit": "onFailure when the Fails since the step started exceed this (as in Argo Rollouts).",
     "spec.gates[].consecutiveFailureLimit": "onFailure when the Fails in a row exceed this (a Pass resets); unset: off",
@@ -166,7 +195,7 @@ DESCRIPTIONS: dict[str, str] = {
 
 
 PATTERNS: list[tuple[str, str]] = [
-    (r"^spec\.kpis\[\]\.(\w+)$", "spec.gates[].{0}"),
+    (r"^spec\.kpis\[\]\.([\w.]+)$", "spec.gates[].{0}"),
     (r"^spec\.(live|shadow)\.(deployment|version)$", "spec.stable.{1}"),
     (r"^spec\.attribution\.(\w+)$", "Range queries (bps) of the {0} component, live and backtest."),
     (r"^spec\.attribution\.(\w+)\.(live|backtest)$", "{1} series of the {0} cost, in bps per period."),
@@ -251,8 +280,9 @@ def constraints_of(node: dict[str, Any]) -> str:
     parts: list[str] = []
     if "enum" in node:
         parts.append("one of " + ", ".join(f"`{v}`" for v in node["enum"]))
-    for key, label in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<=")):
+    for key, label, strict in (("minimum", ">=", "exclusiveMinimum"), ("maximum", "<=", "exclusiveMaximum")):
         if key in node:
+            label = label[0] if node.get(strict) is True else label  # structural schemas: a boolean flag
             parts.append(f"{label} {node[key]:g}" if isinstance(node[key], float) else f"{label} {node[key]}")
     if "minLength" in node and node["minLength"] > 0:
         parts.append(f"min length {node['minLength']}")
@@ -299,7 +329,8 @@ def table(kind_index: int) -> str:
     kind = KINDS[kind_index]
     defaults: dict[str, Any] = {}
     defaults_of(kind.spec, "spec", defaults)
-    defaults_of(kind.status, "status", defaults)
+    if kind.status is not None:
+        defaults_of(kind.status, "status", defaults)
     lines = [
         f"Generated from `{kind.spec.__module__}` by `docs/gen_reference.py`.",
         "",
@@ -314,6 +345,8 @@ def table(kind_index: int) -> str:
     rules = spec.get("x-kubernetes-validations", [])
     if rules:
         lines += ["", "Object-level rules (checked at admission): " + "; ".join(r["message"] for r in rules) + "."]
+    if kind.status is None:
+        return "\n".join(lines) + "\n"
     lines += [
         "",
         "### Status (written by the operator; `requests` by users)",
@@ -329,7 +362,12 @@ def table(kind_index: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-PAGES = {"StrategyRollout": "strategyrollout.md", "ShadowRun": "shadowrun.md", "ParityCheck": "paritycheck.md"}
+PAGES = {
+    "StrategyRollout": "strategyrollout.md",
+    "ShadowRun": "shadowrun.md",
+    "ParityCheck": "paritycheck.md",
+    "GateTemplate": "gate-templates.md",  # ClusterGateTemplate has the same spec: one table for both
+}
 
 
 def updated(text: str, generated: str, page: str) -> str:
@@ -346,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stale = []
     for index, kind in enumerate(KINDS):
+        if kind.kind not in PAGES:
+            continue
         page = ROOT / "docs" / PAGES[kind.kind]
         text = page.read_text()
         new = updated(text, table(index), page.name)

@@ -63,16 +63,26 @@ def relabel(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def render(helm: str) -> dict[str, str]:
+def helm_template(helm: str, *extra: str) -> list[dict[str, Any]]:
     out = subprocess.run(
-        [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE],
+        [helm, "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *extra],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    docs = [relabel(d) for d in yaml.safe_load_all(out) if d]
-    body = "---\n".join(yaml.safe_dump(d, sort_keys=False, width=120) for d in docs)
-    files = {"operator.yaml": HEADER + body}
+    return [relabel(d) for d in yaml.safe_load_all(out) if d]
+
+
+def dump(docs: list[dict[str, Any]]) -> str:
+    return HEADER + "---\n".join(yaml.safe_dump(d, sort_keys=False, width=120) for d in docs)
+
+
+def render(helm: str) -> dict[str, str]:
+    files = {"operator.yaml": dump(helm_template(helm))}
+    # The chart's library of ClusterGateTemplates (gateTemplates.enabled): custom resources cannot go in the
+    # same apply as their CRDs (not yet served), so a file of their own, applied after the install.
+    show = ["--set", "gateTemplates.enabled=true", "--show-only", "templates/gate-templates.yaml"]
+    files["gate-templates.yaml"] = dump(helm_template(helm, *show))
     for crd in sorted((ROOT / "crds").glob("*.yaml")):
         files[f"crds/{crd.name}"] = crd.read_text()
     return files

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel
 
 from strategy_rollouts.api.common import GROUP, VERSION
+from strategy_rollouts.api.gate_templates import GateTemplateSpec
 from strategy_rollouts.api.paritycheck import ParityCheckSpec, ParityCheckStatus
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.api.shadowrun import ShadowRunSpec, ShadowRunStatus
@@ -30,8 +31,9 @@ class Kind:
     plural: str
     short_name: str
     spec: type[BaseModel]
-    status: type[BaseModel]
+    status: type[BaseModel] | None  # None: no status subresource (templates)
     columns: list[dict[str, Any]] = field(default_factory=list)
+    scope: str = "Namespaced"
 
 
 def _age() -> dict[str, Any]:
@@ -84,6 +86,8 @@ KINDS = [
             _age(),
         ],
     ),
+    Kind("GateTemplate", "gatetemplates", "gtt", GateTemplateSpec, None, [_age()]),
+    Kind("ClusterGateTemplate", "clustergatetemplates", "cgtt", GateTemplateSpec, None, [_age()], "Cluster"),
 ]
 
 
@@ -154,9 +158,14 @@ def crd(kind: Kind) -> dict[str, Any]:
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
             "spec": openapi_schema(kind.spec),
-            "status": openapi_schema(kind.status),
         },
     }
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True}
+    if kind.status is not None:
+        root["properties"]["status"] = openapi_schema(kind.status)  # type: ignore[index]
+        version["subresources"] = {"status": {}}
+    version["additionalPrinterColumns"] = kind.columns
+    version["schema"] = {"openAPIV3Schema": root}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -166,7 +175,7 @@ def crd(kind: Kind) -> dict[str, Any]:
         },
         "spec": {
             "group": GROUP,
-            "scope": "Namespaced",
+            "scope": kind.scope,
             "names": {
                 "kind": kind.kind,
                 "listKind": f"{kind.kind}List",
@@ -175,16 +184,7 @@ def crd(kind: Kind) -> dict[str, Any]:
                 "shortNames": [kind.short_name],
                 "categories": ["strategy"],
             },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": kind.columns,
-                    "schema": {"openAPIV3Schema": root},
-                }
-            ],
+            "versions": [version],
         },
     }
 

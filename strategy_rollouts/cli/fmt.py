@@ -10,8 +10,8 @@ from rich.text import Text
 
 M = TypeVar("M", bound=BaseModel)
 
-RESULT_MARK = {"Pass": "✓", "Fail": "✗", "Inconclusive": "?", "Error": "!"}
-RESULT_STYLE = {"Pass": "green", "Fail": "red", "Inconclusive": "yellow", "Error": "red"}
+RESULT_MARK = {"Pass": "✓", "Fail": "✗", "Inconclusive": "?", "Error": "!", "Rejected": "✋"}
+RESULT_STYLE = {"Pass": "green", "Fail": "red", "Inconclusive": "yellow", "Error": "red", "Rejected": "yellow"}
 PHASE_STYLE = {
     "Succeeded": "green",
     "Completed": "green",

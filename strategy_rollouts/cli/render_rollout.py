@@ -52,9 +52,25 @@ def step_text(obj: dict[str, Any]) -> str:
     return f"{min(status.step_index + 1, total)}/{total}"
 
 
+def judge_value(gate: GateStatus) -> str:
+    """A judge gate's value is a one-sided p-value."""
+    return DASH if gate.value is None else f"p={gate.value:.3g}"
+
+
+def judge_detail(gate: GateStatus) -> str:
+    """`effect -4.93, n 20/20`: Hodges-Lehmann shift (canary - stable) and samples per side."""
+    assert gate.samples is not None
+    effect = DASH if gate.effect is None else f"{gate.effect:+.4g}"
+    return f"effect {effect}, n {gate.samples.canary}/{gate.samples.stable}"
+
+
 def gate_text(gate: GateStatus) -> Text:
-    """`tick-p95-ms 123.4 ✓` (value vs baseline in compare mode; `dry-run` marked)."""
-    text = Text(f"{gate.name} {num(gate.value)}")
+    """`tick-p95-ms 123.4 ✓` (value vs baseline in compare mode; a judge's p, effect and samples;
+    `dry-run` marked)."""
+    if gate.samples is not None:
+        text = Text(f"{gate.name} {judge_value(gate)} {judge_detail(gate)}")
+    else:
+        text = Text(f"{gate.name} {num(gate.value)}")
     if gate.baseline is not None:
         text.append(f" vs {num(gate.baseline)}")
     if gate.result:
@@ -176,8 +192,8 @@ def gates_table(status: StrategyRolloutStatus, now: datetime) -> Table:
             result = Text(f"{mark} {gate.result}", style=RESULT_STYLE.get(gate.result, ""))
         table.add_row(
             gate.name + (" (dry-run)" if gate.dry_run else ""),
-            num(gate.value),
-            num(gate.baseline),
+            judge_value(gate) if gate.samples is not None else num(gate.value),
+            judge_detail(gate) if gate.samples is not None else num(gate.baseline),
             result,
             str(gate.failures),
             str(gate.inconclusives),

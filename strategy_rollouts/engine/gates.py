@@ -13,6 +13,8 @@ from typing import Literal
 from strategy_rollouts.api.common import GateResult, GateSpec, GateStatus
 from strategy_rollouts.api.conditions import parse_condition
 from strategy_rollouts.api.durations import parse_duration
+from strategy_rollouts.api.gates import JudgeSamples
+from strategy_rollouts.engine import judge as judgelib
 
 Outcome = Literal["ok", "inconclusive", "error"]
 
@@ -27,6 +29,8 @@ class Measurement:
     message: str = ""
     # Prometheus answered, with no sample (or NaN): what a closed market looks like (engine/market.py).
     empty: bool = False
+    # judge gates: every sample of the canary and of the stable side (the engine runs the test)
+    populations: tuple[tuple[float, ...], tuple[float, ...]] | None = None
 
 
 def _num(value: float | None) -> str:
@@ -37,6 +41,11 @@ def judge(spec: GateSpec, m: Measurement) -> tuple[GateResult, str]:
     """Pass / Fail / Inconclusive / Error for one measurement, with a message naming the numbers."""
     if m.outcome == "error":
         return "Error", m.message or "query error"
+    if spec.webhook is not None and m.outcome == "ok" and m.value is not None:
+        if 200 <= m.value < 300:
+            return "Pass", f"accepted (HTTP {m.value:g})"
+        rejected: GateResult = "Fail" if spec.webhook.on_reject == "fail" else "Rejected"
+        return rejected, f"rejected (HTTP {m.value:g}): {m.message}"
     if m.outcome == "inconclusive" or m.value is None or not math.isfinite(m.value):
         return "Inconclusive", m.message or f"no usable value ({_num(m.value)})"
     if spec.condition is not None:
@@ -58,7 +67,15 @@ def judge(spec: GateSpec, m: Measurement) -> tuple[GateResult, str]:
 def record(prev: GateStatus | None, spec: GateSpec, m: Measurement, now: datetime) -> GateStatus:
     """`failures` counts every Fail since the counters were last reset (the rollout resets them when a
     step starts); `consecutiveFailures` and `inconclusives` count in a row, so a Pass resets them."""
-    result, message = judge(spec, m)
+    extra: dict[str, object] = {}
+    result: GateResult
+    if spec.judge is not None and m.outcome == "ok" and m.populations is not None:
+        out = judgelib.evaluate(spec.judge, *m.populations)
+        result, message = out.result, out.message
+        m = Measurement(out.p_value)
+        extra = {"effect": out.effect, "samples": JudgeSamples(canary=out.canary, stable=out.stable)}
+    else:
+        result, message = judge(spec, m)
     failures = prev.failures if prev else 0
     consecutive = prev.consecutive_failures if prev else 0
     inconclusives = prev.inconclusives if prev else 0
@@ -67,6 +84,8 @@ def record(prev: GateStatus | None, spec: GateSpec, m: Measurement, now: datetim
     elif result == "Fail":
         failures += 1
         consecutive += 1
+    elif result == "Rejected":
+        inconclusives = 0  # an answer, not missing data: it holds, and is asked again every interval
     else:
         inconclusives += 1
     return GateStatus(
@@ -80,6 +99,7 @@ def record(prev: GateStatus | None, spec: GateSpec, m: Measurement, now: datetim
         evaluated_at=now,
         message=message,
         dry_run=spec.dry_run or None,
+        **extra,
     )
 
 
@@ -144,6 +164,8 @@ def summarize(specs: list[GateSpec], statuses: dict[str, GateStatus], now: datet
             failed.append(status)
         if status is not None and status.inconclusives > spec.inconclusive_limit:
             held.append(status)
+        if spec.webhook is not None and spec.webhook.at != "continuous":
+            continue  # confirms one transition, checked there (engine/webhook_gates.py)
         if status is None or status.result != "Pass" or not is_fresh(spec, status, now):
             all_pass = False
     return GateSummary(failed, held, all_pass)

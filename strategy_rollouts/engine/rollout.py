@@ -30,7 +30,7 @@ from strategy_rollouts.api.rollout import (
 )
 from strategy_rollouts.engine import approvals as approvallib
 from strategy_rollouts.engine import gates as gatelib
-from strategy_rollouts.engine import market, requests
+from strategy_rollouts.engine import market, requests, webhook_gates
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.routing import (
     DRAINING,
@@ -141,9 +141,10 @@ def risk_gate(stage: Stage, specs: list[GateSpec]) -> GateSpec | None:
     )
 
 
-def active_gates(spec: StrategyRolloutSpec, status: StrategyRolloutStatus) -> list[GateSpec]:
-    """Every gate that applies now: the spec's gates plus the current stage's risk budget."""
-    specs = list(spec.gates)
+def active_gates(spec: StrategyRolloutSpec, status: StrategyRolloutStatus, now: datetime) -> list[GateSpec]:
+    """Every gate that applies now: the spec's gates (a confirming webhook only before its transition)
+    plus the current stage's risk budget."""
+    specs = [g for g in spec.gates if webhook_gates.applies(g, spec, status, now)]
     index = status.stage_index or 0
     if index < len(spec.stages):
         risk = risk_gate(spec.stages[index], spec.gates)
@@ -157,7 +158,7 @@ def due_gates(spec: StrategyRolloutSpec, status: StrategyRolloutStatus, now: dat
     if status.phase not in ACTIVE:
         return []
     by_name = {g.name: g for g in status.gates}
-    return [g for g in active_gates(spec, status) if gatelib.is_due(g, by_name.get(g.name), now)]
+    return [g for g in active_gates(spec, status, now) if gatelib.is_due(g, by_name.get(g.name), now)]
 
 
 def target_namespaces(spec: StrategyRolloutSpec, namespace: str) -> list[str]:
@@ -502,7 +503,7 @@ class _Run:
     def next_step(self) -> None:
         self.st.step_index = (self.st.step_index or 0) + 1
         self.st.step_started_at = self.now
-        self.st.gates = gatelib.reset_step_counts(self.st.gates)
+        self.st.gates = webhook_gates.consume(self.spec.gates, gatelib.reset_step_counts(self.st.gates))
 
     def next_stage(self) -> None:
         index = (self.st.stage_index or 0) + 1
@@ -517,7 +518,7 @@ class _Run:
         self.st.stage_index, self.st.step_index = index, 0
         self.st.stage = self.spec.stages[index].name
         self.st.stage_started_at = self.st.step_started_at = self.now
-        self.st.gates = gatelib.reset_step_counts(self.st.gates)
+        self.st.gates = webhook_gates.consume(self.spec.gates, gatelib.reset_step_counts(self.st.gates))
         self.st.canary_weight = self.target(self.stage_ns(index)).weight
 
     def begin_completion(self) -> None:
@@ -579,7 +580,7 @@ class _Run:
                 return False
             if gates_ok and self.awaiting_approval(stage):
                 return False
-            if gates_ok:
+            if gates_ok and self.confirm("promotion"):
                 self.event(
                     "Normal",
                     "MaxDurationPromoted",
@@ -587,6 +588,8 @@ class _Run:
                 )
                 self.next_stage()
                 return True
+            if gates_ok:
+                return False  # waiting for a promotion webhook (confirm set the phase)
             self.set_phase(
                 "Progressing", "WaitingForGates", f"stage {stage.name} at maxDuration; gates not all passing"
             )
@@ -595,6 +598,8 @@ class _Run:
             return self._leave_stage(stage, gates_ok)
         step = stage.steps[st.step_index or 0]
         if step.set_weight is not None:
+            if step.set_weight > t.weight and not self.confirm("stepIncrease"):
+                return False
             if not self._want_canary(t, step.set_weight):
                 self.set_phase("Progressing", "WaitingForCanary", f"waiting for canary pods in {t.namespace}")
                 return False
@@ -657,8 +662,20 @@ class _Run:
         if stage.promotion == "manual":
             self.set_phase("Paused", "AwaitingPromotion", f"stage {stage.name} done; promotion is manual")
             return False
+        if not self.confirm("promotion"):
+            return False
         self.next_stage()
         return True
+
+    def confirm(self, at: str) -> bool:
+        """Webhook gates with `at` (stepIncrease / promotion) have said yes to this transition."""
+        ok, why = webhook_gates.confirmed(self.spec.gates, self.st.gates, at)
+        if not ok:
+            self.set_phase("Progressing", "WaitingForWebhook", why)
+            asked = {g.name for g in self.st.gates}
+            if any(webhook_gates.confirms(g) == at and g.name not in asked for g in self.spec.gates):
+                self.wake(self.now)  # not asked yet (it applies from this pass on): the next pass asks
+        return ok
 
     def _routing_settled(self, t: TargetStatus) -> bool:
         if not self.symbols:
@@ -736,7 +753,7 @@ class _Run:
 
     # ---- gates -----------------------------------------------------------------------------
     def record_gates(self) -> gatelib.GateSummary:
-        specs = active_gates(self.spec, self.st)
+        specs = active_gates(self.spec, self.st, self.now)
         by_name = {g.name: g for g in self.st.gates}
         for gate in specs:
             m = self.obs.measurements.get(gate.name)

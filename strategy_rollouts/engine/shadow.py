@@ -26,7 +26,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 MismatchKind: TypeAlias = Literal["price", "quantity", "side", "type", "missing_live", "missing_shadow"]
 PairMismatch: TypeAlias = Literal["type", "side", "price", "quantity"]
-GateResult: TypeAlias = Literal["Pass", "Fail", "Inconclusive", "Error"]
+GateResult: TypeAlias = Literal["Pass", "Fail", "Inconclusive", "Error", "Rejected"]  # as api.gates.GateResult
 VerdictValue: TypeAlias = Literal["Pass", "Hold", "Fail"]
 Side: TypeAlias = Literal["live", "shadow"]
 

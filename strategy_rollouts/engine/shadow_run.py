@@ -149,7 +149,7 @@ def spec_errors(spec: ShadowRunSpec, namespace: str) -> list[str]:
         errors.append("spec.duration: must be > 0")
     if not spec.isolation.env:
         errors.append("spec.isolation.env: must name at least one variable (e.g. SHADOW_MODE: 'true')")
-    errors += gate_errors("spec.kpis", spec.kpis, known=SHADOW_PLACEHOLDERS)
+    errors += gate_errors("spec.kpis", spec.kpis, known=SHADOW_PLACEHOLDERS, webhooks=False)
     errors += notify_errors("ShadowRun", spec.notify)
     if spec.decisions is not None:
         bad = validate_match_on(spec.decisions.match_on)

@@ -7,7 +7,12 @@ from collections.abc import Iterable, Sequence
 from strategy_rollouts.api.common import GateSpec
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.notify import EVENTS_BY_KIND, NotifyRule
-from strategy_rollouts.api.placeholders import ROLLOUT_PLACEHOLDERS, SHADOW_PLACEHOLDERS, unknown_placeholders
+from strategy_rollouts.api.placeholders import (
+    ROLLOUT_PLACEHOLDERS,
+    SHADOW_PLACEHOLDERS,
+    placeholders_in,
+    unknown_placeholders,
+)
 from strategy_rollouts.api.rollout import StrategyRolloutSpec
 from strategy_rollouts.engine.market import market_errors
 
@@ -28,19 +33,62 @@ def query_errors(field: str, query: str | None, known: frozenset[str]) -> list[s
     return [f"{field}: unknown placeholder {{{{{name}}}}}" for name in unknown_placeholders(query, known)]
 
 
-def gate_errors(field: str, gates: list[GateSpec], known: frozenset[str] = ROLLOUT_PLACEHOLDERS) -> list[str]:
+def gate_errors(
+    field: str,
+    gates: list[GateSpec],
+    known: frozenset[str] = ROLLOUT_PLACEHOLDERS,
+    webhooks: bool = True,
+) -> list[str]:
     errors = [f"{field}: duplicate gate name {name!r}" for name in _duplicates(g.name for g in gates)]
     for i, gate in enumerate(gates):
         where = f"{field}[{i}]"
+        if gate.template_ref is not None:
+            # The operator resolves templates before the engine runs (engine/gate_templates.py).
+            errors.append(f"{where}.templateRef: {gate.template_ref.kind} {gate.template_ref.name} not resolved")
+            continue
         errors += query_errors(f"{where}.query", gate.query, known)
         errors += query_errors(f"{where}.baseline", gate.baseline, known)
-        if gate.condition is None and (gate.baseline is None or gate.max_increase_percent is None):
-            errors.append(f"{where}: set either condition, or baseline with maxIncreasePercent")
-        if gate.condition is not None and gate.baseline is not None:
-            errors.append(f"{where}: condition and baseline are exclusive")
+        kinds = [
+            k
+            for k, present in (
+                ("condition", gate.condition is not None),
+                ("baseline", gate.baseline is not None),
+                ("judge", gate.judge is not None),
+                ("webhook", gate.webhook is not None),
+            )
+            if present
+        ]
+        if len(kinds) != 1:
+            errors.append(
+                f"{where}: set exactly one of condition, baseline with maxIncreasePercent, judge or webhook"
+                f" (got {', '.join(kinds) or 'none'})"
+            )
+        if gate.baseline is not None and gate.max_increase_percent is None:
+            errors.append(f"{where}.maxIncreasePercent: required with baseline")
+        if (gate.condition is not None or gate.baseline is not None) and gate.query is None:
+            errors.append(f"{where}.query: required with condition or baseline")
+        if gate.judge is not None:
+            errors += judge_errors(f"{where}.judge", gate, known)
+        if gate.webhook is not None and not webhooks:
+            errors.append(f"{where}.webhook: webhook gates are for StrategyRollouts only")
         if parse_duration(gate.interval).total_seconds() <= 0:
             errors.append(f"{where}.interval: must be > 0")
     return errors
+
+
+def judge_errors(where: str, gate: GateSpec, known: frozenset[str]) -> list[str]:
+    judge = gate.judge
+    assert judge is not None
+    errors = [] if gate.query is None else [f"{where}: a judge has its own query; remove the gate's query"]
+    errors += query_errors(f"{where}.query", judge.query, known | {"version"})
+    if "version" not in placeholders_in(judge.query):
+        errors.append(f"{where}.query: must use {{{{version}}}} (run once per side)")
+    window, step = parse_duration(judge.window), parse_duration(judge.step)
+    if step.total_seconds() <= 0:
+        errors.append(f"{where}.step: must be > 0")
+    elif window < step:
+        errors.append(f"{where}.window: {judge.window} is shorter than step {judge.step}")
+    return errors  # minSamples >= 3 and 0.5 < confidence < 1 are the model's (field-named when they fail)
 
 
 def rollout_errors(spec: StrategyRolloutSpec) -> list[str]:

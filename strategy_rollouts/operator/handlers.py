@@ -19,7 +19,15 @@ from typing import Any
 import kopf
 
 from strategy_rollouts.api.common import GROUP, VERSION
-from strategy_rollouts.operator import daemons, orphans, paritychecks, rollouts, routing_writer, shadowruns
+from strategy_rollouts.operator import (
+    daemons,
+    gate_templates,
+    orphans,
+    paritychecks,
+    rollouts,
+    routing_writer,
+    shadowruns,
+)
 from strategy_rollouts.operator.context import Context
 
 log = logging.getLogger(__name__)
@@ -152,3 +160,13 @@ async def paritycheck_changed(event: kopf.RawEvent, namespace: str, name: str, m
     else:
         # Its series go; the actions it took stay (lifting a stop is a decision, not a side effect of deleting).
         paritychecks.forget(ctx, namespace, name)
+
+
+@kopf.on.event(GROUP, VERSION, "gatetemplates")
+async def gatetemplate_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    gate_templates.changed(context(memo), "GateTemplate", event)  # wakes the objects using it
+
+
+@kopf.on.event(GROUP, VERSION, "clustergatetemplates")
+async def clustergatetemplate_changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    gate_templates.changed(context(memo), "ClusterGateTemplate", event)

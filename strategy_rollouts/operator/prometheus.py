@@ -169,3 +169,26 @@ async def vector(conn: Connection, query: str, label: str) -> Vector:
     except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
         return Vector({}, f"unparseable vector answer ({type(exc).__name__})", "inconclusive")
     return Vector(values)
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Every finite point of every series of a range query (a judge's population), or why not."""
+
+    values: tuple[float, ...]
+    error: str | None = None
+    outcome: str = "ok"  # ok | inconclusive | error
+
+
+async def range_samples(conn: Connection, query: str, start: datetime, end: datetime, step_s: float) -> Samples:
+    async with conn.pool.limit:
+        try:
+            result = await asyncio.to_thread(client(conn).custom_query_range, query, start, end, f"{step_s:g}s")
+        except Exception as exc:  # every failure becomes a cause, never a crash
+            outcome, message = _describe(exc, conn.address)
+            return Samples((), message, outcome)
+    try:
+        points = [float(v) for series in result for _, v in series["values"]]
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        return Samples((), f"unparseable range answer ({type(exc).__name__})", "inconclusive")
+    return Samples(tuple(v for v in points if math.isfinite(v)))

@@ -7,15 +7,17 @@ read once and handed on to the writer, gates are measured only when due.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from strategy_rollouts.api.common import GateSpec
 from strategy_rollouts.api.placeholders import substitute
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
+from strategy_rollouts.engine import webhook_gates
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.rollout import DeploymentObs, Observations, due_gates, target_namespaces
-from strategy_rollouts.operator import metrics, prometheus, routing_writer, runtime
+from strategy_rollouts.operator import judge_measure, metrics, prometheus, routing_writer, runtime, webhook_client
 from strategy_rollouts.operator.context import Context
 
 KIND = "rollout"  # waker kind
@@ -38,6 +40,9 @@ def placeholder_values(spec: StrategyRolloutSpec, namespace: str, stage: str | N
 
 async def measure(conn: prometheus.Connection, gate: GateSpec, values: dict[str, str]) -> Measurement:
     values = {**values, "interval": gate.interval}
+    if gate.judge is not None:
+        return await judge_measure.populations(conn, gate.judge, values)
+    assert gate.query is not None  # threshold or compare (validated)
     query = substitute(gate.query, values)
     if gate.baseline is not None:
         return await prometheus.compare(conn, query, substitute(gate.baseline, values))
@@ -57,7 +62,11 @@ Routings = dict[tuple[str, str], routing_writer.Routing]  # (namespace, config m
 
 
 async def observe(
-    ctx: Context, obj: dict[str, Any], spec: StrategyRolloutSpec, status: StrategyRolloutStatus
+    ctx: Context,
+    obj: dict[str, Any],
+    spec: StrategyRolloutSpec,
+    status: StrategyRolloutStatus,
+    webhooks: Mapping[str, webhook_client.Auth] | None = None,
 ) -> tuple[Observations, Routings]:
     ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
     now = datetime.now(UTC)
@@ -88,7 +97,16 @@ async def observe(
         index = min(status.stage_index or 0, len(spec.stages) - 1)
         stage = spec.stages[index]
         values = placeholder_values(spec, stage.namespace or ns, stage.name, "")
-        results = await asyncio.gather(*(measure(conn, g, values) for g in due))
+        body = webhook_gates.payload(spec, status, ns, name)
+        auth = webhooks or {}
+        results = await asyncio.gather(
+            *(
+                measure(conn, g, values)
+                if g.webhook is None
+                else webhook_client.ask(g, body, auth.get(g.name, webhook_client.Auth()))
+                for g in due
+            )
+        )
         measurements = {g.name: m for g, m in zip(due, results, strict=True)}
         for gate, m in measurements.items():
             if m.value is not None:

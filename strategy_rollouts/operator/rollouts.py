@@ -21,7 +21,16 @@ from strategy_rollouts.engine.rollout import (
     reconcile,
     routing_document,
 )
-from strategy_rollouts.operator import daemons, metrics, notifier, routing_writer, runtime, status_guard
+from strategy_rollouts.operator import (
+    daemons,
+    gate_templates,
+    metrics,
+    notifier,
+    routing_writer,
+    runtime,
+    status_guard,
+    webhook_client,
+)
 from strategy_rollouts.operator.calendars import market_calendar
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.rollout_observe import DEPLOYMENT_COUNTS, KIND, Routings, observe
@@ -112,10 +121,23 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
             decision = invalid(status, [problem], obj["metadata"].get("generation", 1), now)
             await write_status(ctx, obj, persisted, decision)
             return None
-    obs, routings = await observe(ctx, obj, spec, status)
+    templated = await gate_templates.resolved(ctx, KIND, (namespace, name), "spec.gates", spec.gates)
+    auth, auth_errors = await webhook_client.credentials(ctx, namespace, "spec.gates", templated.gates)
+    if (templated.errors or auth_errors) and gate_templates.settled(spec, status):
+        # A finished run measures no gate: a template or Secret removed since must not turn it Invalid
+        # (an Invalid rollout starts over once fixed). A new version or a request checks again.
+        templated.errors, auth_errors = [], []
+    if templated.errors or auth_errors:  # a missing template, arg or credential: report, never act
+        errors = templated.errors + auth_errors
+        decision = invalid(status, errors, obj["metadata"].get("generation", 1), now)
+        await write_status(ctx, obj, persisted, decision)
+        return None
+    spec = spec.model_copy(update={"gates": templated.gates})
+    obs, routings = await observe(ctx, obj, spec, status, auth)
     if calendar is not None:
         obs = dataclasses.replace(obs, calendar=calendar)
     decision = reconcile(spec, status, obs, datetime.now(UTC))
+    decision.status.gates = gate_templates.stamp(decision.status.gates, templated.used, obs.measurements)
     # The outbox is written with the transition that caused it (record intent, then notify).
     occurrences = notifications.rollout_occurrences(spec, status, decision.status, namespace, name)
     decision.status.notifications = notifications.outbox(spec.notify, status.notifications, occurrences, now)

@@ -26,7 +26,16 @@ from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.engine.networkpolicy import policy_name
 from strategy_rollouts.engine.rollout import Event
 from strategy_rollouts.engine.shadow_run import Decision, Observations
-from strategy_rollouts.operator import daemons, metrics, notifier, runtime, shadow_measure, shadow_world, status_guard
+from strategy_rollouts.operator import (
+    daemons,
+    gate_templates,
+    metrics,
+    notifier,
+    runtime,
+    shadow_measure,
+    shadow_world,
+    status_guard,
+)
 from strategy_rollouts.operator.calendars import market_calendar
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.kube import KINDS, Conflict
@@ -136,8 +145,17 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
     problems = await notifier.secret_errors(ctx, namespace, spec.notify) if spec is not None else []
     if problems:  # held as an invalid spec: it does not act
         spec, spec_error = None, "; ".join(problems)
+    used = {}
+    if spec is not None:  # templateRef KPIs: resolved here; a missing template or arg is InvalidSpec
+        templated = await gate_templates.resolved(ctx, KIND, (namespace, name), "spec.kpis", spec.kpis)
+        spec, spec_error, used = (
+            (None, "; ".join(templated.errors), {})
+            if templated.errors
+            else (spec.model_copy(update={"kpis": templated.gates}), None, templated.used)
+        )
     obs, world = await observe(ctx, obj, spec, spec_error, status, now, calendar)
     decision = shadow_run.reconcile(spec, status, obs, now)
+    decision.status.kpis = gate_templates.stamp(decision.status.kpis, used, obs.kpis)
     occurrences = notifications.shadow_occurrences(spec, status, decision.status, namespace, name)
     outbox = notifications.outbox(spec.notify if spec else [], status.notifications, occurrences, now)
     decision = replace(decision, status=decision.status.model_copy(update={"notifications": outbox}))

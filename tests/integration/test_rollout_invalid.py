@@ -54,6 +54,7 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
 
 
 DELETE = object()
+JUDGE = {"query": 'pnl{version="{{version}}"}', "worseWhen": "lower"}
 
 
 def durations(min_duration: str, max_duration: str) -> dict[str, Any]:
@@ -92,7 +93,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "condition-and-baseline",
         mutate("gates.0", {"name": "p95", "query": "q", "condition": "< 1", "baseline": "b", "maxIncreasePercent": 3}),
         "admission",
-        "either condition",
+        "exactly one of condition",
     ),
     ("symbols-without-keys", mutate("routing.keys", []), "admission", "routing.keys"),
     ("bad-on-failure", mutate("onFailure", "explode"), "admission", "onFailure"),
@@ -101,6 +102,21 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("duplicate-keys", mutate("routing.keys", ["BTCUSDT", "BTCUSDT"]), "admission", "keys"),
     ("unknown-field", mutate("gates.0.treshold", 3), "admission", "treshold"),
     ("risk-over-100", mutate("stages.1.riskBudget", {"query": "r", "maxPercent": 150}), "admission", "maxPercent"),
+    (
+        "judge-min-samples",
+        mutate("gates.0", {"name": "j", "judge": {**JUDGE, "minSamples": 2}}),
+        "admission",
+        "minSamples",
+    ),
+    (
+        "judge-confidence",
+        mutate("gates.0", {"name": "j", "judge": {**JUDGE, "confidence": 1}}),
+        "admission",
+        "confidence",
+    ),
+    ("judge-no-query", mutate("gates.0", {"name": "j", "judge": {"worseWhen": "lower"}}), "admission", "query"),
+    ("judge-no-version", mutate("gates.0", {"name": "j", "judge": {**JUDGE, "query": "q"}}), "operator", "{{version}}"),
+    ("webhook-not-http", mutate("gates.0", {"name": "w", "webhook": {"url": "ftp://desk/x"}}), "admission", "url"),
     (
         "bad-risk-placeholder",
         mutate("stages.1.riskBudget", {"query": "r{{x}}", "maxPercent": 5}),

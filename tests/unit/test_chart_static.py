@@ -240,6 +240,7 @@ NAMESPACED = {
     ("strategyrollouts.io", "strategyrollouts/status"): {"get", "patch", "update"},
     ("strategyrollouts.io", "shadowruns/status"): {"get", "patch", "update"},
     ("strategyrollouts.io", "paritychecks/status"): {"get", "patch", "update"},
+    ("strategyrollouts.io", "gatetemplates"): {"get", "list", "watch"},
     ("apps", "deployments"): {"get", "list", "watch", "patch"},
     ("apps", "deployments/scale"): {"get", "patch", "update"},
     ("", "configmaps"): {"get", "list", "watch", "create", "update", "patch", "delete"},
@@ -277,7 +278,10 @@ def test_watch_namespaces_gets_a_role_per_namespace_and_a_tiny_cluster_role() ->
             ("strategyrollouts.io", r): NAMESPACED[("strategyrollouts.io", "strategyrollouts")]
             for r in ("shadowruns", "paritychecks")
         }
-    assert verbs(docs, "ClusterRole") == {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+    assert verbs(docs, "ClusterRole") == {
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+        ("strategyrollouts.io", "clustergatetemplates"): {"get", "list", "watch"},
+    }
     for b in bindings:
         assert b["subjects"][0]["namespace"] == "ops" and b["roleRef"]["kind"] == "Role"
 

@@ -66,6 +66,10 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNam
 - apiGroups: ["strategyrollouts.io"]
   resources: ["strategyrollouts/status", "shadowruns/status", "paritychecks/status"]
   verbs: ["get", "patch", "update"]
+# Gate templates (spec.gates[].templateRef): read only.
+- apiGroups: ["strategyrollouts.io"]
+  resources: ["gatetemplates"]
+  verbs: ["get", "list", "watch"]
 # The stable and canary deployments: observed, and scaled.
 - apiGroups: ["apps"]
   resources: ["deployments"]
@@ -99,6 +103,10 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNam
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+# Cluster-wide gate templates (spec.gates[].templateRef kind ClusterGateTemplate): read only.
+- apiGroups: ["strategyrollouts.io"]
+  resources: ["clustergatetemplates"]
+  verbs: ["get", "list", "watch"]
 {{- if not .Values.watchNamespaces }}
 # kopf, cluster-wide mode: runtime observation of namespaces.
 - apiGroups: [""]

@@ -1,0 +1,138 @@
+"""Gates: threshold, compare, judge (Mann-Whitney U), webhook, or a reference to a (Cluster)GateTemplate.
+
+Shared by StrategyRollout.spec.gates and ShadowRun.spec.kpis. Exactly one kind per gate; a gate with
+`templateRef` takes the template's body, and the fields given beside it override the template's.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from strategy_rollouts.api.common import (
+    ApiModel,
+    ConditionText,
+    Duration,
+    Name,
+    Query,
+    SecretKeyRef,
+    StatusModel,
+    Timestamp,
+    with_rules,
+)
+from strategy_rollouts.api.conditions import parse_condition
+
+GATE_NAME_PATTERN = r"^[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?$"
+ARG_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+TemplateKind = Literal["GateTemplate", "ClusterGateTemplate"]
+
+
+class JudgeSpec(ApiModel):
+    """Mann-Whitney U of the canary population against the stable one, over a range query per side."""
+
+    test: Literal["mannWhitneyU"] = "mannWhitneyU"
+    # `{{version}}` is the canary version for one run and the stable version for the other.
+    query: Query
+    window: Duration = "30m"
+    step: Duration = "1m"
+    worse_when: Literal["lower", "higher"]
+    # Fail when the canary is worse with one-sided p < 1 - confidence.
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    min_samples: Annotated[int, Field(ge=3, le=1_000_000)] = 30
+
+
+class WebhookSpec(ApiModel):
+    """An HTTP check by another system: POST of the rollout's state, 2xx = Pass."""
+
+    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
+    timeout: Duration = "10s"
+    at: Literal["continuous", "stepIncrease", "promotion"] = "continuous"
+    on_reject: Literal["hold", "fail"] = "hold"
+    bearer_token_secret_ref: SecretKeyRef | None = None
+    ca_secret_ref: SecretKeyRef | None = None
+
+
+class TemplateRef(ApiModel):
+    kind: TemplateKind = "ClusterGateTemplate"
+    name: Name
+
+
+class GateSpec(ApiModel):
+    """Exactly one of: threshold (`query` + `condition`), compare (`query` + `baseline` +
+    `maxIncreasePercent`), `judge`, `webhook`, or `templateRef` (+ `args`, fields beside it override)."""
+
+    model_config = with_rules(
+        {
+            "rule": "has(self.templateRef) || [has(self.condition), has(self.baseline), has(self.judge),"
+            " has(self.webhook)].filter(x, x).size() == 1",
+            "message": "set exactly one of condition, baseline, judge, webhook or templateRef",
+        },
+        {
+            "rule": "has(self.templateRef) || has(self.baseline) == has(self.maxIncreasePercent)",
+            "message": "baseline and maxIncreasePercent go together",
+        },
+        {
+            "rule": "has(self.templateRef) || has(self.query) == (has(self.condition) || has(self.baseline))",
+            "message": "query goes with condition or baseline (a judge has its own query)",
+        },
+        {"rule": "has(self.templateRef) || !has(self.args)", "message": "args need a templateRef"},
+    )
+
+    name: Annotated[str, Field(pattern=GATE_NAME_PATTERN, max_length=63)]
+    query: Query | None = None
+    condition: ConditionText | None = None
+    baseline: Query | None = None
+    max_increase_percent: Annotated[float, Field(ge=0, le=10_000)] | None = None
+    judge: JudgeSpec | None = None
+    webhook: WebhookSpec | None = None
+    template_ref: TemplateRef | None = None
+    args: Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=64)] | None = None
+    interval: Duration = "30s"
+    # Failures since the current step started (Argo Rollouts' meaning): onFailure when exceeded.
+    failure_limit: Annotated[int, Field(ge=0, le=1000)] = 0
+    # Failures in a row (a Pass resets it): onFailure when exceeded. None: not checked.
+    consecutive_failure_limit: Annotated[int, Field(ge=0, le=1000)] | None = None
+    inconclusive_limit: Annotated[int, Field(ge=0, le=1000)] = 2
+    dry_run: bool = False
+
+    @field_validator("condition")
+    @classmethod
+    def _condition_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_condition(value)
+        return value
+
+
+# Rejected: a webhook said no with `onReject: hold` (wait and ask again; never counted as a failure).
+GateResult = Literal["Pass", "Fail", "Inconclusive", "Error", "Rejected"]
+
+
+class JudgeSamples(StatusModel):
+    canary: int = 0
+    stable: int = 0
+
+
+class TemplateUse(StatusModel):
+    """The template (and its resourceVersion) a gate's last evaluation used."""
+
+    kind: str
+    name: str
+    resource_version: str | None = None
+
+
+class GateStatus(StatusModel):
+    name: str
+    value: float | None = None  # judge: the one-sided p-value; webhook: the HTTP status
+    baseline: float | None = None
+    # judge: Hodges-Lehmann shift, canary - stable, in the query's unit
+    effect: float | None = None
+    samples: JudgeSamples | None = None
+    template: TemplateUse | None = None
+    result: GateResult | None = None
+    failures: int = Field(default=0, ge=0)  # since the current step started
+    consecutive_failures: int = Field(default=0, ge=0)  # in a row; a Pass resets it
+    inconclusives: int = Field(default=0, ge=0)  # in a row; a Pass resets it
+    evaluated_at: Timestamp | None = None
+    message: str | None = None
+    dry_run: bool | None = None

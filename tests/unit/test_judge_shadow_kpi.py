@@ -1,0 +1,36 @@
+"""A judge as a ShadowRun KPI: shadow worse than live fails the run early; too few samples hold it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from strategy_rollouts.engine.gates import Measurement
+from strategy_rollouts.engine.shadow_run import reconcile
+from tests.unit.test_shadow_run import T0, make_spec, obs, started
+
+KPI = {
+    "name": "pnl-vs-live",
+    "interval": "1s",
+    "judge": {"query": 'pnl{version="{{version}}"}', "worseWhen": "lower", "minSamples": 10},
+}
+
+
+def test_a_judge_kpi_with_the_shadow_worse_fails_the_run_with_p_effect_and_samples() -> None:
+    spec = make_spec(kpis=[KPI], decisions=None)
+    status = started(spec).status
+    worse = Measurement(None, populations=(tuple(float(v) for v in range(10)), tuple(float(v) for v in range(20, 30))))
+    out = reconcile(spec, status, obs(kpis={"pnl-vs-live": worse}), T0 + timedelta(seconds=1))
+    assert out.status.verdict == "Fail" and "pnl-vs-live" in out.status.reasons[0]
+    [kpi] = out.status.kpis
+    assert kpi.result == "Fail" and kpi.value is not None and kpi.value < 0.001
+    assert kpi.effect == -20.0 and kpi.samples is not None and kpi.samples.canary == 10
+
+
+def test_a_judge_kpi_with_too_few_samples_holds_at_the_end() -> None:
+    spec = make_spec(kpis=[KPI], decisions=None)
+    status = started(spec).status
+    few = Measurement(None, populations=((1.0, 2.0), (1.0, 2.0)))
+    mid = reconcile(spec, status, obs(kpis={"pnl-vs-live": few}), T0 + timedelta(seconds=1)).status
+    assert mid.kpis[0].result == "Inconclusive"
+    end = reconcile(spec, mid, obs(), T0 + timedelta(seconds=12))
+    assert end.status.verdict == "Hold"
