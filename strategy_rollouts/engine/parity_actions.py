@@ -195,8 +195,8 @@ def reason_text(run: ParityRun) -> str:
 def plan_records(
     due: Sequence[parity.Action], run: ParityRun, check: str, target: Target, now: datetime
 ) -> list[ActionTaken]:
-    """One Pending record per due action. On a rollout target a stopTrading request carries the abort
-    and the entries-off that come with it (the rollout does both), so only one request is sent."""
+    """One Pending record per due action. On a rollout target a stopTrading request carries the pause,
+    the abort and the entries-off that come with it (the rollout does all), so only one request is sent."""
     rollout_target = target.rollout is not None
     stopping = any(a.kind == "stop_trading" for a in due)
     stop_id = action_id(check, run.seq, REQUEST_ACTIONS["stop_trading"])
@@ -212,7 +212,11 @@ def plan_records(
             target=target.label,
             reason=reason_text(run),
         )
-        carried = action.kind == "abort_rollout" or (action.kind == "set_entries_enabled" and action.value is False)
+        # A stopped rollout neither moves nor trades: its pause and abort come with the stop (a pause sent
+        # on its own could land after the stop, where the rollout rejects it).
+        carried = action.kind in ("abort_rollout", "pause_rollout") or (
+            action.kind == "set_entries_enabled" and action.value is False
+        )
         if action.kind == "event_only":
             settle_as(record, "Applied", "observe only: an Event and the metric", now)
         elif rollout_target and stopping and carried:
