@@ -32,7 +32,7 @@ def build() -> Path:
 
 
 def version(peer: Path) -> str:
-    out = subprocess.run([str(peer / "rollouts-controller"), "version"], capture_output=True, text=True)
+    out = subprocess.run([str(peer / "rollouts-controller"), "--version"], capture_output=True, text=True)
     return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else "?"
 
 

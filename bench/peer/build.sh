@@ -11,7 +11,7 @@ cache="${STRATEGY_ROLLOUTS_CACHE:-$HOME/.cache/strategy-rollouts}"
 out="$cache/peer/argo-rollouts-$ARGO_ROLLOUTS_VERSION"
 log() { printf '[peer %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-if [[ -x "$out/rollouts-controller" ]] && "$out/rollouts-controller" version 2>/dev/null | grep -q "${ARGO_ROLLOUTS_VERSION#v}"; then
+if [[ -x "$out/rollouts-controller" ]] && "$out/rollouts-controller" --version 2>/dev/null | grep -q "${ARGO_ROLLOUTS_VERSION#v}"; then
   echo "$out"; exit 0
 fi
 mkdir -p "$out"
