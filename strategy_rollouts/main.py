@@ -44,6 +44,20 @@ def parser() -> argparse.ArgumentParser:
         help="seconds a notification is retried before a NotificationFailed Event drops it",
     )
     run.add_argument(
+        "--allowed-prometheus",
+        action="append",
+        default=[],
+        metavar="URL_PREFIX",
+        help="only these Prometheus addresses may be named in specs (repeatable; default any)",
+    )
+    run.add_argument(
+        "--allowed-webhook",
+        action="append",
+        default=[],
+        metavar="URL_PREFIX",
+        help="only these webhook gate URLs may be named in specs (repeatable; default any)",
+    )
+    run.add_argument(
         "--peering", default=None, help="kopf peering name (needs kopf's peering CRDs); default standalone"
     )
     run.add_argument("-v", "--verbose", action="store_true")
@@ -68,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
             idle_recheck_s=args.idle_recheck,
             gate_status_refresh_s=args.gate_status_refresh,
             notify_retry_window_s=args.notify_retry_window,
+            allowed_prometheus=tuple(args.allowed_prometheus),
+            allowed_webhooks=tuple(args.allowed_webhook),
         ),
     )
     if args.metrics_port:

@@ -40,6 +40,9 @@ class Settings:
     # Gate evaluations reach status.gates when a result or counter changes, else at most this often
     # (the latest values are always on /metrics); between writes they live in memory.
     gate_status_refresh_s: float = 300.0
+    # URL prefixes the operator may send credentials to (Helm `security.allowed*`); empty: any.
+    allowed_prometheus: tuple[str, ...] = ()
+    allowed_webhooks: tuple[str, ...] = ()
     # A notification is retried this long after it was recorded, then dropped (NotificationFailed).
     notify_retry_window_s: float = 600.0
 

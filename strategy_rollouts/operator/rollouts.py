@@ -35,6 +35,7 @@ from strategy_rollouts.operator.calendars import market_calendar
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.rollout_observe import DEPLOYMENT_COUNTS, KIND, Routings, observe
 from strategy_rollouts.operator.rollout_writes import PLURAL, is_own_write, must_persist, working_status, write_status
+from strategy_rollouts.operator.trust import trust_errors
 
 __all__ = ["DEPLOYMENT_COUNTS", "KIND", "PLURAL", "is_own_write", "must_persist", "reconcile_once"]
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
             return None
     templated = await gate_templates.resolved(ctx, KIND, (namespace, name), "spec.gates", spec.gates)
     auth, auth_errors = await webhook_client.credentials(ctx, namespace, "spec.gates", templated.gates)
+    auth_errors += trust_errors(ctx, spec.prometheus, templated.gates, "spec.gates")
     if (templated.errors or auth_errors) and gate_templates.settled(spec, status):
         # A finished run measures no gate: a template or Secret removed since must not turn it Invalid
         # (an Invalid rollout starts over once fixed). A new version or a request checks again.

@@ -39,6 +39,7 @@ from strategy_rollouts.operator import (
 from strategy_rollouts.operator.calendars import market_calendar
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.kube import KINDS, Conflict
+from strategy_rollouts.operator.trust import trust_errors
 
 PLURAL = "shadowruns"
 KIND = "shadowrun"
@@ -143,6 +144,7 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
         if problem is not None:  # reported like a spec that does not parse: InvalidSpec, nothing acts
             spec, spec_error = None, problem
     problems = await notifier.secret_errors(ctx, namespace, spec.notify) if spec is not None else []
+    problems += trust_errors(ctx, spec.prometheus, spec.kpis, "spec.kpis") if spec is not None else []
     if problems:  # held as an invalid spec: it does not act
         spec, spec_error = None, "; ".join(problems)
     used = {}
