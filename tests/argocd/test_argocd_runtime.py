@@ -14,6 +14,7 @@ Cold (first run: module download and compile) takes minutes; warm (Go's build ca
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -48,6 +49,29 @@ def module_copy(env: dict[str, str]) -> Path:
 def test_scripts_in_argocd_runtime(tmp_path: Path) -> None:
     env = go_env()
     src = module_copy(env)
+    # The copy is shared by every checkout on this machine: one writer and test run at a time.
+    with (src.parent / "test.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        output = run_in_module(src, env, tmp_path)
+    # Argo CD's tests did walk our layout: one passing subtest per fixture, discovery and action.
+    for stem, case in layout.fixtures():
+        kind = case["object"]["kind"]
+        assert f"--- PASS: TestLuaHealthScript/{layout.GROUP}/{kind}/testdata/{stem}.yaml" in output, stem
+        if kind in layout.ACTIONS:
+            assert f"--- PASS: TestLuaResourceActionsScript/discovery/testdata/{stem}.yaml" in output, stem
+            for name in layout.enabled_actions(case["object"]):
+                assert f"--- PASS: TestLuaResourceActionsScript/actions/{name}/testdata/{stem}.yaml" in output
+    for test in (
+        "TestArgoCDConfigMapOverrides",
+        "TestArgoCDControllerHealth",
+        "TestArgoCDHealthNeedsOpenLibs",
+        "TestArgoCDServerActions",
+    ):
+        assert f"--- PASS: {test} " in output, test
+
+
+def run_in_module(src: Path, env: dict[str, str], tmp_path: Path) -> str:
+    """Lay out our scripts and Go test in Argo CD's module copy, run `go test` there; its output."""
     layout.write(src)
     package = src / PACKAGE
     if package.exists():
@@ -69,18 +93,4 @@ def test_scripts_in_argocd_runtime(tmp_path: Path) -> None:
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20000:]
-    # Argo CD's tests did walk our layout: one passing subtest per fixture, discovery and action.
-    for stem, case in layout.fixtures():
-        kind = case["object"]["kind"]
-        assert f"--- PASS: TestLuaHealthScript/{layout.GROUP}/{kind}/testdata/{stem}.yaml" in output, stem
-        if kind in layout.ACTIONS:
-            assert f"--- PASS: TestLuaResourceActionsScript/discovery/testdata/{stem}.yaml" in output, stem
-            for name in layout.enabled_actions(case["object"]):
-                assert f"--- PASS: TestLuaResourceActionsScript/actions/{name}/testdata/{stem}.yaml" in output
-    for test in (
-        "TestArgoCDConfigMapOverrides",
-        "TestArgoCDControllerHealth",
-        "TestArgoCDHealthNeedsOpenLibs",
-        "TestArgoCDServerActions",
-    ):
-        assert f"--- PASS: {test} " in output, test
+    return output
