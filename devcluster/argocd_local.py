@@ -64,11 +64,11 @@ class LocalArgoCD:
     # --- processes ----------------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
-        log = (self.workdir / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd or self.workdir,
-            start_new_session=True,
-        )  # fmt: skip
+        with (self.workdir / f"{name}.log").open("ab") as log:  # the child keeps its own descriptor
+            self.procs[name] = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd or self.workdir,
+                start_new_session=True,
+            )  # fmt: skip
 
     def log(self, name: str) -> str:
         path = self.workdir / f"{name}.log"
@@ -175,9 +175,15 @@ class LocalArgoCD:
 
     def _kube_objects(self) -> None:
         k = self.cluster.kubectl
-        crds = [str(self.src / "manifests" / "crds" / f) for f in ("application-crd.yaml", "appproject-crd.yaml")]
+        names = ("application-crd.yaml", "appproject-crd.yaml", "applicationset-crd.yaml")
+        crds = [str(self.src / "manifests" / "crds" / f) for f in names]
         k("apply", "--server-side", "--force-conflicts", *(a for f in crds for a in ("-f", f)))
-        k("wait", "--for=condition=Established", "--timeout=60s", *(a for f in crds for a in ("-f", f)))
+        # right after the apply a CRD may have no status.conditions yet, and `kubectl wait` errors then
+        files = [a for f in crds for a in ("-f", f)]
+        wait_until(
+            "Argo CD's CRDs", lambda: k("wait", "--for=condition=Established", "--timeout=5s", *files, check=False)
+            .returncode == 0, timeout=60,
+        )  # fmt: skip
         ns = self.namespace
         k("create", "namespace", ns)
         patch = subprocess.run(
@@ -241,6 +247,16 @@ class LocalArgoCD:
         if check and result.returncode != 0:
             raise RuntimeError(f"argocd {' '.join(args)}: {result.returncode}\n{result.stdout}\n{result.stderr}")
         return result
+
+    def api(self, path: str) -> Any:
+        """GET Argo CD's REST API (`/api/v1/...`) as the logged-in admin."""
+        config = yaml.safe_load(self.cli_config.read_text())
+        token = config["users"][0]["auth-token"]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.api_port}{path}", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return json.loads(r.read())
 
     def git_repo(self, name: str, files: dict[str, str]) -> str:
         """A bare repository `name` holding `files` (one commit on main), served by git daemon; its URL."""

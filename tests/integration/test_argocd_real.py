@@ -61,10 +61,11 @@ def application(cluster: DevCluster, namespace: str) -> dict[str, Any]:
     return app
 
 
-def resource_health(app: dict[str, Any], kind: str) -> dict[str, str] | None:
-    for res in app.get("status", {}).get("resources", []):
-        if res.get("kind") == kind and res.get("group") == GROUP:
-            health: dict[str, str] | None = res.get("health")
+def resource_health(tree: dict[str, Any], kind: str) -> dict[str, str] | None:
+    """A kind's health in the Application's resource tree (Argo CD 3 keeps it there, not in the CR)."""
+    for node in tree.get("nodes") or []:
+        if node.get("kind") == kind and node.get("group") == GROUP:
+            health: dict[str, str] | None = node.get("health")
             return health
     return None
 
@@ -104,8 +105,10 @@ def test_argocd_syncs_examples_shows_health_and_runs_actions(cluster: DevCluster
     samples: list[tuple[str, str | None, str]] = []
 
     def sample() -> dict[str, Any]:
+        """The resource tree, after recording a sample."""
         app = application(cluster, argocd.namespace)
-        health = resource_health(app, "StrategyRollout")
+        tree: dict[str, Any] = argocd.api(f"/api/v1/applications/{APP}/resource-tree?appNamespace={argocd.namespace}")
+        health = resource_health(tree, "StrategyRollout")
         sync = app.get("status", {}).get("sync", {}).get("status", "")
         replicas = cluster.kubectl(
             "get", "deployment", "fib-rsi-pipeline", "-n", trading, "-o", "jsonpath={.spec.replicas}", check=False
@@ -113,18 +116,16 @@ def test_argocd_syncs_examples_shows_health_and_runs_actions(cluster: DevCluster
         now = (sync, health["status"] if health else None, replicas)
         if not samples or samples[-1] != now:
             samples.append(now)
-        return app
+        return tree
 
     def synced_with_health() -> dict[str, Any] | None:
-        app = sample()
-        healths = {k: resource_health(app, k) for k in ("StrategyRollout", "ShadowRun", "ParityCheck")}
-        if app.get("status", {}).get("sync", {}).get("status") != "Synced" or not all(healths.values()):
-            return None
-        return app
+        tree = sample()
+        healths = {k: resource_health(tree, k) for k in ("StrategyRollout", "ShadowRun", "ParityCheck")}
+        return tree if samples[-1][0] == "Synced" and all(healths.values()) else None
 
-    app = wait_for("the Application to sync with every kind's health", synced_with_health, timeout=300)
+    tree = wait_for("the Application to sync with every kind's health", synced_with_health, timeout=300)
     for kind in ("StrategyRollout", "ShadowRun", "ParityCheck"):
-        health = resource_health(app, kind)
+        health = resource_health(tree, kind)
         assert health is not None and health["status"] in KNOWN_HEALTH, (kind, health)
         assert "attempt to index" not in health.get("message", ""), (kind, health)
 
