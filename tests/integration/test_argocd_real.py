@@ -30,7 +30,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]  # cold: builds the ar
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "manifests" / "examples"
-APP = "fib-rsi"
+APP = "fib-rsi"  # the StrategyRollout
+APPLICATION = f"{SESSION_NAMESPACE_PREFIX}strategies"  # the Argo CD Application: its own tracking ids
+TRADING = f"{SESSION_NAMESPACE_PREFIX}argo-trading"
 GROUP = "strategyrollouts.io"
 KNOWN_HEALTH = {"Healthy", "Progressing", "Suspended", "Degraded"}
 
@@ -50,13 +52,15 @@ def argocd(cluster: DevCluster, operator: OperatorProcess, tmp_path: Path) -> It
     finally:
         for name in ("redis", "git-daemon", *("argocd-repo-server", "argocd-application-controller", "argocd-server")):
             print(f"--- {name} log (tail) ---\n{instance.log(name)[-3000:]}")
-        cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
+        # while the session's operator still runs, so that it releases its finalizers
+        for ns in (namespace, TRADING, f"{TRADING}-staging"):
+            cluster.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
         for role in ("argocd-server", "argocd-application-controller"):
             cluster.kubectl("delete", "clusterrolebinding", f"{namespace}-{role}", "--ignore-not-found", check=False)
 
 
 def application(cluster: DevCluster, namespace: str) -> dict[str, Any]:
-    out = cluster.kubectl("get", "applications.argoproj.io", APP, "-n", namespace, "-o", "json").stdout
+    out = cluster.kubectl("get", "applications.argoproj.io", APPLICATION, "-n", namespace, "-o", "json").stdout
     app: dict[str, Any] = json.loads(out)
     return app
 
@@ -77,7 +81,7 @@ def rollout(cluster: DevCluster, namespace: str) -> dict[str, Any]:
 
 
 def test_argocd_syncs_examples_shows_health_and_runs_actions(cluster: DevCluster, argocd: LocalArgoCD) -> None:
-    trading = f"{SESSION_NAMESPACE_PREFIX}argo-trading"
+    trading = TRADING
     files = {f"examples/{p.name}": renamed(p.read_text(), trading) for p in sorted(EXAMPLES.glob("*.yaml"))}
     url = argocd.git_repo("strategies", files)
     ignore = [
@@ -87,7 +91,7 @@ def test_argocd_syncs_examples_shows_health_and_runs_actions(cluster: DevCluster
     app_manifest = {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
-        "metadata": {"name": APP, "namespace": argocd.namespace},
+        "metadata": {"name": APPLICATION, "namespace": argocd.namespace},
         "spec": {
             "project": "default",
             "source": {"repoURL": url, "path": "examples", "targetRevision": "main"},
@@ -107,7 +111,9 @@ def test_argocd_syncs_examples_shows_health_and_runs_actions(cluster: DevCluster
     def sample() -> dict[str, Any]:
         """The resource tree, after recording a sample."""
         app = application(cluster, argocd.namespace)
-        tree: dict[str, Any] = argocd.api(f"/api/v1/applications/{APP}/resource-tree?appNamespace={argocd.namespace}")
+        tree: dict[str, Any] = argocd.api(
+            f"/api/v1/applications/{APPLICATION}/resource-tree?appNamespace={argocd.namespace}"
+        )
         health = resource_health(tree, "StrategyRollout")
         sync = app.get("status", {}).get("sync", {}).get("status", "")
         replicas = cluster.kubectl(
@@ -137,7 +143,7 @@ def test_argocd_syncs_examples_shows_health_and_runs_actions(cluster: DevCluster
     wait_for("the rollout's health from the operator's status", moving, timeout=120)
 
     listed = argocd.argocd(
-        "app", "actions", "list", f"{argocd.namespace}/{APP}", "--kind", "StrategyRollout", "--group", GROUP,
+        "app", "actions", "list", f"{argocd.namespace}/{APPLICATION}", "--kind", "StrategyRollout", "--group", GROUP,
         "--namespace", trading, "-o", "json",
     ).stdout  # fmt: skip
     actions = {a["Action"]: a["Disabled"] for a in json.loads(listed)}
@@ -148,7 +154,7 @@ def test_argocd_syncs_examples_shows_health_and_runs_actions(cluster: DevCluster
         before = rollout(cluster, trading)
         request_id = f"argocd-{before['metadata']['resourceVersion']}-{name}"
         argocd.argocd(
-            "app", "actions", "run", f"{argocd.namespace}/{APP}", name, "--kind", "StrategyRollout",
+            "app", "actions", "run", f"{argocd.namespace}/{APPLICATION}", name, "--kind", "StrategyRollout",
             "--group", GROUP, "--resource-name", APP, "--namespace", trading,
         )  # fmt: skip
 
