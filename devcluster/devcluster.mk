@@ -6,13 +6,16 @@ endif
 # stdlib-only orchestration: any python3 works, the venv's if present
 DEVCLUSTER_PY = $(shell test -x $(VENV)/bin/python && echo $(VENV)/bin/python || echo python3)
 
-.PHONY: system-deps binaries dev-cluster dev-cluster-down dev-cluster-status
+.PHONY: system-deps binaries argocd-binary dev-cluster dev-cluster-down dev-cluster-status
 
 system-deps: ## apt: prometheus, redis-server, lua5.4 (services never started by apt)
 	@bash devcluster/system-deps.sh
 
 binaries: ## build or reuse kube-*, kubectl, etcd, kwok, kwokctl, helm (~/.cache/strategy-rollouts/bin)
 	@bash devcluster/build.sh >/dev/null
+
+argocd-binary: ## build or reuse Argo CD's `argocd` from its Go module (~/.cache/strategy-rollouts/bin/argocd-<version>)
+	@bash devcluster/argocd.sh binary
 
 dev-cluster: system-deps binaries ## start (or reuse) the local control plane + Prometheus + Redis; leaves it running
 	@$(DEVCLUSTER_PY) -m devcluster up

@@ -1,11 +1,15 @@
-"""Argo CD health checks and resource actions, run in a real Lua VM (lupa) over engine-made fixtures.
+"""Argo CD health checks and resource actions in a real Lua VM (lupa), over engine-made fixtures: the
+fast inner loop (no Go build). The authority is tests/argocd/test_argocd_runtime.py, which runs the same
+scripts and fixtures in Argo CD's own code (gopher-lua, its settings parser, the controller's health and
+the API server's action path); it takes seconds warm, minutes cold.
 
-Argo CD runs these scripts in gopher-lua (Lua 5.1 semantics), so every script is run under Lua 5.1 and
-5.4, as Argo CD runs them: actions and discovery WITHOUT the standard libraries (base and table only,
-`os` only through `require("os")`, which gives time and date; no string methods), health scripts with
-the standard libraries because the patch sets `resource.customizations.useOpenLibs.<group_kind>`.
-Scripts are taken from the generated argocd-cm patch, i.e. what users install. The fixtures in
-tests/fixtures/argocd/ come from tests/fixtures/argocd/generate.py (the real engine).
+Argo CD runs these scripts in gopher-lua (Lua 5.1 semantics), so they run under Lua 5.1 here, as Argo CD
+runs them: actions and discovery WITHOUT the standard libraries (base and table only, `os` only through
+`require("os")`, which gives time and date; no string methods), health scripts with the standard
+libraries because the patch sets `resource.customizations.useOpenLibs.<group_kind>`. Scripts are taken
+from the generated argocd-cm patch, i.e. what users install. The fixtures in tests/fixtures/argocd/ come
+from tests/fixtures/argocd/generate.py (the real engine). Also checked only here: a stale
+observedGeneration, pending requests in the health message, one request per object version.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ ROLLOUT_ACTIONS = {
     "resume": "resume",
     "approve": "approve",
 }
-LUA_VERSIONS = ["lua51", "lua54"]
+LUA_VERSIONS = ["lua51"]  # gopher-lua's dialect; Argo CD itself runs in tests/argocd
 
 # Runs a chunk the way Argo CD runs an action: an environment with only the base functions, `table`,
 # `obj` and a `require` that knows just the safe `os` (Argo CD's util/lua SafeOsLoader: time, date);
