@@ -333,6 +333,7 @@ def test_get_columns(kube: DevCluster, namespace: str, srl: str) -> None:
         "STEP",
         "WEIGHT",
         "CANARY",
+        "MARKET",
         "GATES",
         "REASON",
         "REQUESTS",
