@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from strategy_rollouts.testing.exporter import Exporter
 from tests.integration.conftest import wait_for
-from tests.integration.workloads import apply, deployment, status
+from tests.integration.workloads import apply, deployment, routing, status
 
 if TYPE_CHECKING:
     from devcluster.cluster import DevCluster
@@ -56,6 +56,19 @@ def wait_phase(cluster: DevCluster, name: str, namespace: str, phase: str, timeo
     except AssertionError as exc:
         dump = json.dumps(status(cluster, name, namespace), indent=1)[:3000]
         raise AssertionError(f"{exc}\nstatus: {dump}") from None
+
+
+def wait_routed(cluster: DevCluster, name: str, namespace: str, owners: set[str], timeout: float = 30) -> None:
+    """Until every key of the rollout's routing ConfigMap is owned by one of `owners`: status records a
+    decision first and the routing follows it (record intent, then act), so a test that has just seen
+    the phase waits for the routing too."""
+
+    def check() -> bool:
+        doc = routing(cluster, f"{name}-routing", namespace) or {}
+        values = set((doc.get("assignments") or {}).values())
+        return bool(values) and values <= owners
+
+    wait_for(check, timeout, what=f"{name} routed to {sorted(owners)}")
 
 
 def gate(st: dict[str, Any], name: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import pytest
 from strategy_rollouts.testing.exporter import Exporter
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
-from tests.integration.gate_world import gate, rollout, scraped, start, wait_phase
+from tests.integration.gate_world import gate, rollout, scraped, start, wait_phase, wait_routed
 from tests.integration.workloads import apply, routing, status
 
 if TYPE_CHECKING:
@@ -100,8 +100,7 @@ def test_a_cluster_template_gate_rolls_back_like_its_inline_twin(
     assert a["message"] == b["message"]  # same gate, same value, same condition
     assert "tick-ms" in b["message"] and "120" in b["message"] and "< 50" in b["message"]
     for name in ("twin-inline", "twin-tmpl"):
-        doc = routing(cluster, f"{name}-routing", namespace)
-        assert doc is not None and set(doc["assignments"].values()) <= {"v1.0.0", "draining"}
+        wait_routed(cluster, name, namespace, {"v1.0.0", "draining"})
 
 
 def test_a_template_edited_mid_rollout_applies_from_the_next_evaluation(

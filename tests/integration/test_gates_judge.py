@@ -13,8 +13,7 @@ import pytest
 
 from strategy_rollouts.testing.exporter import Exporter
 from strategy_rollouts.testing.operator_process import OperatorProcess
-from tests.integration.gate_world import gate, rollout, scraped, start, wait_phase
-from tests.integration.workloads import routing
+from tests.integration.gate_world import gate, rollout, scraped, start, wait_phase, wait_routed
 
 if TYPE_CHECKING:
     from devcluster.cluster import DevCluster
@@ -63,9 +62,7 @@ def test_judge_fail_rolls_back_with_p_effect_and_samples(
     assert g["value"] < 0.01  # the one-sided p-value
     assert -6.5 < g["effect"] < -3.5  # Hodges-Lehmann: canary - stable, about -5
     assert g["samples"]["canary"] >= MIN_SAMPLES and g["samples"]["stable"] >= MIN_SAMPLES
-    doc = routing(cluster, "judged-bad-routing", namespace)
-    assert doc is not None
-    assert set(doc["assignments"].values()) <= {"v1.0.0", "draining"}
+    wait_routed(cluster, "judged-bad", namespace, {"v1.0.0", "draining"})
 
 
 def test_judge_pass_advances_to_success(cluster: DevCluster, namespace: str, exporter: Exporter) -> None:
@@ -77,5 +74,4 @@ def test_judge_pass_advances_to_success(cluster: DevCluster, namespace: str, exp
     assert g["result"] == "Pass" and g["failures"] == 0
     assert g["value"] > 0.5 and g["effect"] > 0
     assert g["samples"]["canary"] >= MIN_SAMPLES
-    doc = routing(cluster, "judged-good-routing", namespace)
-    assert doc is not None and set(doc["assignments"].values()) == {"v2.0.0"}
+    wait_routed(cluster, "judged-good", namespace, {"v2.0.0"})

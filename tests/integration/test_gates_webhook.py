@@ -19,7 +19,7 @@ import pytest
 
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
-from tests.integration.gate_world import gate, rollout, start, wait_phase
+from tests.integration.gate_world import gate, rollout, start, wait_phase, wait_routed
 from tests.integration.workloads import apply, replicas, routing, status
 
 if TYPE_CHECKING:
@@ -151,8 +151,7 @@ def test_reject_with_fail_rolls_back(cluster: DevCluster, namespace: str, desk: 
     d.mode = "reject"
     st = wait_phase(cluster, "hook-fail", namespace, "RolledBack")
     assert st["reason"] == "GateFailed" and "risk-desk" in st["message"] and "HTTP 409" in st["message"]
-    doc = routing(cluster, "hook-fail-routing", namespace)
-    assert doc is not None and set(doc["assignments"].values()) <= {"v1.0.0", "draining"}
+    wait_routed(cluster, "hook-fail", namespace, {"v1.0.0", "draining"})
 
 
 @pytest.mark.parametrize(("mode", "why"), [("hang", "timed out after 1s"), ("garbage", "webhook http")])
