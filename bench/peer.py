@@ -37,8 +37,9 @@ def version(peer: Path) -> str:
 
 
 def install_crds(env: Env, peer: Path) -> None:
-    env.cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(peer / "crds"))
-    env.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(peer / "crds"))
+    files = [a for f in sorted((peer / "crds").glob("*-crd.yaml")) for a in ("-f", str(f))]  # not its kustomization
+    env.cluster.kubectl("apply", "--server-side", "--force-conflicts", *files)
+    env.cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", *files)
 
 
 def _free_port() -> int:

@@ -174,9 +174,11 @@ def run_peer(env: Env, peer_dir: Path, label: str, rollouts: int, qps: float | N
 
         def finished() -> bool:
             done = 0
-            for n in names:
-                st = (rec.traces[n].statuses or [(0, {})])[-1][1]
-                done += st.get("phase") == "Healthy" and st.get("currentStepIndex") == len(steps)
+            for n in names:  # the first template's rollout is Healthy at once: wait for the canary's
+                trace = rec.traces[n]
+                st = (trace.statuses or [(0, {})])[-1][1]
+                full = bool(trace.canary) and trace.canary[-1][1] == REPLICAS
+                done += full and st.get("phase") == "Healthy" and st.get("currentStepIndex") == len(steps)
             return done >= rollouts
 
         wait_until(f"{rollouts} Argo Rollouts done", finished, 300)
