@@ -21,6 +21,7 @@ from strategy_rollouts.operator.calendars import Calendars
 from strategy_rollouts.testing.exporter import Exporter
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
+from tests.integration.gate_world import scraped
 from tests.integration.workloads import apply, deployment, status
 
 if TYPE_CHECKING:
@@ -65,14 +66,8 @@ def rollout(name: str, namespace: str, strategy: str, pause: str, windows: list[
 
 @pytest.fixture
 def exporter(cluster: DevCluster, namespace: str, live_operator: OperatorProcess) -> Iterator[Exporter]:
-    exp = Exporter()
-    job = f"market-{namespace}"
-    cluster.add_scrape_target(job, exp.target)
-    try:
+    with scraped(cluster, f"market-{namespace}") as exp:
         yield exp
-    finally:
-        cluster.remove_scrape_target(job)
-        exp.stop()
 
 
 def test_freeze_holds_the_step_a_failure_still_rolls_back_and_it_continues_after(

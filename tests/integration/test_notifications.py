@@ -21,6 +21,7 @@ import pytest
 from strategy_rollouts.testing.exporter import Exporter
 from strategy_rollouts.testing.operator_process import OperatorProcess, free_port
 from tests.integration.conftest import wait_for
+from tests.integration.gate_world import scraped
 from tests.integration.workloads import apply, deployment, status
 
 if TYPE_CHECKING:
@@ -87,14 +88,8 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def exporter(cluster: DevCluster, namespace: str) -> Iterator[Exporter]:
-    exp = Exporter()
-    job = f"notify-{namespace}"
-    cluster.add_scrape_target(job, exp.target)
-    try:
+    with scraped(cluster, f"notify-{namespace}") as exp:
         yield exp
-    finally:
-        cluster.remove_scrape_target(job)
-        exp.stop()
 
 
 def secret(namespace: str, urls: str, labelled: bool = True) -> dict[str, Any]:
