@@ -16,6 +16,7 @@ from strategy_rollouts.api.common import (
     GateStatus,
     Name,
     PrometheusConnection,
+    SecretKeyRef,
     StatusModel,
     Timestamp,
 )
@@ -35,7 +36,9 @@ class Isolation(ApiModel):
 
 
 class RedisSource(ApiModel):
-    address: Annotated[str, Field(pattern=r"^rediss?://.+", max_length=2048)]
+    # A URL with a password belongs in a labelled Secret (API.md "Credentials and trust"): exactly one of the two.
+    address: Annotated[str, Field(pattern=r"^rediss?://.+", max_length=2048)] | None = None
+    address_secret_ref: SecretKeyRef | None = None
     live_stream: Annotated[str, Field(min_length=1, max_length=512)] = "decisions:{{strategy}}:{{live.version}}"
     shadow_stream: Annotated[str, Field(min_length=1, max_length=512)] = "decisions:{{strategy}}:{{shadow.version}}"
 

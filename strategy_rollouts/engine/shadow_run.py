@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from strategy_rollouts.api.common import Condition, GateSpec, GateStatus, set_condition
+from strategy_rollouts.api.common import Condition, GateSpec, GateStatus, SecretKeyRef, set_condition
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.placeholders import SHADOW_PLACEHOLDERS
 from strategy_rollouts.api.shadowrun import DecisionStats, ShadowRunSpec, ShadowRunStatus, ShadowTarget
@@ -121,11 +121,12 @@ class Decision:
 
 @dataclass(frozen=True)
 class StreamPlan:
-    address: str
+    address: str | None  # None: the URL is in the Secret `address_ref` (read by the operator at use)
     live: str
     shadow: str
     cursors: Cursors
     end_ms: int
+    address_ref: SecretKeyRef | None = None
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,8 @@ def spec_errors(spec: ShadowRunSpec, namespace: str) -> list[str]:
         if bad:
             errors.append(f"spec.decisions.{bad}")
         source = spec.decisions.source.redis
+        if (source.address is None) == (source.address_secret_ref is None):
+            errors.append("spec.decisions.source.redis: set exactly one of address and addressSecretRef")
         errors += query_errors("spec.decisions.source.redis.liveStream", source.live_stream, SHADOW_PLACEHOLDERS)
         errors += query_errors("spec.decisions.source.redis.shadowStream", source.shadow_stream, SHADOW_PLACEHOLDERS)
         if not errors:
@@ -239,7 +242,8 @@ def plan(
             first = initial_cursor(to_ms(status.started_at))
             cursors = Cursors(first, first)
         live, shadow = stream_names(spec, namespace)
-        streams = StreamPlan(spec.decisions.source.redis.address, live, shadow, cursors, to_ms(end))
+        source = spec.decisions.source.redis
+        streams = StreamPlan(source.address, live, shadow, cursors, to_ms(end), source.address_secret_ref)
     return Plan(deployment, streams, due)
 
 

@@ -63,15 +63,10 @@ class Job:
 
 async def secret_errors(ctx: Context, namespace: str, rules: Sequence[NotifyRule]) -> list[str]:
     """InvalidSpec messages for notify Secrets the operator may not or cannot read (never their values)."""
-    from strategy_rollouts.operator.context import CredentialsError
+    from strategy_rollouts.operator.trust import secret_errors as errors
 
-    out: list[str] = []
-    for i, rule in enumerate(rules):
-        try:
-            await ctx.secret(namespace, rule.to.secret_ref)
-        except CredentialsError as exc:
-            out.append(f"spec.notify[{i}].to.secretRef: {exc}")
-    return out
+    refs = [(f"spec.notify[{i}].to.secretRef", rule.to.secret_ref) for i, rule in enumerate(rules)]
+    return await errors(ctx, namespace, refs)
 
 
 def deliver(urls: Sequence[str], title: str, body: str, bad_news: bool) -> str | None:

@@ -25,7 +25,7 @@ from strategy_rollouts.operator import daemons, metrics, notifier, prometheus, r
 from strategy_rollouts.operator.calendars import market_calendar
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.kube import Conflict
-from strategy_rollouts.operator.trust import trust_errors
+from strategy_rollouts.operator.trust import prometheus_refs, secret_errors, trust_errors
 
 PLURAL = "paritychecks"
 KIND = "paritycheck"
@@ -185,6 +185,7 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
             spec, spec_errors = None, (problem,)
     problems = await notifier.secret_errors(ctx, namespace, spec.notify) if spec is not None else []
     problems += trust_errors(ctx, spec.prometheus, [], "spec.kpis") if spec is not None else []
+    problems += await secret_errors(ctx, namespace, prometheus_refs(spec.prometheus)) if spec is not None else []
     if problems:  # held as an invalid spec: it does not act
         spec, spec_errors = None, tuple(problems)
     created = created_at(obj, now)

@@ -35,7 +35,7 @@ from strategy_rollouts.operator.calendars import market_calendar
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.rollout_observe import DEPLOYMENT_COUNTS, KIND, Routings, observe
 from strategy_rollouts.operator.rollout_writes import PLURAL, is_own_write, must_persist, working_status, write_status
-from strategy_rollouts.operator.trust import trust_errors
+from strategy_rollouts.operator.trust import prometheus_refs, secret_errors, trust_errors
 
 __all__ = ["DEPLOYMENT_COUNTS", "KIND", "PLURAL", "is_own_write", "must_persist", "reconcile_once"]
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
         return None
     status = working_status(ctx, obj, persisted)
     problems = await notifier.secret_errors(ctx, namespace, spec.notify) if spec is not None else []
+    problems += await secret_errors(ctx, namespace, prometheus_refs(spec.prometheus)) if spec is not None else []
     if spec is None or problems:
         errors = problems or [error or "spec does not parse"]
         decision = invalid(status, errors, obj["metadata"].get("generation", 1), now)

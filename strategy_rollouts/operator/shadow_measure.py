@@ -16,17 +16,25 @@ from strategy_rollouts.engine.shadow_observed import (
 )
 from strategy_rollouts.engine.shadow_run import Latency, Plan
 from strategy_rollouts.operator import decisions, metrics, prometheus
-from strategy_rollouts.operator.context import Context
+from strategy_rollouts.operator.context import Context, CredentialsError
 from strategy_rollouts.operator.rollout_observe import measure
 
 
-async def streams(ctx: Context, plan: Plan) -> tuple[StreamRead | None, StreamRead | None]:
+async def streams(ctx: Context, namespace: str, plan: Plan) -> tuple[StreamRead | None, StreamRead | None]:
     if plan.streams is None:
         return None, None
     s = plan.streams
+    address = s.address
+    if address is None and s.address_ref is not None:
+        try:  # the URL carries a password: read at use, never stored, logged or put in status
+            address = (await ctx.secret(namespace, s.address_ref)).strip()
+        except CredentialsError as exc:  # removed since the spec was checked: a reason, never a Pass
+            failed = StreamRead(error=f"Redis address: {exc}")
+            return failed, failed
+    assert address is not None  # spec_errors: exactly one of address and addressSecretRef
     live, shadow = await asyncio.gather(
-        decisions.read(ctx.shadow.redis, s.address, s.live, s.cursors.live, s.end_ms),
-        decisions.read(ctx.shadow.redis, s.address, s.shadow, s.cursors.shadow, s.end_ms),
+        decisions.read(ctx.shadow.redis, address, s.live, s.cursors.live, s.end_ms),
+        decisions.read(ctx.shadow.redis, address, s.shadow, s.cursors.shadow, s.end_ms),
     )
     return live, shadow
 

@@ -39,7 +39,7 @@ from strategy_rollouts.operator import (
 from strategy_rollouts.operator.calendars import market_calendar
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.kube import KINDS, Conflict
-from strategy_rollouts.operator.trust import trust_errors
+from strategy_rollouts.operator.trust import prometheus_refs, secret_errors, trust_errors
 
 PLURAL = "shadowruns"
 KIND = "shadowrun"
@@ -100,7 +100,7 @@ async def observe(
     world = await shadow_world.look(ctx, ns, name, plan.deployment, report)
     if plan.streams is not None:
         ctx.shadow.last_read[(ns, name)] = time.monotonic()
-    live, shadow = await shadow_measure.streams(ctx, plan)
+    live, shadow = await shadow_measure.streams(ctx, ns, plan)
     for read in (live, shadow):
         for why in read.examples if read else ():
             log.warning("ShadowRun %s/%s: malformed decision %s", ns, name, why)
@@ -145,6 +145,10 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
             spec, spec_error = None, problem
     problems = await notifier.secret_errors(ctx, namespace, spec.notify) if spec is not None else []
     problems += trust_errors(ctx, spec.prometheus, spec.kpis, "spec.kpis") if spec is not None else []
+    if spec is not None:
+        redis = spec.decisions.source.redis.address_secret_ref if spec.decisions else None
+        refs = [*prometheus_refs(spec.prometheus), ("spec.decisions.source.redis.addressSecretRef", redis)]
+        problems += await secret_errors(ctx, namespace, refs)
     if problems:  # held as an invalid spec: it does not act
         spec, spec_error = None, "; ".join(problems)
     used = {}

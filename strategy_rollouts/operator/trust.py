@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from strategy_rollouts.api.common import PrometheusConnection
+from strategy_rollouts.api.common import PrometheusConnection, SecretKeyRef
 from strategy_rollouts.api.gates import GateSpec
 from strategy_rollouts.engine.allowlist import spec_errors
-from strategy_rollouts.operator.context import Context
+from strategy_rollouts.operator.context import Context, CredentialsError
 
 
 def trust_errors(
@@ -17,3 +17,26 @@ def trust_errors(
     address = prometheus.address if prometheus is not None else None
     s = ctx.settings
     return spec_errors(address, gates, field, s.allowed_prometheus, s.allowed_webhooks)
+
+
+async def secret_errors(ctx: Context, namespace: str, refs: Iterable[tuple[str, SecretKeyRef | None]]) -> list[str]:
+    """InvalidSpec messages for named Secrets the operator may not or cannot read (never their values)."""
+    out: list[str] = []
+    for field, ref in refs:
+        if ref is None:
+            continue
+        try:
+            await ctx.secret(namespace, ref)
+        except CredentialsError as exc:
+            out.append(f"{field}: {exc}")
+    return out
+
+
+def prometheus_refs(prometheus: PrometheusConnection | None) -> list[tuple[str, SecretKeyRef | None]]:
+    """spec.prometheus's Secrets: an unlabelled one is InvalidSpec, not a query sent without it."""
+    if prometheus is None:
+        return []
+    return [
+        ("spec.prometheus.bearerTokenSecretRef", prometheus.bearer_token_secret_ref),
+        ("spec.prometheus.caSecretRef", prometheus.ca_secret_ref),
+    ]

@@ -118,6 +118,12 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("judge-no-version", mutate("gates.0", {"name": "j", "judge": {**JUDGE, "query": "q"}}), "operator", "{{version}}"),
     ("webhook-not-http", mutate("gates.0", {"name": "w", "webhook": {"url": "ftp://desk/x"}}), "admission", "url"),
     (
+        "prometheus-secret-missing",  # never a query sent without it (API.md "Credentials and trust")
+        mutate("prometheus", {"bearerTokenSecretRef": {"name": "no-such-secret", "key": "token"}}),
+        "operator",
+        "spec.prometheus.bearerTokenSecretRef: Secret",
+    ),
+    (
         "bad-risk-placeholder",
         mutate("stages.1.riskBudget", {"query": "r{{x}}", "maxPercent": 5}),
         "operator",

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -447,3 +448,49 @@ def test_hand_edited_status_the_schema_allows_holds_the_run(env: Env, cluster: D
     wait_for(lambda: replicas(cluster, "shadow", env.namespace)[0] == 1, 15, what="shadow back at 1")
     conds = {c["type"]: c["status"] for c in env.status("edited")["conditions"]}
     assert conds["InvalidStatus"] == "False" and env.status("edited")["phase"] == "Running"
+
+
+def credentials_secret(name: str, namespace: str, data: dict[str, str], labelled: bool) -> dict[str, Any]:
+    labels = {"strategyrollouts.io/credentials": "true"} if labelled else {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "stringData": data,
+    }
+
+
+def test_redis_address_from_a_labelled_secret_is_used_and_never_shown(
+    env: Env, cluster: DevCluster, live_operator: OperatorProcess
+) -> None:
+    planted = f"planted{uuid.uuid4().hex}"  # rides in the URL as the client name: Redis shows it was used
+    assert "?" not in cluster.redis_url
+    apply(
+        cluster,
+        credentials_secret("redis-url", env.namespace, {"url": f"{cluster.redis_url}?client_name={planted}"}, True),
+    )
+    env.start_quoters()
+    ref = {"addressSecretRef": {"name": "redis-url", "key": "url"}}
+    env.create(
+        "fromsecret", duration="6s", decisions=decisions(cluster.redis_url, source={"redis": ref}, minDecisions=5)
+    )
+    st = env.wait_phase("fromsecret", "Completed")
+    assert st["verdict"] == "Pass" and st["decisions"]["compared"] >= 5, st["reasons"]
+    names = [c.get("name") for c in redis.Redis.from_url(cluster.redis_url).client_list()]
+    assert planted in names, names
+    shown = [
+        cluster.kubectl("get", "shadowrun", "fromsecret", "-n", env.namespace, "-o", "json").stdout,
+        cluster.kubectl("get", "events", "-n", env.namespace, "-o", "json").stdout,
+        cluster.kubectl("get", "configmaps", "-n", env.namespace, "-o", "json").stdout,
+        live_operator.log(),
+    ]
+    assert not [i for i, text in enumerate(shown) if planted in text]
+
+
+def test_an_unlabelled_redis_secret_is_invalid_spec_naming_the_field(env: Env, cluster: DevCluster) -> None:
+    apply(cluster, credentials_secret("redis-plain", env.namespace, {"url": cluster.redis_url}, False))
+    ref = {"addressSecretRef": {"name": "redis-plain", "key": "url"}}
+    env.create("unlabelled", decisions=decisions(cluster.redis_url, source={"redis": ref}))
+    st = env.wait_phase("unlabelled", "Invalid", timeout=20)
+    assert "spec.decisions.source.redis.addressSecretRef" in st["message"] and "lacks the label" in st["message"], st
+    assert replicas(cluster, "shadow", env.namespace)[0] == 0

@@ -133,6 +133,12 @@ def test_spec_errors_name_the_field() -> None:
     assert any("same" in e for e in spec_errors(same, "ns"))
     unknown = spec(decisions={"source": {"redis": {"address": "redis://r", "liveStream": "{{bogus}}"}}})
     assert any("liveStream" in e and "{{bogus}}" in e for e in spec_errors(unknown, "ns"))
+    ref = {"name": "redis-url", "key": "url"}
+    for redis in ({}, {"address": "redis://r", "addressSecretRef": ref}):
+        assert "spec.decisions.source.redis: set exactly one of address and addressSecretRef" in spec_errors(
+            spec(decisions={"source": {"redis": redis}}), "ns"
+        )
+    assert spec_errors(spec(decisions={"source": {"redis": {"addressSecretRef": ref}}}), "ns") == []
 
 
 def test_parse_reports_a_bad_spec_without_raising() -> None:
