@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv test unit integration lint typecheck crds crds-check manifests demo bench chaos kind-e2e clean
+.PHONY: help venv test unit integration lint typecheck crds crds-check manifests demo bench chaos kind-e2e clean checkov
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -46,7 +46,17 @@ typecheck: venv
 unit: venv ## engine and model tests, milliseconds each, no cluster
 	$(VENV)/bin/pytest tests/unit -q
 
-test: venv system-deps binaries ## everything: installs, builds or reuses binaries, runs every test
+# checkov (third-party manifest scanner) in its own venv: its pins clash with ours. Cached per version.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := $(HOME)/.cache/strategy-rollouts/tools/checkov-$(CHECKOV_VERSION)
+export CHECKOV := $(CHECKOV_VENV)/bin/checkov
+
+checkov: $(CHECKOV) ## install (or reuse) checkov for the chart scan of `make test`
+$(CHECKOV):
+	rm -rf $(CHECKOV_VENV) && $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q checkov==$(CHECKOV_VERSION)
+
+test: venv system-deps binaries checkov ## everything: installs, builds or reuses binaries, runs every test
 	$(MAKE) -s crds-check
 	$(MAKE) -s lint
 	$(VENV)/bin/pytest tests -q -p no:cacheprovider --durations=15

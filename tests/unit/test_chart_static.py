@@ -146,6 +146,28 @@ def test_optional_features_render() -> None:
         assert service["metadata"]["labels"][key] == value
 
 
+def test_network_policy_selects_the_operator_pod_and_opens_only_its_ports() -> None:
+    assert "NetworkPolicy" not in kinds(render())
+    docs = render("-f", str(CHART / "ci/hardened-values.yaml"))
+    policy, deployment = one(docs, "NetworkPolicy"), one(docs, "Deployment")
+    assert policy["spec"]["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert {p["port"] for p in policy["spec"]["ingress"][0]["ports"]} == {8080, 9102}
+    egress = {tuple(sorted(p["port"] for p in rule["ports"])) for rule in policy["spec"]["egress"]}
+    assert egress == {(53, 53), (443, 6443), (9090,), (6379,), (443,)}
+    assert all(rule.get("to") for rule in policy["spec"]["egress"]), "hardened: every egress names its peers"
+
+
+def test_the_api_token_is_mounted_only_into_the_operator_container() -> None:
+    pod = one(render(), "Deployment")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    mounts = {m["mountPath"]: m for m in container(render())["volumeMounts"]}
+    token = mounts["/var/run/secrets/kubernetes.io/serviceaccount"]
+    assert token["readOnly"] is True
+    sources = {k for s in {v["name"]: v for v in pod["volumes"]}[token["name"]]["projected"]["sources"] for k in s}
+    assert sources == {"serviceAccountToken", "configMap", "downwardAPI"}
+
+
 def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     assert len(pod["containers"]) == 1
@@ -181,7 +203,7 @@ def test_probe_ports_resources() -> None:
     probe = c["livenessProbe"]["httpGet"]
     assert probe["path"] == "/healthz" and ports[probe["port"]] == 8080
     assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
-    assert c["resources"]["limits"]["memory"]
+    assert c["resources"]["limits"]["memory"] and c["resources"]["limits"]["cpu"]
     assert c["image"] == "ghcr.io/strategy-rollouts/strategy-rollouts:0.1.0"
     service = one(render(), "Service")
     assert service["spec"]["ports"][0]["port"] == 9102
