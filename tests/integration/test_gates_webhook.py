@@ -100,7 +100,7 @@ def hook(url: str, **kw: Any) -> dict[str, Any]:
 
 
 def test_accept_step_increase_asks_before_each_weight_increase_with_the_token(
-    cluster: DevCluster, namespace: str, desk: tuple[Desk, str]
+    cluster: DevCluster, namespace: str, desk: tuple[Desk, str], live_operator: OperatorProcess
 ) -> None:
     d, url = desk
     apply(cluster, secret("desk", namespace))
@@ -118,6 +118,13 @@ def test_accept_step_increase_asks_before_each_weight_increase_with_the_token(
         ("prod", 0, 20),
         ("prod", 2, 50),
     }
+    # the token went to the desk and nowhere else: not in status, Events or the operator's log
+    shown = [
+        cluster.kubectl("get", "strategyrollout", "hook-ok", "-n", namespace, "-o", "json").stdout,
+        cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout,
+        live_operator.log(),
+    ]
+    assert not [i for i, text in enumerate(shown) if TOKEN in text]
 
 
 def test_reject_with_hold_waits_then_continues_when_the_desk_accepts(
