@@ -37,7 +37,7 @@ class Change:
     deleted: bool = False
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: kept in a set
 class Subscriber:
     """One open page: the changes it has not been sent yet (coalesced per object)."""
 

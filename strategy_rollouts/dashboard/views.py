@@ -138,11 +138,18 @@ def timeline(obj: JSON, status: StrategyRolloutStatus) -> list[JSON]:
 
 def symbol_map(obj: JSON, status: StrategyRolloutStatus) -> list[JSON]:
     """Per stage target: every key and its owner (`stable`, `canary`, `draining` with the owner it
-    will get, or `none`), in the spec's key order, as status records it for the routing ConfigMap."""
-    keys = list(((obj.get("spec") or {}).get("routing") or {}).get("keys") or [])
+    will get, or `none`; a version neither side has any more as itself), in the spec's key order, as
+    status records it for the routing ConfigMap (whose assignments name versions)."""
+    spec = obj.get("spec") or {}
+    keys = list((spec.get("routing") or {}).get("keys") or [])
+    roles = {
+        status.stable_version or (spec.get("stable") or {}).get("version"): "stable",
+        status.canary_version or (spec.get("canary") or {}).get("version"): "canary",
+    }
     out = []
     for target in status.targets:
         order = keys + sorted(k for k in target.assignments if k not in keys)
+        owners = {k: target.assignments.get(k, "none") for k in order}
         out.append(
             {
                 "namespace": target.namespace,
@@ -151,7 +158,13 @@ def symbol_map(obj: JSON, status: StrategyRolloutStatus) -> list[JSON]:
                 "revision": target.revision,
                 "drainingUntil": target.draining_until.isoformat() if target.draining_until else None,
                 "keys": [
-                    {"key": k, "owner": target.assignments.get(k, "none"), "next": target.pending.get(k)} for k in order
+                    {
+                        "key": k,
+                        "owner": roles.get(owners[k], owners[k]),
+                        "version": owners[k],
+                        "next": roles.get(target.pending[k], target.pending[k]) if k in target.pending else None,
+                    }
+                    for k in order
                 ],
             }
         )
