@@ -71,7 +71,7 @@ class DashboardProcess:
     def _ready(self, port: int) -> bool:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as resp:
-                return resp.status == 200
+                return bool(resp.status == 200)
         except (urllib.error.URLError, OSError):
             return False
 
