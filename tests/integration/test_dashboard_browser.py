@@ -39,6 +39,7 @@ IMAGES = REPO / "docs" / "images"
 CHROMIUM = "/usr/bin/chromium"
 CANARY_RGB = "rgb(232, 137, 27)"  # --canary in app.css
 STABLE_RGB = "rgb(59, 111, 216)"  # --stable
+PARITY_VERSION = "v1.0.0-parity"  # the exporter's return series, apart from the quoters' own
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +245,7 @@ def test_shadow_run_and_parity_check_pages(
 
     strategy = f"s_{namespace.replace('-', '_')}"
     budgets = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "budgets", "namespace": namespace}}
-    apply(cluster, {**budgets, "data": dict.fromkeys(STAGES, "1000")})
+    apply(cluster, {**budgets, "data": dict.fromkeys(STAGES, "60")})
     run = shadowrun(
         "v2-shadow",
         namespace,
@@ -269,7 +270,7 @@ def test_shadow_run_and_parity_check_pages(
 
     with gate_world.scraped(cluster, f"parity-{namespace}") as exporter:
         for source, noise in (("live", 0.003), ("backtest", 0.0)):
-            labels = {"strategy": strategy, "version": "v1.0.0", "source": source}
+            labels = {"strategy": strategy, "version": PARITY_VERSION, "source": source}
             exporter.gauge("strategy_return", 0.0001, noise=noise, **labels)
             exporter.gauge("strategy_cost_bps", 2.0 if source == "live" else 1.0, component="fees", **labels)
         check = parity_check("parity", namespace, strategy)
@@ -279,6 +280,9 @@ def test_shadow_run_and_parity_check_pages(
         time.sleep(12)  # enough scraped points in the 30 s window
         for _ in range(3):
             run_parity(cluster, namespace, admin)
+        st = status(cluster, "parity", namespace, kind="paritycheck")
+        runs = [r for r in st.get("history", []) if r.get("trackingErrorBps") is not None]
+        assert len(runs) >= 3, dump({k: v for k, v in st.items() if k != "handledRequests"})
         page.wait_for_function("() => Number(document.querySelector('#te-chart').dataset.points) >= 3", timeout=30_000)
         page.wait_for_timeout(500)
         shot(page, "dashboard-paritycheck.png")
@@ -288,7 +292,7 @@ def test_shadow_run_and_parity_check_pages(
 def parity_check(name: str, namespace: str, strategy: str) -> dict[str, Any]:
     def pair(metric: str, extra: str = "") -> dict[str, str]:
         return {
-            side: f'{metric}{{strategy="{{{{strategy}}}}",version="v1.0.0",source="{side}"{extra}}}'
+            side: f'{metric}{{strategy="{{{{strategy}}}}",version="{PARITY_VERSION}",source="{side}"{extra}}}'
             for side in ("live", "backtest")
         }
 
@@ -307,7 +311,7 @@ def parity_check(name: str, namespace: str, strategy: str) -> dict[str, Any]:
             "live": {"query": pair("strategy_return")["live"]},
             "backtest": {"query": pair("strategy_return")["backtest"]},
             "attribution": {"fees": pair("strategy_cost_bps", ',component="fees"')},
-            "thresholdsBps": {"warning": 10, "critical": 200, "emergency": 400},
+            "thresholdsBps": {"warning": 20, "critical": 60, "emergency": 120},
         },
     }
 
