@@ -3,7 +3,8 @@
 
 const KIND_LABEL = { strategyrollouts: "StrategyRollout", shadowruns: "ShadowRun", paritychecks: "ParityCheck" };
 const state = { page: null, rows: {}, readOnly: true, charts: [], detailTimer: null };
-window.__dash = { updates: 0, renders: 0, last: null };
+// For tests and the benchmark: counts, and when each object's change was last shown.
+window.__dash = { updates: 0, renders: 0, last: null, shown: {} };
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -75,6 +76,7 @@ async function listPage() {
   if (errors.length) html = `<p class="error">watch errors: ${esc(errors.map((e) => e.join(": ")).join(", "))}</p>` + html;
   $("#main").innerHTML = html;
   window.__dash.renders++;
+  if (!performance.getEntriesByName("dash:list").length) performance.mark("dash:list");
 }
 
 function listChange(ch) {
@@ -291,7 +293,11 @@ function onChange(ev) {
   const ch = JSON.parse(ev.data);
   window.__dash.updates++;
   window.__dash.last = { key: `${ch.kind}/${ch.namespace}/${ch.name}`, rv: ch.row ? ch.row.resourceVersion : null, at: Date.now() };
-  if (!state.page) { listChange(ch); return; }
+  if (!state.page) {
+    listChange(ch);
+    window.__dash.shown[window.__dash.last.key] = { rv: window.__dash.last.rv, at: Date.now() };
+    return;
+  }
   const p = state.page;
   if (p.kind === ch.kind && p.namespace === ch.namespace && p.name === ch.name) {
     clearTimeout(state.detailTimer);
