@@ -124,7 +124,8 @@ def get(dash: DashboardProcess, path: str, bearer: str | None = None, method: st
             text = resp.read().decode()
             return resp.status, json.loads(text) if resp.headers.get_content_type() == "application/json" else text
     except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
+        with err:
+            return err.code, err.read().decode()
 
 
 def names(overview: dict[str, Any]) -> set[str]:
