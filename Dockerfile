@@ -14,7 +14,7 @@ WORKDIR /src
 # Metadata first so the dependency layer is cached across source-only changes.
 COPY pyproject.toml README.md ./
 COPY strategy_rollouts/ strategy_rollouts/
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --wheel-dir /wheels ".[dashboard]"
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="strategy-rollouts" \
@@ -27,7 +27,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HOME=/tmp \
     TMPDIR=/tmp
 COPY --from=builder /wheels /wheels
-RUN pip install --no-index --find-links /wheels strategy-rollouts \
+RUN pip install --no-index --find-links /wheels "strategy-rollouts[dashboard]" \
     && rm -rf /wheels \
     && python -m compileall -q /usr/local/lib/python3.11/site-packages/strategy_rollouts \
     && strategy-rollouts --version

@@ -2,10 +2,10 @@
 control plane with the real operator process and the real Prometheus. Results: bench/results/*.json,
 bench/README.md (table), bench/cost_curve.png.
 
-    python -m bench.run [--quick] [--only engine,step,peer-step,rollback,scale] [--scale 10,100,300,1000]
+    python -m bench.run [--quick] [--only engine,step,peer-step,rollback,scale,dashboard] [--scale 10,100,300,1000]
 
 Environment overrides: BENCH_SCALE (e.g. "10,100"), BENCH_STEP_ROLLOUTS, BENCH_ROLLBACK_ROLLOUTS,
-BENCH_ROLLBACK_INTERVAL, BENCH_STEADY_S, BENCH_REST_S, BENCH_REPEAT.
+BENCH_ROLLBACK_INTERVAL, BENCH_STEADY_S, BENCH_REST_S, BENCH_REPEAT, BENCH_DASHBOARD_N.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def run_engine(machine: dict[str, Any], repeat: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small N, short windows: a few minutes")
-    parser.add_argument("--only", default="engine,step,peer-step,rollback,scale")
+    parser.add_argument("--only", default="engine,step,peer-step,rollback,scale,dashboard")
     parser.add_argument("--scale", default=None, help="comma-separated N values")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         "steady_s": _env_int("BENCH_STEADY_S", 35 if quick else 65),
         "rest_s": _env_int("BENCH_REST_S", 30 if quick else 60),
         "scale": scale_ns,
+        "dashboard_n": _env_int("BENCH_DASHBOARD_N", 100 if quick else 1000),
     }
     from bench.harness import machine_info
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     if "engine" in only:
         run_engine(machine, cfg["repeat"])
-    if only & {"step", "peer-step", "rollback", "scale"}:
+    if only & {"step", "peer-step", "rollback", "scale", "dashboard"}:
         from bench import scenarios
         from bench.harness import Env
 
@@ -135,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
                         failures += 1
                         break
                 write_result("scale", {"levels": levels, "stopped_at": stopped}, machine, cfg)
+            if "dashboard" in only:
+                from bench import dashboard
+
+                write_result("dashboard", dashboard.run(env, cfg["dashboard_n"]), machine, cfg)
         finally:
             for ns in env.namespaces:
                 try:

@@ -3,7 +3,7 @@
 # Services are never started by apt (policy-rc.d), and any daemon that still appears is stopped:
 # we run prometheus and redis ourselves on loopback.
 set -euo pipefail
-pkgs=(prometheus redis-server lua5.4 procps openssl ca-certificates)
+pkgs=(prometheus redis-server lua5.4 procps openssl ca-certificates chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TypeAlias
 
 from strategy_rollouts.api.durations import parse_duration
-from strategy_rollouts.cli import cmd_parity, cmd_rollout, cmd_shadow
+from strategy_rollouts.cli import cmd_dashboard, cmd_parity, cmd_rollout, cmd_shadow
 from strategy_rollouts.cli.client import Cluster, Target
 from strategy_rollouts.cli.errors import CliError
 
@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("shadowrun")
     p.add_argument("--force", action="store_true", help="even if the verdict is not Pass")
+
+    p = command("dashboard", cmd_dashboard.dashboard, "web dashboard on 127.0.0.1 (prints its URL with a token)")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--prometheus-url", help="for the charts (default: $PROMETHEUS_URL, else http://127.0.0.1:9090)")
+    p.add_argument("--read-only", action="store_true", help="no promote/abort/pause/approve buttons")
     return parser
 
 

@@ -26,7 +26,7 @@ ALL_ON = [
     "--set",
     "prometheusRule.enabled=true",
     "--set",
-    "dashboard.enabled=true",
+    "grafanaDashboard.enabled=true",
     "--set",
     "metrics.serviceMonitor.enabled=true",
 ]
@@ -442,3 +442,37 @@ def test_kustomize_install_is_rendered_from_the_chart() -> None:
         assert (ROOT / "manifests" / "install" / resource).exists(), resource
     crds = {f"crds/{p.name}" for p in (ROOT / "crds").glob("*.yaml")}
     assert crds <= set(kustomization["resources"])
+
+
+def test_web_dashboard_is_a_restricted_read_only_deployment_with_probes_and_review_rbac() -> None:
+    docs = [d for d in render("--set", "dashboard.enabled=true") if "dashboard" in d["metadata"]["name"]]
+    assert sorted(kinds(docs)) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (c,) = pod["containers"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert c["command"] == ["python", "-m", "strategy_rollouts.dashboard"] and "--in-cluster" in c["args"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz" and c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["resources"]["requests"]["memory"] and c["resources"]["limits"]["memory"]
+    assert pod["serviceAccountName"] == one(docs, "ServiceAccount")["metadata"]["name"]
+    rules = {
+        (g, r): set(rule["verbs"])
+        for rule in one(docs, "ClusterRole")["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    assert rules[("authentication.k8s.io", "tokenreviews")] == {"create"}
+    assert rules[("authorization.k8s.io", "subjectaccessreviews")] == {"create"}
+    assert rules[("strategyrollouts.io", "strategyrollouts")] == {"get", "list", "watch"}
+    assert all(v <= {"get", "list", "watch", "create"} for v in rules.values()), "read-only apart from reviews"
+    # The operator's Service must not select the dashboard's pods, nor the other way round.
+    operator = next(
+        d
+        for d in render("--set", "dashboard.enabled=true")
+        if d["kind"] == "Service" and "dashboard" not in d["metadata"]["name"]
+    )
+    labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert not set(operator["spec"]["selector"].items()) <= set(labels.items())
+    assert set(one(docs, "Service")["spec"]["selector"].items()) <= set(labels.items())

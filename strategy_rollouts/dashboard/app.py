@@ -1,0 +1,233 @@
+"""The dashboard's web app (Starlette): pages, JSON for them, live updates as server-sent events.
+
+Every request but the probes passes the Guard (auth.py): 401 without valid credentials. Namespaces are
+authorised per request (403 for an object page, rows filtered in lists and live updates). Writes exist
+only in local mode, where they are the CLI's requests made with the user's own kubeconfig.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from pydantic import ValidationError
+from sse_starlette.sse import EventSourceResponse
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from strategy_rollouts.api.common import GROUP, VERSION
+from strategy_rollouts.api.requests import RolloutAction
+from strategy_rollouts.cli.client import MERGE_PATCH, Cluster
+from strategy_rollouts.cli.errors import CliError
+from strategy_rollouts.cli.requests import new_id, rollout_request
+from strategy_rollouts.dashboard import series, views
+from strategy_rollouts.dashboard.auth import COOKIE, Auth, LocalAuth, Unauthorized, User
+from strategy_rollouts.dashboard.store import Store
+from strategy_rollouts.operator.prometheus import Connection
+
+STATIC = resources.files("strategy_rollouts.dashboard") / "static"
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+ACTIONS: tuple[RolloutAction, ...] = ("promote", "promoteFull", "abort", "pause", "resume", "approve", "retry")
+
+
+@dataclass
+class Dashboard:
+    store: Store
+    auth: Auth
+    prometheus: Connection
+    cluster: Cluster | None = None  # local mode: writes requests with the user's kubeconfig
+    user_name: str | None = None  # local mode: `by` of those requests (SelfSubjectReview)
+
+    @property
+    def read_only(self) -> bool:
+        return self.cluster is None or self.auth.read_only
+
+
+class Guard:
+    """ASGI middleware: authenticate every request (probes aside) and keep the user in scope.state."""
+
+    def __init__(self, app: ASGIApp, auth: Auth) -> None:
+        self.app, self.auth = app, auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            try:
+                user = await self.auth.user(HTTPConnection(scope))
+            except Unauthorized as exc:
+                headers = {"WWW-Authenticate": "Bearer"}
+                await PlainTextResponse(f"401 Unauthorized: {exc}\n", 401, headers=headers)(scope, receive, send)
+                return
+            scope.setdefault("state", {})["user"] = user
+        await self.app(scope, receive, send)
+
+
+def _user(request: Request) -> User:
+    return request.state.user  # type: ignore[no-any-return]
+
+
+async def _visible(dash: Dashboard, user: User, kind: str, objs: list[views.JSON]) -> list[views.JSON]:
+    namespaces = sorted({o["metadata"]["namespace"] for o in objs})
+    allowed = await asyncio.gather(*(dash.auth.allowed(user, ns, kind, "list") for ns in namespaces))
+    ok = {ns for ns, yes in zip(namespaces, allowed, strict=True) if yes}
+    return [o for o in objs if o["metadata"]["namespace"] in ok]
+
+
+def create_app(dash: Dashboard) -> ASGIApp:
+    async def index(request: Request) -> Response:
+        if "token" in request.query_params and isinstance(dash.auth, LocalAuth):
+            # Jupyter's way: the token moves from the URL into a cookie only this origin sends.
+            page = request.query_params.get("page")
+            response: Response = RedirectResponse("/" + (f"#{page}" if page else ""), 303)
+            response.set_cookie(COOKIE, dash.auth.token, httponly=True, samesite="strict", path="/")
+            return response
+        return FileResponse(str(STATIC / "index.html"), headers={"Cache-Control": "no-store"})
+
+    async def health(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def ready(request: Request) -> Response:
+        if dash.store.ready:
+            return PlainTextResponse("ready\n")
+        return PlainTextResponse(f"watches not synced: {dash.store.errors or 'starting'}\n", 503)
+
+    async def overview(request: Request) -> Response:
+        user = _user(request)
+        out: dict[str, Any] = {"user": user.name, "readOnly": dash.read_only, "errors": dash.store.errors}
+        for kind in views.KINDS:
+            objs = await _visible(dash, user, kind, dash.store.items(kind))
+            out[kind] = [views.row(kind, o) for o in objs]
+        return JSONResponse(out)
+
+    async def _object(request: Request) -> tuple[str, views.JSON] | Response:
+        kind, ns, name = (request.path_params[k] for k in ("kind", "namespace", "name"))
+        if kind not in views.KINDS:
+            return PlainTextResponse("404 unknown kind\n", 404)
+        if not await dash.auth.allowed(_user(request), ns, kind, "get"):
+            return PlainTextResponse(f"403 Forbidden: {_user(request).name} may not get {kind} in {ns}\n", 403)
+        obj = dash.store.get(kind, ns, name)
+        if obj is None:
+            return PlainTextResponse(f"404 {kind} {ns}/{name} not found\n", 404)
+        return kind, obj
+
+    async def detail(request: Request) -> Response:
+        found = await _object(request)
+        if isinstance(found, Response):
+            return found
+        kind, obj = found
+        body = views.DETAILS[kind](obj)
+        body["readOnly"] = dash.read_only
+        if kind == "shadowruns":
+            meta = obj["metadata"]
+            body["watchedMatchRate"] = list(dash.store.match_rates.get((meta["namespace"], meta["name"]), ()))
+        return JSONResponse(body)
+
+    async def chart_series(request: Request) -> Response:
+        found = await _object(request)
+        if isinstance(found, Response):
+            return found
+        kind, obj = found
+        now = series.now_utc()
+        if kind == "strategyrollouts":
+            return JSONResponse(await series.rollout_gates(dash.prometheus, obj, now))
+        if kind == "shadowruns":
+            return JSONResponse(await series.shadow_match_rate(dash.prometheus, obj, now))
+        return JSONResponse({})
+
+    async def events(request: Request) -> Response:
+        user = _user(request)
+
+        async def stream() -> AsyncIterator[dict[str, str]]:
+            with dash.store.subscribe() as sub:
+                yield {"event": "hello", "data": "{}"}
+                while True:
+                    for change in await sub.changes():
+                        if not await dash.auth.allowed(user, change.namespace, change.kind, "list"):
+                            continue
+                        obj = dash.store.get(change.kind, change.namespace, change.name)
+                        data: dict[str, Any] = {
+                            "kind": change.kind,
+                            "namespace": change.namespace,
+                            "name": change.name,
+                            "deleted": obj is None,
+                        }
+                        if obj is not None:
+                            data["row"] = views.row(change.kind, obj)
+                        yield {"event": "change", "data": json.dumps(data)}
+
+        return EventSourceResponse(stream(), ping=15)
+
+    async def make_request(request: Request) -> Response:
+        if dash.read_only or dash.cluster is None or dash.user_name is None:
+            return PlainTextResponse("405 the dashboard is read-only here\n", 405)
+        if request.headers.get("x-dashboard") != "1":
+            return PlainTextResponse("403 missing X-Dashboard header\n", 403)  # no cross-site form posts
+        found = await _object(request)
+        if isinstance(found, Response):
+            return found
+        kind, _ = found
+        if kind != "strategyrollouts":
+            return PlainTextResponse("404 requests are made to StrategyRollouts\n", 404)
+        try:
+            body = await request.json()
+        except ValueError:
+            return PlainTextResponse("400 body must be JSON\n", 400)
+        action, reason = body.get("action"), (body.get("reason") or "").strip() or None
+        if action not in ACTIONS:
+            return PlainTextResponse(f"400 action must be one of {', '.join(ACTIONS)}\n", 400)
+        if action in ("abort", "approve") and not reason:
+            return PlainTextResponse(f"400 {action} needs a reason\n", 400)
+        ns, name = request.path_params["namespace"], request.path_params["name"]
+        id_ = new_id()
+        try:
+            patch = rollout_request(action, dash.user_name, reason, series.now_utc(), id_)
+        except ValidationError as exc:
+            return PlainTextResponse(f"400 {exc.errors()[0]['msg']}\n", 400)
+        cluster = dash.cluster
+        try:
+            await asyncio.to_thread(
+                cluster.call,
+                f"strategyrollout {ns}/{name}",
+                cluster.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                ns,
+                "strategyrollouts",
+                name,
+                patch,
+                _content_type=MERGE_PATCH,
+            )
+        except CliError as exc:
+            return PlainTextResponse(f"502 {exc}\n", 502)
+        return JSONResponse({"id": id_, "action": action, "by": dash.user_name})
+
+    obj_path = "/api/{kind}/{namespace}/{name}"
+    routes = [
+        Route("/", index),
+        Route("/healthz", health),
+        Route("/readyz", ready),
+        Route("/api/overview", overview),
+        Route("/api/events", events),
+        Route(obj_path, detail),
+        Route(obj_path + "/series", chart_series),
+        Route(obj_path + "/requests", make_request, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        dash.store.start(asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            dash.store.stop()
+
+    return Guard(Starlette(routes=routes, lifespan=lifespan), dash.auth)
