@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,20 +36,33 @@ def _moment(obj: dict[str, Any]) -> tuple[Any, ...]:
     return st.get("phase"), st.get("stage"), st.get("stepIndex"), st.get("canaryWeight"), owners
 
 
-def follow_rollout(world: World, name: str, canary: str, timeout: float) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Followed:
+    obj: dict[str, Any]  # the rollout's last body
+    most_canary_keys: int  # the most keys the canary owned at once (draining ones not counted)
+    weights: list[int]  # each canary weight it went through, in order
+
+
+def follow_rollout(world: World, name: str, canary: str, timeout: float) -> Followed:
     """Print the rollout each time its position or symbol map changes, until its run of `canary` ends
-    (an earlier run's final phase does not count); its last body."""
+    (an earlier run's final phase does not count)."""
     deadline = time.monotonic() + timeout
     last: tuple[Any, ...] | None = None
+    most, weights = 0, []
     while time.monotonic() < deadline:
         obj = world.get("strategyrollout", name)
-        if obj is not None:
+        st = (obj or {}).get("status") or {}
+        if obj is not None and st.get("canaryVersion") == canary:
             moment = _moment(obj)
             if moment != last:
                 last = moment
                 rollout_view(world.console, obj)
-            st = obj.get("status") or {}
-            if st.get("canaryVersion") == canary and st.get("phase") in DONE:
-                return obj
+            owned = [k for t in st.get("targets") or [] for k, v in (t.get("assignments") or {}).items() if v == canary]
+            most = max(most, len(owned))
+            weight = st.get("canaryWeight")
+            if weight and (not weights or weights[-1] != weight):
+                weights.append(weight)
+            if st.get("phase") in DONE:
+                return Followed(obj, most, weights)
         time.sleep(0.5)
     raise TimeoutError(f"rollout {name} did not end within {timeout:.0f}s")

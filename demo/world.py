@@ -61,6 +61,9 @@ class World:
 
     # -- the API ------------------------------------------------------------------------------
     def apply(self, *objects: dict[str, Any]) -> None:
+        """Server-side apply into this namespace."""
+        for obj in objects:
+            obj["metadata"].setdefault("namespace", self.namespace)
         workloads.apply(self.cluster, *objects)
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:

@@ -50,7 +50,7 @@ def symbol_map(obj: dict[str, Any]) -> Table | None:
     for column in ("TARGET", "OWNER", "KEYS"):
         table.add_column(column, no_wrap=column != "KEYS")
     for target in status.targets:
-        where = f"{target.namespace}/{target.config_map} r{target.revision} {target.weight}%"
+        where = f"{target.namespace}/{target.config_map} {target.weight}%"
         for i, (label, keys) in enumerate(owners(target, stable, canary)):
             table.add_row(where if i == 0 else "", label, keys)
     return table

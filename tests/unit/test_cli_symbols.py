@@ -39,7 +39,7 @@ def test_keys_grouped_by_owner_with_draining_and_its_next_owner() -> None:
     }
     lines = [line.split() for line in text(symbol_map(rollout([target])) or "").splitlines()]
     assert lines[0] == ["Symbols"]
-    assert lines[2] == ["demo/fib-rsi-routing", "r4", "50%", "v2.0.0", "(canary)", "BTC"]
+    assert lines[2] == ["demo/fib-rsi-routing", "50%", "v2.0.0", "(canary)", "BTC"]
     assert lines[3] == ["v1.0.0", "(stable)", "ADA", "ETH"]
     assert lines[4] == ["draining", "SOL", "→", "v2.0.0"]
     assert len(lines) == 5
