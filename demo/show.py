@@ -48,7 +48,7 @@ def follow_rollout(world: World, name: str, canary: str, timeout: float) -> Foll
     (an earlier run's final phase does not count)."""
     deadline = time.monotonic() + timeout
     last: tuple[Any, ...] | None = None
-    most, weights = 0, []
+    most, weights = 0, list[int]()
     while time.monotonic() < deadline:
         obj = world.get("strategyrollout", name)
         st = (obj or {}).get("status") or {}

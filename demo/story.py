@@ -120,7 +120,7 @@ def keys_of(q_state: dict[str, Any]) -> list[str]:
 
 def shadow_run(world: World) -> str:
     heading(world.console, "1/4 ShadowRun: v2 beside v1 on the same market, side effects off, decision by decision")
-    world.start_quoter("v2-shadow", V2, shadow=True, **V2_BUILD)
+    world.start_quoter("v2-shadow", V2, shadow=True, knobs=V2_BUILD)
     world.wait_scraped("strategy_stage_duration_seconds_bucket", V2)
     redis_port = world.cluster.redis_url.rsplit(":", 1)[1].split("/")[0]
     prometheus_port = world.cluster.prometheus_url.rsplit(":", 1)[1]
@@ -166,11 +166,12 @@ def shadow_run(world: World) -> str:
         }
     )
     world.console.print(f"    ShadowRun {SHADOW_RUN}: 20 s, at least 100 decisions, match rate >= 95 %")
-    st = wait(
-        lambda: (s := world.status("shadowrun", SHADOW_RUN)).get("phase") in ("Completed", "Invalid") and s,
-        120,
-        f"ShadowRun {SHADOW_RUN} to complete",
-    )
+
+    def ended() -> dict[str, Any] | None:
+        st = world.status("shadowrun", SHADOW_RUN)
+        return st if st.get("phase") in ("Completed", "Invalid") else None
+
+    st = wait(ended, 120, f"ShadowRun {SHADOW_RUN} to complete")
     world.stop_quoter("v2-shadow")
     world.console.print(world.plugin("shadow", "get", SHADOW_RUN).stdout)
     world.console.print(world.plugin("shadow", "report", SHADOW_RUN).stdout)
@@ -189,7 +190,7 @@ def shadow_run(world: World) -> str:
 
 def promote_v2(world: World) -> str:
     heading(world.console, "2/4 StrategyRollout: v2 staging 10% -> prod 30% -> 60% -> 100%, by symbol, behind gates")
-    world.start_quoter("v2", V2, **V2_BUILD)
+    world.start_quoter("v2", V2, knobs=V2_BUILD)
     world.wait_scraped("tick_duration_seconds_bucket", V2)
     world.console.print("    gates: " + ", ".join(f"{g['name']} {g['condition']}" for g in GATES))
     world.apply(rollout(world.strategy, (LEGACY, V1), (PIPELINE, V2), shadow_run=True))
@@ -213,7 +214,7 @@ def promote_v2(world: World) -> str:
 
 def reject_v3(world: World) -> str:
     heading(world.console, f"3/4 A worse canary v3 (quoter --latency-ms {WORSE_LATENCY_MS:g}): its gate rolls it back")
-    world.start_quoter("v3", V3, latency_ms=WORSE_LATENCY_MS)
+    world.start_quoter("v3", V3, knobs={"latency_ms": WORSE_LATENCY_MS})
     world.wait_scraped("tick_duration_seconds_bucket", V3)
     world.apply(rollout(world.strategy, (PIPELINE, V2), (NEXT, V3), shadow_run=False))
     seen = follow_rollout(world, ROLLOUT, V3, 120)

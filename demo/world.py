@@ -14,7 +14,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -111,7 +111,9 @@ class World:
         )
 
     # -- the strategy's processes -------------------------------------------------------------
-    def start_quoter(self, name: str, version: str, *, shadow: bool = False, **knobs: float) -> QuoterProcess:
+    def start_quoter(
+        self, name: str, version: str, *, shadow: bool = False, knobs: Mapping[str, float] | None = None
+    ) -> QuoterProcess:
         """The reference quoter of `version`: routed by the rollout's ConfigMap (a shadow one trades every
         routing key with side effects disabled), publishing decisions to Redis, scraped by Prometheus."""
         q = start_quoter(
@@ -129,7 +131,7 @@ class World:
         )
         self.quoters[name] = q
         self.cluster.add_scrape_target(self.job(name), q.metrics_target)
-        flags = " ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in knobs.items())
+        flags = " ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in (knobs or {}).items())
         self.console.print(
             f"    quoter [bold]{name}[/]: {version}{' --shadow' if shadow else ''} {flags} (pid {q.pid})"
         )
