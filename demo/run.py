@@ -37,10 +37,13 @@ STRATEGY = "fib_rsi"
 
 def banner(console: Console, cluster: DevCluster, namespace: str) -> None:
     """Where to watch the demo live. (The dashboard, once it exists, is started here and its URL printed.)"""
-    console.print(f"\n[bold]Watch it live[/] in another terminal:\n{cluster.export_lines()}")
-    console.print(
-        f"    kubectl strategy get -n {namespace} -w        # or: kubectl strategy status fib-rsi -n {namespace}"
-    )
+    env = Path(cluster.state_dir) / "env"
+    plugin = ".venv/bin/kubectl-strategy"
+    console.print("\n[bold]Watch it live[/] in another terminal (from the repository):")
+    console.print(f"    source {env.relative_to(REPO) if env.is_relative_to(REPO) else env}")
+    console.print(f"    {plugin} get -n {namespace} -w                  # the rollout, live")
+    console.print(f"    {plugin} status fib-rsi -n {namespace}          # stages, symbol map, gates, history")
+    console.print(f"    {plugin} shadow get -n {namespace}; {plugin} parity get -n {namespace}")
     console.print(f"    Prometheus: {cluster.prometheus_url}/graph")
 
 
