@@ -71,7 +71,7 @@ def main() -> int:
             heading(console, "The world before: v1 trades all 10 symbols")
             prepare(world)
             setup = Outcome("Setup", "cluster, operator, v1 trading", "ready", time.monotonic() - started, True)
-            outcomes = [setup, *run_parts(world, PARTS)]
+            outcomes = [setup, *run_parts(world, PARTS, console)]
         finally:
             world.close()
     heading(console, "Summary")

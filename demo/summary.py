@@ -7,13 +7,15 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
+from rich.console import Console
 from rich.table import Table
 
 from demo.story import Unexpected
-from demo.world import World
 
-Part = tuple[str, str, Callable[[World], str]]  # name, what is expected, the part itself
+W = TypeVar("W")
+Part = tuple[str, str, Callable[[W], str]]  # name, what is expected, the part (returns what happened)
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,7 @@ class Outcome:
     ok: bool | None  # None: skipped
 
 
-def run_parts(world: World, parts: Sequence[Part]) -> list[Outcome]:
+def run_parts(world: W, parts: Sequence[Part[W]], console: Console) -> list[Outcome]:
     outcomes: list[Outcome] = []
     for name, expected, part in parts:
         failed = next((o.name for o in outcomes if o.ok is False), None)
@@ -38,7 +40,7 @@ def run_parts(world: World, parts: Sequence[Part]) -> list[Outcome]:
         except Unexpected as exc:
             happened, ok = str(exc), False
         except Exception as exc:  # a timeout or a failing command: shown in the summary, with where
-            world.console.print(traceback.format_exc(), markup=False, highlight=False)
+            console.print(traceback.format_exc(), markup=False, highlight=False)
             happened, ok = f"{type(exc).__name__}: {exc}", False
         outcomes.append(Outcome(name, expected, happened, time.monotonic() - started, ok))
     return outcomes

@@ -29,7 +29,7 @@ def test_the_demo_story_ends_as_expected(
     world = World(cluster, namespace, f"demo_{namespace.replace('-', '_')}", console, tmp_path)
     try:
         prepare(world)
-        outcomes = run_parts(world, PARTS)
+        outcomes = run_parts(world, PARTS, console)
     finally:
         world.close()
     console.print(summary_table(outcomes, sum(o.seconds for o in outcomes)))
