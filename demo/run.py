@@ -13,6 +13,7 @@ operator and the quoters started here are stopped.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 import time
@@ -54,7 +55,8 @@ def fresh_namespace(cluster: DevCluster, namespace: str) -> None:
 
 
 def main() -> int:
-    console = Console(width=160, highlight=False)
+    # The plugin's `get` table is wide: at least 140 columns, more on a wider terminal.
+    console = Console(width=max(shutil.get_terminal_size((160, 40)).columns, 140), highlight=False)
     started = time.monotonic()
     heading(console, "Starting (or reusing) the local control plane, Prometheus and Redis")
     cluster, _reused = up()

@@ -172,7 +172,16 @@ def shadow_run(world: World) -> str:
         return st if st.get("phase") in ("Completed", "Invalid") else None
 
     st = wait(ended, 120, f"ShadowRun {SHADOW_RUN} to complete")
+    # Side effects off: the shadow decided as much as the live version but sent no order.
+    shadow, live = world.quoters["v2-shadow"], world.quoters["v1"]
+    counts = {q: (q.metric("decisions_total") or 0, q.metric("orders_total") or 0) for q in (shadow, live)}
+    world.console.print(
+        f"    decisions / orders sent: shadow v2 {counts[shadow][0]:g} / {counts[shadow][1]:g}, "
+        f"live v1 {counts[live][0]:g} / {counts[live][1]:g}"
+    )
     world.stop_quoter("v2-shadow")
+    if counts[shadow][1] != 0 or counts[shadow][0] == 0:
+        raise Unexpected(f"the shadow quoter sent {counts[shadow][1]:g} orders for {counts[shadow][0]:g} decisions")
     world.console.print(world.plugin("shadow", "get", SHADOW_RUN).stdout)
     world.console.print(world.plugin("shadow", "report", SHADOW_RUN).stdout)
     d = st.get("decisions") or {}
