@@ -71,8 +71,8 @@ def rollout(strategy: str, stable: tuple[str, str], canary: tuple[str, str], sha
                 ],
             },
         ],
-        # failureLimit 2: a blip is tolerated, the third Fail within a step rolls back
-        "gates": [{**g, "interval": "2s", "failureLimit": 2, "inconclusiveLimit": 10} for g in GATES],
+        # failureLimit 3: blips are tolerated, the fourth Fail within a step rolls back
+        "gates": [{**g, "interval": "2s", "failureLimit": 3, "inconclusiveLimit": 10} for g in GATES],
         "scaleDownDelay": "3s",
     }
     if shadow_run:
