@@ -2,7 +2,9 @@
 quoter per version that reads its routing from the API and is scraped by the real Prometheus.
 
 Quoters run as host processes (kwok pods run no processes). `World.start_quoter` is the one place that
-starts them, so running them as pods on a real node later changes this function only.
+starts them and `World.stop_quoter` the one that stops them; the story only uses the handle's `metric()`,
+`state()` and `set_knobs()` (HTTP on the quoter's metrics and control ports). Running them as pods on a
+real node later means: these two functions, and a handle with those three methods that reaches the pod.
 """
 
 from __future__ import annotations
