@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from demo.show import follow_rollout, heading, rollout_view
 from demo.world import KEYS, ROUTING, World, wait
+
+if TYPE_CHECKING:
+    from quoter.testing import QuoterProcess
 
 V1, V2, V3 = "v1.0.0", "v2.0.0", "v3.0.0"
 LEGACY, PIPELINE, SHADOW_DEPLOYMENT, NEXT = "fib-rsi-legacy", "fib-rsi-pipeline", "fib-rsi-shadow", "fib-rsi-v3"
@@ -115,6 +118,12 @@ def keys_of(q_state: dict[str, Any]) -> list[str]:
     return list(q_state.get("keys") or [])
 
 
+def decisions_and_orders(q: QuoterProcess) -> tuple[float, float]:
+    """Orders read first: both counters move every tick, so a live quoter never shows more orders than decisions."""
+    orders = q.metric("orders_total") or 0
+    return q.metric("decisions_total") or 0, orders
+
+
 # -- 1 -------------------------------------------------------------------------------------------------
 
 
@@ -174,7 +183,7 @@ def shadow_run(world: World) -> str:
     st = wait(ended, 120, f"ShadowRun {SHADOW_RUN} to complete")
     # Side effects off: the shadow decided as much as the live version but sent no order.
     shadow, live = world.quoters["v2-shadow"], world.quoters["v1"]
-    counts = {q: (q.metric("decisions_total") or 0, q.metric("orders_total") or 0) for q in (shadow, live)}
+    counts = {q: decisions_and_orders(q) for q in (shadow, live)}
     world.console.print(
         f"    decisions / orders sent: shadow v2 {counts[shadow][0]:g} / {counts[shadow][1]:g}, "
         f"live v1 {counts[live][0]:g} / {counts[live][1]:g}"

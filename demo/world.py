@@ -133,10 +133,9 @@ class World:
         )
         self.quoters[name] = q
         self.cluster.add_scrape_target(self.job(name), q.metrics_target)
-        flags = " ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in (knobs or {}).items())
-        self.console.print(
-            f"    quoter [bold]{name}[/]: {version}{' --shadow' if shadow else ''} {flags} (pid {q.pid})"
-        )
+        flags = ["--shadow"] if shadow else []
+        flags += [f"--{k.replace('_', '-')} {v:g}" for k, v in (knobs or {}).items()]
+        self.console.print(f"    quoter [bold]{name}[/]: {' '.join([version, *flags])} (pid {q.pid})")
         return q
 
     def stop_quoter(self, name: str) -> None:
