@@ -38,10 +38,12 @@ lint: venv ## ruff + mypy
 	$(VENV)/bin/ruff format --check strategy_rollouts tests examples devcluster bench demo docs manifests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy examples/quoter/quoter
+	$(VENV)/bin/mypy demo
 
 typecheck: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy examples/quoter/quoter
+	$(VENV)/bin/mypy demo
 
 unit: venv ## engine and model tests, milliseconds each, no cluster
 	$(VENV)/bin/pytest tests/unit -q
@@ -61,7 +63,7 @@ test: venv system-deps binaries checkov ## everything: installs, builds or reuse
 	$(MAKE) -s lint
 	$(VENV)/bin/pytest tests -q -p no:cacheprovider --durations=15
 
-demo: venv system-deps binaries ## local cluster + operator + quoters + a live rollout
+demo: venv system-deps binaries ## the whole story on the local cluster: ShadowRun, rollout by symbol, a rollback, a parity cut (~3 min)
 	$(PY) demo/run.py
 
 chaos: venv system-deps binaries ## the chaos run of `make test`, longer: 50 operator kills (CHAOS_KILLS=N, CHAOS_SEED=S to replay)

@@ -1,183 +1,92 @@
-"""`make demo`: a healthy canary goes staging -> prod 10 -> 50 -> 100 and succeeds, then a sick one is
-rolled back by its gate. Everything real: local control plane, Prometheus, Redis, the operator
-process, and one reference strategy process (examples/quoter) per version.
+"""`make demo`: the whole story on the real local cluster, in a few minutes (demo/story.py):
 
-The cluster is left running afterwards (`make dev-cluster-down` stops it); the operator and the
-quoters started here are stopped at the end.
+1. a ShadowRun judges v2 beside v1, decision by decision, with side effects off: Pass, with its report;
+2. a StrategyRollout takes v2 staging -> prod symbol by symbol behind Prometheus gates;
+3. a worse canary v3 is rolled back by its gate;
+4. a ParityCheck sees live returns drift from the backtest and halves sizeMultiplier; the quoter obeys.
+
+Everything is real: control plane, Prometheus, Redis, the operator process, and the reference strategy
+(examples/quoter) as one process per version. A summary table ends it; the exit code is non-zero when
+any part did not end as expected. The cluster is left running (`make dev-cluster-down` stops it); the
+operator and the quoters started here are stopped.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
+import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "examples" / "quoter")]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
 
-from quoter.testing import QuoterProcess, start_quoter  # noqa: E402
+from rich.console import Console  # noqa: E402
 
+from demo.show import heading  # noqa: E402
+from demo.story import PARTS, prepare  # noqa: E402
+from demo.summary import Outcome, run_parts, summary_table  # noqa: E402
+from demo.world import World  # noqa: E402
 from devcluster.cluster import DevCluster, up  # noqa: E402
 from strategy_rollouts.testing.operator_process import OperatorProcess  # noqa: E402
 
-KEYS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "ADAUSDT", "XRPUSDT", "DOGEUSDT", "AVAXUSDT", "DOTUSDT", "LINKUSDT"]
-P95 = (
-    "histogram_quantile(0.95, sum by (le) (rate(tick_duration_seconds_bucket"
-    '{strategy="{{strategy}}",version="{{canary.version}}"}[10s]))) * 1000'
-)
+NAMESPACE = "demo"
+STRATEGY = "fib_rsi"
 
 
-def say(text: str) -> None:
-    print(f"\n\033[1m==> {text}\033[0m", flush=True)
+def banner(console: Console, cluster: DevCluster, namespace: str) -> None:
+    """Where to watch the demo live. (The dashboard, once it exists, is started here and its URL printed.)"""
+    env = Path(cluster.state_dir) / "env"
+    plugin = ".venv/bin/kubectl-strategy"
+    console.print("\n[bold]Watch it live[/] in another terminal (from the repository):")
+    console.print(f"    source {env.relative_to(REPO) if env.is_relative_to(REPO) else env}")
+    console.print(f"    {plugin} get -n {namespace} -w                  # the rollout, live")
+    console.print(f"    {plugin} status fib-rsi -n {namespace}          # stages, symbol map, gates, history")
+    console.print(f"    {plugin} shadow get -n {namespace}; {plugin} parity get -n {namespace}")
+    console.print(f"    Prometheus: {cluster.prometheus_url}/graph")
 
 
-def deployment(name: str, namespace: str, replicas: int, version: str) -> dict[str, Any]:
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": {**labels, "version": version}},
-                "spec": {"containers": [{"name": "strategy", "image": f"example.invalid/quoter:{version}"}]},
-            },
-        },
-    }
-
-
-def rollout(namespace: str, canary_version: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "strategyrollouts.io/v1alpha1",
-        "kind": "StrategyRollout",
-        "metadata": {"name": "fib-rsi", "namespace": namespace},
-        "spec": {
-            "strategy": f"fib_rsi_{namespace.replace('-', '_')}",
-            "stable": {"deployment": "fib-rsi-legacy", "version": "v1.0.0"},
-            "canary": {"deployment": "fib-rsi-pipeline", "version": canary_version, "replicas": 2},
-            "routing": {"keys": KEYS, "handoff": "2s"},
-            "stages": [
-                {"name": "staging", "steps": [{"setWeight": 10}, {"pause": {"duration": "15s"}}]},
-                {
-                    "name": "prod",
-                    "steps": [
-                        {"setWeight": 10},
-                        {"pause": {"duration": "15s"}},
-                        {"setWeight": 50},
-                        {"pause": {"duration": "15s"}},
-                        {"setWeight": 100},
-                    ],
-                },
-            ],
-            "gates": [
-                {"name": "tick-p95-ms", "query": P95, "condition": "< 200", "interval": "2s", "inconclusiveLimit": 10}
-            ],
-            "scaleDownDelay": "10s",
-        },
-    }
-
-
-def apply(cluster: DevCluster, *objects: dict[str, Any]) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all(list(objects)))
-
-
-def watch_until_done(
-    cluster: DevCluster, namespace: str, at_10_percent: Callable[[], None] | None = None, timeout: float = 240
-) -> dict[str, Any]:
-    """The plugin's live table (`kubectl strategy get -w`) until the rollout ends."""
-    env = cluster.env()
-    plugin = subprocess.Popen([str(REPO / ".venv" / "bin" / "kubectl-strategy"), "get", "-n", namespace, "-w"], env=env)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            out = cluster.kubectl("get", "srl", "fib-rsi", "-n", namespace, "-o", "json", check=False)
-            if out.returncode == 0:
-                status = json.loads(out.stdout).get("status") or {}
-                if at_10_percent is not None and (status.get("canaryWeight") or 0) >= 10:
-                    at_10_percent()
-                    at_10_percent = None
-                if status.get("phase") in ("Succeeded", "RolledBack", "Invalid"):
-                    time.sleep(2)
-                    return dict(status)
-            time.sleep(1)
-        raise TimeoutError(f"rollout in {namespace} did not finish in {timeout}s")
-    finally:
-        plugin.terminate()
-        plugin.wait(10)
-
-
-def scenario(cluster: DevCluster, namespace: str, canary_version: str, sick: bool) -> dict[str, Any]:
-    cluster.kubectl("create", "namespace", namespace, check=False)
-    cluster.kubectl("delete", "srl", "fib-rsi", "-n", namespace, "--ignore-not-found")
-    apply(
-        cluster,
-        deployment("fib-rsi-legacy", namespace, 4, "v1.0.0"),
-        deployment("fib-rsi-pipeline", namespace, 0, canary_version),
-    )
-    cluster.kubectl(
-        "scale", "deployment/fib-rsi-legacy", "deployment/fib-rsi-pipeline", "-n", namespace, "--replicas=0"
-    )
-    cluster.kubectl("scale", "deployment/fib-rsi-legacy", "-n", namespace, "--replicas=4")
-    cluster.kubectl("delete", "configmap", "fib-rsi-routing", "-n", namespace, "--ignore-not-found")
-    strategy = f"fib_rsi_{namespace.replace('-', '_')}"
-    quoters: list[QuoterProcess] = []
-    try:
-        for version in ("v1.0.0", canary_version):
-            q = start_quoter(
-                strategy,
-                version,
-                namespace=namespace,
-                routing_configmap="fib-rsi-routing",
-                symbols=KEYS,
-                kubeconfig=cluster.kubeconfig,
-                redis_url=cluster.redis_url,
-            )
-            quoters.append(q)
-            cluster.add_scrape_target(f"demo-{namespace}-{version}", q.metrics_target)
-            print(f"    quoter {version}: {q}")
-        apply(cluster, rollout(namespace, canary_version))
-
-        def sicken() -> None:
-            print(f"\n    >>> canary at 10%: making {canary_version} sick (450 ms ticks)\n", flush=True)
-            quoters[-1].set_knobs(latency_ms=450.0)
-
-        return watch_until_done(cluster, namespace, sicken if sick else None)
-    finally:
-        for q in quoters:
-            q.stop()
-        for version in ("v1.0.0", canary_version):
-            cluster.remove_scrape_target(f"demo-{namespace}-{version}")
+def fresh_namespace(cluster: DevCluster, namespace: str) -> None:
+    """A previous run's objects are gone (the operator is running, so finalizers are honoured)."""
+    cluster.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=120s")
+    cluster.kubectl("create", "namespace", namespace)
 
 
 def main() -> int:
-    say("Starting (or reusing) the local control plane, Prometheus and Redis")
+    # The plugin's `get` table is wide: at least 140 columns, more on a wider terminal.
+    console = Console(width=max(shutil.get_terminal_size((160, 40)).columns, 140), highlight=False)
+    started = time.monotonic()
+    heading(console, "Starting (or reusing) the local control plane, Prometheus and Redis")
     cluster, _reused = up()
-    print(cluster.export_lines())
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    cluster.kubectl("wait", "--for=condition=Established", "-f", str(REPO / "crds"))
-    log = REPO / ".devcluster" / "demo-operator.log"
-    say(f"Starting the operator (log: {log})")
-    with OperatorProcess(cluster.kubeconfig, cluster.prometheus_url, log):
-        say("1/2 A healthy canary v2.0.0: staging 10% -> prod 10% -> 50% -> 100%")
-        healthy = scenario(cluster, "demo", "v2.0.0", sick=False)
-        print(f"    phase={healthy.get('phase')} reason={healthy.get('reason')} history={healthy.get('history')}")
-        say("2/2 A sick canary v3.0.0 (tick p95 ~450 ms, gate: < 200 ms)")
-        sick = scenario(cluster, "demo-sick", "v3.0.0", sick=True)
-        print(f"    phase={sick.get('phase')} reason={sick.get('reason')}\n    message={sick.get('message')}")
-    ok = healthy.get("phase") == "Succeeded" and sick.get("phase") == "RolledBack"
-    say("Demo " + ("finished as expected" if ok else "did NOT finish as expected"))
-    print(
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO / "crds"))
+    cluster.apply_request_policy()
+    log_dir = Path(tempfile.mkdtemp(prefix="demo-", dir=cluster.state_dir))
+    heading(console, f"Starting the operator (logs: {log_dir})")
+    with OperatorProcess(cluster.kubeconfig, cluster.prometheus_url, log_dir / "operator.log"):
+        fresh_namespace(cluster, NAMESPACE)
+        banner(console, cluster, NAMESPACE)
+        world = World(cluster, NAMESPACE, STRATEGY, console, log_dir)
+        try:
+            heading(console, "The world before: v1 trades all 10 symbols")
+            prepare(world)
+            setup = Outcome("Setup", "cluster, operator, v1 trading", "ready", time.monotonic() - started, True)
+            outcomes = [setup, *run_parts(world, PARTS, console)]
+        finally:
+            world.close()
+    heading(console, "Summary")
+    console.print(summary_table(outcomes, time.monotonic() - started))
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        console.print(f"[red bold]Demo did NOT end as expected:[/] {failed[0].name}: {failed[0].happened}")
+    else:
+        console.print("[green bold]Demo finished as expected.[/]")
+    console.print(
         "    The cluster is still running: `source .devcluster/env` to poke at it, `make dev-cluster-down` to stop it."
     )
-    return 0 if ok else 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from strategy_rollouts.cli.fmt import (
 from strategy_rollouts.cli.render_approvals import approvals_cell, approvals_table
 from strategy_rollouts.cli.render_notifications import notifications_text
 from strategy_rollouts.cli.render_requests import OUTCOME_STYLE, requests_cell, requests_table
+from strategy_rollouts.cli.render_symbols import symbol_map
 from strategy_rollouts.cli.requests import requests_of
 
 
@@ -284,9 +285,12 @@ def _overview(obj: dict[str, Any], now: datetime) -> Text:
 
 
 def rollout_detail(obj: dict[str, Any], now: datetime) -> Group:
-    """`status NAME`: overview, stages with step progress, gates, conditions, history."""
+    """`status NAME`: overview, stages with step progress, symbol map, gates, conditions, history."""
     status = _status(obj)
     parts: list[RenderableType] = [_overview(obj, now), Text(""), stages_table(obj)]
+    symbols = symbol_map(obj)
+    if symbols is not None:
+        parts += [Text(""), symbols]
     if status.gates:
         parts += [Text(""), gates_table(status, now)]
     approvals = approvals_table(obj, status, now)
