@@ -6,9 +6,10 @@
 4. a ParityCheck sees live returns drift from the backtest and halves sizeMultiplier; the quoter obeys.
 
 Everything is real: control plane, Prometheus, Redis, the operator process, and the reference strategy
-(examples/quoter) as one process per version. A summary table ends it; the exit code is non-zero when
-any part did not end as expected. The cluster is left running (`make dev-cluster-down` stops it); the
-operator and the quoters started here are stopped.
+(examples/quoter) as one process per version; the dashboard's URL is printed first, to watch it live.
+A summary table ends it; the exit code is non-zero when any part did not end as expected. The cluster
+is left running (`make dev-cluster-down` stops it); the operator, the dashboard and the quoters started
+here are stopped.
 """
 
 from __future__ import annotations
@@ -30,17 +31,20 @@ from demo.story import PARTS, prepare  # noqa: E402
 from demo.summary import Outcome, run_parts, summary_table  # noqa: E402
 from demo.world import World  # noqa: E402
 from devcluster.cluster import DevCluster, up  # noqa: E402
+from strategy_rollouts.testing.dashboard_process import DashboardProcess  # noqa: E402
 from strategy_rollouts.testing.operator_process import OperatorProcess  # noqa: E402
 
 NAMESPACE = "demo"
 STRATEGY = "fib_rsi"
 
 
-def banner(console: Console, cluster: DevCluster, namespace: str) -> None:
-    """Where to watch the demo live. (The dashboard, once it exists, is started here and its URL printed.)"""
+def banner(console: Console, cluster: DevCluster, namespace: str, dashboard: DashboardProcess) -> None:
+    """Where to watch the demo live: the dashboard's URL first, then the terminal equivalents."""
     env = Path(cluster.state_dir) / "env"
     plugin = ".venv/bin/kubectl-strategy"
-    console.print("\n[bold]Watch it live[/] in another terminal (from the repository):")
+    console.print(f"\n[bold]Watch it live in a browser:[/] {dashboard.url}")
+    console.print(f"    (the dashboard of `kubectl strategy dashboard`, as you; log: {dashboard.log_path})")
+    console.print("\n[bold]Or[/] in another terminal (from the repository):")
     console.print(f"    source {env.relative_to(REPO) if env.is_relative_to(REPO) else env}")
     console.print(f"    {plugin} get -n {namespace} -w                  # the rollout, live")
     console.print(f"    {plugin} status fib-rsi -n {namespace}          # stages, symbol map, gates, history")
@@ -65,9 +69,12 @@ def main() -> int:
     cluster.apply_request_policy()
     log_dir = Path(tempfile.mkdtemp(prefix="demo-", dir=cluster.state_dir))
     heading(console, f"Starting the operator (logs: {log_dir})")
-    with OperatorProcess(cluster.kubeconfig, cluster.prometheus_url, log_dir / "operator.log"):
+    with (
+        OperatorProcess(cluster.kubeconfig, cluster.prometheus_url, log_dir / "operator.log"),
+        DashboardProcess(cluster.kubeconfig, cluster.prometheus_url, log_dir / "dashboard.log") as dashboard,
+    ):
         fresh_namespace(cluster, NAMESPACE)
-        banner(console, cluster, NAMESPACE)
+        banner(console, cluster, NAMESPACE, dashboard)
         world = World(cluster, NAMESPACE, STRATEGY, console, log_dir)
         try:
             heading(console, "The world before: v1 trades all 10 symbols")
