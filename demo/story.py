@@ -323,7 +323,7 @@ def cut_size(world: World) -> str:
         raise Unexpected(f"before any drift the level is {first.get('level')} ({first.get('trackingErrorBps')} bps)")
     world.console.print(f"    live drifts from the backtest: v2 quoter knobs {DRIFT}; waiting one window")
     world.quoters["v2"].set_knobs(**DRIFT)
-    time.sleep(PARITY_WINDOW_S + 1)
+    time.sleep(PARITY_WINDOW_S + 3)  # the whole window after the drift (scrapes lag a second or two)
     second = parity_run(world)
     if second.get("level") != "Critical":
         raise Unexpected(f"after the drift the level is {second.get('level')} ({second.get('trackingErrorBps')} bps)")
