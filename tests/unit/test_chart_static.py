@@ -79,7 +79,8 @@ def test_helm_lint_strict(values: list[str]) -> None:
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        (["--set", "replicaCount=2"], "peering"),
+        (["--set", "leaderElection.enabled=false"], "leaderElection.enabled"),
+        (["--set", "podAntiAffinity=required"], "podAntiAffinity"),
         (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
         (["--set", "surprise=1"], "surprise"),
         (["--set", "watchNamespaces={Not_A_Namespace}"], "watchNamespaces"),
@@ -104,6 +105,9 @@ def test_default_render_is_minimal() -> None:
             "Deployment",
             "ValidatingAdmissionPolicy",
             "ValidatingAdmissionPolicyBinding",
+            "Role",  # the Lease (leader election)
+            "RoleBinding",
+            "PodDisruptionBudget",
         ]
     )
     assert all(d["metadata"].get("namespace", "ops") == "ops" for d in docs)
@@ -169,17 +173,22 @@ def test_restricted_security_context() -> None:
     mounts = {m["mountPath"]: m["name"] for m in container(render())["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]], "the only writable path"
-    # One operator at a time: no overlap during upgrades.
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
-    assert deployment["spec"]["replicas"] == 1
+    # Two replicas, only the Lease holder acts: upgrades may overlap (a Ready standby before an old pod goes).
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    assert deployment["spec"]["replicas"] == 2
 
 
 def test_probe_ports_resources() -> None:
     c = container(render())
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"healthz": 8080, "metrics": 9102}
+    assert ports == {"healthz": 8080, "readyz": 8081, "metrics": 9102}
     probe = c["livenessProbe"]["httpGet"]
     assert probe["path"] == "/healthz" and ports[probe["port"]] == 8080
+    ready = c["readinessProbe"]["httpGet"]
+    assert ready["path"] == "/readyz" and ports[ready["port"]] == 8081
     assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
     assert c["resources"]["limits"]["memory"]
     assert c["image"] == "ghcr.io/strategy-rollouts/strategy-rollouts:0.1.0"
@@ -208,7 +217,10 @@ def test_args_are_accepted_by_the_operator_cli(values: list[str]) -> None:
     assert "command" not in c, "the image ENTRYPOINT is strategy-rollouts"
     args = operator_parser().parse_args(c["args"])
     assert args.command == "run"
-    assert args.metrics_port == 9102 and args.liveness_port == 8080
+    assert args.metrics_port == 9102 and args.liveness_port == 8080 and args.readiness_port == 8081
+    assert args.leader_elect and args.leader_elect_lease_name == "sr-strategy-rollouts"
+    assert (args.leader_elect_lease_duration, args.leader_elect_renew_deadline) == (15, 10)
+    assert args.leader_elect_retry_period == 2 and args.leader_elect_namespace is None  # the pod's (POD_NAMESPACE)
     assert args.prometheus_url == "http://prometheus-operated.monitoring.svc:9090"
     if values:
         assert args.namespace == ["a", "b"] and args.peering == "sr" and args.verbose
@@ -251,6 +263,40 @@ NAMESPACED = {
 }
 
 
+def is_lease_rbac(doc: dict[str, Any]) -> bool:
+    return bool(doc["metadata"]["name"].endswith("-leader-election"))
+
+
+def test_high_availability() -> None:
+    docs = render()
+    role = next(d for d in docs if d["kind"] == "Role" and is_lease_rbac(d))
+    assert role["metadata"]["namespace"] == "ops"
+    assert verbs([role], "Role") == {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+    binding = next(d for d in docs if d["kind"] == "RoleBinding" and is_lease_rbac(d))
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "sr-strategy-rollouts", "namespace": "ops"}]
+    pdb = one(docs, "PodDisruptionBudget")
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == pdb["spec"]["selector"]["matchLabels"]
+    env = {e["name"] for e in container(docs)["env"]}
+    assert {"POD_NAME", "POD_NAMESPACE"} <= env  # the Lease holder's identity and the Lease's namespace
+    # One replica without leader election: no Lease, no PDB, no overlap during upgrades.
+    single = render("--set", "replicaCount=1", "--set", "leaderElection.enabled=false")
+    assert not [d for d in single if d["kind"] in {"Role", "RoleBinding", "PodDisruptionBudget"}]
+    dep = one(single, "Deployment")
+    assert dep["spec"]["strategy"] == {"type": "Recreate"} and "affinity" not in dep["spec"]["template"]["spec"]
+    assert "--leader-elect" not in container(single)["args"]
+    term = "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+    term += ".matchExpressions[0]"
+    custom = render("--set", f"{term}.key=x", "--set", f"{term}.operator=Exists")
+    assert set(one(custom, "Deployment")["spec"]["template"]["spec"]["affinity"]) == {"nodeAffinity"}
+
+
 def test_cluster_wide_rbac_is_exactly_what_the_operator_needs() -> None:
     docs = render()
     granted = verbs(docs, "ClusterRole")
@@ -258,7 +304,7 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_needs() -> None:
         assert granted[key] == wanted, key
     assert granted[("apiextensions.k8s.io", "customresourcedefinitions")] == {"list", "watch"}
     assert granted[("", "namespaces")] == {"list", "watch"}
-    assert not [d for d in docs if d["kind"] in {"Role", "RoleBinding"}]
+    assert not [d for d in docs if d["kind"] in {"Role", "RoleBinding"} and not is_lease_rbac(d)]
     for (group, resource), v in granted.items():
         assert "*" not in v and resource != "*" and group != "*"
         assert "delete" not in v or resource in {"configmaps", "networkpolicies"}
@@ -268,8 +314,8 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_needs() -> None:
 
 def test_watch_namespaces_gets_a_role_per_namespace_and_a_tiny_cluster_role() -> None:
     docs = render("--set", "watchNamespaces={trading,trading-staging}")
-    roles = [d for d in docs if d["kind"] == "Role"]
-    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    roles = [d for d in docs if d["kind"] == "Role" and not is_lease_rbac(d)]
+    bindings = [d for d in docs if d["kind"] == "RoleBinding" and not is_lease_rbac(d)]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["trading", "trading-staging"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["trading", "trading-staging"]
     for role in roles:
