@@ -13,7 +13,7 @@ from kubernetes import client
 from prometheus_client import start_http_server
 
 from strategy_rollouts import __version__
-from strategy_rollouts.operator import handlers, metrics, readiness  # handlers: registers the kopf handlers
+from strategy_rollouts.operator import admission, handlers, metrics, readiness  # handlers: registers kopf's
 from strategy_rollouts.operator.context import Context, Settings
 from strategy_rollouts.operator.kube import Kube
 from strategy_rollouts.operator.leader import Elector, Leadership, Timing, identity, namespace
@@ -62,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--peering", default=None, help="kopf peering name (needs kopf's peering CRDs); default standalone"
     )
-    run.add_argument("--readiness-port", type=int, default=8081, help="/readyz port (0 disables)")
+    run.add_argument("--readiness-port", type=int, default=0, help="/readyz port (0: none; the chart sets 8081)")
     ha = run.add_argument_group("leader election (docs/high-availability.md)")
     ha.add_argument("--leader-elect", action="store_true", help="act only while holding a coordination.k8s.io Lease")
     ha.add_argument("--leader-elect-lease-name", default="strategy-rollouts", help="the Lease's name")
@@ -70,6 +70,18 @@ def parser() -> argparse.ArgumentParser:
     ha.add_argument("--leader-elect-lease-duration", type=float, default=15.0, help="seconds")
     ha.add_argument("--leader-elect-renew-deadline", type=float, default=10.0, help="seconds; stop acting after")
     ha.add_argument("--leader-elect-retry-period", type=float, default=2.0, help="seconds between attempts")
+    hook = run.add_argument_group("admission webhook (kopf's WebhookServer; docs/install.md)")
+    hook.add_argument("--admission-webhook", type=int, default=0, metavar="PORT", help="serve it on PORT (0: off)")
+    hook.add_argument("--admission-addr", default="127.0.0.1", help="listen address (the chart: 0.0.0.0)")
+    hook.add_argument("--admission-host", default=None, help="host in a managed configuration's URL")
+    hook.add_argument("--admission-cert", default=None, metavar="FILE", help="TLS certificate (PEM)")
+    hook.add_argument("--admission-key", default=None, metavar="FILE", help="its private key (PEM)")
+    hook.add_argument(
+        "--admission-managed",
+        default=None,
+        metavar="NAME",
+        help="kopf writes ValidatingWebhookConfiguration NAME (a url clientConfig; dev clusters)",
+    )
     run.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -133,8 +145,16 @@ async def operate(args: argparse.Namespace, liveness: str | None, ctx: Context, 
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=48, thread_name_prefix="io"))
     probes = await readiness.serve(ctx.leader, args.readiness_port) if args.readiness_port else None
     election = asyncio.create_task(campaign.run(), name="leader-election") if campaign else None
+    settings = kopf.OperatorSettings()  # the same object kopf hands to the startup handler
+    if args.admission_webhook:
+        admission.register()
+        settings.admission.server = admission.server(
+            args.admission_webhook, args.admission_addr, args.admission_host, args.admission_cert, args.admission_key
+        )
+        settings.admission.managed = args.admission_managed
     try:
         await kopf.operator(
+            settings=settings,
             clusterwide=not args.namespace,
             namespaces=args.namespace or (),
             liveness_endpoint=liveness,

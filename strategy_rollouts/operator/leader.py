@@ -123,6 +123,13 @@ class Leadership:
         self.renewed_at = sent_at
         self.seen, self.seen_since = record, self.clock()
 
+    def next_attempt_in(self) -> float:
+        """The retry period, or sooner when the lease we watch becomes takeable before the next one."""
+        if self.acting() or self.seen is None or self.seen_since is None or not self.seen.holder:
+            return self.timing.retry_s
+        takeable = self.seen_since + self.timing.lease_s - self.clock()
+        return max(0.05, min(self.timing.retry_s, takeable))
+
     async def until_acting(self, stopped: Callable[[], bool]) -> None:
         """Return once this replica may act (at once when it may), or when `stopped()`."""
         while not self.acting() and not stopped():
@@ -187,7 +194,7 @@ class Elector:
                     if self.on_gained is not None:
                         await self.on_gained()
             was = now
-            await asyncio.sleep(me.timing.retry_s)
+            await asyncio.sleep(me.next_attempt_in())
 
     async def attempt(self) -> None:
         me = self.leadership

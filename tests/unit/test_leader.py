@@ -179,3 +179,16 @@ def test_kube_fences_writes_only() -> None:
         assert await kube.call(create_thing) == "written"
 
     asyncio.run(main())
+
+
+def test_a_standby_tries_the_moment_the_lease_becomes_takeable() -> None:
+    clock = Clock()
+    me = Leadership(enabled=True, identity="a", clock=clock)
+    assert me.next_attempt_in() == 2.0
+    me.observe(Record("b", "t1", 0))
+    clock.t += 14.0
+    assert me.next_attempt_in() == pytest.approx(1.0)
+    clock.t += 5.0
+    assert me.next_attempt_in() == 0.05
+    me.renewed(clock(), Record("a", "t2", 1))
+    assert me.next_attempt_in() == 2.0
