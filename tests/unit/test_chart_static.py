@@ -108,6 +108,9 @@ def test_default_render_is_minimal() -> None:
             "Role",  # the Lease (leader election)
             "RoleBinding",
             "PodDisruptionBudget",
+            "Secret",  # the admission webhook's TLS, its Service and configuration
+            "Service",
+            "ValidatingWebhookConfiguration",
         ]
     )
     assert all(d["metadata"].get("namespace", "ops") == "ops" for d in docs)
@@ -144,10 +147,14 @@ def test_optional_features_render() -> None:
     docs = render(*ALL_ON)
     assert {"ServiceMonitor", "PrometheusRule", "ConfigMap"} <= set(kinds(docs))
     monitor = one(docs, "ServiceMonitor")
-    service = one(docs, "Service")
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    webhook_service = services.pop("sr-strategy-rollouts-webhook")
+    (service,) = services.values()
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
     for key, value in monitor["spec"]["selector"]["matchLabels"].items():
         assert service["metadata"]["labels"][key] == value
+    # The admission webhook's Service has no metrics port: the ServiceMonitor does not select it.
+    assert not monitor["spec"]["selector"]["matchLabels"].items() <= webhook_service["metadata"]["labels"].items()
 
 
 def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -184,7 +191,7 @@ def test_restricted_security_context() -> None:
 def test_probe_ports_resources() -> None:
     c = container(render())
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"healthz": 8080, "readyz": 8081, "metrics": 9102}
+    assert ports == {"healthz": 8080, "readyz": 8081, "metrics": 9102, "webhook": 9443}
     probe = c["livenessProbe"]["httpGet"]
     assert probe["path"] == "/healthz" and ports[probe["port"]] == 8080
     ready = c["readinessProbe"]["httpGet"]
@@ -192,7 +199,7 @@ def test_probe_ports_resources() -> None:
     assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
     assert c["resources"]["limits"]["memory"]
     assert c["image"] == "ghcr.io/strategy-rollouts/strategy-rollouts:0.1.0"
-    service = one(render(), "Service")
+    (service,) = [d for d in render() if d["kind"] == "Service" and not d["metadata"]["name"].endswith("-webhook")]
     assert service["spec"]["ports"][0]["port"] == 9102
 
 
@@ -261,6 +268,47 @@ NAMESPACED = {
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
+
+
+def test_admission_webhook() -> None:
+    docs = render()
+    vwc = one(docs, "ValidatingWebhookConfiguration")
+    secret = one(docs, "Secret")
+    service = next(
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "sr-strategy-rollouts-webhook"
+    )
+    plurals = ["strategyrollouts", "shadowruns", "paritychecks"]
+    assert [w["name"] for w in vwc["webhooks"]] == [f"validate-{p}.strategyrollouts.io" for p in plurals]
+    for plural, hook in zip(plurals, vwc["webhooks"], strict=True):
+        assert hook["failurePolicy"] == "Ignore" and hook["timeoutSeconds"] == 5 and hook["sideEffects"] == "None"
+        assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+        svc = hook["clientConfig"]["service"]
+        assert (svc["name"], svc["namespace"], svc["port"]) == ("sr-strategy-rollouts-webhook", "ops", 443)
+        assert svc["path"] == f"/validate-{plural}"  # kopf routes by handler id (operator/admission.py)
+        (rule,) = hook["rules"]
+        assert rule["resources"] == [plural] and rule["operations"] == ["CREATE", "UPDATE"]  # not /status
+    assert secret["type"] == "kubernetes.io/tls" and {"tls.crt", "tls.key", "ca.crt"} <= set(secret["data"])
+    assert service["spec"]["ports"][0]["targetPort"] == "webhook"
+    c = container(docs)
+    args = operator_parser().parse_args(c["args"])
+    assert (args.admission_webhook, args.admission_addr) == (9443, "0.0.0.0") and args.admission_managed is None
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert args.admission_cert == mounts["webhook-tls"] + "/tls.crt"
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "webhook-tls")
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    managed = render("--set", "admission.certManager.enabled=true")
+    assert not [d for d in managed if d["kind"] == "Secret"]
+    cert = one(managed, "Certificate")
+    assert cert["spec"]["secretName"] == secret["metadata"]["name"]
+    assert cert["spec"]["dnsNames"][0] == "sr-strategy-rollouts-webhook.ops.svc"
+    assert one(managed, "Issuer")["spec"] == {"selfSigned": {}}
+    vwc = one(managed, "ValidatingWebhookConfiguration")
+    assert vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "ops/sr-strategy-rollouts-webhook"
+    assert all("caBundle" not in w["clientConfig"] for w in vwc["webhooks"])
+    off = render("--set", "admission.enabled=false")
+    assert not [d for d in off if d["kind"] in {"ValidatingWebhookConfiguration", "Secret"}]
+    assert operator_parser().parse_args(container(off)["args"]).admission_webhook == 0
 
 
 def is_lease_rbac(doc: dict[str, Any]) -> bool:
