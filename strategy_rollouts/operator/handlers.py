@@ -106,7 +106,7 @@ async def strategyrollout_changed(
         rollouts.forget(ctx, namespace, name)
         uid = (event["object"].get("metadata") or {}).get("uid")
         try:
-            if uid:
+            if uid and ctx.leader.acting():  # a standby's delete would be fenced; the leader (or its sweep) does it
                 await orphans.remove_owned(ctx.kube, uid)
         except Exception:  # e.g. namespaced RBAC cannot list across namespaces: the startup sweep retries
             log.warning("removing the routing ConfigMaps of %s/%s failed", namespace, name, exc_info=True)

@@ -25,7 +25,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -170,8 +170,9 @@ class Elector:
     coordination: client.CoordinationV1Api
     name: str
     namespace: str
-    on_gained: Callable[[], Awaitable[None]] | None = None
+    on_gained: Callable[[], Coroutine[Any, Any, None]] | None = None  # run beside the campaign: renewals never wait
     on_change: Callable[[bool], None] | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def run(self) -> None:
         me = self.leadership
@@ -192,7 +193,9 @@ class Elector:
                 if now:
                     me.gained.set()
                     if self.on_gained is not None:
-                        await self.on_gained()
+                        task = asyncio.create_task(self.on_gained(), name="on-gained")
+                        self.tasks.add(task)
+                        task.add_done_callback(self.tasks.discard)
             was = now
             await asyncio.sleep(me.next_attempt_in())
 

@@ -306,6 +306,10 @@ def test_admission_webhook() -> None:
     vwc = one(managed, "ValidatingWebhookConfiguration")
     assert vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "ops/sr-strategy-rollouts-webhook"
     assert all("caBundle" not in w["clientConfig"] for w in vwc["webhooks"])
+    scoped = one(render("--set", "watchNamespaces={a,b}"), "ValidatingWebhookConfiguration")
+    (expr,) = scoped["webhooks"][0]["namespaceSelector"]["matchExpressions"]
+    assert expr == {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}
+    assert "namespaceSelector" not in vwc["webhooks"][0]
     off = render("--set", "admission.enabled=false")
     assert not [d for d in off if d["kind"] in {"ValidatingWebhookConfiguration", "Secret"}]
     assert operator_parser().parse_args(container(off)["args"]).admission_webhook == 0
