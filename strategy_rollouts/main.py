@@ -9,12 +9,14 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import kopf
+from kubernetes import client
 from prometheus_client import start_http_server
 
 from strategy_rollouts import __version__
-from strategy_rollouts.operator import handlers  # noqa: F401  (registers the kopf handlers)
+from strategy_rollouts.operator import admission, handlers, metrics, readiness  # handlers: registers kopf's
 from strategy_rollouts.operator.context import Context, Settings
 from strategy_rollouts.operator.kube import Kube
+from strategy_rollouts.operator.leader import Elector, Leadership, Timing, identity, namespace
 
 
 def parser() -> argparse.ArgumentParser:
@@ -60,8 +62,51 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--peering", default=None, help="kopf peering name (needs kopf's peering CRDs); default standalone"
     )
+    run.add_argument("--readiness-port", type=int, default=0, help="/readyz port (0: none; the chart sets 8081)")
+    ha = run.add_argument_group("leader election (docs/high-availability.md)")
+    ha.add_argument("--leader-elect", action="store_true", help="act only while holding a coordination.k8s.io Lease")
+    ha.add_argument("--leader-elect-lease-name", default="strategy-rollouts", help="the Lease's name")
+    ha.add_argument("--leader-elect-namespace", default=None, help="the Lease's namespace (default: the pod's)")
+    ha.add_argument("--leader-elect-lease-duration", type=float, default=15.0, help="seconds")
+    ha.add_argument("--leader-elect-renew-deadline", type=float, default=10.0, help="seconds; stop acting after")
+    ha.add_argument("--leader-elect-retry-period", type=float, default=2.0, help="seconds between attempts")
+    hook = run.add_argument_group("admission webhook (kopf's WebhookServer; docs/install.md)")
+    hook.add_argument("--admission-webhook", type=int, default=0, metavar="PORT", help="serve it on PORT (0: off)")
+    hook.add_argument("--admission-addr", default="127.0.0.1", help="listen address (the chart: 0.0.0.0)")
+    hook.add_argument("--admission-host", default=None, help="host in a managed configuration's URL")
+    hook.add_argument("--admission-cert", default=None, metavar="FILE", help="TLS certificate (PEM)")
+    hook.add_argument("--admission-key", default=None, metavar="FILE", help="its private key (PEM)")
+    hook.add_argument(
+        "--admission-managed",
+        default=None,
+        metavar="NAME",
+        help="kopf writes ValidatingWebhookConfiguration NAME (a url clientConfig; dev clusters)",
+    )
     run.add_argument("-v", "--verbose", action="store_true")
     return p
+
+
+def elector(args: argparse.Namespace, ctx: Context) -> Elector | None:
+    """With --leader-elect: the Lease campaign, the fence on every write, a field manager per process."""
+    if not args.leader_elect:
+        metrics.leader.set(1)
+        return None
+    timing = Timing(args.leader_elect_lease_duration, args.leader_elect_renew_deadline, args.leader_elect_retry_period)
+    if timing.errors():
+        raise SystemExit("; ".join(timing.errors()))
+    ctx.leader = Leadership(enabled=True, identity=identity(), timing=timing)
+    ctx.kube.fence = ctx.leader.check
+    # The API server names managedFields' manager after the user agent: who wrote what stays visible.
+    ctx.kube.api.user_agent = f"strategy-rollouts.{ctx.leader.identity}/{__version__}"
+    metrics.leader.set(0)
+    return Elector(
+        leadership=ctx.leader,
+        coordination=client.CoordinationV1Api(ctx.kube.api),
+        name=args.leader_elect_lease_name,
+        namespace=namespace(args.leader_elect_namespace),
+        on_gained=lambda: handlers.sweep_orphans(ctx),
+        on_change=lambda leading: metrics.leader.set(1 if leading else 0),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,25 +131,44 @@ def run(args: argparse.Namespace) -> int:
             allowed_webhooks=tuple(args.allowed_webhook),
         ),
     )
+    campaign = elector(args, ctx)
     if args.metrics_port:
         start_http_server(args.metrics_port)
     liveness = f"http://0.0.0.0:{args.liveness_port}/healthz" if args.liveness_port else None
-    asyncio.run(operate(args, liveness, ctx))
+    asyncio.run(operate(args, liveness, ctx, campaign))
     return 0
 
 
-async def operate(args: argparse.Namespace, liveness: str | None, ctx: Context) -> None:
+async def operate(args: argparse.Namespace, liveness: str | None, ctx: Context, campaign: Elector | None) -> None:
     # Every Kubernetes and Prometheus call runs in the default executor: size it for the bounded
     # concurrency the adapters allow (the default is cpus + 4 threads).
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=48, thread_name_prefix="io"))
-    await kopf.operator(
-        clusterwide=not args.namespace,
-        namespaces=args.namespace or (),
-        liveness_endpoint=liveness,
-        standalone=args.peering is None,
-        peering_name=args.peering,
-        memo=kopf.Memo(ctx=ctx),  # the one Context every handler gets (handlers.context)
-    )
+    probes = await readiness.serve(ctx.leader, args.readiness_port) if args.readiness_port else None
+    election = asyncio.create_task(campaign.run(), name="leader-election") if campaign else None
+    settings = kopf.OperatorSettings()  # the same object kopf hands to the startup handler
+    if args.admission_webhook:
+        admission.register()
+        settings.admission.server = admission.server(
+            args.admission_webhook, args.admission_addr, args.admission_host, args.admission_cert, args.admission_key
+        )
+        settings.admission.managed = args.admission_managed
+    try:
+        await kopf.operator(
+            settings=settings,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace or (),
+            liveness_endpoint=liveness,
+            standalone=args.peering is None,
+            peering_name=args.peering,
+            memo=kopf.Memo(ctx=ctx),  # the one Context every handler gets (handlers.context)
+        )
+    finally:
+        if election is not None and campaign is not None:
+            election.cancel()
+            await asyncio.gather(election, return_exceptions=True)
+            await campaign.release()  # kopf has stopped every loop: the standby may take over at once
+        if probes is not None:
+            await probes.cleanup()
 
 
 def main(argv: list[str] | None = None) -> int:

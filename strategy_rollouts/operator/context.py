@@ -14,6 +14,7 @@ from strategy_rollouts.api.common import PrometheusConnection, SecretKeyRef
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.operator.calendars import Calendars
 from strategy_rollouts.operator.kube import Kube
+from strategy_rollouts.operator.leader import Leadership
 from strategy_rollouts.operator.loops import Loops
 from strategy_rollouts.operator.notifier import Notifier
 from strategy_rollouts.operator.parity_memory import ParityMemory
@@ -109,6 +110,7 @@ class Context:
     calendars: Calendars = field(default_factory=Calendars)
     notifier: Notifier = field(default_factory=Notifier)
     gate_templates: TemplateCache = field(default_factory=TemplateCache)
+    leader: Leadership = field(default_factory=Leadership)  # disabled: acts always (no --leader-elect)
 
     async def connection(self, namespace: str, override: PrometheusConnection | None) -> Connection:
         """The operator default, overridden per object; secrets read at use, never logged or stored."""

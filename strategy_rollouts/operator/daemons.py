@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from strategy_rollouts.operator import metrics
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.kube import Conflict, Rejected
+from strategy_rollouts.operator.leader import NotLeader
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 300.0
@@ -52,6 +53,9 @@ async def run_loop(
     rejected = 0
     try:
         while not stopped:
+            await ctx.leader.until_acting(lambda: bool(stopped))  # a standby's loops wait, warm
+            if stopped:
+                break
             waker.clear()
             started = time.monotonic()
             try:
@@ -62,6 +66,9 @@ async def run_loop(
                     delay = min(delay, max((wake_at - datetime.now(UTC)).total_seconds(), 0.0) + 0.01)
             except Conflict:
                 delay = 0.05  # someone wrote first (the plugin, another check): re-read at once
+            except NotLeader:  # fenced before a write: wait for the leadership, then start over
+                log.info("%s %s/%s: not the leader any more, nothing written", kind, namespace, name)
+                delay = 0.0
             except Rejected as exc:
                 rejected += 1
                 delay = backoff(ctx.settings.error_backoff_s, rejected)
@@ -86,7 +93,7 @@ async def run_loop(
 def warn(ctx: Context, kind: str, namespace: str, name: str, message: str) -> None:
     """A Warning Event on the object as last seen by its watch (nothing to attach it to otherwise)."""
     body = ctx.watched.body(kind, namespace, name)
-    if body is not None:
+    if body is not None and ctx.leader.acting():
         kopf.event(cast(kopf.Body, body), type="Warning", reason="WriteRejected", message=message[:1000])
 
 

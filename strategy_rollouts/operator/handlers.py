@@ -57,6 +57,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.label_selectors["v1", "configmaps"] = f"{routing_writer.LABEL}=true"
     settings.networking.error_backoffs = [1, 2, 5, 10]
     ctx = context(memo)
+    if not ctx.leader.enabled:  # with leader election, the leader sweeps when it gains the lease
+        await sweep_orphans(ctx)
+    ctx.leader.started = True  # /readyz: the watches start now
+
+
+async def sweep_orphans(ctx: Context) -> None:
     try:  # rollouts deleted while the operator was down leave their stage-namespace ConfigMaps
         removed = await orphans.sweep(ctx.kube)
         if removed:
@@ -100,7 +106,7 @@ async def strategyrollout_changed(
         rollouts.forget(ctx, namespace, name)
         uid = (event["object"].get("metadata") or {}).get("uid")
         try:
-            if uid:
+            if uid and ctx.leader.acting():  # a standby's delete would be fenced; the leader (or its sweep) does it
                 await orphans.remove_owned(ctx.kube, uid)
         except Exception:  # e.g. namespaced RBAC cannot list across namespaces: the startup sweep retries
             log.warning("removing the routing ConfigMaps of %s/%s failed", namespace, name, exc_info=True)
@@ -148,8 +154,14 @@ async def shadowrun_changed(event: kopf.RawEvent, namespace: str, name: str, mem
 @kopf.on.delete(GROUP, VERSION, "shadowruns", retries=5, backoff=2.0)
 async def shadowrun_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """A started, unfinished shadow goes back to 0 replicas and its NetworkPolicy is removed (a finalizer
-    is right here: this is work the API server's garbage collector cannot do)."""
-    await shadowruns.on_delete(context(memo), body)
+    is right here: this is work the API server's garbage collector cannot do).
+
+    A standby waits (neither failing, which would spend kopf's shared retry count, nor declining, which
+    would drop the finalizer) until it leads or the leader has finished and the object is gone."""
+    ctx, namespace, name = context(memo), body.metadata.namespace or "", body.metadata.name or ""
+    await ctx.leader.until_acting(lambda: ctx.watched.body("ShadowRun", namespace, name) is None)
+    if ctx.leader.acting():
+        await shadowruns.on_delete(ctx, body)
 
 
 @kopf.on.event(GROUP, VERSION, "paritychecks")  # type: ignore[arg-type]

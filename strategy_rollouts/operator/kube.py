@@ -15,6 +15,7 @@ from strategy_rollouts.api.common import GROUP, VERSION
 
 T = TypeVar("T")
 KINDS = {"strategyrollouts": "StrategyRollout", "shadowruns": "ShadowRun", "paritychecks": "ParityCheck"}
+WRITE_CALLS = ("create_", "replace_", "patch_", "delete_")  # generated client methods that change the world
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class Kube:
         self.networking = client.NetworkingV1Api(self.api)
         self.auth = client.AuthenticationV1Api(self.api)
         self.limit = asyncio.Semaphore(32)  # as many calls in flight as pooled connections
+        # Leader election's fence (leader.Leadership.check): raises unless this replica may act.
+        self.fence: Callable[[], None] | None = None
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None) -> Kube:
@@ -78,7 +81,15 @@ class Kube:
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         async with self.limit:
+            if self.fence is not None and writes(fn):
+                return await asyncio.to_thread(self._fenced, self.fence, fn, *args, **kwargs)
             return await asyncio.to_thread(fn, *args, **kwargs)
+
+    @staticmethod
+    def _fenced(fence: Callable[[], None], fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """In the worker thread, right before the request: a process frozen since it was queued checks again."""
+        fence()
+        return fn(*args, **kwargs)
 
     async def maybe(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
         """Like call, but a 404 is None."""
@@ -219,6 +230,12 @@ class Kube:
             return str(review.status.user_info.username)
         except ApiException:
             return "unknown"
+
+
+def writes(fn: Callable[..., Any]) -> bool:
+    """A generated client call that changes an object (reviews are create_* calls that only read)."""
+    name = getattr(fn, "__name__", "")
+    return name.startswith(WRITE_CALLS) and not name.endswith("_review")
 
 
 def owner_reference(obj: dict[str, Any]) -> client.V1OwnerReference:

@@ -32,6 +32,8 @@ reconcile_seconds = Histogram(
     ["kind"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+leader = Gauge("strategy_rollouts_leader", "1 while this replica is the leader and acts, 0 on a standby")
+fenced_total = Counter("strategy_rollouts_fenced_total", "Writes refused because this replica was not the leader")
 reconcile_errors_total = Counter("strategy_reconcile_errors_total", "Reconciles that raised", ["kind"])
 shadow_match_rate = Gauge("shadow_match_rate", "Decision match rate of a ShadowRun", ["namespace", "shadowrun"])
 shadow_verdict = Gauge("shadow_verdict", "1 for the ShadowRun's verdict", ["namespace", "shadowrun", "verdict"])

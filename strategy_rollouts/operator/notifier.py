@@ -168,6 +168,9 @@ class Notifier:
 
     async def _attempt(self, ctx: Context, job: Job) -> None:
         try:
+            if not ctx.leader.acting():  # a standby sends nothing; it looks again when it may lead
+                job.due = datetime.now(UTC) + timedelta(seconds=ctx.leader.timing.retry_s)
+                return
             if not job.delivered and not job.given_up:
                 error = await self._send(ctx, job)
                 if error is None:

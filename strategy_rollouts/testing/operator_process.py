@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,6 +41,7 @@ class OperatorProcess:
         self.env = dict(env or {})
         self.metrics_port = 0
         self.liveness_port = 0
+        self.readiness_port = 0
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,8 +59,26 @@ class OperatorProcess:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
         ]
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def readiness(self) -> tuple[int, str]:
+        """(HTTP status, body) of /readyz: 200 leader|standby, 503 starting."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.readiness_port}/readyz", timeout=2) as resp:
+                return resp.status, resp.read().decode().strip()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode().strip()
+
+    def signal(self, sig: signal.Signals) -> None:
+        """SIGSTOP / SIGCONT: freeze and thaw the process (a paused VM, a stalled node)."""
+        assert self.proc is not None and self.proc.poll() is None
+        self.proc.send_signal(sig)
+
     def start(self, timeout: float = 60.0) -> OperatorProcess:
-        self.metrics_port, self.liveness_port = free_port(), free_port()
+        self.metrics_port, self.liveness_port, self.readiness_port = free_port(), free_port(), free_port()
         scope = [arg for ns in self.namespaces for arg in ("-n", ns)] or ["-A"]
         argv = [
             sys.executable,
@@ -74,6 +94,8 @@ class OperatorProcess:
             str(self.metrics_port),
             "--liveness-port",
             str(self.liveness_port),
+            "--readiness-port",
+            str(self.readiness_port),
             "--kubeconfig",
             self.kubeconfig,
             *self.extra_args,

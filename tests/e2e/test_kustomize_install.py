@@ -75,7 +75,9 @@ def test_kubectl_apply_k(cluster: DevCluster, installed: list[dict[str, Any]]) -
     dep = json.loads(
         cluster.kubectl("get", "deployment", "strategy-rollouts", "-n", "strategy-rollouts", "-o", "json").stdout
     )
-    assert dep["status"]["readyReplicas"] == 1
+    assert dep["status"]["readyReplicas"] == dep["spec"]["replicas"] == 2  # leader + standby (high-availability.md)
+    pdb, lease_role = "poddisruptionbudget/strategy-rollouts", "role/strategy-rollouts-leader-election"
+    cluster.kubectl("get", pdb, lease_role, "-n", "strategy-rollouts")  # raises when either is missing
     assert dep["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kustomize"
     sa = "system:serviceaccount:strategy-rollouts:strategy-rollouts"
     r = cluster.kubectl(
@@ -88,9 +90,18 @@ def test_kubectl_apply_k(cluster: DevCluster, installed: list[dict[str, Any]]) -
     )
     assert binding["spec"]["policyName"] == "strategy-rollouts-requests" and "namespace" not in binding["metadata"]
     cluster.kubectl("get", "validatingadmissionpolicy", "strategy-rollouts-requests")
-    # Re-applying is a no-op (idempotent install).
+
+    # Re-applying is a no-op (idempotent install). kubectl reports a PodDisruptionBudget "configured" on
+    # every client-side apply (it always sends a patch for it); the object itself does not change.
+    def pdb_version() -> str:
+        out = cluster.kubectl("get", pdb, "-n", "strategy-rollouts", "-o", "jsonpath={.metadata.resourceVersion}")
+        return out.stdout
+
+    before = pdb_version()
     again = cluster.kubectl("apply", "-k", str(INSTALL)).stdout
-    assert "configured" not in again.replace("unchanged", ""), again
+    others = "\n".join(line for line in again.splitlines() if not line.startswith("poddisruptionbudget.policy/"))
+    assert "configured" not in others.replace("unchanged", ""), again
+    assert pdb_version() == before
     started = time.monotonic()
     ns = json.loads(cluster.kubectl("get", "namespace", "strategy-rollouts", "-o", "json").stdout)
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"

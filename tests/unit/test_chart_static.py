@@ -79,7 +79,8 @@ def test_helm_lint_strict(values: list[str]) -> None:
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        (["--set", "replicaCount=2"], "peering"),
+        (["--set", "leaderElection.enabled=false"], "leaderElection.enabled"),
+        (["--set", "podAntiAffinity=required"], "podAntiAffinity"),
         (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
         (["--set", "surprise=1"], "surprise"),
         (["--set", "watchNamespaces={Not_A_Namespace}"], "watchNamespaces"),
@@ -104,6 +105,12 @@ def test_default_render_is_minimal() -> None:
             "Deployment",
             "ValidatingAdmissionPolicy",
             "ValidatingAdmissionPolicyBinding",
+            "Role",  # the Lease (leader election)
+            "RoleBinding",
+            "PodDisruptionBudget",
+            "Secret",  # the admission webhook's TLS, its Service and configuration
+            "Service",
+            "ValidatingWebhookConfiguration",
         ]
     )
     assert all(d["metadata"].get("namespace", "ops") == "ops" for d in docs)
@@ -140,10 +147,14 @@ def test_optional_features_render() -> None:
     docs = render(*ALL_ON)
     assert {"ServiceMonitor", "PrometheusRule", "ConfigMap"} <= set(kinds(docs))
     monitor = one(docs, "ServiceMonitor")
-    service = one(docs, "Service")
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    webhook_service = services.pop("sr-strategy-rollouts-webhook")
+    (service,) = services.values()
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"] == "metrics"
     for key, value in monitor["spec"]["selector"]["matchLabels"].items():
         assert service["metadata"]["labels"][key] == value
+    # The admission webhook's Service has no metrics port: the ServiceMonitor does not select it.
+    assert not monitor["spec"]["selector"]["matchLabels"].items() <= webhook_service["metadata"]["labels"].items()
 
 
 def test_network_policy_selects_the_operator_pod_and_opens_only_its_ports() -> None:
@@ -152,7 +163,8 @@ def test_network_policy_selects_the_operator_pod_and_opens_only_its_ports() -> N
     policy, deployment = one(docs, "NetworkPolicy"), one(docs, "Deployment")
     assert policy["spec"]["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
-    assert {p["port"] for p in policy["spec"]["ingress"][0]["ports"]} == {8080, 9102}
+    assert {p["port"] for p in policy["spec"]["ingress"][0]["ports"]} == {8080, 8081, 9102}
+    assert policy["spec"]["ingress"][1]["ports"] == [{"port": 9443, "protocol": "TCP"}]  # the admission webhook
     egress = {tuple(sorted(p["port"] for p in rule["ports"])) for rule in policy["spec"]["egress"]}
     assert egress == {(53, 53), (443, 6443), (9090,), (6379,), (443,)}
     assert all(rule.get("to") for rule in policy["spec"]["egress"]), "hardened: every egress names its peers"
@@ -191,21 +203,26 @@ def test_restricted_security_context() -> None:
     mounts = {m["mountPath"]: m["name"] for m in container(render())["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]], "the only writable path"
-    # One operator at a time: no overlap during upgrades.
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
-    assert deployment["spec"]["replicas"] == 1
+    # Two replicas, only the Lease holder acts: upgrades may overlap (a Ready standby before an old pod goes).
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    assert deployment["spec"]["replicas"] == 2
 
 
 def test_probe_ports_resources() -> None:
     c = container(render())
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    assert ports == {"healthz": 8080, "metrics": 9102}
+    assert ports == {"healthz": 8080, "readyz": 8081, "metrics": 9102, "webhook": 9443}
     probe = c["livenessProbe"]["httpGet"]
     assert probe["path"] == "/healthz" and ports[probe["port"]] == 8080
+    ready = c["readinessProbe"]["httpGet"]
+    assert ready["path"] == "/readyz" and ports[ready["port"]] == 8081
     assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
     assert c["resources"]["limits"]["memory"] and c["resources"]["limits"]["cpu"]
     assert c["image"] == "ghcr.io/strategy-rollouts/strategy-rollouts:0.1.0"
-    service = one(render(), "Service")
+    (service,) = [d for d in render() if d["kind"] == "Service" and not d["metadata"]["name"].endswith("-webhook")]
     assert service["spec"]["ports"][0]["port"] == 9102
 
 
@@ -230,7 +247,10 @@ def test_args_are_accepted_by_the_operator_cli(values: list[str]) -> None:
     assert "command" not in c, "the image ENTRYPOINT is strategy-rollouts"
     args = operator_parser().parse_args(c["args"])
     assert args.command == "run"
-    assert args.metrics_port == 9102 and args.liveness_port == 8080
+    assert args.metrics_port == 9102 and args.liveness_port == 8080 and args.readiness_port == 8081
+    assert args.leader_elect and args.leader_elect_lease_name == "sr-strategy-rollouts"
+    assert (args.leader_elect_lease_duration, args.leader_elect_renew_deadline) == (15, 10)
+    assert args.leader_elect_retry_period == 2 and args.leader_elect_namespace is None  # the pod's (POD_NAMESPACE)
     assert args.prometheus_url == "http://prometheus-operated.monitoring.svc:9090"
     if values:
         assert args.namespace == ["a", "b"] and args.peering == "sr" and args.verbose
@@ -273,6 +293,85 @@ NAMESPACED = {
 }
 
 
+def test_admission_webhook() -> None:
+    docs = render()
+    vwc = one(docs, "ValidatingWebhookConfiguration")
+    secret = one(docs, "Secret")
+    service = next(
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "sr-strategy-rollouts-webhook"
+    )
+    plurals = ["strategyrollouts", "shadowruns", "paritychecks"]
+    assert [w["name"] for w in vwc["webhooks"]] == [f"validate-{p}.strategyrollouts.io" for p in plurals]
+    for plural, hook in zip(plurals, vwc["webhooks"], strict=True):
+        assert hook["failurePolicy"] == "Ignore" and hook["timeoutSeconds"] == 5 and hook["sideEffects"] == "None"
+        assert hook["clientConfig"]["caBundle"] == secret["data"]["ca.crt"]
+        svc = hook["clientConfig"]["service"]
+        assert (svc["name"], svc["namespace"], svc["port"]) == ("sr-strategy-rollouts-webhook", "ops", 443)
+        assert svc["path"] == f"/validate-{plural}"  # kopf routes by handler id (operator/admission.py)
+        (rule,) = hook["rules"]
+        assert rule["resources"] == [plural] and rule["operations"] == ["CREATE", "UPDATE"]  # not /status
+    assert secret["type"] == "kubernetes.io/tls" and {"tls.crt", "tls.key", "ca.crt"} <= set(secret["data"])
+    assert service["spec"]["ports"][0]["targetPort"] == "webhook"
+    c = container(docs)
+    args = operator_parser().parse_args(c["args"])
+    assert (args.admission_webhook, args.admission_addr) == (9443, "0.0.0.0") and args.admission_managed is None
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert args.admission_cert == mounts["webhook-tls"] + "/tls.crt"
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "webhook-tls")
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    managed = render("--set", "admission.certManager.enabled=true")
+    assert not [d for d in managed if d["kind"] == "Secret"]
+    cert = one(managed, "Certificate")
+    assert cert["spec"]["secretName"] == secret["metadata"]["name"]
+    assert cert["spec"]["dnsNames"][0] == "sr-strategy-rollouts-webhook.ops.svc"
+    assert one(managed, "Issuer")["spec"] == {"selfSigned": {}}
+    vwc = one(managed, "ValidatingWebhookConfiguration")
+    assert vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"] == "ops/sr-strategy-rollouts-webhook"
+    assert all("caBundle" not in w["clientConfig"] for w in vwc["webhooks"])
+    scoped = one(render("--set", "watchNamespaces={a,b}"), "ValidatingWebhookConfiguration")
+    (expr,) = scoped["webhooks"][0]["namespaceSelector"]["matchExpressions"]
+    assert expr == {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}
+    assert "namespaceSelector" not in vwc["webhooks"][0]
+    off = render("--set", "admission.enabled=false")
+    assert not [d for d in off if d["kind"] in {"ValidatingWebhookConfiguration", "Secret"}]
+    assert operator_parser().parse_args(container(off)["args"]).admission_webhook == 0
+
+
+def is_lease_rbac(doc: dict[str, Any]) -> bool:
+    return bool(doc["metadata"]["name"].endswith("-leader-election"))
+
+
+def test_high_availability() -> None:
+    docs = render()
+    role = next(d for d in docs if d["kind"] == "Role" and is_lease_rbac(d))
+    assert role["metadata"]["namespace"] == "ops"
+    assert verbs([role], "Role") == {("coordination.k8s.io", "leases"): {"get", "create", "update"}}
+    binding = next(d for d in docs if d["kind"] == "RoleBinding" and is_lease_rbac(d))
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "sr-strategy-rollouts", "namespace": "ops"}]
+    pdb = one(docs, "PodDisruptionBudget")
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"] == pdb["spec"]["selector"]["matchLabels"]
+    env = {e["name"] for e in container(docs)["env"]}
+    assert {"POD_NAME", "POD_NAMESPACE"} <= env  # the Lease holder's identity and the Lease's namespace
+    # One replica without leader election: no Lease, no PDB, no overlap during upgrades.
+    single = render("--set", "replicaCount=1", "--set", "leaderElection.enabled=false")
+    assert not [d for d in single if d["kind"] in {"Role", "RoleBinding", "PodDisruptionBudget"}]
+    dep = one(single, "Deployment")
+    assert dep["spec"]["strategy"] == {"type": "Recreate"} and "affinity" not in dep["spec"]["template"]["spec"]
+    assert "--leader-elect" not in container(single)["args"]
+    term = "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]"
+    term += ".matchExpressions[0]"
+    custom = render("--set", f"{term}.key=x", "--set", f"{term}.operator=Exists")
+    assert set(one(custom, "Deployment")["spec"]["template"]["spec"]["affinity"]) == {"nodeAffinity"}
+
+
 def test_cluster_wide_rbac_is_exactly_what_the_operator_needs() -> None:
     docs = render()
     granted = verbs(docs, "ClusterRole")
@@ -280,7 +379,7 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_needs() -> None:
         assert granted[key] == wanted, key
     assert granted[("apiextensions.k8s.io", "customresourcedefinitions")] == {"list", "watch"}
     assert granted[("", "namespaces")] == {"list", "watch"}
-    assert not [d for d in docs if d["kind"] in {"Role", "RoleBinding"}]
+    assert not [d for d in docs if d["kind"] in {"Role", "RoleBinding"} and not is_lease_rbac(d)]
     for (group, resource), v in granted.items():
         assert "*" not in v and resource != "*" and group != "*"
         assert "delete" not in v or resource in {"configmaps", "networkpolicies"}
@@ -290,8 +389,8 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_needs() -> None:
 
 def test_watch_namespaces_gets_a_role_per_namespace_and_a_tiny_cluster_role() -> None:
     docs = render("--set", "watchNamespaces={trading,trading-staging}")
-    roles = [d for d in docs if d["kind"] == "Role"]
-    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    roles = [d for d in docs if d["kind"] == "Role" and not is_lease_rbac(d)]
+    bindings = [d for d in docs if d["kind"] == "RoleBinding" and not is_lease_rbac(d)]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["trading", "trading-staging"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["trading", "trading-staging"]
     for role in roles:

@@ -1,0 +1,153 @@
+"""The validating admission webhook (operator/admission.py) on the real control plane.
+
+Two operator processes with --leader-elect; the STANDBY serves the webhook (kopf's WebhookServer on
+127.0.0.1, kopf's managed ValidatingWebhookConfiguration with a url clientConfig, a certificate made
+here with openssl: kopf's own self-signing needs oscrypto, which cannot read this OpenSSL's version).
+`kubectl apply` of each bad case is refused naming the field; with the operators down the same apply
+succeeds (failurePolicy Ignore) and the operator reports InvalidSpec once back.
+
+The namespace does not match the session operator's pattern: only these processes act here.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from strategy_rollouts.testing.operator_process import OperatorProcess, free_port
+from tests.integration.conftest import wait_for
+from tests.integration.test_paritycheck_operator import paritycheck
+from tests.integration.test_rollout_operator import rollout
+from tests.integration.test_shadowrun_operator import shadowrun
+from tests.integration.workloads import apply, get, status
+
+if TYPE_CHECKING:
+    from devcluster.cluster import DevCluster
+
+GOOD_GATE = {"name": "p95", "query": 'max(up{job="{{strategy}}"})', "condition": "< 2", "interval": "5s"}
+
+
+@dataclass
+class Hooked:
+    cluster: DevCluster
+    ns: str
+    config: str  # the ValidatingWebhookConfiguration kopf manages
+    leader: OperatorProcess
+    standby: OperatorProcess
+    port: int
+
+    def apply(self, obj: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        return apply(self.cluster, obj, check=False)  # type: ignore[no-any-return]
+
+
+def certificate(tmp: Path) -> tuple[Path, Path]:
+    cert, key = tmp / "webhook.crt", tmp / "webhook.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def hooked(cluster: DevCluster, crds: None, tmp_path: Path) -> Iterator[Hooked]:
+    ns = f"adm{uuid.uuid4().hex[:10]}"
+    name = f"{ns}.strategyrollouts.io"
+    cluster.kubectl("create", "namespace", ns)
+    cert, key = certificate(tmp_path)
+    port = free_port()
+    elect = ("--leader-elect", "--leader-elect-namespace", ns)
+    webhook = ("--admission-webhook", str(port), "--admission-managed", name)
+    webhook += ("--admission-cert", str(cert), "--admission-key", str(key))
+    leader = OperatorProcess(cluster.kubeconfig, cluster.prometheus_url, tmp_path / "leader.log", (ns,), elect)
+    standby = OperatorProcess(
+        cluster.kubeconfig, cluster.prometheus_url, tmp_path / "standby.log", (ns,), (*elect, *webhook)
+    )
+    try:
+        leader.start()
+        wait_for(lambda: leader.readiness() == (200, "leader"), 30, 0.2, "the first process to lead")
+        standby.start()
+        assert standby.readiness() == (200, "standby")
+        h = Hooked(cluster, ns, name, leader, standby, port)
+        wait_for(lambda: served(h), 60, 0.5, "the webhook to refuse a bad object")
+        yield h
+    finally:
+        for op in (standby, leader):
+            op.stop()
+        cluster.kubectl("delete", "validatingwebhookconfiguration", name, "--ignore-not-found", check=False)
+        cluster.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
+
+
+def served(h: Hooked) -> bool:
+    """The managed configuration points at the standby and a bad object is refused through it."""
+    out = h.cluster.kubectl("get", "validatingwebhookconfiguration", h.config, "-o", "json", check=False)
+    if out.returncode != 0:
+        return False
+    hooks = json.loads(out.stdout).get("webhooks") or []
+    if not hooks or not all(f"127.0.0.1:{h.port}/" in w["clientConfig"].get("url", "") for w in hooks):
+        return False
+    probe = bad_rollout(h, "probe", query='max(up{job="{{strategyy}}"})')
+    result = h.apply(probe)
+    return result.returncode != 0 and "denied the request" in result.stderr
+
+
+def bad_rollout(h: Hooked, name: str, **gate: Any) -> dict[str, Any]:
+    return rollout(name, h.ns, f"s_{h.ns}", gates=[{**GOOD_GATE, **gate}])
+
+
+def refused(h: Hooked, obj: dict[str, Any], *fields: str) -> str:
+    result = h.apply(obj)
+    assert result.returncode != 0, f"{obj['kind']} {obj['metadata']['name']} was admitted"
+    assert "denied the request" in result.stderr, result.stderr
+    for text in fields:
+        assert text in result.stderr, (text, result.stderr)
+    assert get(h.cluster, obj["kind"].lower(), obj["metadata"]["name"], h.ns) is None
+    return result.stderr
+
+
+def test_bad_objects_are_refused_at_apply_naming_the_field(hooked: Hooked) -> None:
+    h = hooked
+    assert h.standby.readiness() == (200, "standby"), "the standby serves the webhook"
+    refused(h, bad_rollout(h, "placeholder", query='max(up{job="{{strategyy}}"})'),
+            "spec.gates[0].query: unknown placeholder {{strategyy}}")  # fmt: skip
+    message = refused(h, bad_rollout(h, "promql", query="sum(rate(up[5m])"), "spec.gates[0].query", "Prometheus")
+    assert "parse error" in message  # Prometheus' own words
+    market = rollout("calendar", h.ns, f"s_{h.ns}", gates=[GOOD_GATE], market={"calendar": "XNOPE"})
+    refused(h, market, "spec.market", "XNOPE")
+    template = bad_rollout(h, "template")
+    template["spec"]["gates"] = [{"name": "tick", "templateRef": {"kind": "GateTemplate", "name": "missing"}}]
+    refused(h, template, "spec.gates[0].templateRef", "missing")
+    shadow = shadowrun("shadow", h.ns, f"s_{h.ns}", h.cluster.redis_url, kpis=[{**GOOD_GATE, "query": "max(up"}])
+    refused(h, shadow, "spec.kpis[0].query", "Prometheus cannot parse")
+    parity = paritycheck("parity", h.ns, f"s_{h.ns}", {"rollout": "fib-rsi"})
+    parity["spec"]["live"]["query"] = 'sum(pnl{strategy="{{strategy}}", v="{{nope}}"})'
+    refused(h, parity, "spec.live.query", "{{nope}}")
+    # A good object passes, and the admission never wrote anything (the standby acts on nothing).
+    assert h.apply(rollout("fine", h.ns, f"s_{h.ns}", gates=[GOOD_GATE])).returncode == 0
+    assert h.standby.metric_samples("strategy_rollouts_leader") == [0.0]
+
+
+def test_with_the_operator_down_apply_succeeds_and_invalid_spec_follows(hooked: Hooked) -> None:
+    h = hooked
+    h.standby.signal(signal.SIGKILL)  # the configuration stays, pointing at nothing
+    h.standby.proc.wait(10)  # type: ignore[union-attr]
+    h.leader.stop()
+    result = h.apply(bad_rollout(h, "later", query='max(up{job="{{strategyy}}"})'))
+    assert result.returncode == 0, result.stderr  # failurePolicy Ignore
+    h.leader.start()
+
+    def invalid() -> dict[str, Any] | None:
+        st = status(h.cluster, "later", h.ns)
+        return st if st.get("phase") == "Invalid" else None
+
+    st = wait_for(invalid, 60, 0.5, "InvalidSpec")
+    assert st["reason"] == "InvalidSpec" and "spec.gates[0].query: unknown placeholder {{strategyy}}" in st["message"]
