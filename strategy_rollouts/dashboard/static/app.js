@@ -21,6 +21,8 @@ const rowKey = (r) => `${r.kind}/${r.namespace}/${r.name}`;
 
 async function api(path, opts) {
   const res = await fetch(path, Object.assign({ credentials: "same-origin" }, opts || {}));
+  // Signed out or the token expired: "/" sends a browser to the sign-in page (in-cluster) or says why.
+  if (res.status === 401) { location.assign("/"); throw new Error("401: sign in again"); }
   if (!res.ok) throw new Error(`${res.status}: ${(await res.text()).trim()}`);
   return res.json();
 }
@@ -62,7 +64,7 @@ function rowHtml(r) {
 async function listPage() {
   const data = await api("/api/overview");
   state.readOnly = data.readOnly;
-  $("#who").textContent = `${data.user}${data.readOnly ? " (read-only)" : ""}`;
+  $("#who").innerHTML = `${esc(data.user)}${data.readOnly ? " (read-only)" : ""}${data.signOut ? ' <a href="/logout" id="sign-out">sign out</a>' : ""}`;
   let html = "";
   for (const kind of Object.keys(KIND_LABEL)) {
     const rows = data[kind] || [];
