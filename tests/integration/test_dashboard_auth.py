@@ -58,7 +58,9 @@ def sa_kubeconfig(cluster: DevCluster, bearer: str, path: Path) -> Path:
 
 
 @pytest.fixture
-def world(cluster: DevCluster, namespace: str, other_namespace: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def world(
+    cluster: DevCluster, crds: None, namespace: str, other_namespace: str, tmp_path: Path
+) -> Iterator[dict[str, Any]]:
     release = f"d{uuid.uuid4().hex[:6]}"
     rendered = cluster.helm(
         "template",

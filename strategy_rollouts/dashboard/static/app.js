@@ -173,6 +173,14 @@ function requestsHtml(r) {
   return table(["When", "Action", "By", "Outcome", "Reason", "Message"], pending.concat(handled));
 }
 
+// A webhook gate has no series: its results over time as the dashboard saw them, one tick each.
+function resultTimeline(el, title, got) {
+  const tl = got.timeline || [];
+  el.dataset.points = String(tl.length);
+  const ticks = tl.map(([t, r, v]) => `<span class="tick ${cls("result", r)}" title="${esc(new Date(t * 1000).toLocaleTimeString())}: ${esc(r)}${v === null ? "" : " (" + esc(v) + ")"}"></span>`).join("");
+  el.innerHTML = `<div class="chart-title"><b>${esc(title)}</b></div>${tl.length ? `<div class="ticks">${ticks}</div>` : ""}<div class="dim">${esc(got.note)}${tl.length ? `: ${tl.length} since ${esc(new Date(tl[0][0] * 1000).toLocaleTimeString())}` : " (none yet)"}</div>`;
+}
+
 async function rolloutCharts(d) {
   const s = await api(`/api/strategyrollouts/${encodeURIComponent(d.namespace)}/${encodeURIComponent(d.name)}/series`);
   destroyCharts();
@@ -180,16 +188,30 @@ async function rolloutCharts(d) {
     const el = document.getElementById(`gate-${i}`);
     if (!el) return;
     const got = (s.gates || {})[g.name];
-    if (!got) { el.dataset.points = "0"; el.innerHTML = `<div class="dim">${esc(g.name)}: a ${esc(g.kind)} gate (no query to plot; see the table)</div>`; return; }
+    if (!got) { el.dataset.points = "0"; el.innerHTML = `<div class="dim">${esc(g.name)}: nothing to plot (see the table)</div>`; return; }
+    el.dataset.kind = got.resolvedKind || got.kind;
+    const title = got.template ? `${g.name} (${got.template})` : g.name;
+    if (got.timeline) { resultTimeline(el, title, got); return; }
+    if (got.stable || got.canary) {  // a judge: both versions over its window
+      const lines = [
+        { label: `stable ${d.stable}`, points: (got.stable || {}).points || [], color: "#3b6fd8" },
+        { label: `canary ${d.canary}`, points: (got.canary || {}).points || [], color: "#e8891b" },
+      ];
+      const errors = ["stable", "canary"].filter((k) => got[k] && got[k].error).map((k) => `${k}: ${got[k].error}`);
+      chart(el, `${title}: judge over ${got.window}, worse when ${got.worseWhen}`, lines, { note: errors.join("; ") });
+      return;
+    }
+    if (!got.value) { el.dataset.points = "0"; el.innerHTML = `<div class="dim">${esc(title)}: ${esc(got.note || "nothing to plot")}</div>`; return; }
+    const threshold = got.threshold ?? g.threshold, op = got.op ?? g.op, more = got.maxIncreasePercent ?? g.maxIncreasePercent;
     const lines = [{ label: g.name, points: got.value.points, color: "#e8891b" }];
-    if (g.threshold !== null) lines.push({ label: `threshold ${g.op} ${g.threshold}`, value: g.threshold, color: "#d93025", dash: [6, 4] });
+    if (threshold !== null && threshold !== undefined) lines.push({ label: `threshold ${op} ${threshold}`, value: threshold, color: "#d93025", dash: [6, 4] });
     if (got.baseline) {
       lines.push({ label: "baseline", points: got.baseline.points, color: "#3b6fd8" });
-      if (g.maxIncreasePercent !== undefined) {
-        lines.push({ label: `baseline +${g.maxIncreasePercent}%`, points: got.baseline.points.map(([t, v]) => [t, v * (1 + g.maxIncreasePercent / 100)]), color: "#d93025", dash: [6, 4] });
+      if (more !== undefined && more !== null) {
+        lines.push({ label: `baseline +${more}%`, points: got.baseline.points.map(([t, v]) => [t, v * (1 + more / 100)]), color: "#d93025", dash: [6, 4] });
       }
     }
-    chart(el, g.name, lines, { note: got.value.error });
+    chart(el, title, lines, { note: got.value.error });
   });
 }
 
