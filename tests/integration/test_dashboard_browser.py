@@ -110,7 +110,20 @@ def gate_rollout(name: str, namespace: str) -> dict[str, Any]:
         "interval": "1s",
         "inconclusiveLimit": 20,
     }
-    obj = gate_world.rollout(name, namespace, [gate])
+    # A judge (dry-run: drawn, never acting) whose chart shows both versions' lines.
+    judge = {
+        "name": "fill-ms",
+        "judge": {
+            "query": f'max(dash_fill_ms{{rollout="{name}",ns="{namespace}",version="{{{{version}}}}"}})',
+            "worseWhen": "higher",
+            "window": "2m",
+            "step": "1s",
+            "minSamples": 3,
+        },
+        "interval": "2s",
+        "dryRun": True,
+    }
+    obj = gate_world.rollout(name, namespace, [gate, judge])
     # Long enough at weight 0 for the page to be open before the first step; then a pause until promoted.
     obj["spec"]["stages"] = [
         {"name": "staging", "steps": [{"pause": {"duration": "12s"}}, {"setWeight": 50}, {"pause": {}}]},
@@ -130,6 +143,8 @@ def test_rollout_page_is_live_and_its_abort_button_rolls_back_in_the_users_name(
     name = "fib-rsi"
     with gate_world.scraped(cluster, f"dash-{namespace}") as exporter:
         exporter.gauge("dash_tick_p95_ms", 120.0, noise=8.0, rollout=name, ns=namespace)
+        for version, fill_ms in (("v1.0.0", 40.0), ("v2.0.0", 55.0)):
+            exporter.gauge("dash_fill_ms", fill_ms, noise=3.0, rollout=name, ns=namespace, version=version)
         page, console = open_page(browser, local_dashboard)
         gate_world.start(cluster, gate_rollout(name, namespace))
         row = f'tr[data-key="strategyrollouts/{namespace}/{name}"]'
@@ -152,6 +167,15 @@ def test_rollout_page_is_live_and_its_abort_button_rolls_back_in_the_users_name(
             " return el && Number(el.dataset.points) > 0 && el.querySelector('canvas'); }",
             timeout=60_000,
         )
+        # the judge gate's chart: both versions' series over its window, two lines besides time
+        page.wait_for_function(
+            "() => { const el = document.querySelector('[data-gate=\"fill-ms\"]');"
+            " return el && el.dataset.kind === 'judge' && Number(el.dataset.points) > 0"
+            " && el.querySelector('canvas'); }",
+            timeout=60_000,
+        )
+        legend = page.inner_text('[data-gate="fill-ms"]')
+        assert "stable v1.0.0" in legend and "canary v2.0.0" in legend, legend
         gate_world.wait_phase(cluster, name, namespace, "Paused", timeout=60)
         page.wait_for_selector("#phase:text('Paused')", timeout=30_000)
         page.wait_for_timeout(500)
