@@ -24,7 +24,7 @@ from playwright.sync_api import sync_playwright
 from strategy_rollouts.testing.dashboard_process import DashboardProcess
 from tests.integration import gate_world
 from tests.integration.conftest import wait_for
-from tests.integration.test_dashboard_browser import CHROMIUM, Console
+from tests.integration.test_dashboard_browser import CHROMIUM, Console, shot
 from tests.integration.workloads import apply
 
 if TYPE_CHECKING:
@@ -259,6 +259,7 @@ def test_the_sign_in_form_in_a_browser(world: dict[str, Any]) -> None:
                 page.click("#sign-in")
             assert bad.value.status == 401
             assert "did not accept this token" in page.inner_text("#message")
+            shot(page, "dashboard-signin.png")
             assert context.request.get(dash.base + "/api/overview").status == 401
             console = Console(page)
             page.fill("#token", world["alice"])
