@@ -143,6 +143,7 @@ class Store:
 
     def _run(self, loop: asyncio.AbstractEventLoop, kind: str) -> None:
         rv: str | None = None
+        warned = False
         while not self._stop.is_set():
             try:
                 if rv is None:
@@ -162,8 +163,11 @@ class Store:
                 rv = None if exc.status == 410 else rv
                 errors = self.template_errors if kind in TEMPLATE_KINDS else self.errors
                 loop.call_soon_threadsafe(errors.__setitem__, kind, f"{exc.status} {exc.reason}")
-                log.warning("watch %s: %s %s", kind, exc.status, exc.reason)
-                self._stop.wait(FORBIDDEN_RETRY_S if exc.status == 403 and kind in TEMPLATE_KINDS else 1)
+                optional = exc.status == 403 and kind in TEMPLATE_KINDS
+                if not (optional and warned):  # said once: these credentials may not read templates
+                    log.warning("watch %s: %s %s", kind, exc.status, exc.reason)
+                warned = warned or optional
+                self._stop.wait(FORBIDDEN_RETRY_S if optional else 1)
             except Exception as exc:  # a dropped connection: resume from the last resourceVersion
                 log.warning("watch %s: %s", kind, exc)
                 self._stop.wait(1)
