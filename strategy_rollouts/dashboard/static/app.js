@@ -181,9 +181,9 @@ function resultTimeline(el, title, got) {
   el.innerHTML = `<div class="chart-title"><b>${esc(title)}</b></div>${tl.length ? `<div class="ticks">${ticks}</div>` : ""}<div class="dim">${esc(got.note)}${tl.length ? `: ${tl.length} since ${esc(new Date(tl[0][0] * 1000).toLocaleTimeString())}` : " (none yet)"}</div>`;
 }
 
-async function rolloutCharts(d) {
-  const s = await api(`/api/strategyrollouts/${encodeURIComponent(d.namespace)}/${encodeURIComponent(d.name)}/series`);
-  destroyCharts();
+const seriesOf = (d) => api(`/api/${d.kind}/${encodeURIComponent(d.namespace)}/${encodeURIComponent(d.name)}/series`);
+
+function rolloutCharts(d, s) {
   d.gateLines.forEach((g, i) => {
     const el = document.getElementById(`gate-${i}`);
     if (!el) return;
@@ -233,9 +233,7 @@ function shadowHtml(d) {
   <h2>KPIs</h2>${table(["KPI", "Value", "Result", "Message"], d.kpis.map((k) => [esc(k.name), num(k.value, 3), `<span class="${cls("result", k.result)}">${esc(k.result || "-")}</span>`, esc(k.message)]))}`;
 }
 
-async function shadowCharts(d) {
-  const s = await api(`/api/shadowruns/${encodeURIComponent(d.namespace)}/${encodeURIComponent(d.name)}/series`);
-  destroyCharts();
+function shadowCharts(d, s) {
   const points = s.points && s.points.length ? s.points : d.watchedMatchRate;
   const lines = [{ label: "match rate", points, color: "#1967d2" }];
   if (d.minMatchRate !== null) lines.push({ label: `min ${d.minMatchRate}`, value: d.minMatchRate, color: "#d93025", dash: [6, 4] });
@@ -254,7 +252,6 @@ function parityHtml(d) {
 }
 
 function parityCharts(d) {
-  destroyCharts();
   const pts = d.runs.filter((r) => r.te !== null).map((r) => [r.at, r.te]);
   const t = d.thresholds;
   chart($("#te-chart"), "tracking error (bps)", [
@@ -267,20 +264,23 @@ function parityCharts(d) {
 
 // ---- detail pages ------------------------------------------------------------------------------
 
+// [page html, charts drawn into it, the series they need (fetched before the page is replaced: no blank charts)]
 const DETAIL = {
-  strategyrollouts: [rolloutHtml, rolloutCharts],
-  shadowruns: [shadowHtml, shadowCharts],
-  paritychecks: [parityHtml, parityCharts],
+  strategyrollouts: [rolloutHtml, rolloutCharts, seriesOf],
+  shadowruns: [shadowHtml, shadowCharts, seriesOf],
+  paritychecks: [parityHtml, parityCharts, null],
 };
 
 async function detailPage(kind, ns, name) {
   const d = await api(`/api/${kind}/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
   state.readOnly = d.readOnly;
-  const [html, charts] = DETAIL[kind];
+  const [html, charts, load] = DETAIL[kind];
+  const s = load ? await load(d) : null;
+  destroyCharts();
   $("#main").innerHTML = html(d);
   window.__dash.renders++;
   for (const b of document.querySelectorAll("button[data-action]")) b.addEventListener("click", () => act(d, b.dataset.action));
-  await charts(d);
+  charts(d, s);
 }
 
 async function act(d, action) {
