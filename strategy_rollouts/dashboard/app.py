@@ -1,6 +1,7 @@
 """The dashboard's web app (Starlette): pages, JSON for them, live updates as server-sent events.
 
-Every request but the probes passes the Guard (auth.py): 401 without valid credentials. Namespaces are
+Every request but the probes (and in-cluster, the sign-in page: signin.py) passes the Guard (auth.py):
+401 without valid credentials (a browser's page load in-cluster is sent to /login instead). Namespaces are
 authorised per request (403 for an object page, rows filtered in lists and live updates). Writes exist
 only in local mode, where they are the CLI's requests made with the user's own kubeconfig.
 """
@@ -29,8 +30,17 @@ from strategy_rollouts.api.requests import RolloutAction
 from strategy_rollouts.cli.client import MERGE_PATCH, Cluster
 from strategy_rollouts.cli.errors import CliError
 from strategy_rollouts.cli.requests import new_id, rollout_request
-from strategy_rollouts.dashboard import series, views
-from strategy_rollouts.dashboard.auth import COOKIE, Auth, LocalAuth, Unauthorized, User
+from strategy_rollouts.dashboard import series, signin, views
+from strategy_rollouts.dashboard.auth import (
+    BEARER_COOKIE,
+    COOKIE,
+    Auth,
+    ClusterAuth,
+    LocalAuth,
+    Unauthorized,
+    User,
+    bearer,
+)
 from strategy_rollouts.dashboard.store import Store
 from strategy_rollouts.operator.prometheus import Connection
 
@@ -57,17 +67,27 @@ class Guard:
 
     def __init__(self, app: ASGIApp, auth: Auth) -> None:
         self.app, self.auth = app, auth
+        self.open = OPEN_PATHS | (signin.PATHS if isinstance(auth, ClusterAuth) else frozenset())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+        if scope["type"] == "http" and scope["path"] not in self.open:
+            conn = HTTPConnection(scope)
             try:
-                user = await self.auth.user(HTTPConnection(scope))
+                user = await self.auth.user(conn)
             except Unauthorized as exc:
+                if isinstance(self.auth, ClusterAuth) and _page_load(scope, conn):
+                    await RedirectResponse("/login", 303)(scope, receive, send)
+                    return
                 headers = {"WWW-Authenticate": "Bearer"}
                 await PlainTextResponse(f"401 Unauthorized: {exc}\n", 401, headers=headers)(scope, receive, send)
                 return
             scope.setdefault("state", {})["user"] = user
         await self.app(scope, receive, send)
+
+
+def _page_load(scope: Scope, conn: HTTPConnection) -> bool:
+    """A browser opening a page (not a script, not the page's own fetches)."""
+    return scope["method"] == "GET" and scope["path"] == "/" and "text/html" in conn.headers.get("accept", "")
 
 
 def _user(request: Request) -> User:
@@ -102,6 +122,9 @@ def create_app(dash: Dashboard) -> ASGIApp:
     async def overview(request: Request) -> Response:
         user = _user(request)
         out: dict[str, Any] = {"user": user.name, "readOnly": dash.read_only, "errors": dash.store.errors}
+        # signed in by the form (not by a proxy's header): the page offers to sign out
+        by_cookie = bearer(request) is None and BEARER_COOKIE in request.cookies
+        out["signOut"] = isinstance(dash.auth, ClusterAuth) and by_cookie
         for kind in views.KINDS:
             objs = await _visible(dash, user, kind, dash.store.items(kind))
             out[kind] = [views.row(kind, o) for o in objs]
@@ -137,7 +160,12 @@ def create_app(dash: Dashboard) -> ASGIApp:
         kind, obj = found
         now = series.now_utc()
         if kind == "strategyrollouts":
-            return JSONResponse(await series.rollout_gates(dash.prometheus, obj, now))
+            meta = obj["metadata"]
+            results = dash.store.gate_results.get((meta["namespace"], meta["name"]), {})
+            charts = await series.rollout_gates(
+                dash.prometheus, obj, now, dash.store.template, results, dash.store.template_errors
+            )
+            return JSONResponse(charts)
         if kind == "shadowruns":
             return JSONResponse(await series.shadow_match_rate(dash.prometheus, obj, now))
         return JSONResponse({})
@@ -221,6 +249,17 @@ def create_app(dash: Dashboard) -> ASGIApp:
         Route(obj_path + "/requests", make_request, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(STATIC)), name="static"),
     ]
+    if isinstance(dash.auth, ClusterAuth):
+        cluster_auth = dash.auth
+
+        async def login(request: Request) -> Response:
+            return await signin.login(request, cluster_auth)
+
+        routes[1:1] = [
+            Route("/login", signin.login_form, methods=["GET"]),
+            Route("/login", login, methods=["POST"]),
+            Route("/logout", signin.logout, methods=["GET"]),
+        ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -2,8 +2,9 @@
 
 Local mode: the random token printed with the URL (query once, then a cookie); the viewer is the
 kubeconfig's user, who sees what their credentials list. In-cluster mode: every request carries
-`Authorization: Bearer <token>`, checked with a TokenReview; each namespace is authorised with a
-SubjectAccessReview for that user (`list` for lists and live updates, `get` for one object's page).
+`Authorization: Bearer <token>` (from a proxy) or the sign-in cookie holding such a token (signin.py),
+checked with a TokenReview; each namespace is authorised with a SubjectAccessReview for that user
+(`list` for lists and live updates, `get` for one object's page).
 Answers are cached briefly per token so a page's requests cost the API server a few reviews at most.
 """
 
@@ -22,6 +23,8 @@ from starlette.requests import HTTPConnection
 from strategy_rollouts.api.common import GROUP
 
 COOKIE = "strategy_dashboard_token"
+# In-cluster sign-in: another name, since cookies ignore ports (a local dashboard on the same host).
+BEARER_COOKIE = "strategy_dashboard_bearer"
 CACHE_TTL_S = 30.0
 CACHE_MAX = 10_000  # entries; the cache is dropped whole past this (a flood of bad tokens)
 
@@ -82,19 +85,23 @@ class ClusterAuth:
         return entry is not None and time.monotonic() - entry[0] < CACHE_TTL_S
 
     async def user(self, conn: HTTPConnection) -> User:
-        token = bearer(conn)
-        if token is None:
-            raise Unauthorized("Authorization: Bearer <token> is required")
+        token = bearer(conn) or conn.cookies.get(BEARER_COOKIE)  # the header first: a proxy's word
+        if not token:
+            raise Unauthorized("sign in at /login, or send Authorization: Bearer <token>")
+        return await self.authenticate(token)
+
+    async def authenticate(self, token: str, fresh: bool = False) -> User:
+        """The TokenReview's user (cached briefly, unless `fresh`), else Unauthorized."""
         digest = hashlib.sha256(token.encode()).hexdigest()  # never keep the token itself
         entry = self._users.get(digest)
-        if not self._fresh(entry):
+        if fresh or not self._fresh(entry):
             if len(self._users) > CACHE_MAX:
                 self._users.clear()
             entry = (time.monotonic(), await asyncio.to_thread(self._review, token))
             self._users[digest] = entry
         assert entry is not None
         if entry[1] is None:
-            raise Unauthorized("the bearer token is not valid (TokenReview)")
+            raise Unauthorized("the token is not valid (TokenReview did not authenticate it)")
         return entry[1]
 
     def _review(self, token: str) -> User | None:

@@ -1,21 +1,28 @@
 """Prometheus range queries for the charts, through the operator's own adapter (operator/prometheus.py).
 
 Gate queries get the same `{{placeholder}}` values the operator measures them with, for the rollout's
-current stage, so the line drawn is the number the gate judged.
+current stage, so the line drawn is the number the gate judged; a judge's query is drawn for both
+versions, a `templateRef` gate as the gate its template resolves to (the engine's resolution).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
+from strategy_rollouts.api.conditions import parse_condition
+from strategy_rollouts.api.durations import parse_duration
+from strategy_rollouts.api.gates import GateSpec
 from strategy_rollouts.api.placeholders import substitute
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.cli.fmt import status_of
 from strategy_rollouts.dashboard.views import JSON
+from strategy_rollouts.engine.gate_templates import Template, TemplateKey, key_of, resolve
 from strategy_rollouts.operator import prometheus
 from strategy_rollouts.operator.rollout_observe import placeholder_values
 
@@ -36,13 +43,123 @@ def connection(default: prometheus.Connection, spec: dict[str, Any]) -> promethe
     return default
 
 
-async def _range(conn: prometheus.Connection, query: str, start: datetime, end: datetime) -> JSON:
-    series = await prometheus.range_series(conn, query, start, end, _step(start, end))
+async def _range(
+    conn: prometheus.Connection, query: str, start: datetime, end: datetime, step_s: float | None = None
+) -> JSON:
+    series = await prometheus.range_series(conn, query, start, end, step_s or _step(start, end))
     return {"points": series.points, "error": series.error}
 
 
-async def rollout_gates(default: prometheus.Connection, obj: JSON, now: datetime) -> JSON:
-    """Per threshold/compare gate: its values (and baseline) since the rollout started."""
+def gate_kind(gate: GateSpec) -> str:
+    if gate.template_ref is not None:
+        return "template"
+    if gate.judge is not None:
+        return "judge"
+    if gate.webhook is not None:
+        return "webhook"
+    return "compare" if gate.baseline is not None else "threshold"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One range query of one gate's chart: its line's name and where its answer goes."""
+
+    gate: str
+    line: str
+    query: str
+    start: datetime
+    end: datetime
+    step_s: float
+
+
+def _query_gate(gate: GateSpec, values: dict[str, str], start: datetime, now: datetime) -> tuple[JSON, list[Job]]:
+    """Threshold / compare: the query (and baseline) since `start`; judge: both sides over its window."""
+    values = {**values, "interval": gate.interval}
+    if gate.judge is not None:
+        judge = gate.judge
+        window_start = now - parse_duration(judge.window)
+        step_s = max(parse_duration(judge.step).total_seconds(), _step(window_start, now) / 8)
+        entry: JSON = {"worseWhen": judge.worse_when, "window": judge.window, "start": window_start.timestamp()}
+        # as the operator measures it (operator/judge_measure.py): `{{version}}` is each side's version
+        jobs = [
+            Job(
+                gate.name,
+                side,
+                substitute(judge.query, {**values, "version": values[f"{side}.version"]}),
+                window_start,
+                now,
+                step_s,
+            )
+            for side in ("stable", "canary")
+        ]
+        return entry, jobs
+    assert gate.query is not None  # threshold or compare (validated)
+    entry = {"query": substitute(gate.query, values)}
+    if gate.condition is not None:
+        cond = parse_condition(gate.condition)
+        entry.update(threshold=cond.threshold, op=cond.op)
+    jobs = [Job(gate.name, "value", entry["query"], start, now, _step(start, now))]
+    if gate.baseline is not None:
+        entry["maxIncreasePercent"] = gate.max_increase_percent
+        jobs.append(Job(gate.name, "baseline", substitute(gate.baseline, values), start, now, _step(start, now)))
+    return entry, jobs
+
+
+def gate_charts(
+    spec: StrategyRolloutSpec,
+    namespace: str,
+    stage: str | None,
+    templates: Mapping[TemplateKey, Template | None],
+    results: Mapping[str, Sequence[tuple[float, str, float | None]]],
+    start: datetime,
+    now: datetime,
+    template_errors: Mapping[str, str] | None = None,
+) -> tuple[dict[str, JSON], list[Job]]:
+    """Pure: per gate of the spec, what its chart shows and the range queries that fill it.
+
+    `templateRef` gates are resolved by the engine's own resolution (engine/gate_templates.py) with the
+    templates the watch holds, then drawn as the gate they resolve to. Webhook gates have no series:
+    their results over time as the dashboard saw them (`results`)."""
+    values = placeholder_values(spec, namespace, stage, "")
+    resolved = resolve("spec.gates", spec.gates, namespace, templates)
+    by_name = {g.name: g for g in resolved.gates}
+    out: dict[str, JSON] = {}
+    jobs: list[Job] = []
+    for i, written in enumerate(spec.gates):
+        entry: JSON = {"kind": gate_kind(written)}
+        if written.template_ref is not None:
+            entry["template"] = f"{written.template_ref.kind} {written.template_ref.name}"
+        gate = by_name.get(written.name)
+        if gate is None:  # a template not found (or not readable by the dashboard), a bad arg...
+            why = [e for e in resolved.errors if e.startswith(f"spec.gates[{i}]")]
+            unreadable = [f"{k}: {v}" for k, v in (template_errors or {}).items()]
+            entry["note"] = "; ".join(
+                why + ([f"templates not readable ({', '.join(unreadable)})"] if unreadable else [])
+            )
+            out[written.name] = entry
+            continue
+        entry["resolvedKind"] = gate_kind(gate)
+        if gate.webhook is not None:
+            entry["timeline"] = [list(r) for r in results.get(written.name, ())]
+            entry["note"] = "webhook: no series; its results as this dashboard saw them"
+        else:
+            more, gate_jobs = _query_gate(gate, values, start, now)
+            entry.update(more)
+            jobs += gate_jobs
+        out[written.name] = entry
+    return out, jobs
+
+
+async def rollout_gates(
+    default: prometheus.Connection,
+    obj: JSON,
+    now: datetime,
+    templates: Callable[[TemplateKey], Template | None] = lambda key: None,
+    results: Mapping[str, Sequence[tuple[float, str, float | None]]] | None = None,
+    template_errors: Mapping[str, str] | None = None,
+) -> JSON:
+    """Every gate's chart: threshold/compare values (and baseline) since the rollout started, a judge's
+    two sides over its window, a template gate as what it resolves to, a webhook's result timeline."""
     try:
         spec = StrategyRolloutSpec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
@@ -51,21 +168,16 @@ async def rollout_gates(default: prometheus.Connection, obj: JSON, now: datetime
     start = min(status.started_at or now - DEFAULT_WINDOW, now - timedelta(minutes=2))
     index = min(status.stage_index or 0, len(spec.stages) - 1)
     stage = spec.stages[index]
-    values = placeholder_values(spec, stage.namespace or obj["metadata"]["namespace"], stage.name, "")
+    namespace = obj["metadata"]["namespace"]
+    keys = [k for k in (key_of(g, namespace) for g in spec.gates) if k is not None]
+    held = {k: templates(k) for k in keys}
+    out, jobs = gate_charts(
+        spec, stage.namespace or namespace, stage.name, held, results or {}, start, now, template_errors
+    )
     conn = connection(default, obj.get("spec") or {})
-    gates = [g for g in spec.gates if g.query is not None]
-    jobs = []
-    for gate in gates:
-        gate_values = {**values, "interval": gate.interval}
-        jobs.append(_range(conn, substitute(gate.query or "", gate_values), start, now))
-        if gate.baseline is not None:
-            jobs.append(_range(conn, substitute(gate.baseline, gate_values), start, now))
-    results = iter(await asyncio.gather(*jobs))
-    out: dict[str, JSON] = {}
-    for gate in gates:
-        out[gate.name] = {"value": next(results)}
-        if gate.baseline is not None:
-            out[gate.name]["baseline"] = next(results)
+    answers = await asyncio.gather(*(_range(conn, j.query, j.start, j.end, j.step_s) for j in jobs))
+    for job, answer in zip(jobs, answers, strict=True):
+        out[job.gate][job.line] = answer
     return {"gates": out, "start": start.timestamp(), "end": now.timestamp()}
 
 

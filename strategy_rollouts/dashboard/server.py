@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import sys
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kubeconfig", help="the dashboard's own identity (default: in-cluster ServiceAccount)")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
+    # the app's own log (sign-ins by user name, watch errors); uvicorn keeps its own handlers
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     cluster = Cluster(Target(kubeconfig=args.kubeconfig))
     dash = Dashboard(Store(cluster.api), ClusterAuth(cluster.api), Connection(prometheus_url(args.prometheus_url)))
     sock = bind(args.address, args.port)

@@ -3,6 +3,9 @@
 A thread per kind runs the sync `kubernetes` watch (relisting on 410 Gone) and hands each event to
 the event loop, where the objects are kept and every subscriber (one per open page) is told which
 object changed. Browsers never cause API requests of their own: pages read this store.
+
+GateTemplates and ClusterGateTemplates are watched too (for the charts of `templateRef` gates), but
+optionally: credentials that may not list them leave those gates unresolved, never the page unready.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from kubernetes import client, watch
@@ -22,10 +26,16 @@ from kubernetes.client.exceptions import ApiException
 
 from strategy_rollouts.api.common import GROUP, VERSION
 from strategy_rollouts.dashboard.views import JSON, KINDS
+from strategy_rollouts.engine.gate_templates import Template, TemplateKey
+from strategy_rollouts.operator.template_cache import template_of
 
 log = logging.getLogger(__name__)
 WATCH_TIMEOUT_S = 300  # the server ends a watch after this; we resume from the last resourceVersion
 MATCH_SAMPLES = 720  # per ShadowRun: match rate as seen by the watch, for the chart when Prometheus has none
+GATE_SAMPLES = 240  # per webhook (or templateRef) gate: its results as seen by the watch
+TEMPLATE_KINDS = {"gatetemplates": "GateTemplate", "clustergatetemplates": "ClusterGateTemplate"}
+CLUSTER_SCOPED = frozenset({"clustergatetemplates"})
+FORBIDDEN_RETRY_S = 60.0  # an optional watch these credentials may not make: ask again this rarely
 Key = tuple[str, str, str]  # (kind, namespace, name)
 
 
@@ -60,10 +70,13 @@ class Store:
     def __init__(self, api: client.ApiClient, namespace: str | None = None) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.namespace = namespace  # None: every namespace (in-cluster, or a user who may list them all)
-        self.objects: dict[str, dict[tuple[str, str], JSON]] = {k: {} for k in KINDS}
-        self.synced: dict[str, bool] = dict.fromkeys(KINDS, False)
+        self.objects: dict[str, dict[tuple[str, str], JSON]] = {k: {} for k in (*KINDS, *TEMPLATE_KINDS)}
+        self.synced: dict[str, bool] = dict.fromkeys(KINDS, False)  # templates are optional: not waited for
         self.errors: dict[str, str] = {}
+        self.template_errors: dict[str, str] = {}
         self.match_rates: dict[tuple[str, str], deque[tuple[float, float]]] = {}
+        # (namespace, name) -> gate -> (evaluatedAt, result, value), for the webhook result timeline
+        self.gate_results: dict[tuple[str, str], dict[str, deque[tuple[float, str, float | None]]]] = {}
         self.subscribers: set[Subscriber] = set()
         self.api_requests = 0  # lists + watches started: constant in the number of browsers
         self._stop = threading.Event()
@@ -75,6 +88,13 @@ class Store:
 
     def items(self, kind: str) -> list[JSON]:
         return [self.objects[kind][k] for k in sorted(self.objects[kind])]
+
+    def template(self, key: TemplateKey) -> Template | None:
+        """A (Cluster)GateTemplate as the watch holds it (None: not seen, or its spec does not parse)."""
+        kind, namespace, name = key
+        plural = next(p for p, k in TEMPLATE_KINDS.items() if k == kind)
+        body = self.objects[plural].get((namespace, name))
+        return None if body is None else template_of(kind, body)
 
     @property
     def ready(self) -> bool:
@@ -91,7 +111,7 @@ class Store:
 
     # ---- the watches -----------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        for kind in KINDS:
+        for kind in (*KINDS, *TEMPLATE_KINDS):
             thread = threading.Thread(target=self._run, args=(loop, kind), name=f"watch-{kind}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -101,7 +121,7 @@ class Store:
 
     def _list(self, kind: str) -> tuple[list[JSON], str]:
         self.api_requests += 1
-        if self.namespace is None:
+        if self.namespace is None or kind in CLUSTER_SCOPED:
             res: Any = self.custom.list_cluster_custom_object(GROUP, VERSION, kind, _request_timeout=30)
         else:
             res = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, kind, _request_timeout=30)
@@ -116,13 +136,14 @@ class Store:
             "allow_watch_bookmarks": True,
         }
         stream: Any = w.stream
-        if self.namespace is None:
+        if self.namespace is None or kind in CLUSTER_SCOPED:
             yield from stream(self.custom.list_cluster_custom_object, GROUP, VERSION, kind, **kwargs)
         else:
             yield from stream(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, kind, **kwargs)
 
     def _run(self, loop: asyncio.AbstractEventLoop, kind: str) -> None:
         rv: str | None = None
+        warned = False
         while not self._stop.is_set():
             try:
                 if rv is None:
@@ -140,17 +161,24 @@ class Store:
                         loop.call_soon_threadsafe(self._apply, kind, event["type"], obj)
             except ApiException as exc:
                 rv = None if exc.status == 410 else rv
-                loop.call_soon_threadsafe(self.errors.__setitem__, kind, f"{exc.status} {exc.reason}")
-                log.warning("watch %s: %s %s", kind, exc.status, exc.reason)
-                time.sleep(1)
+                errors = self.template_errors if kind in TEMPLATE_KINDS else self.errors
+                loop.call_soon_threadsafe(errors.__setitem__, kind, f"{exc.status} {exc.reason}")
+                optional = exc.status == 403 and kind in TEMPLATE_KINDS
+                if not (optional and warned):  # said once: these credentials may not read templates
+                    log.warning("watch %s: %s %s", kind, exc.status, exc.reason)
+                warned = warned or optional
+                self._stop.wait(FORBIDDEN_RETRY_S if optional else 1)
             except Exception as exc:  # a dropped connection: resume from the last resourceVersion
                 log.warning("watch %s: %s", kind, exc)
-                time.sleep(1)
+                self._stop.wait(1)
 
     # ---- on the event loop -----------------------------------------------------------------------
     def _replace(self, kind: str, items: list[JSON]) -> None:
         old = self.objects[kind]
-        self.objects[kind] = {(o["metadata"]["namespace"], o["metadata"]["name"]): o for o in items}
+        self.objects[kind] = {_key(o): o for o in items}
+        if kind in TEMPLATE_KINDS:  # nothing on a page changes by itself: charts read them when drawn
+            self.template_errors.pop(kind, None)
+            return
         self.synced[kind] = True
         self.errors.pop(kind, None)
         for key in set(old) | set(self.objects[kind]):
@@ -160,16 +188,25 @@ class Store:
             self._sample(kind, obj)
 
     def _apply(self, kind: str, type_: str, obj: JSON) -> None:
-        key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+        key = _key(obj)
+        if kind in TEMPLATE_KINDS:
+            if type_ == "DELETED":
+                self.objects[kind].pop(key, None)
+            else:
+                self.objects[kind][key] = obj
+            return
         if type_ == "DELETED":
             self.objects[kind].pop(key, None)
             self.match_rates.pop(key, None)
+            self.gate_results.pop(key, None)
         else:
             self.objects[kind][key] = obj
             self._sample(kind, obj)
         self._notify(Change(kind, *key, deleted=type_ == "DELETED"))
 
     def _sample(self, kind: str, obj: JSON) -> None:
+        if kind == "strategyrollouts":
+            self._sample_gates(obj)
         if kind != "shadowruns":
             return
         rate = ((obj.get("status") or {}).get("decisions") or {}).get("matchRate")
@@ -179,6 +216,33 @@ class Store:
             if not samples or samples[-1][1] != rate:
                 samples.append((time.time(), float(rate)))
 
+    def _sample_gates(self, obj: JSON) -> None:
+        """Each new evaluation of a gate Prometheus cannot chart (a webhook: a template may be one)."""
+        spec_gates = (obj.get("spec") or {}).get("gates") or []
+        wanted = {
+            g.get("name") for g in spec_gates if isinstance(g, dict) and (g.get("webhook") or g.get("templateRef"))
+        }
+        if not wanted:
+            return
+        per_gate = self.gate_results.setdefault(_key(obj), {})
+        for gate in (obj.get("status") or {}).get("gates") or []:
+            name, at, result = gate.get("name"), gate.get("evaluatedAt"), gate.get("result")
+            if name not in wanted or not isinstance(at, str) or not isinstance(result, str):
+                continue
+            try:
+                ts = datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+            samples = per_gate.setdefault(name, deque(maxlen=GATE_SAMPLES))
+            if not samples or samples[-1][0] < ts:
+                value = gate.get("value")
+                samples.append((ts, result, float(value) if isinstance(value, int | float) else None))
+
     def _notify(self, change: Change) -> None:
         for sub in self.subscribers:
             sub.push(change)
+
+
+def _key(obj: JSON) -> tuple[str, str]:
+    meta = obj["metadata"]
+    return str(meta.get("namespace") or ""), str(meta["name"])

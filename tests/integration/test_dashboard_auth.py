@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from playwright.sync_api import sync_playwright
 from strategy_rollouts.testing.dashboard_process import DashboardProcess
 from tests.integration import gate_world
 from tests.integration.conftest import wait_for
-from tests.integration.test_dashboard_browser import CHROMIUM, Console
+from tests.integration.test_dashboard_browser import CHROMIUM, Console, shot
 from tests.integration.workloads import apply
 
 if TYPE_CHECKING:
@@ -57,7 +58,9 @@ def sa_kubeconfig(cluster: DevCluster, bearer: str, path: Path) -> Path:
 
 
 @pytest.fixture
-def world(cluster: DevCluster, namespace: str, other_namespace: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+def world(
+    cluster: DevCluster, crds: None, namespace: str, other_namespace: str, tmp_path: Path
+) -> Iterator[dict[str, Any]]:
     release = f"d{uuid.uuid4().hex[:6]}"
     rendered = cluster.helm(
         "template",
@@ -212,3 +215,105 @@ def test_the_in_cluster_page_is_read_only_in_a_browser(world: dict[str, Any]) ->
             assert console.errors == []
         finally:
             browser.close()
+
+
+def sign_in_page(dash: DashboardProcess, headers: dict[str, str] | None = None) -> tuple[str, str]:
+    """GET /login as a script would: its nonce field and cookie."""
+    req = urllib.request.Request(dash.base + "/login", headers=headers or {})
+    with urllib.request.urlopen(req, timeout=15) as resp:
+        text, cookie = resp.read().decode(), resp.headers.get("Set-Cookie", "")
+    nonce = text.split('name="nonce" value="', 1)[1].split('"', 1)[0]
+    return nonce, cookie.split(";", 1)[0]
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def post_login(dash: DashboardProcess, bearer: str, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    nonce, cookie = sign_in_page(dash, headers)
+    body = urllib.parse.urlencode({"nonce": nonce, "token": bearer}).encode()
+    all_headers = {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
+    req = urllib.request.Request(dash.base + "/login", body, all_headers, method="POST")
+    try:
+        resp = urllib.request.build_opener(NoRedirect).open(req, timeout=15)
+        return resp.status, resp.headers
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, err.headers
+
+
+def test_the_sign_in_form_in_a_browser(world: dict[str, Any]) -> None:
+    """No proxy: a browser signs in with a real `kubectl create token` token pasted into the form."""
+    dash, mine, theirs = world["dash"], world["mine"], world["theirs"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            page.goto(dash.base + "/")  # not signed in: sent to the form
+            assert page.url == dash.base + "/login"
+            page.fill("#token", "garbage-" + uuid.uuid4().hex)
+            with page.expect_response(lambda r: r.url.endswith("/login") and r.request.method == "POST") as bad:
+                page.click("#sign-in")
+            assert bad.value.status == 401
+            assert "did not accept this token" in page.inner_text("#message")
+            shot(page, "dashboard-signin.png")
+            assert context.request.get(dash.base + "/api/overview").status == 401
+            console = Console(page)
+            page.fill("#token", world["alice"])
+            page.click("#sign-in")
+            page.wait_for_selector(f'tr[data-key="strategyrollouts/{mine}/fib-rsi"]')
+            assert page.url == dash.base + "/"
+            assert page.query_selector(f'tr[data-key="strategyrollouts/{theirs}/fib-rsi"]') is None
+            assert "read-only" in page.inner_text("#who")
+            (cookie,) = [c for c in context.cookies() if c["name"] == "strategy_dashboard_bearer"]
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and not cookie["secure"]  # plain http
+            page.goto(f"{dash.base}/#/strategyrollouts/{mine}/fib-rsi")
+            page.wait_for_selector("#symbols")
+            assert page.query_selector("button[data-action]") is None
+            assert console.errors == []
+            assert context.request.get(f"{dash.base}/api/strategyrollouts/{theirs}/fib-rsi").status == 403
+            page.goto(f"{dash.base}/#/strategyrollouts/{theirs}/fib-rsi")
+            page.wait_for_selector("#main .error")
+            assert "403" in page.inner_text("#main .error")
+            page.goto(dash.base + "/")
+            page.click("#sign-out")
+            page.wait_for_url(dash.base + "/login")
+            assert context.request.get(dash.base + "/api/overview").status == 401
+            page.goto(dash.base + "/")
+            assert page.url == dash.base + "/login"
+        finally:
+            browser.close()
+    assert world["alice"] not in dash.log()  # the token is never logged
+    assert f"signed in: system:serviceaccount:{mine}:alice" in dash.log()
+
+
+def test_sign_in_cookie_is_secure_behind_https_and_other_posts_are_405(world: dict[str, Any]) -> None:
+    dash, mine = world["dash"], world["mine"]
+    code, headers = post_login(dash, world["alice"], {"X-Forwarded-Proto": "https"})
+    assert code == 303 and headers["Location"] == "/"
+    cookie = next(c for c in headers.get_all("Set-Cookie") if c.startswith("strategy_dashboard_bearer="))
+    assert all(attr in cookie for attr in ("HttpOnly", "SameSite=strict", "Secure")), cookie
+    code, headers = post_login(dash, world["alice"])
+    cookie = next(c for c in headers.get_all("Set-Cookie") if c.startswith("strategy_dashboard_bearer="))
+    assert code == 303 and "Secure" not in cookie
+    assert post_login(dash, "not-a-token")[0] == 401
+    # the cookie alone authenticates, as the header does, and still only where SAR allows
+    jar = {"Cookie": cookie.split(";", 1)[0]}
+    req = urllib.request.Request(dash.base + "/api/overview", headers=jar)
+    with urllib.request.urlopen(req, timeout=15) as resp:
+        overview = json.loads(resp.read())
+    assert overview["signOut"] is True and mine in names(overview) and world["theirs"] not in names(overview)
+    # a form posted without the page's nonce (another site's) is refused before any TokenReview
+    body = urllib.parse.urlencode({"token": world["alice"]}).encode()
+    req = urllib.request.Request(dash.base + "/login", body, method="POST")
+    try:
+        urllib.request.urlopen(req, timeout=15)
+        raise AssertionError("a nonce-less sign-in was accepted")
+    except urllib.error.HTTPError as err:
+        err.close()
+        assert err.code == 403
+    for path in ("/", "/api/overview", f"/api/strategyrollouts/{mine}/fib-rsi/requests", "/logout"):
+        assert get(dash, path, world["alice"], "POST")[0] == 405, path

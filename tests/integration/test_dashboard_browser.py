@@ -24,6 +24,7 @@ from strategy_rollouts.testing.dashboard_process import DashboardProcess
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration import gate_world
 from tests.integration.conftest import wait_for
+from tests.integration.test_gate_templates import template
 from tests.integration.workloads import apply, deployment, patch_status, status
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "quoter"))
@@ -39,7 +40,8 @@ IMAGES = REPO / "docs" / "images"
 CHROMIUM = "/usr/bin/chromium"
 CANARY_RGB = "rgb(232, 137, 27)"  # --canary in app.css
 STABLE_RGB = "rgb(59, 111, 216)"  # --stable
-PARITY_VERSION = "v1.0.0-parity"  # the exporter's return series, apart from the quoters' own
+PARITY_VERSION = "v1.0.0-parity"
+TPL = "dash_tpl_ms"  # the templateRef gate's metric  # the exporter's return series, apart from the quoters' own
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +112,22 @@ def gate_rollout(name: str, namespace: str) -> dict[str, Any]:
         "interval": "1s",
         "inconclusiveLimit": 20,
     }
-    obj = gate_world.rollout(name, namespace, [gate])
+    # A judge (dry-run: drawn, never acting) whose chart shows both versions' lines.
+    judge = {
+        "name": "fill-ms",
+        "judge": {
+            "query": f'max(dash_fill_ms{{rollout="{name}",ns="{namespace}",version="{{{{version}}}}"}})',
+            "worseWhen": "higher",
+            "window": "2m",
+            "step": "1s",
+            "minSamples": 3,
+        },
+        "interval": "2s",
+        "dryRun": True,
+    }
+    # A templateRef gate: its chart is the threshold gate the template resolves to.
+    templated = {"name": "tpl-ms", "templateRef": {"kind": "GateTemplate", "name": "dash-tpl"}, "args": {"metric": TPL}}
+    obj = gate_world.rollout(name, namespace, [gate, judge, templated])
     # Long enough at weight 0 for the page to be open before the first step; then a pause until promoted.
     obj["spec"]["stages"] = [
         {"name": "staging", "steps": [{"pause": {"duration": "12s"}}, {"setWeight": 50}, {"pause": {}}]},
@@ -130,6 +147,10 @@ def test_rollout_page_is_live_and_its_abort_button_rolls_back_in_the_users_name(
     name = "fib-rsi"
     with gate_world.scraped(cluster, f"dash-{namespace}") as exporter:
         exporter.gauge("dash_tick_p95_ms", 120.0, noise=8.0, rollout=name, ns=namespace)
+        for version, fill_ms in (("v1.0.0", 40.0), ("v2.0.0", 55.0)):
+            exporter.gauge("dash_fill_ms", fill_ms, noise=3.0, rollout=name, ns=namespace, version=version)
+        exporter.gauge(TPL, 20.0, noise=2.0, strategy="fib_rsi", version="v2.0.0")
+        apply(cluster, template("dash-tpl", kind="GateTemplate", ns=namespace))
         page, console = open_page(browser, local_dashboard)
         gate_world.start(cluster, gate_rollout(name, namespace))
         row = f'tr[data-key="strategyrollouts/{namespace}/{name}"]'
@@ -152,6 +173,21 @@ def test_rollout_page_is_live_and_its_abort_button_rolls_back_in_the_users_name(
             " return el && Number(el.dataset.points) > 0 && el.querySelector('canvas'); }",
             timeout=60_000,
         )
+        # the judge gate's chart: both versions' series over its window, two lines besides time
+        page.wait_for_function(
+            "() => { const el = document.querySelector('[data-gate=\"fill-ms\"]');"
+            " return el && el.dataset.kind === 'judge' && Number(el.dataset.points) > 0"
+            " && el.querySelector('canvas'); }",
+            timeout=60_000,
+        )
+        legend = page.inner_text('[data-gate="fill-ms"]')
+        assert "stable v1.0.0" in legend and "canary v2.0.0" in legend, legend
+        page.wait_for_function(
+            "() => { const el = document.querySelector('[data-gate=\"tpl-ms\"]');"
+            " return el && el.dataset.kind === 'threshold' && Number(el.dataset.points) > 0; }",
+            timeout=60_000,
+        )
+        assert "tpl-ms (GateTemplate dash-tpl)" in page.inner_text('[data-gate="tpl-ms"]')
         gate_world.wait_phase(cluster, name, namespace, "Paused", timeout=60)
         page.wait_for_selector("#phase:text('Paused')", timeout=30_000)
         page.wait_for_timeout(500)

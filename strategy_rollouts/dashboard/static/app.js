@@ -21,6 +21,8 @@ const rowKey = (r) => `${r.kind}/${r.namespace}/${r.name}`;
 
 async function api(path, opts) {
   const res = await fetch(path, Object.assign({ credentials: "same-origin" }, opts || {}));
+  // Signed out or the token expired: "/" sends a browser to the sign-in page (in-cluster) or says why.
+  if (res.status === 401) { location.assign("/"); throw new Error("401: sign in again"); }
   if (!res.ok) throw new Error(`${res.status}: ${(await res.text()).trim()}`);
   return res.json();
 }
@@ -62,7 +64,7 @@ function rowHtml(r) {
 async function listPage() {
   const data = await api("/api/overview");
   state.readOnly = data.readOnly;
-  $("#who").textContent = `${data.user}${data.readOnly ? " (read-only)" : ""}`;
+  $("#who").innerHTML = `${esc(data.user)}${data.readOnly ? " (read-only)" : ""}${data.signOut ? ' <a href="/logout" id="sign-out">sign out</a>' : ""}`;
   let html = "";
   for (const kind of Object.keys(KIND_LABEL)) {
     const rows = data[kind] || [];
@@ -171,23 +173,45 @@ function requestsHtml(r) {
   return table(["When", "Action", "By", "Outcome", "Reason", "Message"], pending.concat(handled));
 }
 
-async function rolloutCharts(d) {
-  const s = await api(`/api/strategyrollouts/${encodeURIComponent(d.namespace)}/${encodeURIComponent(d.name)}/series`);
-  destroyCharts();
+// A webhook gate has no series: its results over time as the dashboard saw them, one tick each.
+function resultTimeline(el, title, got) {
+  const tl = got.timeline || [];
+  el.dataset.points = String(tl.length);
+  const ticks = tl.map(([t, r, v]) => `<span class="tick ${cls("result", r)}" title="${esc(new Date(t * 1000).toLocaleTimeString())}: ${esc(r)}${v === null ? "" : " (" + esc(v) + ")"}"></span>`).join("");
+  el.innerHTML = `<div class="chart-title"><b>${esc(title)}</b></div>${tl.length ? `<div class="ticks">${ticks}</div>` : ""}<div class="dim">${esc(got.note)}${tl.length ? `: ${tl.length} since ${esc(new Date(tl[0][0] * 1000).toLocaleTimeString())}` : " (none yet)"}</div>`;
+}
+
+const seriesOf = (d) => api(`/api/${d.kind}/${encodeURIComponent(d.namespace)}/${encodeURIComponent(d.name)}/series`);
+
+function rolloutCharts(d, s) {
   d.gateLines.forEach((g, i) => {
     const el = document.getElementById(`gate-${i}`);
     if (!el) return;
     const got = (s.gates || {})[g.name];
-    if (!got) { el.dataset.points = "0"; el.innerHTML = `<div class="dim">${esc(g.name)}: a ${esc(g.kind)} gate (no query to plot; see the table)</div>`; return; }
+    if (!got) { el.dataset.points = "0"; el.innerHTML = `<div class="dim">${esc(g.name)}: nothing to plot (see the table)</div>`; return; }
+    el.dataset.kind = got.resolvedKind || got.kind;
+    const title = got.template ? `${g.name} (${got.template})` : g.name;
+    if (got.timeline) { resultTimeline(el, title, got); return; }
+    if (got.stable || got.canary) {  // a judge: both versions over its window
+      const lines = [
+        { label: `stable ${d.stable}`, points: (got.stable || {}).points || [], color: "#3b6fd8" },
+        { label: `canary ${d.canary}`, points: (got.canary || {}).points || [], color: "#e8891b" },
+      ];
+      const errors = ["stable", "canary"].filter((k) => got[k] && got[k].error).map((k) => `${k}: ${got[k].error}`);
+      chart(el, `${title}: judge over ${got.window}, worse when ${got.worseWhen}`, lines, { note: errors.join("; ") });
+      return;
+    }
+    if (!got.value) { el.dataset.points = "0"; el.innerHTML = `<div class="dim">${esc(title)}: ${esc(got.note || "nothing to plot")}</div>`; return; }
+    const threshold = got.threshold ?? g.threshold, op = got.op ?? g.op, more = got.maxIncreasePercent ?? g.maxIncreasePercent;
     const lines = [{ label: g.name, points: got.value.points, color: "#e8891b" }];
-    if (g.threshold !== null) lines.push({ label: `threshold ${g.op} ${g.threshold}`, value: g.threshold, color: "#d93025", dash: [6, 4] });
+    if (threshold !== null && threshold !== undefined) lines.push({ label: `threshold ${op} ${threshold}`, value: threshold, color: "#d93025", dash: [6, 4] });
     if (got.baseline) {
       lines.push({ label: "baseline", points: got.baseline.points, color: "#3b6fd8" });
-      if (g.maxIncreasePercent !== undefined) {
-        lines.push({ label: `baseline +${g.maxIncreasePercent}%`, points: got.baseline.points.map(([t, v]) => [t, v * (1 + g.maxIncreasePercent / 100)]), color: "#d93025", dash: [6, 4] });
+      if (more !== undefined && more !== null) {
+        lines.push({ label: `baseline +${more}%`, points: got.baseline.points.map(([t, v]) => [t, v * (1 + more / 100)]), color: "#d93025", dash: [6, 4] });
       }
     }
-    chart(el, g.name, lines, { note: got.value.error });
+    chart(el, title, lines, { note: got.value.error });
   });
 }
 
@@ -209,9 +233,7 @@ function shadowHtml(d) {
   <h2>KPIs</h2>${table(["KPI", "Value", "Result", "Message"], d.kpis.map((k) => [esc(k.name), num(k.value, 3), `<span class="${cls("result", k.result)}">${esc(k.result || "-")}</span>`, esc(k.message)]))}`;
 }
 
-async function shadowCharts(d) {
-  const s = await api(`/api/shadowruns/${encodeURIComponent(d.namespace)}/${encodeURIComponent(d.name)}/series`);
-  destroyCharts();
+function shadowCharts(d, s) {
   const points = s.points && s.points.length ? s.points : d.watchedMatchRate;
   const lines = [{ label: "match rate", points, color: "#1967d2" }];
   if (d.minMatchRate !== null) lines.push({ label: `min ${d.minMatchRate}`, value: d.minMatchRate, color: "#d93025", dash: [6, 4] });
@@ -230,7 +252,6 @@ function parityHtml(d) {
 }
 
 function parityCharts(d) {
-  destroyCharts();
   const pts = d.runs.filter((r) => r.te !== null).map((r) => [r.at, r.te]);
   const t = d.thresholds;
   chart($("#te-chart"), "tracking error (bps)", [
@@ -243,20 +264,23 @@ function parityCharts(d) {
 
 // ---- detail pages ------------------------------------------------------------------------------
 
+// [page html, charts drawn into it, the series they need (fetched before the page is replaced: no blank charts)]
 const DETAIL = {
-  strategyrollouts: [rolloutHtml, rolloutCharts],
-  shadowruns: [shadowHtml, shadowCharts],
-  paritychecks: [parityHtml, parityCharts],
+  strategyrollouts: [rolloutHtml, rolloutCharts, seriesOf],
+  shadowruns: [shadowHtml, shadowCharts, seriesOf],
+  paritychecks: [parityHtml, parityCharts, null],
 };
 
 async function detailPage(kind, ns, name) {
   const d = await api(`/api/${kind}/${encodeURIComponent(ns)}/${encodeURIComponent(name)}`);
   state.readOnly = d.readOnly;
-  const [html, charts] = DETAIL[kind];
+  const [html, charts, load] = DETAIL[kind];
+  const s = load ? await load(d) : null;
+  destroyCharts();
   $("#main").innerHTML = html(d);
   window.__dash.renders++;
   for (const b of document.querySelectorAll("button[data-action]")) b.addEventListener("click", () => act(d, b.dataset.action));
-  await charts(d);
+  charts(d, s);
 }
 
 async function act(d, action) {
