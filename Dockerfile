@@ -29,7 +29,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 COPY --from=builder /wheels /wheels
 RUN pip install --no-index --find-links /wheels strategy-rollouts \
     && rm -rf /wheels \
-    && python -m compileall -q /usr/local/lib/python3.11/site-packages/strategy_rollouts \
+    && python -m compileall -q "$(python -c 'import os, strategy_rollouts as m; print(os.path.dirname(m.__file__))')" \
     && strategy-rollouts --version
 # 65532 = "nonroot" in distroless images; numeric so runAsNonRoot can verify it without /etc/passwd.
 USER 65532:65532

@@ -24,6 +24,7 @@ sys.path[:0] = [str(REPO), str(REPO / "examples" / "quoter")]
 from quoter.testing import QuoterProcess, start_quoter  # noqa: E402
 
 from devcluster.cluster import DevCluster, up  # noqa: E402
+from devcluster.realnode import KWOK_NODE_SELECTOR, KWOK_TOLERATION  # noqa: E402
 from strategy_rollouts.testing.operator_process import OperatorProcess  # noqa: E402
 
 KEYS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "ADAUSDT", "XRPUSDT", "DOGEUSDT", "AVAXUSDT", "DOTUSDT", "LINKUSDT"]
@@ -48,7 +49,12 @@ def deployment(name: str, namespace: str, replicas: int, version: str) -> dict[s
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": {**labels, "version": version}},
-                "spec": {"containers": [{"name": "strategy", "image": f"example.invalid/quoter:{version}"}]},
+                "spec": {
+                    # a fake strategy pod: kwok's nodes only (tainted); everything else runs on the real node
+                    "nodeSelector": dict(KWOK_NODE_SELECTOR),
+                    "tolerations": [dict(KWOK_TOLERATION)],
+                    "containers": [{"name": "strategy", "image": f"example.invalid/quoter:{version}"}],
+                },
             },
         },
     }
