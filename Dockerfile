@@ -20,12 +20,14 @@ FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="strategy-rollouts" \
       org.opencontainers.image.description="Kubernetes operator for safe trading-strategy rollouts" \
       org.opencontainers.image.licenses="Apache-2.0"
+# LOGNAME: kopf names itself user@host via getpass.getuser(), and uid 65532 has no /etc/passwd entry
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
-    TMPDIR=/tmp
+    TMPDIR=/tmp \
+    LOGNAME=strategy-rollouts
 COPY --from=builder /wheels /wheels
 RUN pip install --no-index --find-links /wheels strategy-rollouts \
     && rm -rf /wheels \

@@ -49,6 +49,12 @@ BINARIES = (
 # The request admission policy (charts/strategy-rollouts/templates/), applied to every cluster started here.
 POLICY_TEMPLATE = "templates/request-admission-policy.yaml"
 POLICY_RELEASE = "strategy-rollouts-devcluster"
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata", "userGroups": ["system:serviceaccounts"]}, {"level": "None"}],
+}
 PROMETHEUS_BIN = os.environ.get("DEVCLUSTER_PROMETHEUS", "/usr/bin/prometheus")
 REDIS_BIN = os.environ.get("DEVCLUSTER_REDIS", "/usr/bin/redis-server")
 
@@ -711,6 +717,7 @@ class DevCluster:
         b = self.bin_dir
         kv = versions()["KUBERNETES_VERSION"]
         ports = free_ports(6)
+        pki = workdir / "clusters" / CLUSTER_NAME / "pki"
         config = {
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
             "kind": "KwokctlConfiguration",
@@ -744,6 +751,9 @@ class DevCluster:
                         {"key": "service-cluster-ip-range", "value": realnode.SERVICE_CIDR},
                         # else it resolves the real node's name through the machine's resolver
                         {"key": "kubelet-preferred-address-types", "value": "InternalIP"},
+                        # `kubectl logs/exec` on the real node: the kubelet authenticates the apiserver by cert
+                        {"key": "kubelet-client-certificate", "value": str(pki / "admin.crt")},
+                        {"key": "kubelet-client-key", "value": str(pki / "admin.key")},
                     ],
                 },
                 {
@@ -756,6 +766,11 @@ class DevCluster:
                 },
             ],
         }
+        # every call made by a ServiceAccount (the in-cluster operator's, the quoters') at Metadata level:
+        # tests read the log to check RBAC against what is really called (audit_log_path)
+        policy = workdir / "audit-policy.yaml"
+        policy.write_text(json.dumps(AUDIT_POLICY))
+        config["options"]["kubeAuditPolicy"] = str(policy)  # type: ignore[index]
         cfg = workdir / "kwokctl.yaml"
         cfg.write_text(json.dumps(config, indent=2))
         env = self._kwok_env()
@@ -864,6 +879,12 @@ class DevCluster:
         self._save()
         return took
 
+    @property
+    def audit_log_path(self) -> Path:
+        """The apiserver's audit log (JSON lines; ServiceAccount users' calls at Metadata level)."""
+        kw = self._state["kwok"]
+        return Path(kw["workdir"]) / "clusters" / kw["name"] / "logs" / "audit.log"
+
     def load_images(self) -> dict[str, Path]:
         """Build (or reuse) strategy-rollouts:dev and quoter:dev and import them into the real node."""
         node = self.real_node
@@ -873,6 +894,13 @@ class DevCluster:
         for archive in archives.values():
             node.import_image(archive)
         return archives
+
+    def expose_to_pods(self, port: int) -> str:
+        """127.0.0.1:port on the host, reachable from the real node's pods at the returned "10.244.0.1:port"."""
+        node = self.real_node
+        if node is None:
+            raise RuntimeError("this cluster has no real node")
+        return node.expose(port, lambda argv, logfile: spawn_detached(argv, logfile, self.state_dir))
 
     def stop_real_node(self) -> None:
         """Delete the real node's pods, stop it and restore the machine from its record (idempotent)."""

@@ -25,3 +25,7 @@ dev-cluster-down: ## stop every process dev-cluster started and remove .devclust
 
 dev-cluster-status:
 	@$(DEVCLUSTER_PY) -m devcluster status
+
+.PHONY: image
+image: system-deps ## build strategy-rollouts:dev + quoter:dev with buildah (no registry; cached base) and load them into the real node
+	@bash devcluster/image.sh

@@ -356,6 +356,17 @@ class RealNode:
         """Strings in the command line of every process of this node (for finding them after a crash)."""
         return (str(self.w), f"bind={BRIDGE_IP}")
 
+    def expose(self, port: int, spawn: Callable[[list[str], Path], int]) -> str:
+        """Make 127.0.0.1:port (Prometheus, Redis on the host) reachable from pods at BRIDGE_IP:port; returns
+        "BRIDGE_IP:port". Stopped with the node."""
+        spawn_ = [
+            "socat",
+            f"TCP-LISTEN:{port},bind={BRIDGE_IP},reuseaddr,fork",
+            f"TCP:127.0.0.1:{port}",
+        ]
+        self._save_pid(f"expose-{port}", spawn(spawn_, self.w / "logs" / f"expose-{port}.log"))
+        return f"{BRIDGE_IP}:{port}"
+
     def alive(self) -> bool:
         """Its kubelet, kube-proxy and containerd are running (a reused cluster whose node died is rebuilt)."""
         pids = self._pids()

@@ -1,0 +1,246 @@
+"""The chart's operator running for real: the image built here (`make image`), on the real node, under
+`restricted` Pod Security, Ready through its readiness probe, scraped by Prometheus, driving a two-stage
+rollout (staging -> prod namespaces) and a rollback on its own, then upgraded and uninstalled.
+
+No operator process runs on the host for these namespaces: their prefix is not the session's (the host
+operator of the integration tests watches only `SESSION_NAMESPACE_PREFIX*`), and this module never asks
+for the `operator` fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devcluster import realnode
+from devcluster.cluster import DevCluster
+from strategy_rollouts.testing.exporter import Exporter
+from tests.integration.workloads import apply, deployment, replicas, status
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "strategy-rollouts"
+GATE = "e2e_in_cluster_gate"
+KEYS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"]
+RELEASE = "sr"
+FULLNAME = f"{RELEASE}-strategy-rollouts"
+
+
+def eventually(pred: Callable[[], Any], timeout: float = 120.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"{what} not met within {timeout}s (last: {last!r})")
+
+
+@dataclass
+class InCluster:
+    cluster: DevCluster
+    ns: str  # the operator's namespace (restricted)
+    staging: str
+    prod: str
+    prometheus_url: str  # as pods see it
+    exporter: Exporter
+    seconds_to_ready: float = 0.0
+
+    def helm_args(self, *extra: str) -> list[str]:
+        return [
+            str(CHART),
+            "-n",
+            self.ns,
+            "--set", "image.repository=strategy-rollouts",
+            "--set", "image.tag=dev",
+            "--set", "image.pullPolicy=Never",
+            "--set", f"prometheus.url={self.prometheus_url}",
+            "--set", f"security.allowedPrometheus={{{self.prometheus_url}}}",
+            "--set", f"watchNamespaces={{{self.staging},{self.prod}}}",
+            "--set", "operator.idleRecheck=30",
+            *extra,
+        ]  # fmt: skip
+
+    def operator_pod(self) -> dict[str, Any] | None:
+        pods = json.loads(
+            self.cluster.kubectl(
+                "get", "pods", "-n", self.ns, "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "json"
+            ).stdout
+        )["items"]
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        return live[0] if len(live) == 1 else None
+
+    def ready_pod(self) -> dict[str, Any] | None:
+        pod = self.operator_pod()
+        if pod is None:
+            return None
+        conds = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
+        return pod if conds.get("Ready") == "True" else None
+
+
+def namespace(cluster: DevCluster, name: str, labels: dict[str, str] | None = None) -> None:
+    cluster.kubectl("create", "namespace", name)
+    if labels:
+        cluster.kubectl("label", "namespace", name, *(f"{k}={v}" for k, v in labels.items()))
+    cluster.kubectl("wait", "--for=create", "serviceaccount/default", "-n", name, "--timeout=30s")
+
+
+@pytest.fixture(scope="module")
+def world(cluster: DevCluster) -> Iterator[InCluster]:
+    node = cluster.real_node
+    assert node is not None, "no real node in this cluster (DEVCLUSTER_REAL_NODE=0?): the e2e needs one"
+    t0 = time.monotonic()
+    cluster.load_images()
+    print(f"\n[e2e] images built (or reused) and imported in {time.monotonic() - t0:.1f}s")
+    prefix = f"e2e-{uuid.uuid4().hex[:6]}"
+    ns, staging, prod = f"{prefix}-operator", f"{prefix}-staging", f"{prefix}-prod"
+    namespace(cluster, ns, {"pod-security.kubernetes.io/enforce": "restricted"})
+    namespace(cluster, staging)
+    namespace(cluster, prod)
+    prom_port = int(cluster.prometheus_url.rsplit(":", 1)[1])
+    exporter = Exporter(seed=12)
+    job = f"e2e-gates-{prefix}"
+    cluster.add_scrape_target(job, exporter.target)
+    w = InCluster(cluster, ns, staging, prod, f"http://{cluster.expose_to_pods(prom_port)}", exporter)
+    try:
+        yield w
+    finally:
+        cluster.helm("uninstall", RELEASE, "-n", ns, "--ignore-not-found", "--wait", check=False)
+        cluster.remove_scrape_target(job)
+        cluster.remove_scrape_target(f"operator-{ns}")
+        exporter.stop()
+        for n in (ns, staging, prod):
+            cluster.kubectl("delete", "namespace", n, "--wait=false", "--ignore-not-found", check=False)
+
+
+def rollout(name: str, w: InCluster, strategy: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "strategyrollouts.io/v1alpha1",
+        "kind": "StrategyRollout",
+        "metadata": {"name": name, "namespace": w.staging},
+        "spec": {
+            "strategy": strategy,
+            "stable": {"deployment": f"{name}-legacy", "version": "v1.0.0"},
+            "canary": {"deployment": f"{name}-pipeline", "version": "v2.0.0", "replicas": 1},
+            "routing": {"keys": KEYS, "handoff": "1s"},
+            "stages": [
+                {"name": "staging", "steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}]},
+                {
+                    "name": "prod",
+                    "namespace": w.prod,
+                    "steps": [{"setWeight": 25}, {"pause": {"duration": "3s"}}, {"setWeight": 100}],
+                },
+            ],
+            "gates": [
+                {
+                    "name": "latency",
+                    "query": f'max({GATE}{{strategy="{{{{strategy}}}}"}})',
+                    "condition": "< 200",
+                    "interval": "1s",
+                    "failureLimit": 1,
+                    "inconclusiveLimit": 10,
+                }
+            ],
+            "scaleDownDelay": "2s",
+        },
+    }
+
+
+def wait_phase(w: InCluster, name: str, phase: str, timeout: float = 180) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        st = status(w.cluster, name, w.staging)
+        return st if st.get("phase") == phase else None
+
+    try:
+        return eventually(check, timeout, what=f"{name} phase {phase}")  # type: ignore[no-any-return]
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nstatus: {json.dumps(status(w.cluster, name, w.staging))[:3000]}") from None
+
+
+def test_helm_install_into_restricted_namespace_becomes_ready_on_the_real_node(world: InCluster) -> None:
+    w, c = world, world.cluster
+    t0 = time.monotonic()
+    c.helm("install", RELEASE, *w.helm_args())
+    pod = eventually(w.ready_pod, timeout=300, what="operator pod Ready")
+    w.seconds_to_ready = time.monotonic() - t0
+    print(f"\n[e2e] helm install -> operator pod Ready (readiness probe) in {w.seconds_to_ready:.1f}s")
+    assert pod["spec"]["nodeName"] == realnode.NODE_NAME
+    assert pod["spec"]["serviceAccountName"] == FULLNAME
+    spec = pod["spec"]["containers"][0]
+    assert spec["image"] == "strategy-rollouts:dev" and spec["imagePullPolicy"] == "Never"
+    assert spec["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert spec["securityContext"]["readOnlyRootFilesystem"] is True
+    # a real process that started from the image: no restarts, a container id from containerd
+    cs = pod["status"]["containerStatuses"][0]
+    assert cs["ready"] and cs["restartCount"] == 0 and cs["containerID"].startswith("containerd://")
+
+
+def test_prometheus_scrapes_the_operator_pod(world: InCluster) -> None:
+    w, c = world, world.cluster
+    pod = eventually(w.ready_pod, timeout=60)
+    target = f"{pod['status']['podIP']}:9102"
+    c.add_scrape_target(f"operator-{w.ns}", target)
+    up = c.prometheus_api("query", query=f'up{{job="operator-{w.ns}"}}')["result"]
+    assert up and up[0]["value"][1] == "1"
+    names = c.prometheus_api("label/__name__/values", **{"match[]": f'{{job="operator-{w.ns}"}}'})
+    assert any(n.startswith("strategy_rollouts_") for n in names), names[:20]
+
+
+def test_two_stage_rollout_and_a_rollback_driven_by_the_in_cluster_operator(world: InCluster) -> None:
+    w, c = world, world.cluster
+    eventually(w.ready_pod, timeout=60)
+    good, bad = "good", "bad"
+    for name in (good, bad):
+        w.exporter.gauge(GATE, 20.0, strategy=f"e2e_{name}")
+        for ns in (w.staging, w.prod):
+            apply(c, deployment(f"{name}-legacy", ns, 2, "v1.0.0"), deployment(f"{name}-pipeline", ns, 0, "v2.0.0"))
+    w.exporter.gauge(GATE, 900.0, strategy="e2e_bad")  # the rollback case: its gate fails at once
+    apply(c, rollout(good, w, "e2e_good"), rollout(bad, w, "e2e_bad"))
+
+    wait_phase(w, good, "Succeeded")
+    for ns in (w.staging, w.prod):
+        # the canary took over in both stages' namespaces; the stable is scaled down after the delay
+        eventually(lambda ns=ns: replicas(c, f"{good}-pipeline", ns)[0] >= 1, what=f"canary up in {ns}")
+        eventually(lambda ns=ns: replicas(c, f"{good}-legacy", ns)[0] == 0, what=f"stable down in {ns}")
+    st = wait_phase(w, bad, "RolledBack")
+    assert "latency" in json.dumps(st)
+    assert replicas(c, f"{bad}-legacy", w.staging)[0] == 2
+    eventually(lambda: replicas(c, f"{bad}-pipeline", w.staging)[0] == 0, what="bad canary scaled to 0")
+    # prod was never touched by the failed rollout
+    assert replicas(c, f"{bad}-legacy", w.prod) == (2, 2)
+    assert replicas(c, f"{bad}-pipeline", w.prod)[0] == 0
+
+
+def test_helm_upgrade_then_uninstall_leaves_nothing_behind(world: InCluster) -> None:
+    w, c = world, world.cluster
+    before = eventually(w.ready_pod, timeout=60)["metadata"]["uid"]
+    c.helm("upgrade", RELEASE, *w.helm_args("--set", "operator.idleRecheck=45"))
+    after = eventually(lambda: (p := w.ready_pod()) and p["metadata"]["uid"] != before and p, timeout=300)
+    args = after["spec"]["containers"][0]["args"]
+    assert "--idle-recheck=45" in args
+
+    c.helm("uninstall", RELEASE, "-n", w.ns, "--wait")
+    selector = f"app.kubernetes.io/instance={RELEASE}"
+
+    def left() -> str:
+        kinds = "deploy,rs,pods,svc,sa,cm,secrets,roles,rolebindings"
+        got = c.kubectl("get", kinds, "-A", "-l", selector, "-o", "name").stdout.strip()
+        cluster_wide = c.kubectl("get", "clusterroles,clusterrolebindings", "-l", selector, "-o", "name").stdout
+        mine = [ln for ln in cluster_wide.split() if FULLNAME in ln]
+        return "\n".join([got, *mine]).strip()
+
+    eventually(lambda: left() == "", timeout=120, what="nothing of the release left")
+    eventually(
+        lambda: c.kubectl("get", "pods", "-n", w.ns, "-o", "name").stdout.strip() == "",
+        timeout=120,
+        what="no pod left in the operator's namespace",
+    )
