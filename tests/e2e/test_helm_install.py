@@ -103,8 +103,8 @@ def test_helm_install_upgrade_uninstall(cluster: DevCluster, namespace: str, rel
     sa = f"system:serviceaccount:{namespace}:{fullname}"
     get(cluster, "clusterrole", fullname)
     get(cluster, "clusterrolebinding", fullname)
-    assert can_i(cluster, sa, "patch", "deployments.apps", "default")
-    assert can_i(cluster, sa, "update", "deployments.apps/scale", "default")
+    assert not can_i(cluster, sa, "patch", "deployments.apps", "default"), "scaled through deployments/scale only"
+    assert can_i(cluster, sa, "patch", "deployments.apps/scale", "default")
     assert can_i(cluster, sa, "patch", "strategyrollouts.strategyrollouts.io/status", "default")
     assert can_i(cluster, sa, "create", "networkpolicies.networking.k8s.io", "default")
     assert can_i(cluster, sa, "get", "secrets", "default")
@@ -128,7 +128,7 @@ def test_helm_install_upgrade_uninstall(cluster: DevCluster, namespace: str, rel
     get(cluster, "role", fullname, "-n", namespace)
     get(cluster, "rolebinding", fullname, "-n", namespace)
     assert can_i(cluster, sa, "patch", "deployments.apps/scale", namespace)
-    assert eventually(lambda: not can_i(cluster, sa, "patch", "deployments.apps", "default"), timeout=30)
+    assert eventually(lambda: not can_i(cluster, sa, "patch", "deployments.apps/scale", "default"), timeout=30)
     history = json.loads(cluster.helm("history", release, "-n", namespace, "-o", "json").stdout)
     assert [h["status"] for h in history][-1] == "deployed" and len(history) == 2
 

@@ -70,21 +70,22 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNam
 - apiGroups: ["strategyrollouts.io"]
   resources: ["gatetemplates"]
   verbs: ["get", "list", "watch"]
-# The stable and canary deployments: observed, and scaled.
+# The stable and canary deployments: observed (read + kopf's watch), and scaled through the scale
+# subresource only (kube.py patch_namespaced_deployment_scale); the Deployment itself is never written.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["apps"]
   resources: ["deployments/scale"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 # Routing (<rollout>-routing), ShadowRun reports (<shadowrun>-report), latency budgets.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
-# ShadowRun egress isolation.
+# ShadowRun egress isolation: read by name, create, replace, delete (shadow_world.py); never listed or watched.
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  verbs: ["get", "create", "update", "delete"]
 # Per-object Prometheus bearer token / CA (spec.prometheus.*SecretRef); read by name only.
 - apiGroups: [""]
   resources: ["secrets"]
