@@ -281,6 +281,8 @@ def test_watch_namespaces_gets_a_role_per_namespace_and_a_tiny_cluster_role() ->
     assert verbs(docs, "ClusterRole") == {
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
         ("strategyrollouts.io", "clustergatetemplates"): {"get", "list", "watch"},
+        # kopf probes the watched namespaces (a 403 otherwise: tests/e2e/test_in_cluster.py reads the audit log)
+        ("", "namespaces"): {"list", "watch"},
     }
     for b in bindings:
         assert b["subjects"][0]["namespace"] == "ops" and b["roleRef"]["kind"] == "Role"

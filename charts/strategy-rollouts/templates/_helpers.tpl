@@ -108,12 +108,11 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNam
 - apiGroups: ["strategyrollouts.io"]
   resources: ["clustergatetemplates"]
   verbs: ["get", "list", "watch"]
-{{- if not .Values.watchNamespaces }}
-# kopf, cluster-wide mode: runtime observation of namespaces.
+# kopf: runtime observation of namespaces, in both modes (namespaced: whether the watched ones exist;
+# without it kopf's probe is a 403 at every start, seen in the e2e audit log).
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-{{- end }}
 {{- if .Values.operator.peering }}
 # kopf peering (operator.peering): the ClusterKopfPeering / KopfPeering objects.
 - apiGroups: ["kopf.dev"]
