@@ -243,7 +243,7 @@ NAMESPACED = {
     ("strategyrollouts.io", "gatetemplates"): {"get", "list", "watch"},
     ("apps", "deployments"): {"get", "list", "watch"},
     ("apps", "deployments/scale"): {"patch"},
-    ("", "configmaps"): {"get", "list", "watch", "create", "update", "patch", "delete"},
+    ("", "configmaps"): {"get", "list", "watch", "create", "update", "delete"},
     ("networking.k8s.io", "networkpolicies"): {"get", "create", "update", "delete"},
     ("", "secrets"): {"get"},
     ("", "events"): {"create", "patch"},

@@ -78,10 +78,11 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNam
 - apiGroups: ["apps"]
   resources: ["deployments/scale"]
   verbs: ["patch"]
-# Routing (<rollout>-routing), ShadowRun reports (<shadowrun>-report), latency budgets.
+# Routing (<rollout>-routing), ShadowRun reports (<shadowrun>-report), latency budgets: read, created and
+# replaced (kube.py), deleted when their rollout goes (orphans.py); never patched.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "update", "delete"]
 # ShadowRun egress isolation: read by name, create, replace, delete (shadow_world.py); never listed or watched.
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
