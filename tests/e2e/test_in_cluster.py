@@ -225,6 +225,104 @@ def test_two_stage_rollout_and_a_rollback_driven_by_the_in_cluster_operator(worl
     assert {g["metric"]["rollout"] for g in gates} >= {good, bad}, gates
 
 
+def quoter_objects(w: InCluster, rollout_name: str, strategy: str, version: str, redis: str) -> list[dict[str, Any]]:
+    """The reference app as real pods: its own ServiceAccount, allowed to read its one routing ConfigMap."""
+    cm = f"{rollout_name}-routing"
+    labels = {"app": "quoter", "version": version}
+    sc = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    env = {
+        "QUOTER_STRATEGY": strategy,
+        "QUOTER_VERSION": version,
+        "QUOTER_ROUTING_CONFIGMAP": cm,
+        "QUOTER_SYMBOLS": ",".join(KEYS),
+        "QUOTER_REDIS_URL": f"redis://{redis}/0",
+        "QUOTER_TICK_INTERVAL": "0.2s",
+    }
+    meta = {"name": "quoter", "namespace": w.staging}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["configmaps"],
+                    "resourceNames": [cm],
+                    "verbs": ["get", "list", "watch"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "quoter"},
+            "subjects": [{"kind": "ServiceAccount", "name": "quoter", "namespace": w.staging}],
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": meta,
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": "quoter",
+                        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                        "containers": [
+                            {
+                                "name": "quoter",
+                                "image": "quoter:dev",
+                                "imagePullPolicy": "Never",
+                                "env": [{"name": k, "value": v} for k, v in env.items()],
+                                "securityContext": sc,
+                                "ports": [{"name": "metrics", "containerPort": 8000}],
+                            }
+                        ],
+                    },
+                },
+            },
+        },
+    ]
+
+
+def test_the_quoter_as_a_real_pod_reads_its_routing_publishes_to_redis_and_is_scraped(world: InCluster) -> None:
+    import redis as redis_client
+
+    w, c = world, world.cluster
+    redis_port = int(c.redis_url.rsplit(":", 1)[1].split("/")[0])
+    redis_addr = c.expose_to_pods(redis_port)
+    # the rollout `good` has completed: v2.0.0 owns every key of its routing ConfigMap
+    apply(c, *quoter_objects(w, "good", "e2e_good", "v2.0.0", redis_addr))
+    c.kubectl("rollout", "status", "deployment/quoter", "-n", w.staging, "--timeout=180s")
+    pod = json.loads(c.kubectl("get", "pods", "-n", w.staging, "-l", "app=quoter", "-o", "json").stdout)["items"][0]
+    assert pod["spec"]["nodeName"] == realnode.NODE_NAME
+    job = f"quoter-{w.staging}"
+    c.add_scrape_target(job, f"{pod['status']['podIP']}:8000")
+    try:
+        r = redis_client.Redis.from_url(c.redis_url, decode_responses=True)
+        decided = eventually(lambda: r.xrange("decisions:e2e_good:v2.0.0", count=50), timeout=90, what="decisions")
+        assert {d["symbol"] for _, d in decided} <= set(KEYS)
+        ticks = eventually(
+            lambda: c.prometheus_api("query", query=f'tick_duration_seconds_count{{job="{job}"}}')["result"],
+            timeout=60,
+            what="the quoter's metrics in Prometheus",
+        )
+        assert ticks[0]["metric"]["version"] == "v2.0.0"
+    finally:
+        c.remove_scrape_target(job)
+    # its own ServiceAccount read the one ConfigMap it may read, and was never refused
+    user = f"system:serviceaccount:{w.staging}:quoter"
+    calls = [json.loads(ln) for ln in c.audit_log_path.read_text().splitlines()]
+    mine = [e for e in calls if e.get("user", {}).get("username") == user and "objectRef" in e]
+    assert {e["objectRef"]["resource"] for e in mine} == {"configmaps"}, mine[:3]
+    assert [e for e in mine if e.get("responseStatus", {}).get("code") == 403] == []
+
+
 # Granted, used by the operator's code, but not called in this e2e run (each: the code that calls it).
 NOT_EXERCISED_HERE = {
     ("", "secrets", "get"): "context.py ctx.secret: per-object Prometheus credentials",
