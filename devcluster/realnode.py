@@ -42,6 +42,7 @@ PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 CNI_BIN_DIR = "/usr/lib/cni"
 LOCK_PATH = Path(os.environ.get("DEVCLUSTER_REAL_NODE_LOCK", "/run/lock/strategy-rollouts-real-node.lock"))
 RECORD = "machine-before.json"
+NO_REGISTRY_PORT = 9  # discard: nothing listens on loopback's port 9
 # The kwok nodes' taint; only tests/integration/workloads.py, bench/harness.py and demo/run.py `deployment`
 # (and the few tests that build a kwok pod spec of their own) tolerate it.
 KWOK_TAINT = {"key": "kwok.x-k8s.io/node", "value": "fake", "effect": "NoSchedule"}
@@ -428,9 +429,11 @@ class RealNode:
 
         (self.w / "containerd.toml").write_text(containerd_config(self.w))
         (self.w / "cni" / "net.d" / "10-node.conflist").write_text(json.dumps(cni_config(self.w), indent=1))
-        self._save_pid(
-            "containerd", spawn(["containerd", f"--config={self.w}/containerd.toml"], logs / "containerd.log")
-        )
+        # no registry: containerd's pulls go to a proxy on a closed loopback port, so a pod whose image was not
+        # imported fails at once, with no lookup of or connection to the registry (pods use imagePullPolicy Never)
+        no_registry = [f"{v}=http://127.0.0.1:{NO_REGISTRY_PORT}" for v in ("HTTPS_PROXY", "HTTP_PROXY")]
+        argv = ["env", *no_registry, "NO_PROXY=", "containerd", f"--config={self.w}/containerd.toml"]
+        self._save_pid("containerd", spawn(argv, logs / "containerd.log"))
         _wait("containerd", lambda: self.ctr("version", check=False).returncode == 0, 30)
         self.import_image(pause_archive(self.bin_dir / "pause", self.w / "pause.tar"))
 
