@@ -43,6 +43,7 @@ OUTSIDE_PATHS = (
     "/var/lib/kubelet",
     "/var/lib/cni",
     "/etc/cni",
+    "/etc/cni/net.d/cni.lock",  # libcni's lock, also when /etc/cni was there before
     "/run/containerd",
     "/var/run/netns",
     "/run/netns",
