@@ -20,16 +20,18 @@ FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="strategy-rollouts" \
       org.opencontainers.image.description="Kubernetes operator for safe trading-strategy rollouts" \
       org.opencontainers.image.licenses="Apache-2.0"
+# LOGNAME: kopf names itself user@host via getpass.getuser(), and uid 65532 has no /etc/passwd entry
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \
-    TMPDIR=/tmp
+    TMPDIR=/tmp \
+    LOGNAME=strategy-rollouts
 COPY --from=builder /wheels /wheels
 RUN pip install --no-index --find-links /wheels "strategy-rollouts[dashboard]" \
     && rm -rf /wheels \
-    && python -m compileall -q /usr/local/lib/python3.11/site-packages/strategy_rollouts \
+    && python -m compileall -q "$(python -c 'import os, strategy_rollouts as m; print(os.path.dirname(m.__file__))')" \
     && strategy-rollouts --version
 # 65532 = "nonroot" in distroless images; numeric so runAsNonRoot can verify it without /etc/passwd.
 USER 65532:65532

@@ -19,6 +19,7 @@ from typing import Any
 
 from bench.analysis import RolloutTrace, cm_event, parse_metrics, sum_by
 from bench.kube import Api, Watcher, load_creds, ns_path, wait_until
+from devcluster.realnode import KWOK_NODE_SELECTOR, KWOK_TOLERATION
 from strategy_rollouts.testing.exporter import Exporter
 from strategy_rollouts.testing.operator_process import OperatorProcess
 
@@ -107,8 +108,12 @@ def deployment(name: str, namespace: str, replicas: int, version: str) -> dict[s
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    "nodeSelector": {NODE_LABEL: "true"},
-                    "tolerations": [{"key": NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"}],
+                    # the bench's own kwok nodes (type: kwok too); never the real node
+                    "nodeSelector": {**KWOK_NODE_SELECTOR, NODE_LABEL: "true"},
+                    "tolerations": [
+                        {"key": NODE_LABEL, "operator": "Exists", "effect": "NoSchedule"},
+                        dict(KWOK_TOLERATION),
+                    ],
                     "containers": [{"name": "strategy", "image": f"example.invalid/quoter:{version}"}],
                 },
             },

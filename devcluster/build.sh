@@ -68,6 +68,10 @@ for c in kube-apiserver kube-controller-manager kube-scheduler; do
   ok "$c" "$kv" --version || build "$c" "$here/gowrap/kubernetes" "k8s.io/kubernetes/cmd/$c" "$kld"
 done
 ok kubectl "$kv" version --client || build kubectl "$here/gowrap/kubernetes" "k8s.io/kubernetes/cmd/kubectl" "$kld"
+# the real node (devcluster/realnode.py): kubelet and kube-proxy from the same source, and a sandbox image's program
+ok kubelet "$kv" --version || build kubelet "$here/gowrap/kubernetes" "k8s.io/kubernetes/cmd/kubelet" "$kld"
+ok kube-proxy "$kv" --version || build kube-proxy "$here/gowrap/kubernetes" "k8s.io/kubernetes/cmd/kube-proxy" "$kld"
+[[ -x "$out/pause" ]] || build pause "$here/gowrap/pause" . "-s -w"
 
 ok etcd "${ETCD_VERSION#v}" --version || build etcd "$here/gowrap/etcd" . "-s -w"
 

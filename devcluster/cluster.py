@@ -25,6 +25,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from devcluster import realnode
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEVCLUSTER_DIR = Path(__file__).resolve().parent
 DEFAULT_STATE_DIR = REPO_ROOT / ".devcluster"
@@ -40,10 +42,19 @@ BINARIES = (
     "kwok",
     "kwokctl",
     "helm",
+    "kubelet",
+    "kube-proxy",
+    "pause",
 )
 # The request admission policy (charts/strategy-rollouts/templates/), applied to every cluster started here.
 POLICY_TEMPLATE = "templates/request-admission-policy.yaml"
 POLICY_RELEASE = "strategy-rollouts-devcluster"
+AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [{"level": "Metadata", "userGroups": ["system:serviceaccounts"]}, {"level": "None"}],
+}
 PROMETHEUS_BIN = os.environ.get("DEVCLUSTER_PROMETHEUS", "/usr/bin/prometheus")
 REDIS_BIN = os.environ.get("DEVCLUSTER_REDIS", "/usr/bin/redis-server")
 
@@ -266,6 +277,7 @@ class DevCluster:
         self.prometheus_url = prometheus_url
         self.redis_url = redis_url
         self._state: dict[str, Any] = state if state is not None else {}
+        self._real_node: realnode.RealNode | None = None
 
     def __repr__(self) -> str:
         return (
@@ -511,6 +523,8 @@ class DevCluster:
         """healthy(), after restarting our Prometheus if only it is down (e.g. a test stopped it)."""
         if not (self.apiserver_ready() and self.redis_ready()):
             return False
+        if self.real_node is not None and not self.real_node.alive():
+            return False
         if not self.prometheus_ready() and self._state.get("prometheus"):
             try:
                 self.start_prometheus()
@@ -591,6 +605,7 @@ class DevCluster:
             "kwok": None,
             "prometheus": None,
             "redis": None,
+            "real_node": None,
         }
         self = cls(
             state_dir=state_dir,
@@ -609,6 +624,8 @@ class DevCluster:
             if external_kubeconfig is None:
                 self._start_kwok()
                 self.apply_request_policy()
+                if realnode.enabled():
+                    self.start_real_node()
             state["ready"] = True
             self._save()
         except BaseException:
@@ -700,6 +717,7 @@ class DevCluster:
         b = self.bin_dir
         kv = versions()["KUBERNETES_VERSION"]
         ports = free_ports(6)
+        pki = workdir / "clusters" / CLUSTER_NAME / "pki"
         config = {
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
             "kind": "KwokctlConfiguration",
@@ -721,6 +739,8 @@ class DevCluster:
                 "kwokControllerBinary": str(b / "kwok"),
                 "etcdBinary": str(b / "etcd"),
                 "cacheDir": str(workdir / "cache"),
+                # the in-cluster clients of the real node reach the apiserver at the `kubernetes` Service's IP
+                "kubeApiserverCertSANs": [realnode.SERVICE_IP, realnode.BRIDGE_IP],
             },
             "componentsPatches": [
                 {
@@ -728,10 +748,29 @@ class DevCluster:
                     "extraArgs": [
                         {"key": "advertise-address", "value": "127.0.0.1"},
                         {"key": "endpoint-reconciler-type", "value": "none"},
+                        {"key": "service-cluster-ip-range", "value": realnode.SERVICE_CIDR},
+                        # else it resolves the real node's name through the machine's resolver
+                        {"key": "kubelet-preferred-address-types", "value": "InternalIP"},
+                        # `kubectl logs/exec` on the real node: the kubelet authenticates the apiserver by cert
+                        {"key": "kubelet-client-certificate", "value": str(pki / "admin.crt")},
+                        {"key": "kubelet-client-key", "value": str(pki / "admin.key")},
                     ],
-                }
+                },
+                {
+                    # kwok manages only its own nodes (annotated by `kwokctl scale node`), never the real one
+                    "name": "kwok-controller",
+                    "extraArgs": [
+                        {"key": "manage-all-nodes", "value": "false"},
+                        {"key": "manage-nodes-with-annotation-selector", "value": "kwok.x-k8s.io/node=fake"},
+                    ],
+                },
             ],
         }
+        # every call made by a ServiceAccount (the in-cluster operator's, the quoters') at Metadata level:
+        # tests read the log to check RBAC against what is really called (audit_log_path)
+        policy = workdir / "audit-policy.yaml"
+        policy.write_text(json.dumps(AUDIT_POLICY))
+        config["options"]["kubeAuditPolicy"] = str(policy)  # type: ignore[index]
         cfg = workdir / "kwokctl.yaml"
         cfg.write_text(json.dumps(config, indent=2))
         env = self._kwok_env()
@@ -763,6 +802,9 @@ class DevCluster:
         log(f"apiserver ready in {time.monotonic() - t0:.1f}s; creating {NODE_COUNT} fake nodes")
         self._kwokctl("scale", "node", f"--replicas={NODE_COUNT}")
         self.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=90s")
+        # only the fake strategy workloads tolerate this (realnode.KWOK_TOLERATION); the rest goes to the real node
+        t = realnode.KWOK_TAINT
+        self.kubectl("taint", "nodes", "-l", "type=kwok", f"{t['key']}={t['value']}:{t['effect']}", "--overwrite")
         # pods are only admitted once the default ServiceAccount exists
         wait_until(
             "the default ServiceAccount",
@@ -802,8 +844,78 @@ class DevCluster:
         argv = [str(self.bin_dir / "kwokctl"), *args, f"--name={self._state['kwok']['name']}"]
         return self._run(argv, input=None, check=check, env=self._kwok_env())
 
+    # -- the real node --------------------------------------------------------------------------
+
+    @property
+    def real_node(self) -> realnode.RealNode | None:
+        """The real node of this cluster (None: kwok nodes only, or an external cluster)."""
+        info = self._state.get("real_node")
+        if not info:
+            return None
+        if self._real_node is None:
+            self._real_node = realnode.RealNode(Path(info["work_dir"]), self.bin_dir, log)
+        return self._real_node
+
+    def start_real_node(self) -> float:
+        """Start the real node (kubelet, kube-proxy, containerd) and wait until it is Ready; returns the seconds."""
+        kw = self._state["kwok"]
+        self._state["real_node"] = {"work_dir": str(self.state_dir / "node")}
+        self._save()
+        node = self.real_node
+        assert node is not None
+        port = urllib.parse.urlsplit(
+            self.kubectl("config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}").stdout
+        ).port
+        assert port is not None
+        took = node.start(
+            kubeconfig=self.kubeconfig,
+            ca=Path(kw["workdir"]) / "clusters" / kw["name"] / "pki" / "ca.crt",
+            apiserver_port=port,
+            ports=free_ports(4),
+            spawn=lambda argv, logfile: spawn_detached(argv, logfile, self.state_dir),
+            kubectl=self.kubectl,
+        )
+        self._state["real_node"]["ready_seconds"] = round(took, 1)
+        self._save()
+        return took
+
+    @property
+    def audit_log_path(self) -> Path:
+        """The apiserver's audit log (JSON lines; ServiceAccount users' calls at Metadata level)."""
+        kw = self._state["kwok"]
+        return Path(kw["workdir"]) / "clusters" / kw["name"] / "logs" / "audit.log"
+
+    def load_images(self) -> dict[str, Path]:
+        """Build (or reuse) strategy-rollouts:dev and quoter:dev and import them into the real node."""
+        node = self.real_node
+        if node is None:
+            raise RuntimeError("this cluster has no real node (DEVCLUSTER_REAL_NODE=0 or an external cluster)")
+        archives = realnode.build_images(cache_dir())
+        for archive in archives.values():
+            node.import_image(archive)
+        return archives
+
+    def expose_to_pods(self, port: int) -> str:
+        """127.0.0.1:port on the host, reachable from the real node's pods at the returned "10.244.0.1:port"."""
+        node = self.real_node
+        if node is None:
+            raise RuntimeError("this cluster has no real node")
+        return node.expose(port, lambda argv, logfile: spawn_detached(argv, logfile, self.state_dir))
+
+    def stop_real_node(self) -> None:
+        """Delete the real node's pods, stop it and restore the machine from its record (idempotent)."""
+        node = self.real_node
+        if node is None:
+            return
+        if self.apiserver_ready():
+            node.delete_pods(self.kubectl)
+        node.teardown()
+
     def down(self, *, remove_state: bool = True) -> None:
         """Stop every process this cluster started (by pid) and, by default, remove its state."""
+        node = self.real_node
+        if node is not None and self.apiserver_ready():
+            node.delete_pods(self.kubectl)
         kw = self._state.get("kwok")
         if kw:
             pids = self.pids()
@@ -818,6 +930,8 @@ class DevCluster:
             if info:
                 stop_pid(info.get("pid"), binary)
                 info["pid"] = None
+        if node is not None:
+            node.teardown()  # after the control plane: nothing recreates the pods now
         keeper = self._state.get("keeper_pid")
         if keeper and keeper != os.getpid():
             # the keeper exits by itself once it has reaped every child; make sure of it

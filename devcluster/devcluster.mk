@@ -8,7 +8,7 @@ DEVCLUSTER_PY = $(shell test -x $(VENV)/bin/python && echo $(VENV)/bin/python ||
 
 .PHONY: system-deps binaries argocd-binary dev-cluster dev-cluster-down dev-cluster-status
 
-system-deps: ## apt: prometheus, redis-server, lua5.4 (services never started by apt)
+system-deps: ## apt: prometheus, redis, lua5.4, containerd, runc, CNI plugins, buildah... (no service started)
 	@bash devcluster/system-deps.sh
 
 binaries: ## build or reuse kube-*, kubectl, etcd, kwok, kwokctl, helm (~/.cache/strategy-rollouts/bin)
@@ -25,3 +25,7 @@ dev-cluster-down: ## stop every process dev-cluster started and remove .devclust
 
 dev-cluster-status:
 	@$(DEVCLUSTER_PY) -m devcluster status
+
+.PHONY: image
+image: system-deps ## build strategy-rollouts:dev + quoter:dev with buildah (no registry; cached base) and load them into the real node
+	@bash devcluster/image.sh

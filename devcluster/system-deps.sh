@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install the Debian packages the dev cluster and tests need. Quick no-op when present.
 # Services are never started by apt (policy-rc.d), and any daemon that still appears is stopped:
-# we run prometheus and redis ourselves on loopback.
+# we run prometheus, redis and containerd ourselves (loopback / the cluster's own bridge).
 set -euo pipefail
-pkgs=(prometheus redis-server lua5.4 procps openssl ca-certificates chromium)
+pkgs=(prometheus redis-server lua5.4 procps openssl ca-certificates chromium
+  # the real node (devcluster/realnode.py) and `make image` (devcluster/image.sh)
+  containerd runc containernetworking-plugins iptables iproute2 conntrack socat util-linux debootstrap buildah)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -25,7 +27,7 @@ export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Belt and braces: no Debian-managed daemon on the default ports.
-for svc in prometheus redis-server prometheus-node-exporter; do
+for svc in prometheus redis-server prometheus-node-exporter containerd; do
   if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
     $sudo systemctl disable --now "$svc" >/dev/null 2>&1 || true
   else

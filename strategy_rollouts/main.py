@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             notify_retry_window_s=args.notify_retry_window,
             allowed_prometheus=tuple(args.allowed_prometheus),
             allowed_webhooks=tuple(args.allowed_webhook),
+            namespaces=tuple(args.namespace),
         ),
     )
     campaign = elector(args, ctx)

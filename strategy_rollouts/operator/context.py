@@ -46,6 +46,8 @@ class Settings:
     allowed_webhooks: tuple[str, ...] = ()
     # A notification is retried this long after it was recorded, then dropped (NotificationFailed).
     notify_retry_window_s: float = 600.0
+    # The watched namespaces (--namespace); empty: every namespace. Namespaced RBAC cannot list across them.
+    namespaces: tuple[str, ...] = ()
 
 
 class Wakers:

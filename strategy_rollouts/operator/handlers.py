@@ -64,7 +64,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
 async def sweep_orphans(ctx: Context) -> None:
     try:  # rollouts deleted while the operator was down leave their stage-namespace ConfigMaps
-        removed = await orphans.sweep(ctx.kube)
+        removed = await orphans.sweep(ctx.kube, ctx.settings.namespaces)
         if removed:
             log.info("removed %d routing ConfigMaps of rollouts deleted while the operator was down", removed)
     except Exception:  # RBAC or a transient error must not keep the operator from starting
@@ -107,7 +107,7 @@ async def strategyrollout_changed(
         uid = (event["object"].get("metadata") or {}).get("uid")
         try:
             if uid and ctx.leader.acting():  # a standby's delete would be fenced; the leader (or its sweep) does it
-                await orphans.remove_owned(ctx.kube, uid)
+                await orphans.remove_owned(ctx.kube, uid, ctx.settings.namespaces)
         except Exception:  # e.g. namespaced RBAC cannot list across namespaces: the startup sweep retries
             log.warning("removing the routing ConfigMaps of %s/%s failed", namespace, name, exc_info=True)
         return

@@ -18,22 +18,30 @@ from strategy_rollouts.operator.routing_writer import OWNER_NAME, OWNER_NAMESPAC
 log = logging.getLogger(__name__)
 
 
-async def remove_owned(kube: Kube, uid: str) -> int:
+async def _labelled(kube: Kube, selector: str, namespaces: tuple[str, ...]) -> list[client.V1ConfigMap]:
+    """Across every namespace, or (a namespaced operator, whose Roles cannot list across) in each watched one."""
+    if not namespaces:
+        return list((await kube.call(kube.core.list_config_map_for_all_namespaces, label_selector=selector)).items)
+    out: list[client.V1ConfigMap] = []
+    for ns in namespaces:
+        out.extend((await kube.call(kube.core.list_namespaced_config_map, ns, label_selector=selector)).items)
+    return out
+
+
+async def remove_owned(kube: Kube, uid: str, namespaces: tuple[str, ...] = ()) -> int:
     """Delete every ConfigMap labelled as written for the rollout `uid`. Returns how many."""
-    found = await kube.call(kube.core.list_config_map_for_all_namespaces, label_selector=f"{OWNER_UID}={uid}")
     removed = 0
-    for cm in found.items:
+    for cm in await _labelled(kube, f"{OWNER_UID}={uid}", namespaces):
         namespace, name, _ = _meta(cm)
         if await _delete(kube, namespace, name):
             removed += 1
     return removed
 
 
-async def sweep(kube: Kube) -> int:
+async def sweep(kube: Kube, namespaces: tuple[str, ...] = ()) -> int:
     """Delete labelled ConfigMaps whose rollout no longer exists (or is a new object of the same name)."""
-    found = await kube.call(kube.core.list_config_map_for_all_namespaces, label_selector=OWNER_UID)
     removed = 0
-    for cm in found.items:
+    for cm in await _labelled(kube, OWNER_UID, namespaces):
         namespace, name, labels = _meta(cm)
         owner = await kube.get("strategyrollouts", labels.get(OWNER_NAMESPACE, ""), labels.get(OWNER_NAME, ""))
         if owner is not None and owner["metadata"].get("uid") == labels.get(OWNER_UID):

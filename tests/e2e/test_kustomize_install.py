@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from devcluster.cluster import DevCluster
+from devcluster.realnode import KWOK_NODE_SELECTOR, KWOK_TOLERATION
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -70,6 +71,13 @@ def test_kubectl_apply_k(cluster: DevCluster, installed: list[dict[str, Any]]) -
         "wait", "--for=condition=Established", "--timeout=60s",
         "crd/strategyrollouts.strategyrollouts.io", "crd/shadowruns.strategyrollouts.io",
         "crd/paritychecks.strategyrollouts.io",
+    )  # fmt: skip
+    # The published image is not on this machine: place the pod on a kwok node (fake, never pulled), as a
+    # user sets placement; the image running for real on the real node is tests/e2e/test_in_cluster.py.
+    placement = {"spec": {"template": {"spec": {"nodeSelector": KWOK_NODE_SELECTOR, "tolerations": [KWOK_TOLERATION]}}}}
+    cluster.kubectl(
+        "patch", "deployment", "strategy-rollouts", "-n", "strategy-rollouts",
+        "--type=merge", "-p", json.dumps(placement),
     )  # fmt: skip
     cluster.kubectl("rollout", "status", "deployment/strategy-rollouts", "-n", "strategy-rollouts", "--timeout=120s")
     dep = json.loads(

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from devcluster.argocd_local import LocalArgoCD, wait_for
 from devcluster.cluster import DevCluster
+from devcluster.realnode import KWOK_NODE_SELECTOR, KWOK_TOLERATION
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.conftest import SESSION_NAMESPACE_PREFIX
 
@@ -41,7 +43,13 @@ def renamed(text: str, trading: str) -> str:
     """The examples with namespace trading(-staging) renamed to this session's, and the rollout not
     waiting for its ShadowRun's verdict (an hour of shadow decisions; the ShadowRun is still synced)."""
     text = re.sub(r"\btrading(-staging)?\b(?![.\w])", lambda m: trading + (m.group(1) or ""), text)
-    return re.sub(r"(?m)^  shadowRun: .*\n", "", text)
+    text = re.sub(r"(?m)^  shadowRun: .*\n", "", text)
+    # the examples' strategy pods are fake here (their images are not on this machine): kwok's nodes
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    for d in docs:
+        if d["kind"] == "Deployment":
+            d["spec"]["template"]["spec"].update(nodeSelector=KWOK_NODE_SELECTOR, tolerations=[KWOK_TOLERATION])
+    return yaml.safe_dump_all(docs, sort_keys=False)
 
 
 @pytest.fixture

@@ -146,6 +146,9 @@ spec:
   template:
     metadata: {{labels: {{app: web}}}}
     spec:
+      # fake pods: kwok's (tainted) nodes, not the real node
+      nodeSelector: {{type: kwok}}
+      tolerations: [{{key: kwok.x-k8s.io/node, operator: Exists, effect: NoSchedule}}]
       containers:
       - {{name: web, image: example.invalid/web:1}}
 """

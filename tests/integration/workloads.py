@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from devcluster.realnode import KWOK_NODE_SELECTOR, KWOK_TOLERATION
+
 if TYPE_CHECKING:
     from devcluster.cluster import DevCluster
 
@@ -27,13 +29,16 @@ def deployment(
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
+                    # a fake strategy pod: kwok's nodes only (tainted); everything else runs on the real node
+                    "nodeSelector": dict(KWOK_NODE_SELECTOR),
+                    "tolerations": [dict(KWOK_TOLERATION)],
                     "containers": [
                         {
                             "name": "strategy",
                             "image": f"example.invalid/quoter:{version}",
                             "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
                         }
-                    ]
+                    ],
                 },
             },
         },

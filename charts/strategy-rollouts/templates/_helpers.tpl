@@ -70,21 +70,23 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNam
 - apiGroups: ["strategyrollouts.io"]
   resources: ["gatetemplates"]
   verbs: ["get", "list", "watch"]
-# The stable and canary deployments: observed, and scaled.
+# The stable and canary deployments: observed (read + kopf's watch), and scaled through the scale
+# subresource only (kube.py patch_namespaced_deployment_scale); the Deployment itself is never written.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["apps"]
   resources: ["deployments/scale"]
-  verbs: ["get", "patch", "update"]
-# Routing (<rollout>-routing), ShadowRun reports (<shadowrun>-report), latency budgets.
+  verbs: ["patch"]
+# Routing (<rollout>-routing), ShadowRun reports (<shadowrun>-report), latency budgets: read, created and
+# replaced (kube.py), deleted when their rollout goes (orphans.py); never patched.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
-# ShadowRun egress isolation.
+  verbs: ["get", "list", "watch", "create", "update", "delete"]
+# ShadowRun egress isolation: read by name, create, replace, delete (shadow_world.py); never listed or watched.
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  verbs: ["get", "create", "update", "delete"]
 # Per-object Prometheus bearer token / CA (spec.prometheus.*SecretRef); read by name only.
 - apiGroups: [""]
   resources: ["secrets"]
@@ -107,12 +109,11 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNam
 - apiGroups: ["strategyrollouts.io"]
   resources: ["clustergatetemplates"]
   verbs: ["get", "list", "watch"]
-{{- if not .Values.watchNamespaces }}
-# kopf, cluster-wide mode: runtime observation of namespaces.
+# kopf: runtime observation of namespaces, in both modes (namespaced: whether the watched ones exist;
+# without it kopf's probe is a 403 at every start, seen in the e2e audit log).
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
-{{- end }}
 {{- if .Values.operator.peering }}
 # kopf peering (operator.peering): the ClusterKopfPeering / KopfPeering objects.
 - apiGroups: ["kopf.dev"]

@@ -1,0 +1,3 @@
+module strategy-rollouts/devcluster/gowrap/pause
+
+go 1.24
