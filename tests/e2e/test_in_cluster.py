@@ -10,10 +10,14 @@ for the `operator` fixture.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +37,7 @@ GATE = "e2e_in_cluster_gate"
 KEYS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"]
 RELEASE = "sr"
 FULLNAME = f"{RELEASE}-strategy-rollouts"
+REPLICAS = 2  # the chart's default: a leader and a standby (Lease election)
 
 
 def eventually(pred: Callable[[], Any], timeout: float = 120.0, what: str = "condition") -> Any:
@@ -71,21 +76,32 @@ class InCluster:
             *extra,
         ]  # fmt: skip
 
-    def operator_pod(self) -> dict[str, Any] | None:
+    def operator_pods(self) -> list[dict[str, Any]]:
         pods = json.loads(
             self.cluster.kubectl(
                 "get", "pods", "-n", self.ns, "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "json"
             ).stdout
         )["items"]
-        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-        return live[0] if len(live) == 1 else None
+        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+    def holder(self) -> str:
+        """The Lease's holder: `<pod name>_<pid>` of the replica that acts, or empty."""
+        got = self.cluster.kubectl(
+            "get", "lease", FULLNAME, "-n", self.ns, "-o", "jsonpath={.spec.holderIdentity}", check=False
+        )
+        return got.stdout.strip() if got.returncode == 0 else ""
 
     def ready_pod(self) -> dict[str, Any] | None:
-        pod = self.operator_pod()
-        if pod is None:
+        """The leader, once both replicas (the chart's default) are Ready and one of them holds the Lease."""
+        pods = self.operator_pods()
+        if len(pods) != REPLICAS:
             return None
-        conds = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
-        return pod if conds.get("Ready") == "True" else None
+        for pod in pods:
+            conds = {c["type"]: c["status"] for c in pod.get("status", {}).get("conditions", [])}
+            if conds.get("Ready") != "True":
+                return None
+        leader = self.holder().rsplit("_", 1)[0]
+        return next((p for p in pods if p["metadata"]["name"] == leader), None)
 
 
 def namespace(cluster: DevCluster, name: str, labels: dict[str, str] | None = None) -> None:
@@ -178,7 +194,8 @@ def test_helm_install_into_restricted_namespace_becomes_ready_on_the_real_node(w
     assert pod["spec"]["serviceAccountName"] == FULLNAME
     spec = pod["spec"]["containers"][0]
     assert spec["image"] == "strategy-rollouts:dev" and spec["imagePullPolicy"] == "Never"
-    assert spec["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert spec["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert "--leader-elect" in spec["args"]
     assert spec["securityContext"]["readOnlyRootFilesystem"] is True
     # a real process that started from the image: no restarts, a container id from containerd
     cs = pod["status"]["containerStatuses"][0]
@@ -393,6 +410,141 @@ def test_the_operator_calls_only_what_its_role_grants_and_uses_what_it_grants(wo
     unused = granted - used - set(NOT_EXERCISED_HERE)
     assert unused == set(), f"granted, never called, and no code named for it: {sorted(unused)}"
     print(f"\n[e2e] operator API calls seen in the audit log: {sorted(used)}")
+
+
+def slow_rollout(name: str, w: InCluster, strategy: str) -> dict[str, Any]:
+    """The two-stage rollout with 8 s pauses: long enough to act on the leader in the middle."""
+    obj = rollout(name, w, strategy)
+    for stage in obj["spec"]["stages"]:
+        for step in stage["steps"]:
+            if "pause" in step:
+                step["pause"] = {"duration": "8s"}
+    return obj
+
+
+@dataclass
+class Positions:
+    """(stage, step) of one rollout and its staging canary's replicas, sampled every 0.2 s."""
+
+    seen: list[tuple[int, int, int]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def sample(w: InCluster, name: str) -> tuple[Positions, threading.Thread]:
+    pos = Positions()
+
+    def run() -> None:
+        while not pos.stop.is_set():
+            st = status(w.cluster, name, w.staging)
+            if st.get("phase") == "Progressing":
+                canary = replicas(w.cluster, f"{name}-pipeline", w.staging)[0]
+                pos.seen.append((st.get("stageIndex") or 0, st.get("stepIndex") or 0, canary))
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return pos, thread
+
+
+def start_slow(w: InCluster, name: str) -> None:
+    strategy = f"e2e_{name}"
+    w.exporter.gauge(GATE, 20.0, strategy=strategy)
+    for ns in (w.staging, w.prod):
+        apply(w.cluster, deployment(f"{name}-legacy", ns, 2, "v1.0.0"), deployment(f"{name}-pipeline", ns, 0, "v2.0.0"))
+    apply(w.cluster, slow_rollout(name, w, strategy))
+
+    def in_pause() -> bool:
+        st = status(w.cluster, name, w.staging)
+        return (st.get("stageIndex"), st.get("stepIndex")) == (0, 1)
+
+    eventually(in_pause, timeout=120, what=f"{name} in its staging pause")
+
+
+def assert_no_step_repeated_skipped_or_scaled_twice(pos: Positions) -> None:
+    steps = [(stage, step) for stage, step, _ in pos.seen]
+    assert steps == sorted(steps), f"a step went back: {steps}"
+    assert {(0, 1), (1, 1)} <= set(steps), f"a pause was skipped: {sorted(set(steps))}"
+    assert max(c for _, _, c in pos.seen) <= 1, "the canary (replicas: 1) was scaled beyond its count"
+
+
+def test_deleting_the_leader_pod_mid_rollout_the_standby_finishes_it(world: InCluster) -> None:
+    w, c = world, world.cluster
+    leader = eventually(w.ready_pod, timeout=120, what="a leader and a standby Ready")
+    old = w.holder()
+    start_slow(w, "failover")
+    pos, thread = sample(w, "failover")
+    t0 = time.monotonic()
+    c.kubectl("delete", "pod", leader["metadata"]["name"], "-n", w.ns, "--wait=false")
+    new = eventually(lambda: (h := w.holder()) and h != old and h, timeout=30, what="the standby holds the Lease")
+    took = time.monotonic() - t0
+    acted = eventually(
+        lambda: (st := status(c, "failover", w.staging)) and (st.get("stageIndex"), st.get("stepIndex")) != (0, 1),
+        timeout=30,
+        what="the next step written by the new leader",
+    )
+    acted_s = time.monotonic() - t0
+    print(f"\n[e2e] leader pod deleted: Lease to {new} in {took:.1f}s, next step written after {acted_s:.1f}s")
+    assert acted and acted_s < 20
+    wait_phase(w, "failover", "Succeeded")
+    pos.stop.set()
+    thread.join(5)
+    assert_no_step_repeated_skipped_or_scaled_twice(pos)
+
+
+def host_pid(pod: str) -> int:
+    """The operator process of `pod` as the host sees it (its environment names the pod)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"POD_NAME={pod}".encode() in environ and b"run" in cmdline:
+            found.append(int(proc.name))
+    assert found, f"no process of pod {pod} on this host"
+    return min(found)
+
+
+def writes_by(w: InCluster, manager: str) -> dict[str, str]:
+    """The last write time of `manager` on each object the rollouts touch (from managedFields)."""
+    out: dict[str, str] = {}
+    for ns in (w.staging, w.prod):
+        items = json.loads(w.cluster.kubectl("get", "srl,deploy,cm", "-n", ns, "-o", "json").stdout)["items"]
+        for o in items:
+            for e in o["metadata"].get("managedFields") or []:
+                if e["manager"] == manager:
+                    out[f"{o['kind']}/{ns}/{o['metadata']['name']}/{e.get('subresource', '')}"] = e.get("time", "")
+    return out
+
+
+def test_a_frozen_leader_is_replaced_and_acts_on_nothing_when_thawed(world: InCluster) -> None:
+    w = world
+    leader = eventually(w.ready_pod, timeout=120, what="a leader and a standby Ready")
+    old, pid = w.holder(), host_pid(leader["metadata"]["name"])
+    start_slow(w, "frozen")
+    pos, thread = sample(w, "frozen")
+    os.kill(pid, signal.SIGSTOP)  # through the runtime's process on this host: nothing is released
+    t0 = time.monotonic()
+    try:
+        new = eventually(lambda: (h := w.holder()) and h != old and h, timeout=40, what="the standby takes over")
+        took = time.monotonic() - t0
+        before = writes_by(w, f"strategy-rollouts.{old}")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    print(f"\n[e2e] leader frozen (SIGSTOP): Lease to {new} after {took:.1f}s")
+    assert took < 20
+    wait_phase(w, "frozen", "Succeeded")
+    pos.stop.set()
+    thread.join(5)
+    assert_no_step_repeated_skipped_or_scaled_twice(pos)
+    # thawed, it knew it could not have renewed in time: no write of its own since (fencing)
+    assert writes_by(w, f"strategy-rollouts.{old}") == before
+    ip = leader["status"]["podIP"]
+    with urllib.request.urlopen(f"http://{ip}:8081/readyz", timeout=5) as resp:
+        assert resp.read().decode().strip() == "standby"
 
 
 def test_helm_upgrade_then_uninstall_leaves_nothing_behind(world: InCluster) -> None:
