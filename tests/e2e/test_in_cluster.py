@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,6 +38,7 @@ GATE = "e2e_in_cluster_gate"
 KEYS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT"]
 RELEASE = "sr"
 FULLNAME = f"{RELEASE}-strategy-rollouts"
+OPERATOR_PODS = "app.kubernetes.io/name=strategy-rollouts"  # the dashboard's pods are strategy-rollouts-dashboard
 REPLICAS = 2  # the chart's default: a leader and a standby (Lease election)
 
 
@@ -79,7 +81,14 @@ class InCluster:
     def operator_pods(self) -> list[dict[str, Any]]:
         pods = json.loads(
             self.cluster.kubectl(
-                "get", "pods", "-n", self.ns, "-l", f"app.kubernetes.io/instance={RELEASE}", "-o", "json"
+                "get",
+                "pods",
+                "-n",
+                self.ns,
+                "-l",
+                f"{OPERATOR_PODS},app.kubernetes.io/instance={RELEASE}",
+                "-o",
+                "json",
             ).stdout
         )["items"]
         return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
@@ -545,6 +554,46 @@ def test_a_frozen_leader_is_replaced_and_acts_on_nothing_when_thawed(world: InCl
     ip = leader["status"]["podIP"]
     with urllib.request.urlopen(f"http://{ip}:8081/readyz", timeout=5) as resp:
         assert resp.read().decode().strip() == "standby"
+
+
+def dashboard_get(url: str, token: str | None = None) -> tuple[int, Any]:
+    headers = (
+        {"Authorization": f"Bearer {token}", "Accept": "application/json"} if token else {"Accept": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, None
+
+
+def test_the_chart_dashboard_runs_as_a_restricted_pod_and_serves_only_what_a_token_may_see(world: InCluster) -> None:
+    w, c = world, world.cluster
+    c.helm("upgrade", RELEASE, *w.helm_args("--set", "dashboard.enabled=true"))
+    selector = f"app.kubernetes.io/name=strategy-rollouts-dashboard,app.kubernetes.io/instance={RELEASE}"
+    c.kubectl("wait", "pods", "-n", w.ns, "-l", selector, "--for=condition=Ready", "--timeout=180s")
+    pod = json.loads(c.kubectl("get", "pods", "-n", w.ns, "-l", selector, "-o", "json").stdout)["items"][0]
+    assert pod["spec"]["nodeName"] == realnode.NODE_NAME
+    base = f"http://{pod['status']['podIP']}:8080"
+    assert dashboard_get(f"{base}/api/overview")[0] == 401
+    assert dashboard_get(f"{base}/api/overview", "not-a-token")[0] == 401
+    # a viewer who may read rollouts in staging only
+    c.kubectl("create", "serviceaccount", "viewer", "-n", w.staging)
+    c.kubectl("create", "role", "viewer", "-n", w.staging, "--verb=get,list,watch", "--resource=strategyrollouts")
+    c.kubectl(
+        "create", "rolebinding", "viewer", "-n", w.staging, "--role=viewer", f"--serviceaccount={w.staging}:viewer"
+    )
+    token = c.kubectl("create", "token", "viewer", "-n", w.staging).stdout.strip()
+
+    def overview() -> Any:
+        code, body = dashboard_get(f"{base}/api/overview", token)
+        return body if code == 200 and body and body.get("strategyrollouts") else None
+
+    body = eventually(overview, timeout=60, what="the viewer's overview")
+    assert body["readOnly"] is True and body["user"] == f"system:serviceaccount:{w.staging}:viewer"
+    assert {r["namespace"] for r in body["strategyrollouts"]} == {w.staging}
+    assert dashboard_get(f"{base}/api/strategyrollouts/{w.staging}/good", token)[0] == 200
+    assert dashboard_get(f"{base}/api/strategyrollouts/{w.ns}/good", token)[0] == 403
 
 
 def test_helm_upgrade_then_uninstall_leaves_nothing_behind(world: InCluster) -> None:
