@@ -73,7 +73,7 @@ def run_engine(machine: dict[str, Any], repeat: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small N, short windows: a few minutes")
-    parser.add_argument("--only", default="engine,step,peer-step,rollback,scale")
+    parser.add_argument("--only", default="engine,step,peer-step,rollback,peer-rollback,scale,peer-scale")
     parser.add_argument("--scale", default=None, help="comma-separated N values")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
@@ -92,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         "steady_s": _env_int("BENCH_STEADY_S", 35 if quick else 65),
         "rest_s": _env_int("BENCH_REST_S", 30 if quick else 60),
         "scale": scale_ns,
+        # the peer side by side: N values, and its client limits (None = its defaults, 40 QPS / burst 80)
+        "peer_scale": [int(x) for x in os.environ.get("BENCH_PEER_SCALE", "10,50" if quick else "100,300").split(",")],
+        "peer_qps": [
+            None if q == "default" else float(q)
+            for q in os.environ.get("BENCH_PEER_QPS", "default" if quick else "default,400").split(",")
+        ],
     }
     from bench.harness import machine_info
 
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     if "engine" in only:
         run_engine(machine, cfg["repeat"])
-    if only & {"step", "peer-step", "rollback", "scale"}:
+    if only & {"step", "peer-step", "rollback", "peer-rollback", "scale", "peer-scale"}:
         from bench import scenarios
         from bench.harness import Env
 
@@ -118,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
                 peer.install_crds(env, peer_dir)
                 res = side_by_side.step_latency(env, peer_dir, cfg["step_rollouts"], rounds=2)
                 write_result("peer_step_latency", res, machine, cfg)
+            if "peer-rollback" in only:
+                from bench import peer, peer_scenarios
+
+                peer_dir = peer.build()
+                peer.install_crds(env, peer_dir)
+                res = peer_scenarios.rollback(env, peer_dir, cfg["rollback_rollouts"], cfg["rollback_interval"])
+                write_result("peer_rollback", res, machine, cfg)
             if "rollback" in only:
                 res = scenarios.rollback(env, cfg["rollback_rollouts"], cfg["rollback_interval"])
                 write_result("rollback", res, machine, cfg)
@@ -135,6 +148,15 @@ def main(argv: list[str] | None = None) -> int:
                         failures += 1
                         break
                 write_result("scale", {"levels": levels, "stopped_at": stopped}, machine, cfg)
+            if "peer-scale" in only:
+                from bench import peer, peer_scenarios
+
+                peer_dir = peer.build()
+                peer.install_crds(env, peer_dir)
+                res = peer_scenarios.scale(
+                    env, peer_dir, cfg["peer_scale"], cfg["steady_s"], cfg["rest_s"], cfg["peer_qps"]
+                )
+                write_result("peer_scale", res, machine, cfg)
         finally:
             for ns in env.namespaces:
                 try:
