@@ -2,10 +2,12 @@
 control plane with the real operator process and the real Prometheus. Results: bench/results/*.json,
 bench/README.md (table), bench/cost_curve.png.
 
-    python -m bench.run [--quick] [--only engine,step,peer-step,rollback,scale] [--scale 10,100,300,1000]
+    python -m bench.run [--quick] [--only engine,step,peer-step,rollback,peer-rollback,scale,peer-scale]
+                        [--scale 10,100,300,1000]
 
 Environment overrides: BENCH_SCALE (e.g. "10,100"), BENCH_STEP_ROLLOUTS, BENCH_ROLLBACK_ROLLOUTS,
-BENCH_ROLLBACK_INTERVAL, BENCH_STEADY_S, BENCH_REST_S, BENCH_REPEAT.
+BENCH_ROLLBACK_INTERVAL, BENCH_STEADY_S, BENCH_REST_S, BENCH_REPEAT; the peer: BENCH_PEER_SCALE (e.g. "100,300"),
+BENCH_PEER_QPS (e.g. "default,400": Argo Rollouts at its client defaults, then at --qps 400 --burst 800).
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ RESULTS = BENCH / "results"
 REPO = BENCH.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+
+FULL = "engine,step,peer-step,rollback,peer-rollback,scale,peer-scale"
+# under 10 minutes: ours-only rollback and scale are left to the full run (the side-by-side ones cover both)
+QUICK = "engine,step,peer-step,peer-rollback,peer-scale"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -73,12 +80,12 @@ def run_engine(machine: dict[str, Any], repeat: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small N, short windows: a few minutes")
-    parser.add_argument("--only", default="engine,step,peer-step,rollback,peer-rollback,scale,peer-scale")
+    parser.add_argument("--only", default=None, help=f"default: {FULL}; with --quick: {QUICK}")
     parser.add_argument("--scale", default=None, help="comma-separated N values")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
-    only = set(args.only.split(","))
     quick = args.quick
+    only = set((args.only or (QUICK if quick else FULL)).split(","))
     scale_ns = [
         int(x)
         for x in (args.scale or os.environ.get("BENCH_SCALE") or ("10,50" if quick else "10,100,300,1000")).split(",")
