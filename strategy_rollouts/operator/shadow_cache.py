@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strategy_rollouts.engine.shadow_run import ShadowDeployment
-from strategy_rollouts.operator.watched import Newest, ObjectKey, _key, _revision
+from strategy_rollouts.operator.watched import Newest, ObjectKey, _key, _revision, slim
 
 POLICY_WAKER = "networkpolicy"  # waker kind: one of our NetworkPolicies was deleted
 
@@ -66,7 +66,7 @@ class ShadowCache:
 
     def offer_policy(self, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
-        self.policies.put(_key(meta), _revision(meta), dict(body))
+        self.policies.put(_key(meta), _revision(meta), slim(body))
 
     def drop_policy(self, namespace: str, name: str) -> None:
         self.policies.pop((namespace, name))

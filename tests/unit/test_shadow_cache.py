@@ -54,3 +54,22 @@ def test_policies_newest_wins_and_deletion_drops() -> None:
     assert cache.policy("ns", "r-egress") == body
     cache.drop_policy("ns", "r-egress")
     assert cache.policy("ns", "r-egress") is None
+
+
+def test_cached_bodies_drop_managed_fields_and_keep_everything_else() -> None:
+    from strategy_rollouts.operator.watched import Watched
+
+    watched = Watched()
+    body = {
+        "kind": "StrategyRollout",
+        "metadata": {"namespace": "ns", "name": "r", "resourceVersion": "3", "managedFields": [{"manager": "x"}]},
+        "status": {"phase": "Paused"},
+    }
+    watched.offer(body)
+    held = watched.body("StrategyRollout", "ns", "r")
+    assert held == {
+        "kind": "StrategyRollout",
+        "metadata": {"namespace": "ns", "name": "r", "resourceVersion": "3"},
+        "status": {"phase": "Paused"},
+    }
+    assert "managedFields" in body["metadata"]  # the caller's body is not changed
