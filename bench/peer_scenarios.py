@@ -349,7 +349,8 @@ def index_latencies(trace: Trace, side: str, timed: dict[int, float]) -> list[fl
                     due = parse_time(st["stepStartedAt"]) + seconds
                 elif side == "peer":
                     due = peer.pause_due(st, seconds)
-            elif due is not None and (st.get(index_key) or 0) > index:
+            elif due is not None and ((st.get(index_key) or 0) > index or st.get("phase") == "Succeeded"):
+                # ours resets stepIndex when it succeeds (the last pause's end can be that very write)
                 out.append(t - due)
                 break
     return out

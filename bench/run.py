@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-RESULTS = Path(os.environ.get("BENCH_RESULTS") or BENCH / "results")  # BENCH_RESULTS: e.g. a quick run beside a full one
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or BENCH / "results")  # BENCH_RESULTS: e.g. a quick run
 REPO = BENCH.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
