@@ -18,6 +18,7 @@ time of the status that moves past the pause (ours `stepIndex`, Argo `currentSte
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -334,7 +335,14 @@ def rollback(env: Env, peer_dir: Path, rollouts: int, interval: str = "5s", roun
 
 
 def _pause_durations(i: int) -> str:
-    return f"{15 + (i % 16)}s"
+    """15-30 s, spread (BENCH_PEER_PAUSES="5-10" for a quick run)."""
+    low, high = (int(x) for x in os.environ.get("BENCH_PEER_PAUSES", "15-30").split("-"))
+    return f"{low + (i % (high - low + 1))}s"
+
+
+def _check_interval() -> str:
+    """Both sides' Prometheus checks (BENCH_PEER_INTERVAL, default 30s; a quick run uses 10s)."""
+    return os.environ.get("BENCH_PEER_INTERVAL", "30s")
 
 
 def index_latencies(trace: Trace, side: str, timed: dict[int, float]) -> list[float]:
@@ -401,7 +409,7 @@ def scale_ours(env: Env, n: int, steady_s: float, rest_s: float, timeout: float)
                     "replicas": 1,
                     "routing": {"mode": "replicas", "handoff": "0s"},
                     "stages": [{"name": "prod", "steps": steps}],
-                    "gates": gates("30s"),
+                    "gates": gates(_check_interval()),
                     "scaleDownDelay": "5s",
                     "paused": True,
                 },
@@ -469,7 +477,7 @@ def scale_peer(
     for s in strategies.values():
         env.exporter.add(s)
     prom = f"http://127.0.0.1:{env.proxy['prometheus']}"
-    env.api.create(_argo_path(ns, "analysistemplates"), analysis_template(ns, prom, "30s"))
+    env.api.create(_argo_path(ns, "analysistemplates"), analysis_template(ns, prom, _check_interval()))
     rec = Recorder(env, ns, "peer")
     pauses = {name: float(_pause_durations(i).removesuffix("s")) for i, name in enumerate(names)}
     with peer.controller(env, peer_dir, f"sx-{tag}-{n}", ns, via_proxy=True, qps=qps) as proc:

@@ -78,12 +78,14 @@ def tables() -> str:
                     f"| {_s(a[q])} | {_s(b[q])} | {_ratio(a[q], b[q])} | {a['n']} / {b['n']} | {_machine(rollback)} |"
                 )
     if scale and scale.get("levels"):
+        cfg = scale.get("config") or {}
         lines += [
             "",
             f"Scale side by side ({_machine(scale)}). Replica-based on both sides, 1 replica, 2 Prometheus checks "
-            "every 30 s per rollout (ours: gates; Argo: background analysis, 2 metrics), both through the "
-            "counting proxy. *steady*: all paused with checks running; *active*: released together, "
-            "pause 15-30 s, 50 %, pause, 100 %; *rest*: all done. Step = pause due -> status past the pause "
+            f"every {cfg.get('peer_interval', '30s')} per rollout (ours: gates; Argo: background analysis, 2 "
+            "metrics), both through the counting proxy. *steady*: all paused with checks running; *active*: "
+            f"released together, pause {cfg.get('peer_pauses', '15-30')} s, 50 %, pause, 100 %; *rest*: all "
+            "done. Step = pause due -> status past the pause "
             "(the same signal on both sides). Argo `default` = its client's 40 QPS / burst 80; `qps400` = "
             "`--qps 400 --burst 800`.",
             "",

@@ -31,8 +31,9 @@ if str(REPO) not in sys.path:
 
 
 FULL = "engine,step,peer-step,rollback,peer-rollback,scale,peer-scale"
-# under 10 minutes: ours-only rollback and scale are left to the full run (the side-by-side ones cover both)
-QUICK = "engine,step,peer-step,peer-rollback,peer-scale"
+# under 10 minutes: ours-only step, rollback and scale are left to the full run (the side-by-side ones
+# measure ours too)
+QUICK = "engine,peer-step,peer-rollback,peer-scale"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
     quick = args.quick
+    if quick:  # the side-by-side scale in a few minutes: checks every 10 s, pauses of 5-10 s
+        os.environ.setdefault("BENCH_PEER_INTERVAL", "10s")
+        os.environ.setdefault("BENCH_PEER_PAUSES", "5-10")
     only = set((args.only or (QUICK if quick else FULL)).split(","))
     scale_ns = [
         int(x)
@@ -93,12 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = {
         "quick": quick,
         "repeat": _env_int("BENCH_REPEAT", 3 if quick else 7),
-        "step_rollouts": _env_int("BENCH_STEP_ROLLOUTS", 4 if quick else 12),
-        "rollback_rollouts": _env_int("BENCH_ROLLBACK_ROLLOUTS", 4 if quick else 12),
+        "step_rollouts": _env_int("BENCH_STEP_ROLLOUTS", 3 if quick else 12),
+        "rollback_rollouts": _env_int("BENCH_ROLLBACK_ROLLOUTS", 3 if quick else 12),
         "rollback_interval": os.environ.get("BENCH_ROLLBACK_INTERVAL", "5s"),
-        "steady_s": _env_int("BENCH_STEADY_S", 35 if quick else 65),
-        "rest_s": _env_int("BENCH_REST_S", 30 if quick else 60),
+        "steady_s": _env_int("BENCH_STEADY_S", 25 if quick else 65),
+        "rest_s": _env_int("BENCH_REST_S", 20 if quick else 60),
         "scale": scale_ns,
+        "peer_interval": os.environ.get("BENCH_PEER_INTERVAL", "30s"),
+        "peer_pauses": os.environ.get("BENCH_PEER_PAUSES", "15-30"),
         # the peer side by side: N values, and its client limits (None = its defaults, 40 QPS / burst 80)
         "peer_scale": [int(x) for x in os.environ.get("BENCH_PEER_SCALE", "10,50" if quick else "100,300").split(",")],
         "peer_qps": [
