@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv test unit integration lint typecheck crds crds-check manifests demo bench chaos kind-e2e clean checkov
+.PHONY: help venv test unit integration lint typecheck crds crds-check manifests demo bench bench-soak chaos kind-e2e clean checkov
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -69,9 +69,13 @@ demo: venv system-deps binaries ## the whole story on the local cluster: ShadowR
 chaos: venv system-deps binaries ## the chaos run of `make test`, longer: 50 operator kills (CHAOS_KILLS=N, CHAOS_SEED=S to replay)
 	DEVCLUSTER_FRESH=1 CHAOS_KILLS=$${CHAOS_KILLS:-50} $(VENV)/bin/pytest tests/integration/test_chaos.py -q -s -p no:cacheprovider --timeout=3600
 
-bench: venv system-deps binaries ## benchmarks (not tests); results under bench/results/
+bench: venv system-deps binaries ## benchmarks (not tests), with Argo Rollouts side by side; QUICK=1: < 10 min
 	$(PY) -m pip install -q -e '.[dev,bench]'
-	$(PY) -m bench.run
+	$(PY) -m bench.run $(if $(QUICK),--quick)
+
+bench-soak: venv system-deps binaries ## leak check: N=1,000 paused rollouts with gates for 1 h (BENCH_SOAK_N, BENCH_SOAK_S)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m bench.soak
 
 kind-e2e: ## (needs Docker; not runnable on the no-Docker dev machines) kind cluster + image + chart + e2e suite
 	./hack/kind-e2e.sh

@@ -381,7 +381,9 @@ class Env:
         )
 
     @contextmanager
-    def operator(self, label: str, namespaces: tuple[str, ...], via_proxy: bool) -> Iterator[OperatorProcess]:
+    def operator(
+        self, label: str, namespaces: tuple[str, ...], via_proxy: bool, extra_env: dict[str, str] | None = None
+    ) -> Iterator[OperatorProcess]:
         kubeconfig = self.proxy["kubeconfig"] if via_proxy else str(self.cluster.kubeconfig)
         prom = f"http://127.0.0.1:{self.proxy['prometheus']}" if via_proxy else self.cluster.prometheus_url
         # BENCH_OPERATOR_PYTHONPATH: run a locally patched copy of the operator (before/after comparisons).
@@ -391,7 +393,7 @@ class Env:
             prom,
             self.work / f"operator-{label}.log",
             namespaces=namespaces,
-            env={"PYTHONPATH": patched} if patched else None,
+            env=({"PYTHONPATH": patched} if patched else {}) | (extra_env or {}),
         )
         # `python -m` puts the working directory first on sys.path: start a patched copy from its own root.
         here = os.getcwd()

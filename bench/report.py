@@ -132,6 +132,9 @@ def tables() -> str:
             )
     lines.append("")
     lines.append("![cost curve](cost_curve.png)")
+    from bench import report_peer
+
+    lines.append(report_peer.tables())
     return "\n".join(lines)
 
 
@@ -210,6 +213,9 @@ def write() -> None:
     _, tail = rest.split(END, 1)
     README.write_text(f"{head}{BEGIN}\n{tables()}\n{END}{tail}")
     plot()
+    from bench import report_peer
+
+    report_peer.plot()
     print(f"[bench] wrote {README} and {PLOT}", flush=True)
 
 

@@ -2,10 +2,13 @@
 control plane with the real operator process and the real Prometheus. Results: bench/results/*.json,
 bench/README.md (table), bench/cost_curve.png.
 
-    python -m bench.run [--quick] [--only engine,step,peer-step,rollback,scale,dashboard] [--scale 10,100,300,1000]
+    python -m bench.run [--quick] [--only engine,step,peer-step,rollback,peer-rollback,scale,peer-scale,dashboard]
+                        [--scale 10,100,300,1000]
 
 Environment overrides: BENCH_SCALE (e.g. "10,100"), BENCH_STEP_ROLLOUTS, BENCH_ROLLBACK_ROLLOUTS,
-BENCH_ROLLBACK_INTERVAL, BENCH_STEADY_S, BENCH_REST_S, BENCH_REPEAT, BENCH_DASHBOARD_N.
+BENCH_ROLLBACK_INTERVAL, BENCH_STEADY_S, BENCH_REST_S, BENCH_REPEAT, BENCH_DASHBOARD_N; the peer: BENCH_PEER_SCALE
+(e.g. "100,300"), BENCH_PEER_QPS (e.g. "default,400": Argo Rollouts at its client defaults, then at
+--qps 400 --burst 800).
 """
 
 from __future__ import annotations
@@ -22,10 +25,16 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-RESULTS = BENCH / "results"
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or BENCH / "results")  # BENCH_RESULTS: e.g. a quick run
 REPO = BENCH.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+
+FULL = "engine,step,peer-step,rollback,peer-rollback,scale,peer-scale,dashboard"
+# under 10 minutes: ours-only step, rollback and scale are left to the full run (the side-by-side ones
+# measure ours too)
+QUICK = "engine,peer-step,peer-rollback,peer-scale"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -73,12 +82,15 @@ def run_engine(machine: dict[str, Any], repeat: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small N, short windows: a few minutes")
-    parser.add_argument("--only", default="engine,step,peer-step,rollback,scale,dashboard")
+    parser.add_argument("--only", default=None, help=f"default: {FULL}; with --quick: {QUICK}")
     parser.add_argument("--scale", default=None, help="comma-separated N values")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
-    only = set(args.only.split(","))
     quick = args.quick
+    if quick:  # the side-by-side scale in a few minutes: checks every 10 s, pauses of 5-10 s
+        os.environ.setdefault("BENCH_PEER_INTERVAL", "10s")
+        os.environ.setdefault("BENCH_PEER_PAUSES", "5-10")
+    only = set((args.only or (QUICK if quick else FULL)).split(","))
     scale_ns = [
         int(x)
         for x in (args.scale or os.environ.get("BENCH_SCALE") or ("10,50" if quick else "10,100,300,1000")).split(",")
@@ -86,13 +98,21 @@ def main(argv: list[str] | None = None) -> int:
     cfg = {
         "quick": quick,
         "repeat": _env_int("BENCH_REPEAT", 3 if quick else 7),
-        "step_rollouts": _env_int("BENCH_STEP_ROLLOUTS", 4 if quick else 12),
-        "rollback_rollouts": _env_int("BENCH_ROLLBACK_ROLLOUTS", 4 if quick else 12),
+        "step_rollouts": _env_int("BENCH_STEP_ROLLOUTS", 3 if quick else 12),
+        "rollback_rollouts": _env_int("BENCH_ROLLBACK_ROLLOUTS", 3 if quick else 12),
         "rollback_interval": os.environ.get("BENCH_ROLLBACK_INTERVAL", "5s"),
-        "steady_s": _env_int("BENCH_STEADY_S", 35 if quick else 65),
-        "rest_s": _env_int("BENCH_REST_S", 30 if quick else 60),
+        "steady_s": _env_int("BENCH_STEADY_S", 25 if quick else 65),
+        "rest_s": _env_int("BENCH_REST_S", 20 if quick else 60),
         "scale": scale_ns,
         "dashboard_n": _env_int("BENCH_DASHBOARD_N", 100 if quick else 1000),
+        "peer_interval": os.environ.get("BENCH_PEER_INTERVAL", "30s"),
+        "peer_pauses": os.environ.get("BENCH_PEER_PAUSES", "15-30"),
+        # the peer side by side: N values, and its client limits (None = its defaults, 40 QPS / burst 80)
+        "peer_scale": [int(x) for x in os.environ.get("BENCH_PEER_SCALE", "10,50" if quick else "100,300").split(",")],
+        "peer_qps": [
+            None if q == "default" else float(q)
+            for q in os.environ.get("BENCH_PEER_QPS", "default" if quick else "default,400").split(",")
+        ],
     }
     from bench.harness import machine_info
 
@@ -102,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     if "engine" in only:
         run_engine(machine, cfg["repeat"])
-    if only & {"step", "peer-step", "rollback", "scale", "dashboard"}:
+    if only & {"step", "peer-step", "rollback", "peer-rollback", "scale", "peer-scale", "dashboard"}:
         from bench import scenarios
         from bench.harness import Env
 
@@ -119,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
                 peer.install_crds(env, peer_dir)
                 res = side_by_side.step_latency(env, peer_dir, cfg["step_rollouts"], rounds=2)
                 write_result("peer_step_latency", res, machine, cfg)
+            if "peer-rollback" in only:
+                from bench import peer, peer_scenarios
+
+                peer_dir = peer.build()
+                peer.install_crds(env, peer_dir)
+                res = peer_scenarios.rollback(env, peer_dir, cfg["rollback_rollouts"], cfg["rollback_interval"])
+                write_result("peer_rollback", res, machine, cfg)
             if "rollback" in only:
                 res = scenarios.rollback(env, cfg["rollback_rollouts"], cfg["rollback_interval"])
                 write_result("rollback", res, machine, cfg)
@@ -136,6 +163,15 @@ def main(argv: list[str] | None = None) -> int:
                         failures += 1
                         break
                 write_result("scale", {"levels": levels, "stopped_at": stopped}, machine, cfg)
+            if "peer-scale" in only:
+                from bench import peer, peer_scenarios
+
+                peer_dir = peer.build()
+                peer.install_crds(env, peer_dir)
+                res = peer_scenarios.scale(
+                    env, peer_dir, cfg["peer_scale"], cfg["steady_s"], cfg["rest_s"], cfg["peer_qps"]
+                )
+                write_result("peer_scale", res, machine, cfg)
             if "dashboard" in only:
                 from bench import dashboard
 

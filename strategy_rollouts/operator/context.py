@@ -19,6 +19,7 @@ from strategy_rollouts.operator.loops import Loops
 from strategy_rollouts.operator.notifier import Notifier
 from strategy_rollouts.operator.parity_memory import ParityMemory
 from strategy_rollouts.operator.prometheus import Connection, Pool
+from strategy_rollouts.operator.shadow_cache import ShadowCache
 from strategy_rollouts.operator.shadow_memory import ShadowMemory
 from strategy_rollouts.operator.template_cache import TemplateCache
 from strategy_rollouts.operator.watched import Watched
@@ -113,6 +114,7 @@ class Context:
     notifier: Notifier = field(default_factory=Notifier)
     gate_templates: TemplateCache = field(default_factory=TemplateCache)
     leader: Leadership = field(default_factory=Leadership)  # disabled: acts always (no --leader-elect)
+    shadow_cache: ShadowCache = field(default_factory=ShadowCache)  # ShadowRuns' watch-fed reads
 
     async def connection(self, namespace: str, override: PrometheusConnection | None) -> Connection:
         """The operator default, overridden per object; secrets read at use, never logged or stored."""

@@ -7,12 +7,13 @@ malformed entry is counted once and never re-read (parsing: `engine.shadow_obser
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
 from strategy_rollouts.engine.shadow_observed import StreamRead, initial_cursor, parse_entries
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 BATCH = 10_000  # entries per side per reconcile: bounds memory and the time of one reconcile
 TIMEOUT_S = 3.0
@@ -37,6 +38,8 @@ class RedisClients:
 
     def get(self, address: str) -> aioredis.Redis:
         if address not in self._clients:
+            import redis.asyncio as aioredis  # lazily: an operator without ShadowRuns does not pay for it
+
             self._clients[address] = aioredis.Redis.from_url(
                 address,
                 decode_responses=False,
@@ -56,6 +59,8 @@ async def read(
     clients: RedisClients, address: str, stream: str, cursor: str, end_ms: int, count: int = BATCH
 ) -> StreamRead:
     """Entries of `stream` with cursor < id <= end_ms (all sequence numbers of end_ms)."""
+    from redis.exceptions import RedisError
+
     try:
         entries = await clients.get(address).xrange(stream, min=f"({cursor}", max=str(end_ms), count=count)
     except (RedisError, OSError, TimeoutError) as exc:

@@ -26,6 +26,7 @@ from strategy_rollouts.operator import (
     paritychecks,
     rollouts,
     routing_writer,
+    shadow_cache,
     shadowruns,
 )
 from strategy_rollouts.operator.context import Context
@@ -57,6 +58,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.watching.label_selectors["v1", "configmaps"] = f"{routing_writer.LABEL}=true"
     settings.networking.error_backoffs = [1, 2, 5, 10]
     ctx = context(memo)
+    ctx.shadow_cache.policies_watched = True
     if not ctx.leader.enabled:  # with leader election, the leader sweeps when it gains the lease
         await sweep_orphans(ctx)
     ctx.leader.started = True  # /readyz: the watches start now
@@ -121,8 +123,10 @@ async def deployment_changed(event: kopf.RawEvent, namespace: str, name: str, me
     ctx = context(memo)
     if event.get("type") == "DELETED":
         counts_changed = ctx.watched.drop_deployment(namespace, name)
+        ctx.shadow_cache.drop_deployment(namespace, name)
     else:
         counts_changed = ctx.watched.offer_deployment(event["object"])  # rollouts read it here, not by GET
+        ctx.shadow_cache.offer_deployment(event["object"])  # kept only for ShadowRuns' Deployments
     ctx.wakers.wake("deployment", (namespace, name))  # shadow runs: any change (pod template, isolation)
     if counts_changed:
         # Rollouts only look at replicas / readyReplicas: most of a scale's ~5 status events change neither.
@@ -140,6 +144,23 @@ async def routing_changed(event: kopf.RawEvent, namespace: str, name: str, memo:
         changed = ctx.watched.offer_config_map(event["object"])
     if changed:
         ctx.wakers.wake(routing_writer.WAKER_KIND, (namespace, name))
+
+
+@kopf.index("networking.k8s.io", "v1", "networkpolicies")
+async def policy_listed(**_: Any) -> None:
+    """No value kept: the index makes kopf hold every other handler until our policies are listed, so
+    the cache below is complete when a ShadowRun pass reads it (a missing policy is truly missing)."""
+    return None
+
+
+@kopf.on.event("networking.k8s.io", "v1", "networkpolicies")  # type: ignore[arg-type]
+async def policy_changed(event: kopf.RawEvent, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    ctx = context(memo)
+    if event.get("type") == "DELETED":
+        ctx.shadow_cache.drop_policy(namespace, name)
+        ctx.wakers.wake(shadow_cache.POLICY_WAKER, (namespace, name))  # a running shadow puts it back at once
+    else:
+        ctx.shadow_cache.offer_policy(event["object"])  # read by the next pass (the idle recheck at rest)
 
 
 @kopf.on.event(GROUP, VERSION, "shadowruns")  # type: ignore[arg-type]

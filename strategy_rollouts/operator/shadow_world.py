@@ -24,28 +24,35 @@ LABELS = {"app.kubernetes.io/managed-by": "strategy-rollouts"}
 @dataclass(frozen=True)
 class World:
     deployment: ShadowDeployment | None
-    policy: client.V1NetworkPolicy | None
+    policy: dict[str, Any] | None  # JSON body
     report: client.V1ConfigMap | None
 
 
-def shadow_deployment(dep: client.V1Deployment) -> ShadowDeployment:
-    env: dict[str, str] = {}
-    pod = dep.spec.template.spec
-    for container in (pod.containers if pod is not None else None) or []:
-        for var in container.env or []:
-            if var.value is not None:
-                env[var.name] = var.value
-    labels = (dep.spec.selector.match_labels or {}) if dep.spec.selector else {}
-    replicas = dep.spec.replicas if dep.spec.replicas is not None else 1
-    return ShadowDeployment(replicas, env, dict(labels))
+async def _deployment(ctx: Context, namespace: str, name: str) -> ShadowDeployment | None:
+    """From the Deployment watch (shadow_cache); a GET the first time, or for one the watch has not delivered."""
+    held = ctx.shadow_cache.deployment(namespace, name)
+    if held is not None:
+        return held
+    dep = await ctx.kube.maybe(ctx.kube.apps.read_namespaced_deployment, name, namespace)
+    if dep is None:
+        return None
+    ctx.shadow_cache.offer_deployment(ctx.kube.body(dep), wanted=True)  # the watch keeps it fresh from now on
+    return ctx.shadow_cache.deployment(namespace, name)
+
+
+async def _policy(ctx: Context, namespace: str, name: str) -> dict[str, Any] | None:
+    """From the NetworkPolicy watch, complete once listed (shadow_cache); else a GET."""
+    if ctx.shadow_cache.policies_watched:
+        return ctx.shadow_cache.policy(namespace, name)
+    got = await ctx.kube.maybe(ctx.kube.networking.read_namespaced_network_policy, name, namespace)
+    return None if got is None else ctx.kube.body(got)
 
 
 async def look(ctx: Context, namespace: str, name: str, deployment: str | None, report: str | None) -> World:
-    kube = ctx.kube
-    dep = await kube.maybe(kube.apps.read_namespaced_deployment, deployment, namespace) if deployment else None
-    policy = await kube.maybe(kube.networking.read_namespaced_network_policy, policy_name(name), namespace)
-    cm = await kube.config_map(namespace, report) if report else None
-    return World(shadow_deployment(dep) if dep is not None else None, policy, cm)
+    dep = await _deployment(ctx, namespace, deployment) if deployment else None
+    policy = await _policy(ctx, namespace, policy_name(name))
+    cm = await ctx.kube.config_map(namespace, report) if report else None
+    return World(dep, policy, cm)
 
 
 async def enforce(ctx: Context, owner: Mapping[str, Any], decision: Decision, world: World) -> None:
@@ -74,21 +81,23 @@ async def write_report(
     )
 
 
-async def ensure_policy(ctx: Context, manifest: dict[str, Any], existing: client.V1NetworkPolicy | None) -> None:
+async def ensure_policy(ctx: Context, manifest: dict[str, Any], existing: dict[str, Any] | None) -> None:
     api = ctx.kube.networking
     ns, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
     try:
         if existing is None:
-            await ctx.kube.call(api.create_namespaced_network_policy, ns, manifest)
+            made = await ctx.kube.call(api.create_namespaced_network_policy, ns, manifest)
+            ctx.shadow_cache.offer_policy(ctx.kube.body(made))  # the next pass sees it before its watch echo
             return
-        current = ctx.kube.api.sanitize_for_serialization(existing.spec)  # type: ignore[no-untyped-call]
-        if policy_shape(current) != policy_shape(manifest["spec"]):
-            version = existing.metadata.resource_version if existing.metadata else None
+        if policy_shape(existing.get("spec") or {}) != policy_shape(manifest["spec"]):
+            version = (existing.get("metadata") or {}).get("resourceVersion")
             body = {**manifest, "metadata": {**manifest["metadata"], "resourceVersion": version}}
-            await ctx.kube.call(api.replace_namespaced_network_policy, name, ns, body)
+            made = await ctx.kube.call(api.replace_namespaced_network_policy, name, ns, body)
+            ctx.shadow_cache.offer_policy(ctx.kube.body(made))
     except client.exceptions.ApiException as exc:
         raise classify(exc, f"networkpolicy {ns}/{name}") from exc
 
 
 async def delete_policy(ctx: Context, namespace: str, name: str) -> None:
     await ctx.kube.maybe(ctx.kube.networking.delete_namespaced_network_policy, name, namespace)
+    ctx.shadow_cache.drop_policy(namespace, name)

@@ -32,6 +32,7 @@ from strategy_rollouts.operator import (
     metrics,
     notifier,
     runtime,
+    shadow_cache,
     shadow_measure,
     shadow_world,
     status_guard,
@@ -96,6 +97,7 @@ async def observe(
     plan = shadow_run.plan(spec, status, ns, now, may_read, calendar)
     if plan.deployment:
         ctx.wakers.watch(KIND, (ns, name), "deployment", [(ns, plan.deployment)])
+    ctx.wakers.watch(KIND, (ns, name), shadow_cache.POLICY_WAKER, [(ns, policy_name(name))])
     report = status.report if status.phase == "Completed" else None
     world = await shadow_world.look(ctx, ns, name, plan.deployment, report)
     if plan.streams is not None:

@@ -34,6 +34,17 @@ def _content(body: Mapping[str, Any]) -> tuple[Any, Any]:
     return body.get("data"), (body.get("metadata") or {}).get("labels")
 
 
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A shallow copy without metadata.managedFields: nobody here reads them, and they are ~40 % of a
+    parsed StrategyRollout or ConfigMap (bench: 13 of 31 KB; 3 of 7 KB). A PUT built from a slim body
+    leaves the object's managedFields as they are (the API server keeps them when the field is omitted)."""
+    out = dict(body)
+    meta = out.get("metadata")
+    if isinstance(meta, Mapping) and "managedFields" in meta:
+        out["metadata"] = {k: v for k, v in meta.items() if k != "managedFields"}
+    return out
+
+
 def _key(meta: Mapping[str, Any]) -> ObjectKey:
     return str(meta.get("namespace")), str(meta.get("name"))
 
@@ -72,7 +83,7 @@ class Watched:
     def offer(self, body: Mapping[str, Any]) -> None:
         """Keep `body` unless a newer version of the object is already held."""
         meta = body.get("metadata") or {}
-        self.bodies.put((str(body.get("kind")), *_key(meta)), _revision(meta), dict(body))
+        self.bodies.put((str(body.get("kind")), *_key(meta)), _revision(meta), slim(body))
 
     def body(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.bodies.get((kind, namespace, name))
@@ -106,7 +117,7 @@ class Watched:
         """Keep the ConfigMap's body; True when its data or labels changed (our own write's echo: False)."""
         meta = body.get("metadata") or {}
         before = self.config_maps.get(_key(meta))
-        if not self.config_maps.put(_key(meta), _revision(meta), dict(body)):
+        if not self.config_maps.put(_key(meta), _revision(meta), slim(body)):
             return False
         return before is None or _content(before) != _content(body)
 

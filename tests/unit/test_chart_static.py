@@ -286,7 +286,7 @@ NAMESPACED = {
     ("apps", "deployments"): {"get", "list", "watch"},
     ("apps", "deployments/scale"): {"patch"},
     ("", "configmaps"): {"get", "list", "watch", "create", "update", "delete"},
-    ("networking.k8s.io", "networkpolicies"): {"get", "create", "update", "delete"},
+    ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch", "create", "update", "delete"},
     ("", "secrets"): {"get"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},

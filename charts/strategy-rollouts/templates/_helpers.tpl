@@ -83,10 +83,11 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNam
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "update", "delete"]
-# ShadowRun egress isolation: read by name, create, replace, delete (shadow_world.py); never listed or watched.
+# ShadowRun egress isolation: watched (handlers.py: the shadow cache's index, so a pass needs no GET),
+# read by name until listed, created, replaced, deleted (shadow_world.py); never patched.
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["get", "create", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "update", "delete"]
 # Per-object Prometheus bearer token / CA (spec.prometheus.*SecretRef); read by name only.
 - apiGroups: [""]
   resources: ["secrets"]
