@@ -18,7 +18,13 @@ from tests.unit.test_chart_static import CHART, helm
 
 CHECKOV = Path(os.environ.get("CHECKOV", Path.home() / ".cache/strategy-rollouts/tools/checkov-3.3.30/bin/checkov"))
 # Every optional part of the chart on, over the hardened values (digest pin, NetworkPolicy).
-FEATURES = ["prometheusRule.enabled=true", "metrics.serviceMonitor.enabled=true", "gateTemplates.enabled=true"]
+FEATURES = [
+    "prometheusRule.enabled=true",
+    "metrics.serviceMonitor.enabled=true",
+    "gateTemplates.enabled=true",
+    "dashboard.enabled=true",
+    "grafanaDashboard.enabled=true",
+]
 
 
 def findings(tmp_path: Path) -> list[dict[str, Any]]:

@@ -122,3 +122,30 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNam
   verbs: ["list", "watch", "patch", "get"]
 {{- end }}
 {{- end }}
+
+{{/*
+The API token as the kubelet would mount it by default (a bound, rotated token: 3607 s is the API
+server's default for these; the cluster CA; the namespace), but explicitly, into one container only:
+the pods set automountServiceAccountToken: false. Mounted at the in-cluster config's path.
+*/}}
+{{- define "strategy-rollouts.apiTokenVolume" -}}
+- name: kube-api-access
+  projected:
+    sources:
+      - serviceAccountToken:
+          path: token
+          expirationSeconds: 3607
+      - configMap:
+          name: kube-root-ca.crt
+          items: [{key: ca.crt, path: ca.crt}]
+      - downwardAPI:
+          items:
+            - path: namespace
+              fieldRef: {fieldPath: metadata.namespace}
+{{- end }}
+
+{{- define "strategy-rollouts.apiTokenMount" -}}
+- name: kube-api-access
+  mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+  readOnly: true
+{{- end }}
