@@ -7,6 +7,7 @@ sweep at startup for rollouts deleted while the operator was down.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 
 from kubernetes import client
@@ -16,12 +17,26 @@ from strategy_rollouts.operator.kube import Kube
 from strategy_rollouts.operator.routing_writer import OWNER_NAME, OWNER_NAMESPACE, OWNER_UID
 
 log = logging.getLogger(__name__)
+GLOB = set("*?[!")
+
+
+def _watched(namespace: str, patterns: tuple[str, ...]) -> bool:
+    """kopf's namespace patterns: globs, `!glob` excludes."""
+    include = [p for p in patterns if not p.startswith("!")]
+    exclude = [p[1:] for p in patterns if p.startswith("!")]
+    matched = not include or any(fnmatch.fnmatchcase(namespace, p) for p in include)
+    return matched and not any(fnmatch.fnmatchcase(namespace, p) for p in exclude)
 
 
 async def _labelled(kube: Kube, selector: str, namespaces: tuple[str, ...]) -> list[client.V1ConfigMap]:
-    """Across every namespace, or (a namespaced operator, whose Roles cannot list across) in each watched one."""
-    if not namespaces:
-        return list((await kube.call(kube.core.list_config_map_for_all_namespaces, label_selector=selector)).items)
+    """Across every namespace, or (a namespaced operator, whose Roles cannot list across) in each watched one.
+
+    A glob (`-n 'team-*'`, kopf's patterns) names no single namespace: such an operator lists across all
+    (its RBAC must allow that anyway to watch a pattern) and keeps what the patterns match."""
+    if not namespaces or any(set(ns) & GLOB for ns in namespaces):
+        found = await kube.call(kube.core.list_config_map_for_all_namespaces, label_selector=selector)
+        items: list[client.V1ConfigMap] = list(found.items)
+        return [cm for cm in items if not namespaces or _watched(_meta(cm)[0], namespaces)]
     out: list[client.V1ConfigMap] = []
     for ns in namespaces:
         out.extend((await kube.call(kube.core.list_namespaced_config_map, ns, label_selector=selector)).items)

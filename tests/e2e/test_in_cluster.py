@@ -211,6 +211,18 @@ def test_helm_install_into_restricted_namespace_becomes_ready_on_the_real_node(w
     assert cs["ready"] and cs["restartCount"] == 0 and cs["containerID"].startswith("containerd://")
 
 
+def test_the_admission_webhook_served_by_the_pods_refuses_a_bad_spec_at_apply(world: InCluster) -> None:
+    """Through the chart's ValidatingWebhookConfiguration, Service and Helm-made TLS: not a host process."""
+    w, c = world, world.cluster
+    eventually(w.ready_pod, timeout=60)
+    bad = rollout("bad-placeholder", w, "e2e_bad_placeholder")
+    bad["spec"]["gates"][0]["query"] = 'q{v="{{canary.colour}}"}'
+    result = c.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(bad), check=False)
+    assert result.returncode != 0, "accepted: the webhook was not reached (failurePolicy Ignore)"
+    assert "spec.gates[0].query" in result.stderr and "canary.colour" in result.stderr, result.stderr
+    assert c.kubectl("get", "srl", "bad-placeholder", "-n", w.staging, check=False).returncode != 0
+
+
 def test_prometheus_scrapes_the_operator_pod(world: InCluster) -> None:
     w, c = world, world.cluster
     pod = eventually(w.ready_pod, timeout=60)
@@ -351,6 +363,7 @@ def test_the_quoter_as_a_real_pod_reads_its_routing_publishes_to_redis_and_is_sc
 
 # Granted, used by the operator's code, but not called in this e2e run (each: the code that calls it).
 NOT_EXERCISED_HERE = {
+    ("coordination.k8s.io", "leases", "create"): "leader.py: recreates a Lease deleted by hand (the chart makes it)",
     ("", "secrets", "get"): "context.py ctx.secret: per-object Prometheus credentials",
     ("", "configmaps", "delete"): "orphans.py: routing ConfigMaps of deleted rollouts",
     ("apps", "deployments", "get"): "kube.py deployment(): a Deployment not (yet) in the watch cache",
@@ -608,7 +621,7 @@ def test_helm_upgrade_then_uninstall_leaves_nothing_behind(world: InCluster) -> 
     selector = f"app.kubernetes.io/instance={RELEASE}"
 
     def left() -> str:
-        kinds = "deploy,rs,pods,svc,sa,cm,secrets,roles,rolebindings"
+        kinds = "deploy,rs,pods,svc,sa,cm,secrets,roles,rolebindings,leases,pdb,networkpolicies"
         got = c.kubectl("get", kinds, "-A", "-l", selector, "-o", "name").stdout.strip()
         cluster_wide = c.kubectl("get", "clusterroles,clusterrolebindings", "-l", selector, "-o", "name").stdout
         mine = [ln for ln in cluster_wide.split() if FULLNAME in ln]

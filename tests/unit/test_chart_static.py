@@ -105,8 +105,9 @@ def test_default_render_is_minimal() -> None:
             "Deployment",
             "ValidatingAdmissionPolicy",
             "ValidatingAdmissionPolicyBinding",
-            "Role",  # the Lease (leader election)
+            "Role",  # leader election: the Lease, its Role and binding
             "RoleBinding",
+            "Lease",
             "PodDisruptionBudget",
             "Secret",  # the admission webhook's TLS, its Service and configuration
             "Service",

@@ -141,7 +141,7 @@ the pods set automountServiceAccountToken: false. Mounted at the in-cluster conf
       - downwardAPI:
           items:
             - path: namespace
-              fieldRef: {fieldPath: metadata.namespace}
+              fieldRef: {apiVersion: v1, fieldPath: metadata.namespace}  # as defaulted: re-applies stay no-ops
 {{- end }}
 
 {{- define "strategy-rollouts.apiTokenMount" -}}
