@@ -29,8 +29,9 @@ from typing import Any
 from bench import peer
 from bench.analysis import parse_time, summary
 from bench.harness import CANARY, GROUP, STABLE, VERSION, Env, Sampler, deployment, gates, proc_rss_mb
-from bench.kube import Watcher, ns_path, wait_until
+from bench.kube import ns_path, wait_until
 from bench.scenarios import Snapshot, _first_failing_sample, _rates, log
+from bench.side_by_side import side_watchers
 
 REPLICAS = 10
 ANALYSIS = "bench-gates"
@@ -103,17 +104,7 @@ class Recorder:
         self.lock = threading.Lock()
         self.traces: dict[str, Trace] = defaultdict(Trace)
         self.latest: dict[str, dict[str, Any]] = {}
-        if side == "ours":
-            objects = ns_path(namespace, "strategyrollouts", GROUP, VERSION)
-            workloads = ns_path(namespace, "deployments", "apps")
-        else:
-            objects = peer.rollouts_path(namespace)
-            workloads = ns_path(namespace, "replicasets", "apps")
-        self.watchers = [Watcher(env.api, objects, self._on_object), Watcher(env.api, workloads, self._on_workload)]
-        for w in self.watchers:
-            w.start()
-        for w in self.watchers:
-            w.synced.wait(30)
+        self.watchers = side_watchers(env, namespace, side, self._on_object, self._on_workload)
 
     def _on_object(self, t: float, kind: str, obj: dict[str, Any]) -> None:
         st = obj.get("status") or {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,24 +34,37 @@ class Trace:
         self.canary: list[tuple[float, int]] = []
 
 
+def side_watchers(
+    env: Env,
+    namespace: str,
+    side: str,
+    on_object: Callable[[float, str, dict[str, Any]], None],
+    on_workload: Callable[[float, str, dict[str, Any]], None],
+) -> list[Watcher]:
+    """Started and synced watches of one side's objects (ours: StrategyRollouts, the peer: Rollouts) and
+    workloads (ours: Deployments, the peer: ReplicaSets) in `namespace`."""
+    if side == "ours":
+        objects = ns_path(namespace, "strategyrollouts", GROUP, VERSION)
+        workloads = ns_path(namespace, "deployments", "apps")
+    else:
+        objects = peer.rollouts_path(namespace)
+        workloads = ns_path(namespace, "replicasets", "apps")
+    watchers = [Watcher(env.api, objects, on_object), Watcher(env.api, workloads, on_workload)]
+    for w in watchers:
+        w.start()
+    for w in watchers:
+        w.synced.wait(30)
+    return watchers
+
+
 class ReplicaRecorder:
     """Watches one namespace: the controller's objects and the canary workloads (Deployments or ReplicaSets)."""
 
     def __init__(self, env: Env, namespace: str, side: str) -> None:
         self.lock = threading.Lock()
         self.traces: dict[str, Trace] = defaultdict(Trace)
-        if side == "ours":
-            objects = ns_path(namespace, "strategyrollouts", GROUP, VERSION)
-            workloads = ns_path(namespace, "deployments", "apps")
-        else:
-            objects = peer.rollouts_path(namespace)
-            workloads = ns_path(namespace, "replicasets", "apps")
         self.side = side
-        self.watchers = [Watcher(env.api, objects, self._on_object), Watcher(env.api, workloads, self._on_workload)]
-        for w in self.watchers:
-            w.start()
-        for w in self.watchers:
-            w.synced.wait(30)
+        self.watchers = side_watchers(env, namespace, side, self._on_object, self._on_workload)
 
     def _on_object(self, t: float, kind: str, obj: dict[str, Any]) -> None:
         with self.lock:
