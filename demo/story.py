@@ -21,7 +21,7 @@ from demo.show import follow_rollout, heading, rollout_view
 from demo.world import KEYS, ROUTING, World, wait
 
 if TYPE_CHECKING:
-    from quoter.testing import QuoterProcess
+    from quoter.testing import QuoterEndpoints
 
 V1, V2, V3 = "v1.0.0", "v2.0.0", "v3.0.0"
 LEGACY, PIPELINE, SHADOW_DEPLOYMENT, NEXT = "fib-rsi-legacy", "fib-rsi-pipeline", "fib-rsi-shadow", "fib-rsi-v3"
@@ -118,7 +118,7 @@ def keys_of(q_state: dict[str, Any]) -> list[str]:
     return list(q_state.get("keys") or [])
 
 
-def decisions_and_orders(q: QuoterProcess) -> tuple[float, float]:
+def decisions_and_orders(q: QuoterEndpoints) -> tuple[float, float]:
     """Orders read first: both counters move every tick, so a live quoter never shows more orders than decisions."""
     orders = q.metric("orders_total") or 0
     return q.metric("decisions_total") or 0, orders

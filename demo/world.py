@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from rich.console import Console
 
@@ -28,6 +28,7 @@ for path in (str(REPO), str(REPO / "examples" / "quoter")):
     if path not in sys.path:
         sys.path.insert(0, path)
 
+from quoter.pods import QuoterPod, start_quoter_pod  # noqa: E402
 from quoter.testing import QuoterProcess, start_quoter  # noqa: E402
 
 from tests.integration import workloads  # noqa: E402
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from devcluster.cluster import DevCluster
 
 T = TypeVar("T")
+Quoter: TypeAlias = QuoterProcess | QuoterPod  # the same handle either way
 ROUTING = "fib-rsi-routing"  # the rollout `fib-rsi` publishes here; the quoters read it
 KEYS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "ADAUSDT", "XRPUSDT", "DOGEUSDT", "AVAXUSDT", "DOTUSDT", "LINKUSDT"]
 
@@ -59,7 +61,8 @@ class World:
     strategy: str
     console: Console
     log_dir: Path
-    quoters: dict[str, QuoterProcess] = field(default_factory=dict)
+    quoters: dict[str, Quoter] = field(default_factory=dict)
+    images_loaded: bool = False
 
     # -- the API ------------------------------------------------------------------------------
     def apply(self, *objects: dict[str, Any]) -> None:
@@ -115,28 +118,46 @@ class World:
     # -- the strategy's processes -------------------------------------------------------------
     def start_quoter(
         self, name: str, version: str, *, shadow: bool = False, knobs: Mapping[str, float] | None = None
-    ) -> QuoterProcess:
+    ) -> Quoter:
         """The reference quoter of `version`: routed by the rollout's ConfigMap (a shadow one trades every
-        routing key with side effects disabled), publishing decisions to Redis, scraped by Prometheus."""
-        q = start_quoter(
-            self.strategy,
-            version,
-            namespace=self.namespace,
-            routing_configmap=ROUTING,
-            symbols=KEYS,
-            kubeconfig=self.cluster.kubeconfig,
-            redis_url=self.cluster.redis_url,
-            tick_interval=0.2,
-            shadow=shadow,
-            knobs=knobs,
-            log_dir=self.log_dir,
-        )
+        routing key with side effects disabled), publishing decisions to Redis, scraped by Prometheus.
+        A real pod (image quoter:dev, its own ServiceAccount) when the cluster has a real node, else a process."""
+        common = {"symbols": KEYS, "tick_interval": 0.2, "shadow": shadow, "knobs": knobs}
+        q: Quoter
+        if self.cluster.real_node is not None:
+            self.load_images()
+            q = start_quoter_pod(
+                self.cluster.kubectl, f"quoter-{name}", namespace=self.namespace, strategy=self.strategy,
+                version=version, routing_configmap=ROUTING, redis_addr=self.redis_for_pods, **common,
+            )  # fmt: skip
+        else:
+            q = start_quoter(
+                self.strategy, version, namespace=self.namespace, routing_configmap=ROUTING,
+                kubeconfig=self.cluster.kubeconfig, redis_url=self.cluster.redis_url, log_dir=self.log_dir, **common,
+            )  # fmt: skip
         self.quoters[name] = q
         self.cluster.add_scrape_target(self.job(name), q.metrics_target)
         flags = ["--shadow"] if shadow else []
         flags += [f"--{k.replace('_', '-')} {v:g}" for k, v in (knobs or {}).items()]
-        self.console.print(f"    quoter [bold]{name}[/]: {' '.join([version, *flags])} (pid {q.pid})")
+        where = f"pid {q.pid}" if isinstance(q, QuoterProcess) else f"pod {q.pod_name} on node {q.node_name}"
+        self.console.print(f"    quoter [bold]{name}[/]: {' '.join([version, *flags])} ({where})")
         return q
+
+    def load_images(self) -> None:
+        """quoter:dev (and the operator's image) built from the Dockerfiles and imported into the node, once."""
+        if self.images_loaded:
+            return
+        started = time.monotonic()
+        self.console.print("    building (cached after the first time) and loading quoter:dev into the real node")
+        self.cluster.load_images()
+        self.console.print(f"    images ready in {time.monotonic() - started:.0f}s")
+        self.images_loaded = True
+
+    @functools.cached_property
+    def redis_for_pods(self) -> str:
+        """The cluster's Redis as the node's pods reach it ("10.244.0.1:PORT"), bridged once."""
+        port = int(self.cluster.redis_url.rsplit(":", 1)[1].split("/")[0])
+        return self.cluster.expose_to_pods(port)
 
     def stop_quoter(self, name: str) -> None:
         q = self.quoters.pop(name, None)

@@ -10,6 +10,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
+
 from strategy_rollouts.api.common import PrometheusConnection, SecretKeyRef
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.operator.calendars import Calendars
@@ -145,7 +147,16 @@ class Context:
         Only labelled Secrets are read (API.md "Credentials and trust"), so a spec cannot make the
         operator disclose an arbitrary Secret of the namespace to a URL its author chose.
         """
-        secret = await self.kube.maybe(self.kube.core.read_namespaced_secret, ref.name, namespace)
+        try:
+            secret = await self.kube.maybe(self.kube.core.read_namespaced_secret, ref.name, namespace)
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            # The chart grants Secrets per namespace (values rbac.secretNamespaces), never cluster-wide by default.
+            raise CredentialsError(
+                f"Secret {namespace}/{ref.name}: the operator may not read Secrets in namespace {namespace} "
+                "(grant it: the chart's rbac.secretNamespaces)"
+            ) from None
         if secret is None:
             raise CredentialsError(f"Secret {namespace}/{ref.name} not found")
         labels = (secret.metadata.labels if secret.metadata is not None else None) or {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 import urllib.error
@@ -24,6 +25,9 @@ from typing import Any
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "quoter"))
+from quoter.pods import start_quoter_pod
 
 from devcluster import realnode
 from devcluster.cluster import DevCluster
@@ -74,6 +78,7 @@ class InCluster:
             "--set", f"prometheus.url={self.prometheus_url}",
             "--set", f"security.allowedPrometheus={{{self.prometheus_url}}}",
             "--set", f"watchNamespaces={{{self.staging},{self.prod}}}",
+            "--set", f"rbac.secretNamespaces={{{self.staging}}}",  # Secrets in staging only (not prod)
             "--set", "operator.idleRecheck=30",
             *extra,
         ]  # fmt: skip
@@ -211,6 +216,38 @@ def test_helm_install_into_restricted_namespace_becomes_ready_on_the_real_node(w
     assert cs["ready"] and cs["restartCount"] == 0 and cs["containerID"].startswith("containerd://")
 
 
+def credentials_secret(name: str, namespace: str) -> dict[str, Any]:
+    labels = {"strategyrollouts.io/credentials": "true"}
+    meta = {"name": name, "namespace": namespace, "labels": labels}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "stringData": {"token": "e2e-not-a-secret"}}
+
+
+def test_a_secret_in_a_namespace_not_granted_is_invalid_spec_naming_the_chart_value(world: InCluster) -> None:
+    """prod is watched but not in rbac.secretNamespaces: the operator's read is refused (a 403 it expects),
+    and the object says why instead of querying without its credentials."""
+    w, c = world, world.cluster
+    eventually(w.ready_pod, timeout=60)
+    token = {"name": "prometheus-token", "key": "token"}
+    apply(c, credentials_secret(token["name"], w.prod))
+    obj = rollout("no-secrets-here", w, "e2e_no_secrets")
+    obj["metadata"]["namespace"] = w.prod
+    obj["spec"]["stages"] = [{"name": "prod", "steps": [{"setWeight": 100}]}]
+    obj["spec"]["prometheus"] = {"address": w.prometheus_url, "bearerTokenSecretRef": token}
+    apply(c, obj)
+    try:
+        st = eventually(
+            lambda: (s := status(c, obj["metadata"]["name"], w.prod)).get("reason") == "InvalidSpec" and s,
+            timeout=60,
+            what="InvalidSpec for a Secret the operator may not read",
+        )
+        assert f"may not read Secrets in namespace {w.prod}" in st["message"], st
+        assert "rbac.secretNamespaces" in st["message"] and "e2e-not-a-secret" not in json.dumps(st)
+        routed = c.kubectl("get", "configmap", "no-secrets-here-routing", "-n", w.prod, check=False)
+        assert routed.returncode != 0, "an object that cannot read its credentials routed nothing"
+    finally:
+        c.kubectl("delete", "srl", obj["metadata"]["name"], "-n", w.prod, "--wait=true")
+
+
 def test_the_admission_webhook_served_by_the_pods_refuses_a_bad_spec_at_apply(world: InCluster) -> None:
     """Through the chart's ValidatingWebhookConfiguration, Service and Helm-made TLS: not a host process."""
     w, c = world, world.cluster
@@ -244,7 +281,13 @@ def test_two_stage_rollout_and_a_rollback_driven_by_the_in_cluster_operator(worl
         for ns in (w.staging, w.prod):
             apply(c, deployment(f"{name}-legacy", ns, 2, "v1.0.0"), deployment(f"{name}-pipeline", ns, 0, "v2.0.0"))
     w.exporter.gauge(GATE, 900.0, strategy="e2e_bad")  # the rollback case: its gate fails at once
-    apply(c, rollout(good, w, "e2e_good"), rollout(bad, w, "e2e_bad"))
+    # `good` queries Prometheus with a per-object bearer token: a labelled Secret in staging, which the chart
+    # lets the operator read (rbac.secretNamespaces), so the audit log below shows `secrets get` used
+    token = {"name": "prometheus-token", "key": "token"}
+    apply(c, credentials_secret(token["name"], w.staging))
+    with_token = rollout(good, w, "e2e_good")
+    with_token["spec"]["prometheus"] = {"address": w.prometheus_url, "bearerTokenSecretRef": token}
+    apply(c, with_token, rollout(bad, w, "e2e_bad"))
 
     wait_phase(w, good, "Succeeded")
     for ns in (w.staging, w.prod):
@@ -263,71 +306,6 @@ def test_two_stage_rollout_and_a_rollback_driven_by_the_in_cluster_operator(worl
     assert {g["metric"]["rollout"] for g in gates} >= {good, bad}, gates
 
 
-def quoter_objects(w: InCluster, rollout_name: str, strategy: str, version: str, redis: str) -> list[dict[str, Any]]:
-    """The reference app as real pods: its own ServiceAccount, allowed to read its one routing ConfigMap."""
-    cm = f"{rollout_name}-routing"
-    labels = {"app": "quoter", "version": version}
-    sc = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
-    env = {
-        "QUOTER_STRATEGY": strategy,
-        "QUOTER_VERSION": version,
-        "QUOTER_ROUTING_CONFIGMAP": cm,
-        "QUOTER_SYMBOLS": ",".join(KEYS),
-        "QUOTER_REDIS_URL": f"redis://{redis}/0",
-        "QUOTER_TICK_INTERVAL": "0.2s",
-    }
-    meta = {"name": "quoter", "namespace": w.staging}
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": meta,
-            "rules": [
-                {
-                    "apiGroups": [""],
-                    "resources": ["configmaps"],
-                    "resourceNames": [cm],
-                    "verbs": ["get", "list", "watch"],
-                }
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": meta,
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "quoter"},
-            "subjects": [{"kind": "ServiceAccount", "name": "quoter", "namespace": w.staging}],
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": meta,
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": "quoter",
-                        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-                        "containers": [
-                            {
-                                "name": "quoter",
-                                "image": "quoter:dev",
-                                "imagePullPolicy": "Never",
-                                "env": [{"name": k, "value": v} for k, v in env.items()],
-                                "securityContext": sc,
-                                "ports": [{"name": "metrics", "containerPort": 8000}],
-                            }
-                        ],
-                    },
-                },
-            },
-        },
-    ]
-
-
 def test_the_quoter_as_a_real_pod_reads_its_routing_publishes_to_redis_and_is_scraped(world: InCluster) -> None:
     import redis as redis_client
 
@@ -335,16 +313,18 @@ def test_the_quoter_as_a_real_pod_reads_its_routing_publishes_to_redis_and_is_sc
     redis_port = int(c.redis_url.rsplit(":", 1)[1].split("/")[0])
     redis_addr = c.expose_to_pods(redis_port)
     # the rollout `good` has completed: v2.0.0 owns every key of its routing ConfigMap
-    apply(c, *quoter_objects(w, "good", "e2e_good", "v2.0.0", redis_addr))
-    c.kubectl("rollout", "status", "deployment/quoter", "-n", w.staging, "--timeout=180s")
-    pod = json.loads(c.kubectl("get", "pods", "-n", w.staging, "-l", "app=quoter", "-o", "json").stdout)["items"][0]
-    assert pod["spec"]["nodeName"] == realnode.NODE_NAME
+    q = start_quoter_pod(
+        c.kubectl, "quoter", namespace=w.staging, strategy="e2e_good", version="v2.0.0",
+        routing_configmap="good-routing", symbols=KEYS, redis_addr=redis_addr,
+    )  # fmt: skip
+    assert q.node_name == realnode.NODE_NAME
     job = f"quoter-{w.staging}"
-    c.add_scrape_target(job, f"{pod['status']['podIP']}:8000")
+    c.add_scrape_target(job, q.metrics_target)
     try:
         r = redis_client.Redis.from_url(c.redis_url, decode_responses=True)
         decided = eventually(lambda: r.xrange("decisions:e2e_good:v2.0.0", count=50), timeout=90, what="decisions")
         assert {d["symbol"] for _, d in decided} <= set(KEYS)
+        assert set(q.state()["keys"]) == set(KEYS), q.state()  # it obeys the routing it read with its own account
         ticks = eventually(
             lambda: c.prometheus_api("query", query=f'tick_duration_seconds_count{{job="{job}"}}')["result"],
             timeout=60,
@@ -353,6 +333,7 @@ def test_the_quoter_as_a_real_pod_reads_its_routing_publishes_to_redis_and_is_sc
         assert ticks[0]["metric"]["version"] == "v2.0.0"
     finally:
         c.remove_scrape_target(job)
+        q.stop()
     # its own ServiceAccount read the one ConfigMap it may read, and was never refused
     user = f"system:serviceaccount:{w.staging}:quoter"
     calls = [json.loads(ln) for ln in c.audit_log_path.read_text().splitlines()]
@@ -364,7 +345,6 @@ def test_the_quoter_as_a_real_pod_reads_its_routing_publishes_to_redis_and_is_sc
 # Granted, used by the operator's code, but not called in this e2e run (each: the code that calls it).
 NOT_EXERCISED_HERE = {
     ("coordination.k8s.io", "leases", "create"): "leader.py: recreates a Lease deleted by hand (the chart makes it)",
-    ("", "secrets", "get"): "context.py ctx.secret: per-object Prometheus credentials",
     ("", "configmaps", "delete"): "orphans.py: routing ConfigMaps of deleted rollouts",
     ("apps", "deployments", "get"): "kube.py deployment(): a Deployment not (yet) in the watch cache",
     ("strategyrollouts.io", "strategyrollouts", "get"): "kube.py get(): orphans.sweep's owner check, reads",
@@ -409,8 +389,8 @@ def granted_rules(w: InCluster) -> set[tuple[str, str, str]]:
 
 
 def test_the_operator_calls_only_what_its_role_grants_and_uses_what_it_grants(world: InCluster) -> None:
-    """From the apiserver's audit log: no 403 for the operator's ServiceAccount, and every granted
-    (resource, verb) is either called in this run or named in NOT_EXERCISED_HERE with the code that calls it."""
+    """From the apiserver's audit log: no 403 for the operator's ServiceAccount (but the one asked for), and
+    every granted (resource, verb) is either called in this run or named in NOT_EXERCISED_HERE with its code."""
     w, c = world, world.cluster
     user = f"system:serviceaccount:{w.ns}:{FULLNAME}"
     used: set[tuple[str, str, str]] = set()
@@ -423,7 +403,10 @@ def test_the_operator_calls_only_what_its_role_grants_and_uses_what_it_grants(wo
         resource = ref.get("resource", "") + (f"/{ref['subresource']}" if ref.get("subresource") else "")
         key = (ref.get("apiGroup", ""), resource, ev["verb"])
         if ev.get("responseStatus", {}).get("code") == 403:
-            denied.append(f"{key} in {ref.get('namespace')}")
+            # the one refusal this run asks for: a Secret in prod, outside rbac.secretNamespaces (test above)
+            if (key, ref.get("namespace"), ref.get("name")) != (("", "secrets", "get"), w.prod, "prometheus-token"):
+                denied.append(f"{key} in {ref.get('namespace')}")
+            continue
         used.add(key)
     assert used, f"no call by {user} in {c.audit_log_path}"
     assert denied == [], denied

@@ -288,7 +288,6 @@ NAMESPACED = {
     ("apps", "deployments/scale"): {"patch"},
     ("", "configmaps"): {"get", "list", "watch", "create", "update", "delete"},
     ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch", "create", "update", "delete"},
-    ("", "secrets"): {"get"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
 }
@@ -386,6 +385,26 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_needs() -> None:
         assert "delete" not in v or resource in {"configmaps", "networkpolicies"}
     binding = one(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "sr-strategy-rollouts", "namespace": "ops"}]
+    assert ("", "secrets") not in granted  # no Secret anywhere unless granted per namespace
+
+
+def test_secrets_are_readable_only_in_the_namespaces_granted() -> None:
+    for mode in ((), ("--set", "watchNamespaces={trading}")):
+        docs = render(*mode, "--set", "rbac.secretNamespaces={trading,research}")
+        assert ("", "secrets") not in verbs(docs, "ClusterRole")
+        roles = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "sr-strategy-rollouts-secrets"]
+        assert sorted(r["metadata"]["namespace"] for r in roles) == ["research", "trading"]
+        assert all(verbs([r], "Role") == {("", "secrets"): {"get"}} for r in roles)  # get by name, never list
+        bound = [d for d in docs if d["kind"] == "RoleBinding" and d["metadata"]["name"].endswith("-secrets")]
+        assert sorted(b["metadata"]["namespace"] for b in bound) == ["research", "trading"]
+        assert all(b["roleRef"]["name"] == "sr-strategy-rollouts-secrets" for b in bound)
+        assert all(b["subjects"][0] == {"kind": "ServiceAccount", "name": "sr-strategy-rollouts", "namespace": "ops"}
+                   for b in bound)  # fmt: skip
+        # the namespaced operator's own Roles do not carry Secrets either
+        assert all(("", "secrets") not in verbs([d], "Role") for d in docs if d["kind"] == "Role" and d not in roles)
+    wide = render("--set", "rbac.clusterWideSecrets=true", "--set", "rbac.secretNamespaces={trading}")
+    assert verbs(wide, "ClusterRole")[("", "secrets")] == {"get"}
+    assert not [d for d in wide if d["metadata"]["name"].endswith("-secrets")]
 
 
 def test_watch_namespaces_gets_a_role_per_namespace_and_a_tiny_cluster_role() -> None:

@@ -88,10 +88,6 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNam
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "update", "delete"]
-# Per-object Prometheus bearer token / CA (spec.prometheus.*SecretRef); read by name only.
-- apiGroups: [""]
-  resources: ["secrets"]
-  verbs: ["get"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
@@ -148,4 +144,15 @@ the pods set automountServiceAccountToken: false. Mounted at the in-cluster conf
 - name: kube-api-access
   mountPath: /var/run/secrets/kubernetes.io/serviceaccount
   readOnly: true
+{{- end }}
+
+{{/*
+Secrets named by specs (spec.prometheus.*SecretRef, webhook and notification credentials, a ShadowRun's
+Redis address): read by name only, and only those labelled strategyrollouts.io/credentials: "true" are
+used. Granted per namespace (rbac.secretNamespaces), cluster-wide only when rbac.clusterWideSecrets.
+*/}}
+{{- define "strategy-rollouts.secretRules" -}}
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
 {{- end }}

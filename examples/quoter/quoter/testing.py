@@ -40,59 +40,25 @@ _pending: set[PendingQuoter] = set()
 T = TypeVar("T")
 
 
-class QuoterProcess:
-    """A running `python -m quoter`. Use as a context manager, or call stop()."""
+class QuoterEndpoints:
+    """What a test reads and turns on a running quoter, wherever it runs: its metrics and control endpoints."""
 
-    def __init__(
-        self,
-        proc: subprocess.Popen[str],
-        *,
-        strategy: str,
-        version: str,
-        metrics_port: int,
-        control_port: int,
-        log_path: Path,
-        argv: list[str],
-        reader: threading.Thread,
-    ) -> None:
-        self.proc = proc
-        self.strategy = strategy
-        self.version = version
-        self.metrics_port = metrics_port
-        self.control_port = control_port
-        self.log_path = log_path
-        self.argv = argv
-        self._reader = reader
-
-    def __repr__(self) -> str:
-        return (
-            f"QuoterProcess({self.strategy} {self.version} pid={self.proc.pid} "
-            f"metrics={self.metrics_target} control=127.0.0.1:{self.control_port})"
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
+    host: str
+    metrics_port: int
+    control_port: int
 
     @property
     def metrics_target(self) -> str:
-        """ "127.0.0.1:PORT", as Prometheus scrape targets are written."""
-        return f"127.0.0.1:{self.metrics_port}"
+        """ "HOST:PORT", as Prometheus scrape targets are written."""
+        return f"{self.host}:{self.metrics_port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return f"http://{self.host}:{self.metrics_port}/metrics"
 
     @property
     def control_url(self) -> str:
-        return f"http://127.0.0.1:{self.control_port}"
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def log(self) -> str:
-        """What the process wrote to stderr so far."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return f"http://{self.host}:{self.control_port}"
 
     # -- control endpoint -----------------------------------------------------------------------
 
@@ -141,6 +107,49 @@ class QuoterProcess:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())
         ]
         return sum(values) if values else None
+
+
+class QuoterProcess(QuoterEndpoints):
+    """A running `python -m quoter`. Use as a context manager, or call stop()."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen[str],
+        *,
+        strategy: str,
+        version: str,
+        metrics_port: int,
+        control_port: int,
+        log_path: Path,
+        argv: list[str],
+        reader: threading.Thread,
+    ) -> None:
+        self.proc = proc
+        self.host = "127.0.0.1"
+        self.strategy = strategy
+        self.version = version
+        self.metrics_port = metrics_port
+        self.control_port = control_port
+        self.log_path = log_path
+        self.argv = argv
+        self._reader = reader
+
+    def __repr__(self) -> str:
+        return (
+            f"QuoterProcess({self.strategy} {self.version} pid={self.proc.pid} "
+            f"metrics={self.metrics_target} control=127.0.0.1:{self.control_port})"
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        """What the process wrote to stderr so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     # -- lifecycle ------------------------------------------------------------------------------
 
