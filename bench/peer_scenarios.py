@@ -359,8 +359,11 @@ def _metrics_snapshot(env: Env, pid: int) -> Snapshot:
     return Snapshot(env, pid)
 
 
-def scale_ours(env: Env, n: int, steady_s: float, rest_s: float, timeout: float) -> dict[str, Any]:
-    """Our side of the scale comparison (replicas mode like the peer, 1 replica, 2 gates at 30 s)."""
+def scale_ours(
+    env: Env, n: int, steady_s: float, rest_s: float, timeout: float, steady_only: bool = False
+) -> dict[str, Any]:
+    """Our side of the scale comparison (replicas mode like the peer, 1 replica, 2 gates at 30 s).
+    `steady_only`: created, ramped and held paused with gates running, then stopped (the memory comparison)."""
     from bench.scenarios import _reconcile_stats
 
     ns = env.namespace(f"sx-ours-{n}")
@@ -424,6 +427,8 @@ def scale_ours(env: Env, n: int, steady_s: float, rest_s: float, timeout: float)
         time.sleep(steady_s)
         b = _metrics_snapshot(env, pid)
         result["steady"] = _rates(a, b)
+        if steady_only:
+            return _memory_result(result, pid, sampler, t1, rec)
         t2 = time.time()
         env.api.parallel(
             lambda name: env.api.merge_patch(
@@ -457,7 +462,14 @@ def scale_ours(env: Env, n: int, steady_s: float, rest_s: float, timeout: float)
 
 
 def scale_peer(
-    env: Env, peer_dir: Path, n: int, steady_s: float, rest_s: float, timeout: float, qps: float | None
+    env: Env,
+    peer_dir: Path,
+    n: int,
+    steady_s: float,
+    rest_s: float,
+    timeout: float,
+    qps: float | None,
+    steady_only: bool = False,
 ) -> dict[str, Any]:
     """Argo's side: 1 replica, background analysis (2 metrics at 30 s) through the counting proxy."""
     tag = "default" if qps is None else f"qps{int(qps)}"
@@ -519,6 +531,8 @@ def scale_peer(
         time.sleep(steady_s)
         b = _metrics_snapshot(env, pid)
         result["steady"] = _rates(a, b)
+        if steady_only:
+            return _memory_result(result, pid, sampler, t0, rec)
         t2 = time.time()
         env.api.parallel(lambda name: promote(env, ns, name), names, 8)
         done = lambda: rec.count(  # noqa: E731
@@ -550,6 +564,34 @@ def scale_peer(
     result["step_samples"] = len(lat)
     log(f"Argo ({tag}) N={n}: step p99 {result['step_index_s']['p99']}, peak RSS {result['peak_rss_mb']} MB")
     return result
+
+
+def _memory_result(result: dict[str, Any], pid: int, sampler: Sampler, t0: float, rec: Recorder) -> dict[str, Any]:
+    """RSS now and at peak (VmHWM) after the steady window; the controller is stopped by the caller's `with`."""
+    rss, peak = proc_rss_mb(pid)
+    result["rss_mb"], result["peak_rss_mb"] = round(rss, 1), round(peak, 1)
+    sampler.stop()
+    rec.stop()
+    result["rss_series"] = [(round(t - t0, 1), round(r, 1)) for t, _, r in sampler.samples[::5]]
+    log(f"{result['side']} N={result['n']}: RSS {result['rss_mb']} MB, peak {result['peak_rss_mb']} MB (steady only)")
+    return result
+
+
+def memory(
+    env: Env, peer_dir: Path, ns_: list[int], steady_s: float, qps_variants: list[float | None]
+) -> dict[str, Any]:
+    """Per N: ours, then the peer, created and held paused with both checks running (no stepping): the RSS
+    each needs to hold N rollouts. Cheaper than `scale` at N >= 500, where the active window takes long."""
+    levels = []
+    for n in ns_:
+        timeout = max(600, n * 1.5)
+        level: dict[str, Any] = {"n": n, "ours": scale_ours(env, n, steady_s, 0, timeout, steady_only=True)}
+        level["peer"] = {}
+        for qps in qps_variants:
+            got = scale_peer(env, peer_dir, n, steady_s, 0, timeout, qps, steady_only=True)
+            level["peer"][got["label"]] = got
+        levels.append(level)
+    return {"levels": levels, "peer_version": peer.version(peer_dir)}
 
 
 def scale(

@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-FULL = "engine,step,peer-step,rollback,peer-rollback,scale,peer-scale,dashboard"
+FULL = "engine,step,peer-step,rollback,peer-rollback,write-cost,scale,peer-scale,peer-memory,dashboard"
 # under 10 minutes: ours-only step, rollback and scale are left to the full run (the side-by-side ones
 # measure ours too)
 QUICK = "engine,peer-step,peer-rollback,peer-scale"
@@ -109,6 +109,11 @@ def main(argv: list[str] | None = None) -> int:
         "peer_pauses": os.environ.get("BENCH_PEER_PAUSES", "15-30"),
         # the peer side by side: N values, and its client limits (None = its defaults, 40 QPS / burst 80)
         "peer_scale": [int(x) for x in os.environ.get("BENCH_PEER_SCALE", "10,50" if quick else "100,300").split(",")],
+        # memory side by side (steady only: created, paused with checks running): N values, the peer's client
+        "peer_memory": [int(x) for x in os.environ.get("BENCH_PEER_MEMORY", "50" if quick else "500,1000").split(",")],
+        "peer_memory_qps": [
+            None if q == "default" else float(q) for q in os.environ.get("BENCH_PEER_MEMORY_QPS", "400").split(",")
+        ],
         "peer_qps": [
             None if q == "default" else float(q)
             for q in os.environ.get("BENCH_PEER_QPS", "default" if quick else "default,400").split(",")
@@ -122,7 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     if "engine" in only:
         run_engine(machine, cfg["repeat"])
-    if only & {"step", "peer-step", "rollback", "peer-rollback", "scale", "peer-scale", "dashboard"}:
+    if only & {
+        "step",
+        "peer-step",
+        "rollback",
+        "peer-rollback",
+        "write-cost",
+        "scale",
+        "peer-scale",
+        "peer-memory",
+        "dashboard",
+    }:
         from bench import scenarios
         from bench.harness import Env
 
@@ -146,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
                 peer.install_crds(env, peer_dir)
                 res = peer_scenarios.rollback(env, peer_dir, cfg["rollback_rollouts"], cfg["rollback_interval"])
                 write_result("peer_rollback", res, machine, cfg)
+            if "write-cost" in only:
+                from bench import write_cost
+
+                write_result("write_cost", write_cost.run(env), machine, cfg)
             if "rollback" in only:
                 res = scenarios.rollback(env, cfg["rollback_rollouts"], cfg["rollback_interval"])
                 write_result("rollback", res, machine, cfg)
@@ -172,6 +191,13 @@ def main(argv: list[str] | None = None) -> int:
                     env, peer_dir, cfg["peer_scale"], cfg["steady_s"], cfg["rest_s"], cfg["peer_qps"]
                 )
                 write_result("peer_scale", res, machine, cfg)
+            if "peer-memory" in only:
+                from bench import peer, peer_scenarios
+
+                peer_dir = peer.build()
+                peer.install_crds(env, peer_dir)
+                res = peer_scenarios.memory(env, peer_dir, cfg["peer_memory"], cfg["steady_s"], cfg["peer_memory_qps"])
+                write_result("peer_memory", res, machine, cfg)
             if "dashboard" in only:
                 from bench import dashboard
 
