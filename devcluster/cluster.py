@@ -21,7 +21,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -885,12 +885,12 @@ class DevCluster:
         kw = self._state["kwok"]
         return Path(kw["workdir"]) / "clusters" / kw["name"] / "logs" / "audit.log"
 
-    def load_images(self) -> dict[str, Path]:
-        """Build (or reuse) strategy-rollouts:dev and quoter:dev and import them into the real node."""
+    def load_images(self, names: Iterable[str] = realnode.IMAGES) -> dict[str, Path]:
+        """Build (or reuse) strategy-rollouts:dev and quoter:dev (or `names`) and import them into the real node."""
         node = self.real_node
         if node is None:
             raise RuntimeError("this cluster has no real node (DEVCLUSTER_REAL_NODE=0 or an external cluster)")
-        archives = realnode.build_images(cache_dir())
+        archives = realnode.build_images(cache_dir(), names)
         for archive in archives.values():
             node.import_image(archive)
         return archives

@@ -56,10 +56,17 @@ py=localhost/python:3.11-bookworm
 has "$py" || bud "$py" "$here/images" "$here/images/python-base.Containerfile"
 # pip reaches PyPI through the machine's TLS-intercepting proxy: its CA bundle, for the RUN steps only
 # (not in the base build: ca-certificates' postinst rewrites that file)
-bud localhost/strategy-rollouts:dev "$root" "$root/Dockerfile" --build-arg "PYTHON_IMAGE=$py" -v "$ca:$ca:ro"
-bud localhost/quoter:dev "$root/examples/quoter" "$root/examples/quoter/Dockerfile" --build-arg "PYTHON_IMAGE=$py" -v "$ca:$ca:ro"
+# DEVCLUSTER_IMAGES: a subset to build (`make demo` needs only the quoter's); default both
+images="${DEVCLUSTER_IMAGES:-strategy-rollouts quoter}"
+for name in $images; do
+  case "$name" in
+    strategy-rollouts) bud localhost/strategy-rollouts:dev "$root" "$root/Dockerfile" --build-arg "PYTHON_IMAGE=$py" -v "$ca:$ca:ro" ;;
+    quoter) bud localhost/quoter:dev "$root/examples/quoter" "$root/examples/quoter/Dockerfile" --build-arg "PYTHON_IMAGE=$py" -v "$ca:$ca:ro" ;;
+    *) echo "DEVCLUSTER_IMAGES: unknown image $name (strategy-rollouts, quoter)" >&2; exit 2 ;;
+  esac
+done
 
-for name in strategy-rollouts quoter; do
+for name in $images; do
   out="$cache/$name-dev.tar"
   rm -f "$out"
   # docker-archive names it docker.io/library/NAME:dev in containerd: what the kubelet looks up for NAME:dev
@@ -68,10 +75,10 @@ done
 
 if [[ -z "${DEVCLUSTER_IMAGE_NO_IMPORT:-}" && -s "$lock" ]] && work="$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["work_dir"])' "$lock" 2>/dev/null)" \
    && [[ -S "$work/containerd.sock" ]]; then
-  for name in strategy-rollouts quoter; do
+  for name in $images; do
     ctr -a "$work/containerd.sock" -n k8s.io images import --platform linux/amd64 "$cache/$name-dev.tar" >/dev/null
   done
-  log "imported strategy-rollouts:dev and quoter:dev into the real node ($work)"
+  log "imported $images (:dev) into the real node ($work)"
 else
   log "no real node running: the archives in $cache are imported when a test or the dev cluster needs them"
 fi

@@ -23,7 +23,7 @@ import signal
 import subprocess
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -137,15 +137,19 @@ class NodeLock:
 IMAGES = ("strategy-rollouts", "quoter")
 
 
-def build_images(cache: Path) -> dict[str, Path]:
+def build_images(cache: Path, names: Iterable[str] = IMAGES) -> dict[str, Path]:
     """`make image` (devcluster/image.sh: cached base, buildah layer cache): the archives of
-    strategy-rollouts:dev and quoter:dev, by name."""
+    strategy-rollouts:dev and quoter:dev (or the `names` given), by name."""
+    wanted = list(names)
+    if unknown := set(wanted) - set(IMAGES):
+        raise ValueError(f"unknown images {sorted(unknown)}; known: {IMAGES}")
     script = Path(__file__).resolve().parent / "image.sh"
-    env = {**os.environ, "DEVCLUSTER_IMAGE_NO_IMPORT": "1"}  # the caller imports into its own node
+    # the caller imports into its own node
+    env = {**os.environ, "DEVCLUSTER_IMAGE_NO_IMPORT": "1", "DEVCLUSTER_IMAGES": " ".join(wanted)}
     r = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=3600, env=env, check=False)
     if r.returncode != 0:
         raise RuntimeError(f"devcluster/image.sh failed ({r.returncode}):\n{r.stderr[-3000:]}")
-    return {name: cache / "images" / f"{name}-dev.tar" for name in IMAGES}
+    return {name: cache / "images" / f"{name}-dev.tar" for name in wanted}
 
 
 # ---------------------------------------------------------------------------------------------
