@@ -420,6 +420,7 @@ def chaos(cluster: DevCluster, namespace: str, other_namespace: str, live_operat
         stop.set()
         for t in threads:
             t.join(10)
+        api.close()  # its pooled TLS connections (a ResourceWarning in whichever test runs when it is collected)
         for q in c.quoters:
             q.stop()
         cluster.remove_scrape_target(job)
@@ -488,7 +489,8 @@ def check(c: Chaos, driver: Driver) -> list[str]:
             out.append(f"{name}: ended {st.get('phase')}/{st.get('reason')}, expected {e.phase}/{e.reason}")
         out += inv.outcome_violations(name, st, CANARY, e.outcomes)
         out += inv.handled_violations(name, st)
-        out += inv.step_violations(name, seen, e.steps, c.t0)
+        relisted_rollouts = [t for t, resource, gns in c.record.gaps if resource == "strategyrollouts" and gns == c.ns]
+        out += inv.step_violations(name, seen, e.steps, c.t0, relisted_rollouts)
         for (ns, dep), want in e.replicas.items():
             out += inv.replica_violations(f"{name} {ns}/{dep}", replica_counts(c.record, ns, dep), want)
         for ns, cm in c.configmaps[name]:

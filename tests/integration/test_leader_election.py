@@ -116,6 +116,7 @@ def pair(cluster: DevCluster, crds: None, tmp_path: Path) -> Iterator[Pair]:
             op.stop()
         for w in watchers:
             w.join(10)
+        api.close()  # its pooled TLS connections (a ResourceWarning in whichever test runs when it is collected)
         cluster.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
 
 

@@ -107,37 +107,45 @@ class Scenario:
 
 def _watch_routing(cluster: DevCluster, ns: str, name: str, out: list[dict[str, Any]], stop: threading.Event) -> None:
     """Every revision of the routing ConfigMap, in order (a watch delivers each resourceVersion)."""
-    api = client.CoreV1Api(config.new_client_from_config(str(cluster.kubeconfig)))
-    while not stop.is_set():
-        w = watch.Watch()
-        try:
-            for event in w.stream(
-                api.list_namespaced_config_map, ns, field_selector=f"metadata.name={name}", timeout_seconds=2
-            ):
-                doc = json.loads((event["object"].data or {}).get("routing.json", "{}"))
-                if not out or out[-1].get("revision") != doc.get("revision"):
-                    out.append(doc)
-                if stop.is_set():
-                    break
-        except Exception:  # the namespace may be going away at the end
-            time.sleep(0.2)
+    api_client = config.new_client_from_config(str(cluster.kubeconfig))
+    api = client.CoreV1Api(api_client)
+    try:
+        while not stop.is_set():
+            w = watch.Watch()
+            try:
+                for event in w.stream(
+                    api.list_namespaced_config_map, ns, field_selector=f"metadata.name={name}", timeout_seconds=2
+                ):
+                    doc = json.loads((event["object"].data or {}).get("routing.json", "{}"))
+                    if not out or out[-1].get("revision") != doc.get("revision"):
+                        out.append(doc)
+                    if stop.is_set():
+                        break
+            except Exception:  # the namespace may be going away at the end
+                time.sleep(0.2)
+    finally:
+        api_client.close()  # its pooled TLS connections, not left to the garbage collector
 
 
 def _watch_canary_replicas(cluster: DevCluster, ns: str, out: list[int], stop: threading.Event) -> None:
-    api = client.AppsV1Api(config.new_client_from_config(str(cluster.kubeconfig)))
-    while not stop.is_set():
-        w = watch.Watch()
-        try:
-            for event in w.stream(
-                api.list_namespaced_deployment, ns, field_selector="metadata.name=pipeline", timeout_seconds=2
-            ):
-                value = event["object"].spec.replicas
-                if not out or out[-1] != value:
-                    out.append(value)
-                if stop.is_set():
-                    break
-        except Exception:
-            time.sleep(0.2)
+    api_client = config.new_client_from_config(str(cluster.kubeconfig))
+    api = client.AppsV1Api(api_client)
+    try:
+        while not stop.is_set():
+            w = watch.Watch()
+            try:
+                for event in w.stream(
+                    api.list_namespaced_deployment, ns, field_selector="metadata.name=pipeline", timeout_seconds=2
+                ):
+                    value = event["object"].spec.replicas
+                    if not out or out[-1] != value:
+                        out.append(value)
+                    if stop.is_set():
+                        break
+            except Exception:
+                time.sleep(0.2)
+    finally:
+        api_client.close()  # its pooled TLS connections, not left to the garbage collector
 
 
 @pytest.fixture

@@ -33,6 +33,10 @@ def test_steps_forward_by_one_or_to_the_next_stage() -> None:
     assert step_violations("r", at((1, 0), (1, 2)), steps)  # skipped (1,1)
     assert step_violations("r", at((1, 1), (1, 0)), steps)  # went back
     assert step_violations("r", at((1, 2), (1, 1), (1, 2)), steps)  # repeated
+    # across a relist (the watch could not resume) a forward move is not judged; a move back still is
+    assert step_violations("r", at((1, 0), (1, 2)), steps, relisted=[0.5]) == []
+    assert step_violations("r", at((1, 0), (1, 2)), steps, relisted=[1.5])  # the relist came after
+    assert step_violations("r", at((1, 2), (1, 1)), steps, relisted=[0.5])
 
 
 def test_outcomes_exactly_once() -> None:
