@@ -14,6 +14,7 @@ from rich.console import Console
 from demo.story import PARTS, prepare
 from demo.summary import run_parts, summary_table
 from demo.world import World
+from devcluster import realnode
 from strategy_rollouts.testing.operator_process import OperatorProcess
 
 if TYPE_CHECKING:
@@ -40,3 +41,8 @@ def test_the_demo_story_ends_as_expected(
     assert printed.count("Symbols") >= 5
     assert "tick-p95-ms" in printed and "< 200" in printed
     assert "size_multiplier" in printed and "0.5" in printed
+    # With the session cluster's real node, every quoter ran as a pod there (make demo does the same).
+    started = [line for line in printed.splitlines() if line.startswith("    quoter ")]
+    assert len(started) >= 4, started
+    if cluster.real_node is not None:
+        assert all(f"on node {realnode.NODE_NAME})" in line for line in started), started
