@@ -409,6 +409,12 @@ class Env:
         finally:
             op.stop()
 
+    def drop_namespace(self, ns: str, timeout: float = 600) -> None:
+        """Delete one namespace and wait until it is gone: its pods free the bench nodes' capacity
+        (4 x 1,000 pods) before the next level, and their deletion does not load the next measurement."""
+        self.cluster.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
+        wait_until(f"namespace {ns} gone", lambda: self.api.get(f"/api/v1/namespaces/{ns}") is None, timeout, 2)
+
     def cleanup(self) -> None:
         for ns in self.namespaces:
             self.cluster.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)

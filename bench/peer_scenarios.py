@@ -368,7 +368,7 @@ def scale_ours(
 
     ns = env.namespace(f"sx-ours-{n}")
     names = [f"r{i:04d}" for i in range(n)]
-    result: dict[str, Any] = {"side": "ours", "n": n}
+    result: dict[str, Any] = {"side": "ours", "n": n, "namespace": ns}
     strategies = {name: f"b{env.run_id}-o{n}-{name}" for name in names}
     t0 = time.time()
     _workloads(env, ns, names, 1)
@@ -475,7 +475,7 @@ def scale_peer(
     tag = "default" if qps is None else f"qps{int(qps)}"
     ns = env.namespace(f"sx-argo-{tag}-{n}")
     names = [f"a{i:04d}" for i in range(n)]
-    result: dict[str, Any] = {"side": "peer", "n": n, "qps": qps, "label": tag}
+    result: dict[str, Any] = {"side": "peer", "n": n, "qps": qps, "label": tag, "namespace": ns}
     strategies = {name: f"b{env.run_id}-a{tag}{n}-{name}" for name in names}
     for s in strategies.values():
         env.exporter.add(s)
@@ -586,9 +586,11 @@ def memory(
     for n in ns_:
         timeout = max(600, n * 1.5)
         level: dict[str, Any] = {"n": n, "ours": scale_ours(env, n, steady_s, 0, timeout, steady_only=True)}
+        env.drop_namespace(level["ours"]["namespace"])
         level["peer"] = {}
         for qps in qps_variants:
             got = scale_peer(env, peer_dir, n, steady_s, 0, timeout, qps, steady_only=True)
+            env.drop_namespace(got["namespace"])
             level["peer"][got["label"]] = got
         levels.append(level)
     return {"levels": levels, "peer_version": peer.version(peer_dir)}
