@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-RESULTS = Path(os.environ.get("BENCH_RESULTS") or BENCH / "results")  # BENCH_RESULTS: e.g. a quick run
+RESULTS = Path(os.environ.get("BENCH_RESULTS") or BENCH / "results").resolve()  # BENCH_RESULTS: e.g. a quick run
 REPO = BENCH.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
