@@ -107,8 +107,8 @@ def test_helm_install_upgrade_uninstall(cluster: DevCluster, namespace: str, rel
     assert can_i(cluster, sa, "patch", "deployments.apps/scale", "default")
     assert can_i(cluster, sa, "patch", "strategyrollouts.strategyrollouts.io/status", "default")
     assert can_i(cluster, sa, "create", "networkpolicies.networking.k8s.io", "default")
-    assert can_i(cluster, sa, "get", "secrets", "default")
-    assert not can_i(cluster, sa, "list", "secrets", "default"), "secrets: get by name only"
+    assert not can_i(cluster, sa, "get", "secrets", "default"), "no Secret anywhere unless granted per namespace"
+    assert not can_i(cluster, sa, "list", "secrets", "default")
     assert not can_i(cluster, sa, "delete", "deployments.apps", "default")
     assert not can_i(cluster, sa, "create", "pods", "default")
     assert can_i(cluster, sa, "watch", "customresourcedefinitions.apiextensions.k8s.io", None)
@@ -118,6 +118,7 @@ def test_helm_install_upgrade_uninstall(cluster: DevCluster, namespace: str, rel
     cluster.helm(
         "upgrade", release, str(CHART), "-n", namespace, *IMAGE,
         "--set", f"watchNamespaces={{{namespace}}}", "--set", "operator.idleRecheck=60",
+        "--set", f"rbac.secretNamespaces={{{namespace}}}",
         "--wait", "--timeout", "180s",
     )  # fmt: skip
     dep = get(cluster, "deployment", fullname, "-n", namespace)
@@ -129,6 +130,11 @@ def test_helm_install_upgrade_uninstall(cluster: DevCluster, namespace: str, rel
     get(cluster, "rolebinding", fullname, "-n", namespace)
     assert can_i(cluster, sa, "patch", "deployments.apps/scale", namespace)
     assert eventually(lambda: not can_i(cluster, sa, "patch", "deployments.apps/scale", "default"), timeout=30)
+    # Secrets: get by name in the granted namespace only (rbac.secretNamespaces), never list
+    get(cluster, "role", f"{fullname}-secrets", "-n", namespace)
+    assert eventually(lambda: can_i(cluster, sa, "get", "secrets", namespace), timeout=30)
+    assert not can_i(cluster, sa, "list", "secrets", namespace), "secrets: get by name only"
+    assert not can_i(cluster, sa, "get", "secrets", "default")
     history = json.loads(cluster.helm("history", release, "-n", namespace, "-o", "json").stdout)
     assert [h["status"] for h in history][-1] == "deployed" and len(history) == 2
 
@@ -137,6 +143,7 @@ def test_helm_install_upgrade_uninstall(cluster: DevCluster, namespace: str, rel
     assert cluster.kubectl("get", "deployment", fullname, "-n", namespace, check=False).returncode != 0
     assert cluster.kubectl("get", "clusterrole", fullname, check=False).returncode != 0
     assert cluster.kubectl("get", "role", fullname, "-n", namespace, check=False).returncode != 0
+    assert cluster.kubectl("get", "role", f"{fullname}-secrets", "-n", namespace, check=False).returncode != 0
     for crd in CRDS:
         get(cluster, "crd", crd)
     assert time.monotonic() - started < 300
