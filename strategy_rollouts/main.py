@@ -144,7 +144,11 @@ async def operate(args: argparse.Namespace, liveness: str | None, ctx: Context, 
     # Every Kubernetes and Prometheus call runs in the default executor: size it for the bounded
     # concurrency the adapters allow (the default is cpus + 4 threads).
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=48, thread_name_prefix="io"))
-    probes = await readiness.serve(ctx.leader, args.readiness_port) if args.readiness_port else None
+    webhook = None
+    if args.admission_webhook:  # Ready only once it serves (the chart listens on 0.0.0.0: check loopback)
+        addr = "127.0.0.1" if args.admission_addr in ("0.0.0.0", "") else args.admission_addr
+        webhook = ("::1" if addr == "::" else addr, args.admission_webhook)
+    probes = await readiness.serve(ctx.leader, args.readiness_port, webhook=webhook) if args.readiness_port else None
     election = asyncio.create_task(campaign.run(), name="leader-election") if campaign else None
     settings = kopf.OperatorSettings()  # the same object kopf hands to the startup handler
     if args.admission_webhook:
