@@ -254,6 +254,14 @@ def test_the_admission_webhook_served_by_the_pods_refuses_a_bad_spec_at_apply(wo
     eventually(w.ready_pod, timeout=60)
     bad = rollout("bad-placeholder", w, "e2e_bad_placeholder")
     bad["spec"]["gates"][0]["query"] = 'q{v="{{canary.colour}}"}'
+    # A Ready pod serves the webhook (its /readyz waits for it), but kube-proxy programs the Service's new
+    # endpoints a moment later: wait until a server-side dry run (webhooks run, nothing is stored) is refused.
+    dry = ("apply", "--server-side", "--dry-run=server", "-f", "-")
+    eventually(
+        lambda: c.kubectl(*dry, input=yaml.safe_dump(bad), check=False).returncode != 0,
+        timeout=30,
+        what="the webhook reachable through its Service",
+    )
     result = c.kubectl("apply", "--server-side", "-f", "-", input=yaml.safe_dump(bad), check=False)
     assert result.returncode != 0, "accepted: the webhook was not reached (failurePolicy Ignore)"
     assert "spec.gates[0].query" in result.stderr and "canary.colour" in result.stderr, result.stderr
