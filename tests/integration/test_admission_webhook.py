@@ -76,7 +76,8 @@ def hooked(cluster: DevCluster, crds: None, tmp_path: Path) -> Iterator[Hooked]:
         leader.start()
         wait_for(lambda: leader.readiness() == (200, "leader"), 30, 0.2, "the first process to lead")
         standby.start()
-        assert standby.readiness() == (200, "standby")
+        # Ready (200) only once its webhook server accepts connections: 503 until then.
+        wait_for(lambda: standby.readiness() == (200, "standby"), 30, 0.2, "the standby's webhook to serve")
         h = Hooked(cluster, ns, name, leader, standby, port)
         wait_for(lambda: served(h), 60, 0.5, "the webhook to refuse a bad object")
         yield h
