@@ -71,11 +71,11 @@ chaos: venv system-deps binaries ## the chaos run of `make test`, longer: 50 ope
 
 bench: venv system-deps binaries ## benchmarks (not tests), with Argo Rollouts side by side; QUICK=1: < 10 min
 	$(PY) -m pip install -q -e '.[dev,bench]'
-	$(PY) -m bench.run $(if $(QUICK),--quick)
+	DEVCLUSTER_CONTROLLER_QPS=$${DEVCLUSTER_CONTROLLER_QPS-200} $(PY) -m bench.run $(if $(QUICK),--quick)
 
 bench-soak: venv system-deps binaries ## leak check: N=1,000 paused rollouts with gates for 1 h (BENCH_SOAK_N, BENCH_SOAK_S)
 	$(PY) -m pip install -q -e '.[dev,bench]'
-	$(PY) -m bench.soak
+	DEVCLUSTER_CONTROLLER_QPS=$${DEVCLUSTER_CONTROLLER_QPS-200} $(PY) -m bench.soak
 
 kind-e2e: ## (needs Docker; not runnable on the no-Docker dev machines) kind cluster + image + chart + e2e suite
 	./hack/kind-e2e.sh

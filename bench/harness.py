@@ -252,9 +252,17 @@ class Env:
     """Everything the cluster benchmarks share: the cluster, a JSON API client, the exporter, the proxy."""
 
     def __init__(self, work: Path) -> None:
-        from devcluster.cluster import up
+        from devcluster.cluster import controller_qps, up
 
         self.cluster, self.reused = up()
+        wanted = controller_qps()
+        if self.cluster.controller_qps != wanted:  # a reused cluster keeps the settings it started with
+            got = self.cluster.controller_qps or "default"
+            print(
+                f"[bench] warning: the reused dev cluster's controllers run at {got} QPS, not"
+                f" DEVCLUSTER_CONTROLLER_QPS={wanted} (make dev-cluster-down for a fresh one)",
+                flush=True,
+            )
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
         self.api = Api(load_creds(self.cluster.kubeconfig))

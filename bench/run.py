@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         "peer_interval": os.environ.get("BENCH_PEER_INTERVAL", "30s"),
         "peer_pauses": os.environ.get("BENCH_PEER_PAUSES", "15-30"),
         # the peer side by side: N values, and its client limits (None = its defaults, 40 QPS / burst 80)
-        "peer_scale": [int(x) for x in os.environ.get("BENCH_PEER_SCALE", "10,50" if quick else "100,300").split(",")],
+        "peer_scale": [
+            int(x) for x in os.environ.get("BENCH_PEER_SCALE", "10,50" if quick else "100,300,1000").split(",")
+        ],
         # memory side by side (steady only: created, paused with checks running): N values, the peer's client
         "peer_memory": [int(x) for x in os.environ.get("BENCH_PEER_MEMORY", "50" if quick else "500,1000").split(",")],
         "peer_memory_qps": [
@@ -142,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench.harness import Env
 
         env = Env(Path(tempfile.mkdtemp(prefix="bench-work-")))
+        machine["cluster_controller_qps"] = env.cluster.controller_qps  # None: the controllers' defaults
         print(f"[bench] work dir (operator logs) {env.work}", flush=True)
         try:
             if "step" in only:

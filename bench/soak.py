@@ -92,6 +92,7 @@ def soak(n: int, seconds: float, trace: bool) -> dict[str, Any]:
             "rss_mb_per_rollout_end": round(series[-1][1] / n, 4),
             "slope_mb_per_hour_second_half": slope_mb_per_hour(half),
             "cpu_cores": round(cpu, 3),
+            "cluster_controller_qps": env.cluster.controller_qps,
             "series": series,
             "tracemalloc_file": "bench/results/soak_tracemalloc.txt" if trace else None,
         }

@@ -89,6 +89,17 @@ def versions() -> dict[str, str]:
     return out
 
 
+def controller_qps() -> int | None:
+    """DEVCLUSTER_CONTROLLER_QPS: the client QPS of kube-controller-manager and kube-scheduler (burst twice
+    that) in a cluster started now; unset: their defaults (20 and 50 QPS), as in most clusters."""
+    value = os.environ.get("DEVCLUSTER_CONTROLLER_QPS", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"DEVCLUSTER_CONTROLLER_QPS={value!r}: a positive integer, or unset for the defaults")
+    return int(value)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("STRATEGY_ROLLOUTS_CACHE", str(Path.home() / ".cache" / "strategy-rollouts")))
 
@@ -766,6 +777,12 @@ class DevCluster:
                 },
             ],
         }
+        qps = controller_qps()
+        if qps:  # the benchmarks: the cluster's own controllers must not be what limits N = 1,000
+            limits = [{"key": "kube-api-qps", "value": str(qps)}, {"key": "kube-api-burst", "value": str(2 * qps)}]
+            for name in ("kube-controller-manager", "kube-scheduler"):
+                config["componentsPatches"].append({"name": name, "extraArgs": limits})  # type: ignore[attr-defined]
+        self._state["kwok"]["controller_qps"] = qps
         # every call made by a ServiceAccount (the in-cluster operator's, the quoters') at Metadata level:
         # tests read the log to check RBAC against what is really called (audit_log_path)
         policy = workdir / "audit-policy.yaml"
@@ -878,6 +895,11 @@ class DevCluster:
         self._state["real_node"]["ready_seconds"] = round(took, 1)
         self._save()
         return took
+
+    @property
+    def controller_qps(self) -> int | None:
+        """The client QPS this cluster's controller-manager and scheduler were started with (None: defaults)."""
+        return (self._state.get("kwok") or {}).get("controller_qps")
 
     @property
     def audit_log_path(self) -> Path:
