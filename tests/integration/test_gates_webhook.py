@@ -136,10 +136,12 @@ def test_reject_with_hold_waits_then_continues_when_the_desk_accepts(
     start(cluster, rollout("hook-hold", namespace, [hook(url, at="promotion", onReject="hold")]))
 
     def held() -> dict[str, Any] | None:
+        # WaitingForWebhook is recorded before the call (intent, then act); held = its answer recorded too
         st = status(cluster, "hook-hold", namespace)
-        return st if st.get("reason") == "WaitingForWebhook" else None
+        answered = any(g["name"] == "risk-desk" for g in st.get("gates") or [])
+        return st if st.get("reason") == "WaitingForWebhook" and answered else None
 
-    st = wait_for(held, 90, what="waiting for the webhook")
+    st = wait_for(held, 90, what="the webhook's refusal recorded, the rollout waiting for it")
     assert st["phase"] == "Progressing" and st["stage"] == "staging"
     g = gate(st, "risk-desk")
     assert (g["result"], g["value"], g["failures"]) == ("Rejected", 409, 0)
