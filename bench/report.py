@@ -135,7 +135,37 @@ def tables() -> str:
     from bench import report_peer
 
     lines.append(report_peer.tables())
+    lines += _dashboard(_load("dashboard"))
     return "\n".join(lines)
+
+
+def _dashboard(doc: dict[str, Any] | None) -> list[str]:
+    """dashboard.json: `kubectl strategy dashboard` in headless chromium over N rollouts."""
+    if not doc or not doc.get("levels"):
+        return []
+    m = doc.get("machine", {})
+    out = [
+        "",
+        f"Dashboard over {doc['n']:,} rollouts (recorded {doc.get('recorded_at', '?')}, commit "
+        f"`{str(m.get('git_commit', ''))[:10]}`, load average at start {' '.join(m.get('loadavg_at_start', []))}):",
+        "",
+        "| browsers open | list drawn (N rows), median / max | first contentful paint, median "
+        "| live update, median / p99 | server CPU | API requests during the level |",
+        "|---|---|---|---|---|---|",
+    ]
+    for lv in doc["levels"]:
+        drawn, fcp, live = lv["list_drawn_ms"], lv["first_paint_ms"], lv["live_update_ms"]
+        out.append(
+            f"| {lv['browsers']} | {drawn['median']:.0f} / {drawn['max']:.0f} ms | {fcp['median']:.0f} ms "
+            f"| {live['median']:.0f} / {live['p99']:.0f} ms (n={live['n']}) | {lv['server_cpu_percent']}% of a core "
+            f"| {sum(lv['kube_requests_during_level'].values())} |"
+        )
+    out += [
+        "",
+        f"Server RSS {doc['rss_idle_mb']:.0f} MB idle with the rollouts held, {doc['rss_max_mb']:.0f} MB peak; its "
+        f"API requests, all at startup: {_verbs(doc['startup_kube_requests'])}.",
+    ]
+    return out
 
 
 def plot() -> None:

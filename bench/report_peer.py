@@ -120,7 +120,127 @@ def tables() -> str:
                     f"| {_ratio(ours['active_s'], v['active_s'])} |"
                 )
         lines += ["", "![cost curve, side by side](cost_curve_side_by_side.png)"]
+    lines += _glance(step, rollback, scale)
+    lines += _memory(_load("peer_memory"))
+    lines += _write_cost(_load("write_cost"))
     return "\n".join(lines)
+
+
+def _glance(step: dict[str, Any] | None, rollback: dict[str, Any] | None, scale: dict[str, Any] | None) -> list[str]:
+    """The headline figures of the tables above in one table: ours, Argo at its defaults, Argo `--qps 400`."""
+    rows: list[tuple[str, float | None, float | None, float | None, str]] = []
+    if step:
+        a, b = step["ours_s"], step["peer_s"]
+        rows += [(f"step, 10 replicas, {q} (n={a['n']} / {b['n']})", a[q], b[q], None, "ms") for q in ("median", "p99")]
+    if rollback and rollback.get("ours_s") and rollback.get("peer_s"):
+        a, b = rollback["ours_s"], rollback["peer_s"]
+        what = "rollback: failing sample -> canary 0, stable 10 (spec)"
+        rows += [(f"{what}, {q} (n={a['n']} / {b['n']})", a[q], b[q], None, "s") for q in ("median", "p99")]
+    for lv in (scale or {}).get("levels", []):
+        o, d, f = lv["ours"], lv["peer"].get("default"), lv["peer"].get("qps400")
+
+        def get(r: dict[str, Any] | None, fn: Any) -> float | None:
+            return None if r is None else fn(r)
+
+        for what, fn, unit in (
+            ("peak RSS (MB)", lambda r: r["peak_rss_mb"], "count"),
+            ("CPU cores, active", lambda r: r["active"]["cpu_cores"], "cores"),
+            ("API requests/min, steady", lambda r: _total(r["steady"]["operator_requests_per_min_by_verb"]), "count"),
+            ("API requests/min, active", lambda r: _total(r["active"]["operator_requests_per_min_by_verb"]), "count"),
+            ("API requests/min, rest", lambda r: _total(r["rest"]["operator_requests_per_min_by_verb"]), "count"),
+            ("step p99", lambda r: r["step_index_s"]["p99"], "s"),
+            ("step median", lambda r: r["step_index_s"]["median"], "s"),
+            ("all done after release", lambda r: r["active_s"], "s"),
+        ):
+            rows.append((f"N={lv['n']} {what}", get(o, fn), get(d, fn), get(f, fn), unit))
+    if not rows:
+        return []
+
+    def fmt(v: float | None, unit: str) -> str:
+        if v is None:
+            return "-"
+        if unit in ("ms", "s"):
+            return _ms(v) if unit == "ms" else _s(v)
+        return f"{v:.3f}" if unit == "cores" else f"{v:,.0f}"
+
+    out = [
+        "",
+        "At a glance (the figures above; ratio = ours / theirs, below 1 is ours better):",
+        "",
+        "| figure | ours | Argo defaults | ratio | Argo `--qps 400` | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for what, a, b, c, unit in rows:
+        out.append(f"| {what} | {fmt(a, unit)} | {fmt(b, unit)} | {_ratio(a, b)} | {fmt(c, unit)} | {_ratio(a, c)} |")
+    return out
+
+
+def _memory(doc: dict[str, Any] | None) -> list[str]:
+    """peer_memory.json: N rollouts created and held paused with their checks running, ours then the peer."""
+    if not doc or not doc.get("levels"):
+        return []
+    out = [
+        "",
+        f"Memory side by side, steady only ({_machine(doc)}): N rollouts of 1 replica, 2 checks every 30 s, "
+        "created, ramped, held paused with the checks running; RSS = `VmRSS` at the end of the steady window, "
+        "peak = `VmHWM`; per rollout = the RSS difference between consecutive N over the difference in N.",
+        "",
+        "| N | controller | RSS / peak | ratio ours / theirs, RSS / peak | RSS per extra rollout "
+        "| API requests/min steady | CPU cores steady | setup + ramp |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    prev: dict[str, tuple[int, float]] = {}
+    for lv in doc["levels"]:
+        sides = [("ours", lv["ours"])] + [(f"Argo {k}", v) for k, v in lv["peer"].items()]
+        ours = lv["ours"]
+        for label, r in sides:
+            per = "-"
+            if label in prev:
+                n0, rss0 = prev[label]
+                per = f"{(r['rss_mb'] - rss0) / (lv['n'] - n0):.3f} MB"
+            prev[label] = (lv["n"], r["rss_mb"])
+            ratio = (
+                "-"
+                if r is ours
+                else f"{_ratio(ours['rss_mb'], r['rss_mb'])} / {_ratio(ours['peak_rss_mb'], r['peak_rss_mb'])}"
+            )
+            st = r["steady"]
+            out.append(
+                f"| {lv['n']} | {label} | {r['rss_mb']:.0f} / {r['peak_rss_mb']:.0f} MB | {ratio} | {per} "
+                f"| {_total(st['operator_requests_per_min_by_verb']):,.0f} | {st['cpu_cores']:.3f} "
+                f"| {r['setup_s']:.0f} + {r['ramp_s']:.0f} s |"
+            )
+    return out
+
+
+def _write_cost(doc: dict[str, Any] | None) -> list[str]:
+    """write_cost.json: the API server's cost of one status write, ours against Argo's, no controller running."""
+    if not doc or not doc.get("variants"):
+        return []
+    variants = doc["variants"]
+    base = variants.get("argo-patch", {})
+    out = [
+        "",
+        f"Cost of one status write on the same API server ({_machine(doc).rsplit(', peer', 1)[0]}; "
+        f"{doc['rounds']} rounds x "
+        f"{doc['writes_per_round']} writes per variant over {doc['n_objects']} objects, interleaved; status "
+        f"bytes ours {doc['status_bytes']['ours']}, Argo {doc['status_bytes']['argo']}):",
+        "",
+        "| write | 1 in flight: median / p99, writes/s | 8 in flight: median / p99, writes/s "
+        "| median ratio to `argo-patch` (1 / 8) |",
+        "|---|---|---|---|",
+    ]
+    for name, by in variants.items():
+        cells = []
+        for k in ("1", "8"):
+            lat = by[k]["latency_ms"]
+            cells.append(f"{lat['median']:.1f} / {lat['p99']:.1f} ms, {by[k]['requests_per_s']:.0f}")
+        ratios = " / ".join(
+            _ratio(by[k]["latency_ms"]["median"], base.get(k, {}).get("latency_ms", {}).get("median"))
+            for k in ("1", "8")
+        )
+        out.append(f"| {name} | {cells[0]} | {cells[1]} | {ratios} |")
+    return out
 
 
 def plot() -> None:
