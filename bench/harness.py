@@ -422,6 +422,16 @@ class Env:
         (4 x 1,000 pods) before the next level, and their deletion does not load the next measurement."""
         self.cluster.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
         wait_until(f"namespace {ns} gone", lambda: self.api.get(f"/api/v1/namespaces/{ns}") is None, timeout, 2)
+        if ns in self.namespaces:
+            self.namespaces.remove(ns)
+
+    def drop_namespaces(self, timeout: float = 600) -> None:
+        """Every namespace made so far, deleted together and waited for: run between scenarios and scale
+        levels, or the earlier ones' pods fill the bench nodes and the next level's stay Pending."""
+        for ns in self.namespaces:
+            self.cluster.kubectl("delete", "namespace", ns, "--wait=false", "--ignore-not-found", check=False)
+        for ns in list(self.namespaces):
+            self.drop_namespace(ns, timeout)
 
     def cleanup(self) -> None:
         for ns in self.namespaces:

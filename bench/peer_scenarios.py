@@ -604,8 +604,10 @@ def scale(
     for n in ns_:
         timeout = max(600, n * 1.5)
         level: dict[str, Any] = {"n": n, "ours": scale_ours(env, n, steady_s, rest_s, timeout), "peer": {}}
+        env.drop_namespace(level["ours"]["namespace"])
         for qps in qps_variants:
             got = scale_peer(env, peer_dir, n, steady_s, rest_s, timeout, qps)
+            env.drop_namespace(got["namespace"])
             level["peer"][got["label"]] = got
         levels.append(level)
     return {"levels": levels, "peer_version": peer.version(peer_dir)}

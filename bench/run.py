@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             if "step" in only:
                 res = scenarios.step_latency(env, cfg["step_rollouts"])
                 write_result("step_latency", res, machine, cfg)
+                env.drop_namespaces()
             if "peer-step" in only:
                 from bench import peer, side_by_side
 
@@ -157,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                 peer.install_crds(env, peer_dir)
                 res = side_by_side.step_latency(env, peer_dir, cfg["step_rollouts"], rounds=2)
                 write_result("peer_step_latency", res, machine, cfg)
+                env.drop_namespaces()
             if "peer-rollback" in only:
                 from bench import peer, peer_scenarios
 
@@ -164,19 +166,23 @@ def main(argv: list[str] | None = None) -> int:
                 peer.install_crds(env, peer_dir)
                 res = peer_scenarios.rollback(env, peer_dir, cfg["rollback_rollouts"], cfg["rollback_interval"])
                 write_result("peer_rollback", res, machine, cfg)
+                env.drop_namespaces()
             if "write-cost" in only:
                 from bench import write_cost
 
                 write_result("write_cost", write_cost.run(env), machine, cfg)
+                env.drop_namespaces()
             if "rollback" in only:
                 res = scenarios.rollback(env, cfg["rollback_rollouts"], cfg["rollback_interval"])
                 write_result("rollback", res, machine, cfg)
+                env.drop_namespaces()
             if "scale" in only:
                 levels = []
                 stopped = None
                 for n in scale_ns:
                     try:
                         levels.append(scenarios.scale_level(env, n, cfg["steady_s"], cfg["rest_s"]))
+                        env.drop_namespaces()
                         # written after every level, so a run stopped during a large N keeps the smaller ones
                         write_result("scale", {"levels": levels, "stopped_at": None}, machine, cfg)
                     except Exception as exc:  # the largest N the machine sustains: say where and why it stopped
