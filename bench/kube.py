@@ -92,7 +92,13 @@ class Api:
         return r.json() if r.content and r.headers.get("Content-Type", "").startswith("application/json") else None
 
     def get(self, path: str) -> Any:
-        return self.request("GET", path, ok=(404,))
+        """The object, or None when the API server answers 404 (not its Status body)."""
+        r = self.session.get(self.creds.server + path, timeout=60)
+        if r.status_code == 404:
+            return None
+        if r.status_code >= 300:
+            raise RuntimeError(f"GET {path}: HTTP {r.status_code}: {r.text[:500]}")
+        return r.json() if r.content and r.headers.get("Content-Type", "").startswith("application/json") else None
 
     def raw(self, path: str) -> str:
         r = self.session.get(self.creds.server + path, timeout=60)
