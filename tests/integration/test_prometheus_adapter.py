@@ -6,9 +6,12 @@ rejects): never a Pass, never an exception.
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import pytest
@@ -98,3 +101,42 @@ async def test_garbage_answers_are_inconclusive_with_a_cause(garbage_server: str
     assert m.outcome == "inconclusive", m
     assert m.value is None
     assert m.message and ("unparseable" in m.message or "error" in m.message)
+
+
+class _Slow(http.server.BaseHTTPRequestHandler):
+    """Answers one number after 0.3 s over kept-alive HTTP/1.1 connections, and records each connection."""
+
+    protocol_version = "HTTP/1.1"
+    connections: set[tuple[str, int]] = set()
+    body = b'{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"3"]}]}}'
+
+    def do_GET(self) -> None:
+        self.connections.add(self.client_address)
+        time.sleep(0.3)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+async def test_queries_in_flight_keep_their_connections() -> None:
+    """As many queries in flight as the pool allows (16) reuse as many connections, burst after burst:
+    the client's default pool of 10 dropped one connection per query beyond the tenth."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=48))  # as the operator runs (main.py)
+    conn = prometheus.Connection(f"http://127.0.0.1:{server.server_address[1]}", timeout_s=5)
+    try:
+        for _ in range(3):
+            got = await asyncio.gather(*(prometheus.instant(conn, "q") for _ in range(conn.pool.size)))
+            assert [m.value for m in got] == [3.0] * conn.pool.size, got
+        assert conn.pool.size == 16
+        assert len(_Slow.connections) == conn.pool.size, sorted(_Slow.connections)
+    finally:
+        server.shutdown()
+        server.server_close()
