@@ -89,16 +89,13 @@ class Api:
         )
         if r.status_code >= 300 and r.status_code not in ok:
             raise RuntimeError(f"{method} {path}: HTTP {r.status_code}: {r.text[:500]}")
+        if r.status_code == 404:  # accepted as "absent": None, not the Status body
+            return None
         return r.json() if r.content and r.headers.get("Content-Type", "").startswith("application/json") else None
 
     def get(self, path: str) -> Any:
-        """The object, or None when the API server answers 404 (not its Status body)."""
-        r = self.session.get(self.creds.server + path, timeout=60)
-        if r.status_code == 404:
-            return None
-        if r.status_code >= 300:
-            raise RuntimeError(f"GET {path}: HTTP {r.status_code}: {r.text[:500]}")
-        return r.json() if r.content and r.headers.get("Content-Type", "").startswith("application/json") else None
+        """The object, or None when the API server answers 404."""
+        return self.request("GET", path, ok=(404,))
 
     def raw(self, path: str) -> str:
         r = self.session.get(self.creds.server + path, timeout=60)
