@@ -390,7 +390,12 @@ class Env:
 
     @contextmanager
     def operator(
-        self, label: str, namespaces: tuple[str, ...], via_proxy: bool, extra_env: dict[str, str] | None = None
+        self,
+        label: str,
+        namespaces: tuple[str, ...],
+        via_proxy: bool,
+        extra_env: dict[str, str] | None = None,
+        start_timeout: float = 120,
     ) -> Iterator[OperatorProcess]:
         kubeconfig = self.proxy["kubeconfig"] if via_proxy else str(self.cluster.kubeconfig)
         prom = f"http://127.0.0.1:{self.proxy['prometheus']}" if via_proxy else self.cluster.prometheus_url
@@ -409,7 +414,7 @@ class Env:
             os.chdir(patched)
         try:
             self.operator_code[label] = {**code_state(), "patched_copy": patched}
-            op.start(timeout=120)
+            op.start(timeout=start_timeout)
         finally:
             os.chdir(here)
         try:

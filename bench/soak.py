@@ -5,9 +5,10 @@ half (the first minutes include the ramp's allocations).
 
     python -m bench.soak [--n 1000] [--seconds 3600] [--tracemalloc]
 
-`--tracemalloc` starts the operator with bench/tracemalloc_site on its PYTHONPATH and writes the top
-allocation sites at the end to results/soak_tracemalloc.txt (tracing adds memory of its own: RSS
-figures of such a run are not comparable).
+`--tracemalloc` starts the operator with bench/tracemalloc_site on its PYTHONPATH (10 frames per
+allocation, ~5x slower) and writes the top allocation sites after the ramp and at the end, with what grew in
+between, to soak_tracemalloc.txt beside soak.json (tracing adds memory of its own: RSS figures of such a run
+are not comparable).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 BENCH = Path(__file__).resolve().parent
+END_OF_SNAPSHOT = "=== end of snapshot"  # the last line bench/tracemalloc_site writes per snapshot
 REPO = BENCH.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -36,17 +38,33 @@ def slope_mb_per_hour(samples: list[tuple[float, float]]) -> float | None:
     return 3600 * sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else None
 
 
+def dump_snapshot(pid: int, out: Path, nth: int) -> None:
+    """Signal the traced operator and wait until its nth snapshot is written (seconds at N = 1,000)."""
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        if out.exists() and out.read_text().count(END_OF_SNAPSHOT) >= nth:
+            return
+        time.sleep(1)
+    raise TimeoutError(f"snapshot {nth} not written to {out} in 600 s")
+
+
 def soak(n: int, seconds: float, trace: bool) -> dict[str, Any]:
     from bench import scenarios
     from bench.harness import Env, Recorder, proc_cpu_seconds, proc_rss_mb, rollout
+    from bench.run import RESULTS
 
     env = Env(Path(tempfile.mkdtemp(prefix="bench-soak-")))
-    out_trace = BENCH / "results" / "soak_tracemalloc.txt"
+    out_trace = RESULTS / "soak_tracemalloc.txt"
     extra: dict[str, str] = {}
     if trace:
         out_trace.unlink(missing_ok=True)
         base = os.environ.get("BENCH_OPERATOR_PYTHONPATH") or str(REPO)
-        extra = {"PYTHONPATH": f"{BENCH / 'tracemalloc_site'}:{base}", "BENCH_TRACEMALLOC": str(out_trace)}
+        extra = {
+            "PYTHONPATH": f"{BENCH / 'tracemalloc_site'}:{base}",
+            "BENCH_TRACEMALLOC": str(out_trace),
+            "BENCH_TRACEMALLOC_FRAMES": "10",
+        }
     ns = env.namespace(f"soak{n}")
     names = [f"k{i:04d}" for i in range(n)]
     try:
@@ -58,7 +76,10 @@ def soak(n: int, seconds: float, trace: bool) -> dict[str, Any]:
         objs = [rollout(m, ns, scenarios._strategy(env, m), steps, paused=True) for m in names]
         for m in names:
             rec.track(m, steps)
-        with env.operator(f"soak{n}", (ns,), via_proxy=False, extra_env=extra) as op:
+        # tracing every allocation with its 10 frames makes the start ~5x slower (import alone 15 s)
+        with env.operator(
+            f"soak{n}", (ns,), via_proxy=False, extra_env=extra, start_timeout=600 if trace else 120
+        ) as op:
             assert op.proc is not None
             pid = op.proc.pid
             env.create_rollouts(ns, objs)
@@ -68,6 +89,8 @@ def soak(n: int, seconds: float, trace: bool) -> dict[str, Any]:
                 max(600, n * 1.5),
                 1,
             )
+            if trace:  # the baseline the end's snapshot is compared with
+                dump_snapshot(pid, out_trace, 1)
             start, cpu0 = time.time(), proc_cpu_seconds(pid)
             series: list[tuple[float, float]] = []
             while time.time() - start < seconds:
@@ -77,8 +100,7 @@ def soak(n: int, seconds: float, trace: bool) -> dict[str, Any]:
             cpu = (proc_cpu_seconds(pid) - cpu0) / (time.time() - start)
             peak = proc_rss_mb(pid)[1]
             if trace:
-                os.kill(pid, signal.SIGUSR2)
-                time.sleep(5)
+                dump_snapshot(pid, out_trace, 2)
         rec.stop()
         half = [s for s in series if s[0] >= seconds / 2]
         return {
@@ -94,7 +116,7 @@ def soak(n: int, seconds: float, trace: bool) -> dict[str, Any]:
             "cpu_cores": round(cpu, 3),
             "cluster_controller_qps": env.cluster.controller_qps,
             "series": series,
-            "tracemalloc_file": "bench/results/soak_tracemalloc.txt" if trace else None,
+            "tracemalloc_file": os.path.relpath(out_trace, REPO) if trace else None,
         }
     finally:
         scenarios._release(env, ns)
