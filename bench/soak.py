@@ -58,6 +58,7 @@ def soak(n: int, seconds: float, trace: bool) -> dict[str, Any]:
     out_trace = RESULTS / "soak_tracemalloc.txt"
     extra: dict[str, str] = {}
     if trace:
+        out_trace.parent.mkdir(parents=True, exist_ok=True)  # the operator appends to it, it creates no directory
         out_trace.unlink(missing_ok=True)
         base = os.environ.get("BENCH_OPERATOR_PYTHONPATH") or str(REPO)
         extra = {
