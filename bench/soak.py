@@ -40,13 +40,15 @@ def slope_mb_per_hour(samples: list[tuple[float, float]]) -> float | None:
 
 def dump_snapshot(pid: int, out: Path, nth: int) -> None:
     """Signal the traced operator and wait until its nth snapshot is written (seconds at N = 1,000)."""
+    from bench.kube import wait_until
+
     os.kill(pid, signal.SIGUSR2)
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        if out.exists() and out.read_text().count(END_OF_SNAPSHOT) >= nth:
-            return
-        time.sleep(1)
-    raise TimeoutError(f"snapshot {nth} not written to {out} in 600 s")
+    wait_until(
+        f"snapshot {nth} in {out}",
+        lambda: out.exists() and out.read_text().count(END_OF_SNAPSHOT) >= nth,
+        timeout=600,
+        interval=1,
+    )
 
 
 def soak(n: int, seconds: float, trace: bool) -> dict[str, Any]:
