@@ -13,10 +13,11 @@ from kubernetes import client
 from prometheus_client import start_http_server
 
 from strategy_rollouts import __version__
-from strategy_rollouts.operator import admission, handlers, metrics, readiness  # handlers: registers kopf's
+from strategy_rollouts.operator import admission, handlers  # handlers: registers kopf's
+from strategy_rollouts.operator.clients.kube import Kube
 from strategy_rollouts.operator.context import Context, Settings
-from strategy_rollouts.operator.kube import Kube
-from strategy_rollouts.operator.leader import Elector, Leadership, Timing, identity, namespace
+from strategy_rollouts.operator.runtime import metrics, readiness
+from strategy_rollouts.operator.runtime.leader import Elector, Leadership, Timing, identity, namespace
 
 
 def parser() -> argparse.ArgumentParser:

@@ -2,7 +2,7 @@
 
 Apprise URLs live in labelled Secrets, never in the spec or status. Each pending entry is one
 (occurrence, receiver) pair with a deterministic id; the operator sends it, then removes it from
-`pending` and records it as `lastDelivered` (see operator/notifier.py).
+`pending` and records it as `lastDelivered` (see operator/clients/notifier.py).
 """
 
 from __future__ import annotations

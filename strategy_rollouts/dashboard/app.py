@@ -42,7 +42,7 @@ from strategy_rollouts.dashboard.auth import (
     bearer,
 )
 from strategy_rollouts.dashboard.store import Store
-from strategy_rollouts.operator.prometheus import Connection
+from strategy_rollouts.operator.clients.prometheus import Connection
 
 STATIC = resources.files("strategy_rollouts.dashboard") / "static"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})

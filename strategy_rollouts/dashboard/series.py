@@ -1,4 +1,4 @@
-"""Prometheus range queries for the charts, through the operator's own adapter (operator/prometheus.py).
+"""Prometheus range queries for the charts, through the operator's own adapter (operator/clients/prometheus.py).
 
 Gate queries get the same `{{placeholder}}` values the operator measures them with, for the rollout's
 current stage, so the line drawn is the number the gate judged; a judge's query is drawn for both
@@ -23,8 +23,8 @@ from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutSt
 from strategy_rollouts.cli.fmt import status_of
 from strategy_rollouts.dashboard.views import JSON
 from strategy_rollouts.engine.gate_templates import Template, TemplateKey, key_of, resolve
-from strategy_rollouts.operator import prometheus
-from strategy_rollouts.operator.rollout_observe import placeholder_values
+from strategy_rollouts.operator.clients import prometheus
+from strategy_rollouts.operator.strategyrollout.observe import placeholder_values
 
 POINTS = 240  # per chart: the step follows from the window
 DEFAULT_WINDOW = timedelta(minutes=30)
@@ -80,7 +80,7 @@ def _query_gate(gate: GateSpec, values: dict[str, str], start: datetime, now: da
         window_start = now - parse_duration(judge.window)
         step_s = max(parse_duration(judge.step).total_seconds(), _step(window_start, now) / 8)
         entry: JSON = {"worseWhen": judge.worse_when, "window": judge.window, "start": window_start.timestamp()}
-        # as the operator measures it (operator/judge_measure.py): `{{version}}` is each side's version
+        # as the operator measures it (operator/gates/judge.py): `{{version}}` is each side's version
         jobs = [
             Job(
                 gate.name,

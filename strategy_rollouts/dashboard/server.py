@@ -25,7 +25,7 @@ from strategy_rollouts.cli.client import Cluster, Target
 from strategy_rollouts.dashboard.app import Dashboard, create_app
 from strategy_rollouts.dashboard.auth import ClusterAuth, LocalAuth
 from strategy_rollouts.dashboard.store import Store
-from strategy_rollouts.operator.prometheus import Connection
+from strategy_rollouts.operator.clients.prometheus import Connection
 
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
 

@@ -1,7 +1,7 @@
 """Market hours and freeze windows, pure: may an object make progress now, and how much trading time passed.
 
 The calendar is an input (`Calendar`): the operator builds one from `exchange_calendars`
-(operator/calendars.py), tests build the same or a `TwentyFourSeven`. Everything here takes `now`.
+(operator/checks/calendars.py), tests build the same or a `TwentyFourSeven`. Everything here takes `now`.
 A calendar is a sorted list of open intervals (a lunch break splits a session in two), so trading
 time is a prefix sum and every question is a binary search.
 """

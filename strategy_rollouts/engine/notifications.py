@@ -5,7 +5,7 @@ ParityCheck run emits), so it is decided exactly once: recomputing a pass from t
 conflict or a crash before the write) yields the same occurrences with the same numbers, and once the
 transition is written nothing derives it again. Each occurrence is numbered (status.notifications
 .occurrence) and written to `pending` in the same status write as the transition; the sender delivers
-from there (operator/notifier.py).
+from there (operator/clients/notifier.py).
 """
 
 from __future__ import annotations

@@ -252,7 +252,7 @@ class Observations:
     spec_errors: tuple[str, ...] = ()  # the spec did not parse (spec is None)
     measured: Measured | None = None  # the range queries, when `wants_measurement` said so
     target: acts.Target | None = None  # observed when a run is due or an action is Pending
-    calendar: Calendar | None = None  # spec.market's (operator/calendars.py); None: 24/7 or no market
+    calendar: Calendar | None = None  # spec.market's (operator/checks/calendars.py); None: 24/7 or no market
 
 
 @dataclass(frozen=True)

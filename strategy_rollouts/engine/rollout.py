@@ -78,7 +78,7 @@ class Observations:
     routed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     shadow_found: bool = False
     shadow_verdict: str | None = None
-    # spec.market's calendar (operator/calendars.py); None: 24/7, or no market.
+    # spec.market's calendar (operator/checks/calendars.py); None: 24/7, or no market.
     calendar: market.Calendar | None = None
 
 

@@ -99,7 +99,7 @@ class Observations:
     latency: Latency | None = None  # measured only when the run completes (see `completing`)
     policy_exists: bool = False
     report: Mapping[str, str] | None = None  # the report ConfigMap's data, if it exists
-    calendar: Calendar | None = None  # spec.market's (operator/calendars.py); None: 24/7 or no market
+    calendar: Calendar | None = None  # spec.market's (operator/checks/calendars.py); None: 24/7 or no market
 
 
 @dataclass(frozen=True)

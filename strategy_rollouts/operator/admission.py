@@ -31,10 +31,11 @@ from strategy_rollouts.engine import parity_run, shadow_run
 from strategy_rollouts.engine.gate_templates import key_of, resolve
 from strategy_rollouts.engine.shadow_observed import placeholder_values as shadow_values
 from strategy_rollouts.engine.validation import rollout_errors
-from strategy_rollouts.operator import gate_templates, prometheus
-from strategy_rollouts.operator.calendars import market_calendar
+from strategy_rollouts.operator.checks.calendars import market_calendar
+from strategy_rollouts.operator.clients import prometheus
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.rollout_observe import placeholder_values as rollout_values
+from strategy_rollouts.operator.gates import templates as gate_templates
+from strategy_rollouts.operator.strategyrollout.observe import placeholder_values as rollout_values
 
 PROMQL_TIMEOUT_S = 3.0  # per query, all in parallel: well inside the webhook's timeoutSeconds
 Queries = dict[str, str]  # field path -> the query with its placeholders filled in

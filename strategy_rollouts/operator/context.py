@@ -14,17 +14,17 @@ from kubernetes.client.exceptions import ApiException
 
 from strategy_rollouts.api.common import PrometheusConnection, SecretKeyRef
 from strategy_rollouts.api.durations import parse_duration
-from strategy_rollouts.operator.calendars import Calendars
-from strategy_rollouts.operator.kube import Kube
-from strategy_rollouts.operator.leader import Leadership
-from strategy_rollouts.operator.loops import Loops
-from strategy_rollouts.operator.notifier import Notifier
-from strategy_rollouts.operator.parity_memory import ParityMemory
-from strategy_rollouts.operator.prometheus import Connection, Pool
-from strategy_rollouts.operator.shadow_cache import ShadowCache
-from strategy_rollouts.operator.shadow_memory import ShadowMemory
-from strategy_rollouts.operator.template_cache import TemplateCache
-from strategy_rollouts.operator.watched import Watched
+from strategy_rollouts.operator.checks.calendars import Calendars
+from strategy_rollouts.operator.clients.kube import Kube
+from strategy_rollouts.operator.clients.notifier import Notifier
+from strategy_rollouts.operator.clients.prometheus import Connection, Pool
+from strategy_rollouts.operator.gates.template_cache import TemplateCache
+from strategy_rollouts.operator.paritycheck.memory import ParityMemory
+from strategy_rollouts.operator.runtime.leader import Leadership
+from strategy_rollouts.operator.runtime.loops import Loops
+from strategy_rollouts.operator.runtime.watched import Watched
+from strategy_rollouts.operator.shadowrun.cache import ShadowCache
+from strategy_rollouts.operator.shadowrun.memory import ShadowMemory
 
 ObjectKey = tuple[str, str]  # (namespace, name)
 CREDENTIALS_LABEL = "strategyrollouts.io/credentials"

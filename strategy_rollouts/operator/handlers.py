@@ -19,17 +19,15 @@ from typing import Any
 import kopf
 
 from strategy_rollouts.api.common import GROUP, VERSION
-from strategy_rollouts.operator import (
-    daemons,
-    gate_templates,
-    orphans,
-    paritychecks,
-    rollouts,
-    routing_writer,
-    shadow_cache,
-    shadowruns,
-)
+from strategy_rollouts.operator.clients import routing as routing_writer
 from strategy_rollouts.operator.context import Context
+from strategy_rollouts.operator.gates import templates as gate_templates
+from strategy_rollouts.operator.paritycheck import adapter as paritychecks
+from strategy_rollouts.operator.runtime import loop as daemons
+from strategy_rollouts.operator.shadowrun import adapter as shadowruns
+from strategy_rollouts.operator.shadowrun import cache as shadow_cache
+from strategy_rollouts.operator.strategyrollout import adapter as rollouts
+from strategy_rollouts.operator.strategyrollout import orphans
 
 log = logging.getLogger(__name__)
 LoopFn = Callable[[Context, str, str, daemons.Stopped], Coroutine[Any, Any, None]]

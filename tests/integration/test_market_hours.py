@@ -17,7 +17,7 @@ import pytest
 from strategy_rollouts.api.common import rfc3339
 from strategy_rollouts.api.market import MarketSpec
 from strategy_rollouts.engine import market
-from strategy_rollouts.operator.calendars import Calendars
+from strategy_rollouts.operator.checks.calendars import Calendars
 from strategy_rollouts.testing.exporter import Exporter
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for

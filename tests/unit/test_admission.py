@@ -11,8 +11,8 @@ import pytest
 from kubernetes import client
 
 from strategy_rollouts.operator.admission import review
+from strategy_rollouts.operator.clients.kube import Kube
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.kube import Kube
 
 SPEC: dict[str, Any] = {
     "strategy": "s",

@@ -1,4 +1,4 @@
-"""Leader election's timing and fencing (operator/leader.py) on a fake monotonic clock.
+"""Leader election's timing and fencing (operator/runtime/leader.py) on a fake monotonic clock.
 
 The Lease store below is the API server's optimistic concurrency in miniature (a record and a
 resourceVersion); candidates use the real `decide` and `Leadership` logic.
@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kubernetes import client
 
-from strategy_rollouts.operator.kube import Kube, writes
-from strategy_rollouts.operator.leader import Leadership, NotLeader, Record, Timing, decide
+from strategy_rollouts.operator.clients.kube import Kube, writes
+from strategy_rollouts.operator.runtime.leader import Leadership, NotLeader, Record, Timing, decide
 
 T = Timing()
 

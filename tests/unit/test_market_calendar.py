@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from strategy_rollouts.api.market import FreezeWindow, MarketSpec
 from strategy_rollouts.engine import market
 from strategy_rollouts.engine.market import Sessions, TwentyFourSeven
-from strategy_rollouts.operator.calendars import Calendars, calendar_for
+from strategy_rollouts.operator.checks.calendars import Calendars, calendar_for
 
 NY = ZoneInfo("America/New_York")
 CALENDARS = Calendars()  # one per module: building a calendar takes a few hundred ms

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from strategy_rollouts.api.rollout import StrategyRolloutSpec
 from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.engine.rollout import Observations
-from strategy_rollouts.operator.calendars import Calendars
+from strategy_rollouts.operator.checks.calendars import Calendars
 from tests.unit.rollout_sim import EXAMPLE, World, spec_from
 
 CALENDARS = Calendars()

@@ -8,7 +8,7 @@ from strategy_rollouts.api.paritycheck import ParityCheckStatus
 from strategy_rollouts.api.shadowrun import ShadowRunStatus
 from strategy_rollouts.engine import parity_run
 from strategy_rollouts.engine.shadow_run import Observations, ShadowDeployment, end_of, reconcile
-from strategy_rollouts.operator.calendars import Calendars
+from strategy_rollouts.operator.checks.calendars import Calendars
 from tests.unit.parity_world import NAME, NS, USER, World, measured_at
 from tests.unit.parity_world import make_spec as parity_spec
 from tests.unit.test_shadow_run import OWNER

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from strategy_rollouts.operator.orphans import _watched
+from strategy_rollouts.operator.strategyrollout.orphans import _watched
 
 
 def test_globs_include_and_bang_excludes() -> None:

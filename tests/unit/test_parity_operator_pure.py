@@ -1,5 +1,5 @@
 """The pure parts of a ParityCheck pass: validation, scheduling, evaluation, status forms (engine.parity_run,
-engine.parity_actions) and the adapter's parsing helpers (operator/paritychecks.py)."""
+engine.parity_actions) and the adapter's parsing helpers (operator/paritycheck/adapter.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from strategy_rollouts.engine import parity
 from strategy_rollouts.engine import parity_actions as acts
 from strategy_rollouts.engine import parity_run as pc
 from strategy_rollouts.engine.parity import Series
-from strategy_rollouts.operator import paritychecks, status_guard
+from strategy_rollouts.operator.paritycheck import adapter as paritychecks
+from strategy_rollouts.operator.runtime import status_guard
 
 NOW = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)
 

@@ -7,8 +7,8 @@ import socket
 
 import aiohttp
 
-from strategy_rollouts.operator import readiness
-from strategy_rollouts.operator.leader import Leadership
+from strategy_rollouts.operator.runtime import readiness
+from strategy_rollouts.operator.runtime.leader import Leadership
 
 
 def free_port() -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from strategy_rollouts.engine.rollout import DeploymentObs
-from strategy_rollouts.operator.rollouts import must_persist
-from strategy_rollouts.operator.watched import Watched
+from strategy_rollouts.operator.runtime.watched import Watched
+from strategy_rollouts.operator.strategyrollout.adapter import must_persist
 
 
 def rollout(rv: str, phase: str = "Progressing") -> dict[str, Any]:
@@ -122,7 +122,7 @@ def test_values_are_refreshed_at_most_every_refresh_interval() -> None:
 def test_a_deleted_objects_metric_series_are_forgotten_and_no_others() -> None:
     from prometheus_client import REGISTRY
 
-    from strategy_rollouts.operator import metrics
+    from strategy_rollouts.operator.runtime import metrics
 
     metrics.set_rollout_phase("mem-ns", "gone", "s", "Paused")
     metrics.gate_value.labels("mem-ns", "gone", "p95").set(120.0)

@@ -1,4 +1,4 @@
-"""The one runtime every kind runs on (operator/loops.py + operator/daemons.py), in loop time.
+"""The one runtime every kind runs on (operator/runtime/loops.py + operator/runtime/loop.py), in loop time.
 
 `looptime` fast-forwards the event loop's clock, so idle rechecks of minutes and backoffs take no
 wall time, and the figures asserted are the loop's own time (deterministic, not a timing test).
@@ -15,10 +15,10 @@ from datetime import UTC, datetime, timedelta
 import looptime
 from kubernetes import client
 
-from strategy_rollouts.operator import daemons
+from strategy_rollouts.operator.clients.kube import Conflict, Kube, Rejected
 from strategy_rollouts.operator.context import Context, Settings
-from strategy_rollouts.operator.kube import Conflict, Kube, Rejected
-from strategy_rollouts.operator.loops import Stop
+from strategy_rollouts.operator.runtime import loop as daemons
+from strategy_rollouts.operator.runtime.loops import Stop
 
 KEY = ("rollout", "ns", "r")
 

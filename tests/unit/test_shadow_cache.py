@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from strategy_rollouts.engine.shadow_run import ShadowDeployment
-from strategy_rollouts.operator.shadow_cache import ShadowCache, view_of
+from strategy_rollouts.operator.shadowrun.cache import ShadowCache, view_of
 
 
 def dep(name: str, rv: str, replicas: int | None = 2, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def test_policies_newest_wins_and_deletion_drops() -> None:
 
 
 def test_cached_bodies_drop_managed_fields_and_keep_everything_else() -> None:
-    from strategy_rollouts.operator.watched import Watched
+    from strategy_rollouts.operator.runtime.watched import Watched
 
     watched = Watched()
     body = {

@@ -30,8 +30,8 @@ from strategy_rollouts.engine.shadow_observed import (
     watermark,
 )
 from strategy_rollouts.engine.shadow_run import conditions_for, spec_errors, verdict_for
-from strategy_rollouts.operator import decisions
-from strategy_rollouts.operator.shadowruns import parse_spec, parse_status
+from strategy_rollouts.operator.clients import redis_streams as decisions
+from strategy_rollouts.operator.shadowrun.adapter import parse_spec, parse_status
 
 OWNER = {
     "apiVersion": "strategyrollouts.io/v1alpha1",

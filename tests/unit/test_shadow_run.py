@@ -26,7 +26,7 @@ from strategy_rollouts.engine.shadow_run import (
     report_documents,
     status_error,
 )
-from strategy_rollouts.operator.shadowruns import parse_status
+from strategy_rollouts.operator.shadowrun.adapter import parse_status
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 NS, NAME = "trading", "fib"

@@ -13,8 +13,8 @@ import logging
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from strategy_rollouts.operator.kube import Kube
-from strategy_rollouts.operator.routing_writer import OWNER_NAME, OWNER_NAMESPACE, OWNER_UID
+from strategy_rollouts.operator.clients.kube import Kube
+from strategy_rollouts.operator.clients.routing import OWNER_NAME, OWNER_NAMESPACE, OWNER_UID
 
 log = logging.getLogger(__name__)
 GLOB = set("*?[!")

@@ -33,7 +33,7 @@ from typing import Any, Literal
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from strategy_rollouts.operator import metrics
+from strategy_rollouts.operator.runtime import metrics
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from strategy_rollouts.operator.decisions import RedisClients
+from strategy_rollouts.operator.clients.redis_streams import RedisClients
 
 
 @dataclass

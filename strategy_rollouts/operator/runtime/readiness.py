@@ -15,7 +15,7 @@ import contextlib
 
 from aiohttp import web
 
-from strategy_rollouts.operator.leader import Leadership
+from strategy_rollouts.operator.runtime.leader import Leadership
 
 
 async def listening(host: str, port: int, timeout: float = 1.0) -> bool:

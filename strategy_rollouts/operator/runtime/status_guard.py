@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from strategy_rollouts.api.common import Condition, set_condition
 from strategy_rollouts.api.errors import validation_message
-from strategy_rollouts.operator.kube import Kube
+from strategy_rollouts.operator.clients.kube import Kube
 
 M = TypeVar("M", bound=BaseModel)
 CONDITION = "InvalidStatus"

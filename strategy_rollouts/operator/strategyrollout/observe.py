@@ -17,8 +17,13 @@ from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutSt
 from strategy_rollouts.engine import webhook_gates
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.rollout import DeploymentObs, Observations, due_gates, target_namespaces
-from strategy_rollouts.operator import judge_measure, metrics, prometheus, routing_writer, runtime, webhook_client
+from strategy_rollouts.operator.clients import prometheus
+from strategy_rollouts.operator.clients import routing as routing_writer
+from strategy_rollouts.operator.clients import webhook as webhook_client
 from strategy_rollouts.operator.context import Context
+from strategy_rollouts.operator.gates import judge as judge_measure
+from strategy_rollouts.operator.runtime import metrics
+from strategy_rollouts.operator.runtime import objects as runtime
 
 KIND = "rollout"  # waker kind
 # Waker kind: a Deployment's spec.replicas or status.readyReplicas changed (what a rollout observes).

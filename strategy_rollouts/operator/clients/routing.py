@@ -10,14 +10,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from strategy_rollouts.operator.kube import Conflict, Kube, parse_json
-from strategy_rollouts.operator.watched import Watched
+from strategy_rollouts.operator.clients.kube import Conflict, Kube, parse_json
+from strategy_rollouts.operator.runtime.watched import Watched
 
 ROUTING_KEY = "routing.json"
 LABEL = "strategyrollouts.io/routing"
 WAKER_KIND = "routing"  # a routing ConfigMap changed (someone else's edit, or deleted)
 # Who wrote a routing ConfigMap: owner references cannot cross namespaces, so a stage namespace's
-# ConfigMap is found by these labels and removed when its rollout goes (operator/orphans.py).
+# ConfigMap is found by these labels and removed when its rollout goes (operator/strategyrollout/orphans.py).
 OWNER_UID = "strategyrollouts.io/owner-uid"
 OWNER_NAMESPACE = "strategyrollouts.io/owner-namespace"
 OWNER_NAME = "strategyrollouts.io/owner-name"

@@ -21,21 +21,24 @@ from strategy_rollouts.engine.rollout import (
     reconcile,
     routing_document,
 )
-from strategy_rollouts.operator import (
-    daemons,
-    gate_templates,
-    metrics,
-    notifier,
-    routing_writer,
-    runtime,
-    status_guard,
-    webhook_client,
-)
-from strategy_rollouts.operator.calendars import market_calendar
+from strategy_rollouts.operator.checks.calendars import market_calendar
+from strategy_rollouts.operator.checks.trust import prometheus_refs, secret_errors, trust_errors
+from strategy_rollouts.operator.clients import notifier
+from strategy_rollouts.operator.clients import routing as routing_writer
+from strategy_rollouts.operator.clients import webhook as webhook_client
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.rollout_observe import DEPLOYMENT_COUNTS, KIND, Routings, observe
-from strategy_rollouts.operator.rollout_writes import PLURAL, is_own_write, must_persist, working_status, write_status
-from strategy_rollouts.operator.trust import prometheus_refs, secret_errors, trust_errors
+from strategy_rollouts.operator.gates import templates as gate_templates
+from strategy_rollouts.operator.runtime import loop as daemons
+from strategy_rollouts.operator.runtime import metrics, status_guard
+from strategy_rollouts.operator.runtime import objects as runtime
+from strategy_rollouts.operator.strategyrollout.observe import DEPLOYMENT_COUNTS, KIND, Routings, observe
+from strategy_rollouts.operator.strategyrollout.writes import (
+    PLURAL,
+    is_own_write,
+    must_persist,
+    working_status,
+    write_status,
+)
 
 __all__ = ["DEPLOYMENT_COUNTS", "KIND", "PLURAL", "is_own_write", "must_persist", "reconcile_once"]
 log = logging.getLogger(__name__)
@@ -113,7 +116,7 @@ async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | 
         decision = invalid(status, errors, obj["metadata"].get("generation", 1), now)
         await write_status(ctx, obj, persisted, decision)
         return None
-    calendar: Calendar | None = None  # spec.market's, built from exchange_calendars (operator/calendars.py)
+    calendar: Calendar | None = None  # spec.market's, built from exchange_calendars (operator/checks/calendars.py)
     if spec.market is not None:
         market = spec.market
         calendar, problem = await market_calendar(

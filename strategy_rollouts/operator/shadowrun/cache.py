@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strategy_rollouts.engine.shadow_run import ShadowDeployment
-from strategy_rollouts.operator.watched import Newest, ObjectKey, _key, _revision, slim
+from strategy_rollouts.operator.runtime.watched import Newest, ObjectKey, _key, _revision, slim
 
 POLICY_WAKER = "networkpolicy"  # waker kind: one of our NetworkPolicies was deleted
 

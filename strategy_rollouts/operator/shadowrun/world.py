@@ -15,8 +15,8 @@ from kubernetes import client
 
 from strategy_rollouts.engine.networkpolicy import policy_name, policy_shape
 from strategy_rollouts.engine.shadow_run import ABSENT, Decision, Report, ShadowDeployment
+from strategy_rollouts.operator.clients.kube import classify
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.kube import classify
 
 LABELS = {"app.kubernetes.io/managed-by": "strategy-rollouts"}
 

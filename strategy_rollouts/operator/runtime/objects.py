@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from strategy_rollouts.operator.clients.kube import KINDS, Conflict
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.kube import KINDS, Conflict
 
 
 async def read(ctx: Context, plural: str, namespace: str, name: str) -> dict[str, Any] | None:

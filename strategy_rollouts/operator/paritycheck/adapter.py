@@ -21,11 +21,15 @@ from strategy_rollouts.api.placeholders import substitute
 from strategy_rollouts.engine import notifications, parity, parity_run
 from strategy_rollouts.engine import parity_actions as acts
 from strategy_rollouts.engine.market import Calendar
-from strategy_rollouts.operator import daemons, metrics, notifier, prometheus, routing_writer, runtime, status_guard
-from strategy_rollouts.operator.calendars import market_calendar
+from strategy_rollouts.operator.checks.calendars import market_calendar
+from strategy_rollouts.operator.checks.trust import prometheus_refs, secret_errors, trust_errors
+from strategy_rollouts.operator.clients import notifier, prometheus
+from strategy_rollouts.operator.clients import routing as routing_writer
+from strategy_rollouts.operator.clients.kube import Conflict
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.kube import Conflict
-from strategy_rollouts.operator.trust import prometheus_refs, secret_errors, trust_errors
+from strategy_rollouts.operator.runtime import loop as daemons
+from strategy_rollouts.operator.runtime import metrics, status_guard
+from strategy_rollouts.operator.runtime import objects as runtime
 
 PLURAL = "paritychecks"
 KIND = "paritycheck"

@@ -17,10 +17,10 @@ from typing import Any, Protocol, cast
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from strategy_rollouts.operator import metrics
+from strategy_rollouts.operator.clients.kube import Conflict, Rejected
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.kube import Conflict, Rejected
-from strategy_rollouts.operator.leader import NotLeader
+from strategy_rollouts.operator.runtime import metrics
+from strategy_rollouts.operator.runtime.leader import NotLeader
 
 log = logging.getLogger(__name__)
 MAX_BACKOFF_S = 300.0

@@ -26,21 +26,18 @@ from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.engine.networkpolicy import policy_name
 from strategy_rollouts.engine.rollout import Event
 from strategy_rollouts.engine.shadow_run import Decision, Observations
-from strategy_rollouts.operator import (
-    daemons,
-    gate_templates,
-    metrics,
-    notifier,
-    runtime,
-    shadow_cache,
-    shadow_measure,
-    shadow_world,
-    status_guard,
-)
-from strategy_rollouts.operator.calendars import market_calendar
+from strategy_rollouts.operator.checks.calendars import market_calendar
+from strategy_rollouts.operator.checks.trust import prometheus_refs, secret_errors, trust_errors
+from strategy_rollouts.operator.clients import notifier
+from strategy_rollouts.operator.clients.kube import KINDS, Conflict
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.kube import KINDS, Conflict
-from strategy_rollouts.operator.trust import prometheus_refs, secret_errors, trust_errors
+from strategy_rollouts.operator.gates import templates as gate_templates
+from strategy_rollouts.operator.runtime import loop as daemons
+from strategy_rollouts.operator.runtime import metrics, status_guard
+from strategy_rollouts.operator.runtime import objects as runtime
+from strategy_rollouts.operator.shadowrun import cache as shadow_cache
+from strategy_rollouts.operator.shadowrun import observe as shadow_measure
+from strategy_rollouts.operator.shadowrun import world as shadow_world
 
 PLURAL = "shadowruns"
 KIND = "shadowrun"

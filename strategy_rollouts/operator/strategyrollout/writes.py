@@ -15,8 +15,8 @@ import kopf
 
 from strategy_rollouts.api.rollout import StrategyRolloutStatus
 from strategy_rollouts.engine.rollout import Decision
-from strategy_rollouts.operator import runtime
 from strategy_rollouts.operator.context import Context
+from strategy_rollouts.operator.runtime import objects as runtime
 
 PLURAL = "strategyrollouts"
 

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from strategy_rollouts.api.common import API_VERSION
 from strategy_rollouts.api.notify import NotifyRule, PendingNotification, SentNotification
 from strategy_rollouts.engine.notifications import retry_at
-from strategy_rollouts.operator.kube import KINDS
+from strategy_rollouts.operator.clients.kube import KINDS
 
 if TYPE_CHECKING:
     from strategy_rollouts.operator.context import Context
@@ -63,7 +63,7 @@ class Job:
 
 async def secret_errors(ctx: Context, namespace: str, rules: Sequence[NotifyRule]) -> list[str]:
     """InvalidSpec messages for notify Secrets the operator may not or cannot read (never their values)."""
-    from strategy_rollouts.operator.trust import secret_errors as errors
+    from strategy_rollouts.operator.checks.trust import secret_errors as errors
 
     refs = [(f"spec.notify[{i}].to.secretRef", rule.to.secret_ref) for i, rule in enumerate(rules)]
     return await errors(ctx, namespace, refs)

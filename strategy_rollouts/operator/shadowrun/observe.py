@@ -15,9 +15,11 @@ from strategy_rollouts.engine.shadow_observed import (
     profile_window,
 )
 from strategy_rollouts.engine.shadow_run import Latency, Plan
-from strategy_rollouts.operator import decisions, metrics, prometheus
+from strategy_rollouts.operator.clients import prometheus
+from strategy_rollouts.operator.clients import redis_streams as decisions
 from strategy_rollouts.operator.context import Context, CredentialsError
-from strategy_rollouts.operator.rollout_observe import measure
+from strategy_rollouts.operator.runtime import metrics
+from strategy_rollouts.operator.strategyrollout.observe import measure
 
 
 async def streams(ctx: Context, namespace: str, plan: Plan) -> tuple[StreamRead | None, StreamRead | None]:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from strategy_rollouts.api.gate_templates import GateTemplateSpec
 from strategy_rollouts.engine.gate_templates import Template, TemplateKey
-from strategy_rollouts.operator.watched import Newest, _revision
+from strategy_rollouts.operator.runtime.watched import Newest, _revision
 
 # Waker kind of a template change (the key is (namespace or "", name)); rollouts and shadow runs watch it.
 WAKER = {"GateTemplate": "gatetemplate", "ClusterGateTemplate": "clustergatetemplate"}
