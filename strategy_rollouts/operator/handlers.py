@@ -102,8 +102,8 @@ async def strategyrollout_changed(
     event: kopf.RawEvent, namespace: str, name: str, body: kopf.Body, memo: kopf.Memo, **_: Any
 ) -> None:
     ctx = context(memo)
-    if not await _follow(ctx, "StrategyRollout", event, namespace, name, rollouts.run_daemon):
-        rollouts.forget(ctx, namespace, name)
+    if not await _follow(ctx, "StrategyRollout", event, namespace, name, rollouts.ADAPTER.run):
+        rollouts.ADAPTER.forget(ctx, namespace, name)
         uid = (event["object"].get("metadata") or {}).get("uid")
         try:
             if uid and ctx.leader.acting():  # a standby's delete would be fenced; the leader (or its sweep) does it
@@ -164,10 +164,10 @@ async def policy_changed(event: kopf.RawEvent, namespace: str, name: str, memo: 
 @kopf.on.event(GROUP, VERSION, "shadowruns")  # type: ignore[arg-type]
 async def shadowrun_changed(event: kopf.RawEvent, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     ctx = context(memo)
-    if await _follow(ctx, "ShadowRun", event, namespace, name, shadowruns.run_daemon):
+    if await _follow(ctx, "ShadowRun", event, namespace, name, shadowruns.ADAPTER.run):
         ctx.wakers.wake(shadowruns.KIND, (namespace, name))  # also wakes the rollouts waiting on it
     else:
-        shadowruns.forget(ctx, namespace, name)
+        shadowruns.ADAPTER.forget(ctx, namespace, name)
 
 
 @kopf.on.delete(GROUP, VERSION, "shadowruns", retries=5, backoff=2.0)
@@ -186,11 +186,11 @@ async def shadowrun_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.event(GROUP, VERSION, "paritychecks")  # type: ignore[arg-type]
 async def paritycheck_changed(event: kopf.RawEvent, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     ctx = context(memo)
-    if await _follow(ctx, "ParityCheck", event, namespace, name, paritychecks.run_daemon):
+    if await _follow(ctx, "ParityCheck", event, namespace, name, paritychecks.ADAPTER.run):
         ctx.wakers.wake(paritychecks.KIND, (namespace, name))
     else:
         # Its series go; the actions it took stay (lifting a stop is a decision, not a side effect of deleting).
-        paritychecks.forget(ctx, namespace, name)
+        paritychecks.ADAPTER.forget(ctx, namespace, name)
 
 
 @kopf.on.event(GROUP, VERSION, "gatetemplates")

@@ -6,8 +6,10 @@ from collections.abc import Iterable
 
 from strategy_rollouts.api.common import PrometheusConnection, SecretKeyRef
 from strategy_rollouts.api.gates import GateSpec
+from strategy_rollouts.api.notify import NotifyRule
 from strategy_rollouts.engine.allowlist import spec_errors
-from strategy_rollouts.operator.context import Context, CredentialsError
+from strategy_rollouts.operator.clients.credentials import CredentialsError
+from strategy_rollouts.operator.context import Context
 
 
 def trust_errors(
@@ -40,3 +42,8 @@ def prometheus_refs(prometheus: PrometheusConnection | None) -> list[tuple[str, 
         ("spec.prometheus.bearerTokenSecretRef", prometheus.bearer_token_secret_ref),
         ("spec.prometheus.caSecretRef", prometheus.ca_secret_ref),
     ]
+
+
+def notify_refs(rules: Iterable[NotifyRule]) -> list[tuple[str, SecretKeyRef | None]]:
+    """spec.notify's Secrets (their values are never shown, only whether they can be read)."""
+    return [(f"spec.notify[{i}].to.secretRef", rule.to.secret_ref) for i, rule in enumerate(rules)]

@@ -30,8 +30,9 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from strategy_rollouts.api.common import API_VERSION
-from strategy_rollouts.api.notify import NotifyRule, PendingNotification, SentNotification
+from strategy_rollouts.api.notify import PendingNotification, SentNotification
 from strategy_rollouts.engine.notifications import retry_at
+from strategy_rollouts.operator.clients.credentials import CredentialsError
 from strategy_rollouts.operator.clients.kube import KINDS
 
 if TYPE_CHECKING:
@@ -59,14 +60,6 @@ class Job:
     delivered: bool = False  # sent; its removal from status not yet written
     given_up: bool = False
     running: bool = False
-
-
-async def secret_errors(ctx: Context, namespace: str, rules: Sequence[NotifyRule]) -> list[str]:
-    """InvalidSpec messages for notify Secrets the operator may not or cannot read (never their values)."""
-    from strategy_rollouts.operator.checks.trust import secret_errors as errors
-
-    refs = [(f"spec.notify[{i}].to.secretRef", rule.to.secret_ref) for i, rule in enumerate(rules)]
-    return await errors(ctx, namespace, refs)
 
 
 def deliver(urls: Sequence[str], title: str, body: str, bad_news: bool) -> str | None:
@@ -209,8 +202,6 @@ class Notifier:
                 self._wake.set()
 
     async def _send(self, ctx: Context, job: Job) -> str | None:
-        from strategy_rollouts.operator.context import CredentialsError
-
         try:
             text = await ctx.secret(job.namespace, job.entry.to)
         except CredentialsError as exc:

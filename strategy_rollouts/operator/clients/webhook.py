@@ -20,7 +20,8 @@ import aiohttp
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.gates import GateSpec
 from strategy_rollouts.engine.gates import Measurement
-from strategy_rollouts.operator.context import Context, CredentialsError
+from strategy_rollouts.operator.clients.credentials import CredentialsError
+from strategy_rollouts.operator.context import Context
 
 BODY_LIMIT = 512
 

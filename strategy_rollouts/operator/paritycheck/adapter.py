@@ -8,27 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
-from typing import Any, cast
-
-import kopf
-from pydantic import ValidationError
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from strategy_rollouts.api.durations import parse_duration
-from strategy_rollouts.api.errors import validation_message
 from strategy_rollouts.api.paritycheck import ParityCheckSpec, ParityCheckStatus
 from strategy_rollouts.api.placeholders import substitute
 from strategy_rollouts.engine import notifications, parity, parity_run
 from strategy_rollouts.engine import parity_actions as acts
-from strategy_rollouts.engine.market import Calendar
-from strategy_rollouts.operator.checks.calendars import market_calendar
-from strategy_rollouts.operator.checks.trust import prometheus_refs, secret_errors, trust_errors
-from strategy_rollouts.operator.clients import notifier, prometheus
+from strategy_rollouts.operator.clients import prometheus
 from strategy_rollouts.operator.clients import routing as routing_writer
-from strategy_rollouts.operator.clients.kube import Conflict
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.runtime import loop as daemons
-from strategy_rollouts.operator.runtime import metrics, status_guard
+from strategy_rollouts.operator.pipeline import KindAdapter, Pass
+from strategy_rollouts.operator.runtime import metrics
 from strategy_rollouts.operator.runtime import objects as runtime
 
 PLURAL = "paritychecks"
@@ -41,13 +34,6 @@ async def identity(ctx: Context) -> str:
     if ctx.parity.user is None:
         ctx.parity.user = await ctx.kube.who_am_i()
     return ctx.parity.user
-
-
-def parse_spec(obj: dict[str, Any]) -> tuple[ParityCheckSpec | None, tuple[str, ...]]:
-    try:
-        return ParityCheckSpec.model_validate(obj.get("spec") or {}), ()
-    except ValidationError as exc:
-        return None, (validation_message(exc),)
 
 
 def created_at(obj: dict[str, Any], now: datetime) -> datetime:
@@ -144,11 +130,6 @@ async def enforce(ctx: Context, effects: acts.Effects) -> None:
         raise failures[0]
 
 
-def emit(obj: dict[str, Any], decision: parity_run.Decision) -> None:
-    for event in decision.events:
-        kopf.event(cast(kopf.Body, obj), type=event.type, reason=event.reason, message=event.message[:1000])
-
-
 def record_metrics(namespace: str, name: str, spec: ParityCheckSpec, decision: parity_run.Decision) -> None:
     run = decision.status.last_run
     if run is not None and run.tracking_error_bps is not None:
@@ -159,71 +140,62 @@ def record_metrics(namespace: str, name: str, spec: ParityCheckSpec, decision: p
         metrics.parity_actions_total.labels(namespace, name, action).inc()
 
 
-async def hold(ctx: Context, obj: dict[str, Any], error: str, now: datetime) -> None:
-    """Unparseable status: InvalidStatus=True, nothing observed, nothing enforced."""
-    meta = obj["metadata"]
-    try:
-        message = await status_guard.hold(ctx.kube, PLURAL, obj, "ParityCheck", error, now)
-    except Conflict:
-        ctx.watched.drop("ParityCheck", meta["namespace"], meta["name"])
-        raise
-    if message:
-        kopf.event(cast(kopf.Body, obj), type="Warning", reason="InvalidStatus", message=message[:1000])
+@dataclass(frozen=True)
+class Observed:
+    obs: parity_run.Observations
 
 
-async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | None:
-    """One level-based pass; returns when to look again."""
-    obj = await runtime.read(ctx, PLURAL, namespace, name)
-    if obj is None:
-        return None
-    now = datetime.now(UTC)
-    status, error = status_guard.parse_status(ParityCheckStatus, obj.get("status"))
-    if status is None:
-        await hold(ctx, obj, error or "status does not parse", now)
-        return None
-    spec, spec_errors = parse_spec(obj)
-    calendar: Calendar | None = None
-    if spec is not None and spec.market is not None:
-        calendar, problem = await market_calendar(ctx.calendars, "spec.market", spec.market.calendar, None, now)
-        if problem is not None:  # reported like a spec that does not parse: InvalidSpec, nothing runs
-            spec, spec_errors = None, (problem,)
-    problems = await notifier.secret_errors(ctx, namespace, spec.notify) if spec is not None else []
-    problems += trust_errors(ctx, spec.prometheus, [], "spec.kpis") if spec is not None else []
-    problems += await secret_errors(ctx, namespace, prometheus_refs(spec.prometheus)) if spec is not None else []
-    if problems:  # held as an invalid spec: it does not act
-        spec, spec_errors = None, tuple(problems)
-    created = created_at(obj, now)
-    measured = target = None
-    if parity_run.wants_measurement(spec, status, created, now, calendar):
-        assert spec is not None
-        measured = await measure(ctx, namespace, spec, now)
-    if spec is not None and (measured is not None or acts.pending(status.actions_taken)):
-        target = await observe_target(ctx, namespace, spec)
-    obs = parity_run.Observations(
-        namespace,
-        name,
-        await identity(ctx),
-        created,
-        obj["metadata"].get("generation"),
-        spec_errors,
-        measured,
-        target,
-        calendar,
-    )
-    decision = parity_run.reconcile(spec, status, obs, now)
-    new = decision.status
-    new.conditions = status_guard.cleared(new.conditions, obs.generation, now)
-    occurrences = notifications.parity_occurrences(spec, decision.events, namespace, name)
-    new.notifications = notifications.outbox(spec.notify if spec else [], status.notifications, occurrences, now)
-    if new.wire() != status.wire():
-        await runtime.write_status(ctx, PLURAL, obj, new.wire())
-    emit(obj, decision)
-    if spec is not None:
-        record_metrics(namespace, name, spec, decision)
-    if measured is not None and new.last_run is not None:
-        log.info("ParityCheck %s/%s run %d: %s", namespace, name, new.run_seq, new.last_run.level)
-    await enforce(ctx, decision.effects)  # only after the status that records it is written
-    return decision.wake_at
+ParityPass = Pass[ParityCheckSpec, ParityCheckStatus]
+
+
+class ParityAdapter(KindAdapter[ParityCheckSpec, ParityCheckStatus, Observed, parity_run.Decision]):
+    kind = "ParityCheck"
+    plural = PLURAL
+    waker = KIND
+    spec_model = ParityCheckSpec
+    status_model = ParityCheckStatus
+
+    async def observe(self, ctx: Context, p: ParityPass) -> Observed:
+        spec = p.spec if p.valid else None
+        created = created_at(p.obj, p.now)
+        measured = target = None
+        if parity_run.wants_measurement(spec, p.status, created, p.now, p.calendar):
+            assert spec is not None
+            measured = await measure(ctx, p.namespace, spec, p.now)
+        if spec is not None and (measured is not None or acts.pending(p.status.actions_taken)):
+            target = await observe_target(ctx, p.namespace, spec)
+        return Observed(
+            parity_run.Observations(
+                p.namespace,
+                p.name,
+                await identity(ctx),
+                created,
+                p.obj["metadata"].get("generation"),
+                tuple(p.errors),
+                measured,
+                target,
+                p.calendar,
+            )
+        )
+
+    def decide(self, p: ParityPass, observed: Observed) -> parity_run.Decision:
+        return parity_run.reconcile(p.spec if p.valid else None, p.status, observed.obs, p.now)
+
+    def occurrences(self, p: ParityPass, decision: parity_run.Decision) -> list[notifications.Occurrence]:
+        return notifications.parity_occurrences(p.spec if p.valid else None, decision.events, p.namespace, p.name)
+
+    async def enforce(self, ctx: Context, p: ParityPass, decision: parity_run.Decision, observed: Observed) -> None:
+        new = decision.status
+        if observed.obs.measured is not None and new.last_run is not None:
+            log.info("ParityCheck %s/%s run %d: %s", p.namespace, p.name, new.run_seq, new.last_run.level)
+        await enforce(ctx, decision.effects)
+
+    def record_metrics(self, p: ParityPass, decision: parity_run.Decision, observed: Observed) -> None:
+        if p.spec is not None:
+            record_metrics(p.namespace, p.name, p.spec, decision)
+
+    def forget(self, ctx: Context, namespace: str, name: str) -> None:
+        forget(ctx, namespace, name)
 
 
 def forget(ctx: Context, namespace: str, name: str) -> None:
@@ -232,8 +204,4 @@ def forget(ctx: Context, namespace: str, name: str) -> None:
     metrics.forget_object(namespace, name, *metrics.PARITY_FAMILIES)
 
 
-async def run_daemon(ctx: Context, namespace: str, name: str, stopped: daemons.Stopped) -> None:
-    """One loop per ParityCheck (until the lead's runtime calls reconcile_once directly)."""
-    await daemons.run_loop(
-        ctx, "ParityCheck", KIND, namespace, name, stopped, lambda: reconcile_once(ctx, namespace, name)
-    )
+ADAPTER = ParityAdapter()

@@ -12,29 +12,25 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import replace
-from datetime import UTC, datetime
-from typing import Any, cast
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
 
-import kopf
 from pydantic import ValidationError
 
+from strategy_rollouts.api.common import SecretKeyRef
 from strategy_rollouts.api.errors import validation_message
+from strategy_rollouts.api.gates import GateSpec
 from strategy_rollouts.api.shadowrun import ShadowRunSpec, ShadowRunStatus
 from strategy_rollouts.engine import notifications, shadow_run
 from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.engine.networkpolicy import policy_name
-from strategy_rollouts.engine.rollout import Event
 from strategy_rollouts.engine.shadow_run import Decision, Observations
-from strategy_rollouts.operator.checks.calendars import market_calendar
-from strategy_rollouts.operator.checks.trust import prometheus_refs, secret_errors, trust_errors
-from strategy_rollouts.operator.clients import notifier
-from strategy_rollouts.operator.clients.kube import KINDS, Conflict
+from strategy_rollouts.operator.clients.kube import KINDS
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.gates import templates as gate_templates
-from strategy_rollouts.operator.runtime import loop as daemons
+from strategy_rollouts.operator.pipeline import KindAdapter, Pass
 from strategy_rollouts.operator.runtime import metrics, status_guard
-from strategy_rollouts.operator.runtime import objects as runtime
 from strategy_rollouts.operator.shadowrun import cache as shadow_cache
 from strategy_rollouts.operator.shadowrun import observe as shadow_measure
 from strategy_rollouts.operator.shadowrun import world as shadow_world
@@ -60,21 +56,13 @@ def parse_status(obj: Mapping[str, Any]) -> tuple[ShadowRunStatus | None, str | 
     return (status, None) if error is None else (None, error)
 
 
-def _post(obj: Mapping[str, Any], events: tuple[Event, ...] | list[Event]) -> None:
-    for e in events:
-        kopf.event(cast(kopf.Body, obj), type=e.type, reason=e.reason, message=e.message[:1000])
+@dataclass(frozen=True)
+class Observed:
+    obs: Observations
+    world: shadow_world.World
 
 
-async def _hold(ctx: Context, obj: dict[str, Any], error: str, now: datetime) -> None:
-    meta = obj["metadata"]
-    try:
-        message = await status_guard.hold(ctx.kube, PLURAL, obj, "ShadowRun", error, now)
-    except Conflict:
-        ctx.watched.drop(KINDS[PLURAL], meta["namespace"], meta["name"])
-        raise
-    if message:
-        log.warning("ShadowRun %s/%s held: %s", meta["namespace"], meta["name"], message)
-        _post(obj, [Event("Warning", "InvalidStatus", message)])
+ShadowPass = Pass[ShadowRunSpec, ShadowRunStatus]
 
 
 async def observe(
@@ -85,7 +73,7 @@ async def observe(
     status: ShadowRunStatus,
     now: datetime,
     calendar: Calendar | None = None,
-) -> tuple[Observations, shadow_world.World]:
+) -> Observed:
     """Everything the engine needs, as plain data; `now` is the pass's one clock reading."""
     meta = obj["metadata"]
     ns, name = meta["namespace"], meta["name"]
@@ -121,64 +109,58 @@ async def observe(
     started = status.started_at
     if spec and spec.latency_profile and started and shadow_run.completing(spec, status, obs, now):
         obs = replace(obs, latency=await shadow_measure.latency(ctx, ns, spec, started, now))
-    return obs, world
+    return Observed(obs, world)
 
 
-async def reconcile_once(ctx: Context, namespace: str, name: str) -> datetime | None:
-    """One level-based pass. Returns when to look again (None: only on an event)."""
-    obj = await runtime.read(ctx, PLURAL, namespace, name)
-    if obj is None or obj["metadata"].get("deletionTimestamp"):
-        return None  # gone, or going: on_delete gives the shadow back, no pass may scale it up again
-    now = datetime.now(UTC)
-    persisted, error = parse_status(obj)
-    if persisted is None:
-        await _hold(ctx, obj, error or "status does not parse", now)
-        return None  # fail closed: no scale, no policy change, no report
-    gen = int(obj["metadata"].get("generation", 1))
-    status = persisted.model_copy(update={"conditions": status_guard.cleared(persisted.conditions, gen, now)})
-    spec, spec_error = parse_spec(obj)
-    calendar: Calendar | None = None
-    if spec is not None and spec.market is not None:
-        calendar, problem = await market_calendar(ctx.calendars, "spec.market", spec.market.calendar, None, now)
-        if problem is not None:  # reported like a spec that does not parse: InvalidSpec, nothing acts
-            spec, spec_error = None, problem
-    problems = await notifier.secret_errors(ctx, namespace, spec.notify) if spec is not None else []
-    problems += trust_errors(ctx, spec.prometheus, spec.kpis, "spec.kpis") if spec is not None else []
-    if spec is not None:
+class ShadowAdapter(KindAdapter[ShadowRunSpec, ShadowRunStatus, Observed, Decision]):
+    kind = "ShadowRun"
+    plural = PLURAL
+    waker = KIND
+    spec_model = ShadowRunSpec
+    status_model = ShadowRunStatus
+    gates_field = "spec.kpis"
+    # A ShadowRun being deleted is given back by on_delete: no pass may scale it up again.
+    skip_when_deleting = True
+
+    def parse_status(self, obj: Mapping[str, Any]) -> tuple[ShadowRunStatus | None, str | None]:
+        return parse_status(obj)
+
+    def gates(self, spec: ShadowRunSpec) -> list[GateSpec]:
+        return list(spec.kpis)
+
+    def with_gates(self, spec: ShadowRunSpec, gates: list[GateSpec]) -> ShadowRunSpec:
+        return spec.model_copy(update={"kpis": gates})
+
+    def secret_refs(self, spec: ShadowRunSpec) -> list[tuple[str, SecretKeyRef | None]]:
         redis = spec.decisions.source.redis.address_secret_ref if spec.decisions else None
-        refs = [*prometheus_refs(spec.prometheus), ("spec.decisions.source.redis.addressSecretRef", redis)]
-        problems += await secret_errors(ctx, namespace, refs)
-    if problems:  # held as an invalid spec: it does not act
-        spec, spec_error = None, "; ".join(problems)
-    used = {}
-    if spec is not None:  # templateRef KPIs: resolved here; a missing template or arg is InvalidSpec
-        templated = await gate_templates.resolved(ctx, KIND, (namespace, name), "spec.kpis", spec.kpis)
-        spec, spec_error, used = (
-            (None, "; ".join(templated.errors), {})
-            if templated.errors
-            else (spec.model_copy(update={"kpis": templated.gates}), None, templated.used)
-        )
-    obs, world = await observe(ctx, obj, spec, spec_error, status, now, calendar)
-    decision = shadow_run.reconcile(spec, status, obs, now)
-    decision.status.kpis = gate_templates.stamp(decision.status.kpis, used, obs.kpis)
-    occurrences = notifications.shadow_occurrences(spec, status, decision.status, namespace, name)
-    outbox = notifications.outbox(spec.notify if spec else [], status.notifications, occurrences, now)
-    decision = replace(decision, status=decision.status.model_copy(update={"notifications": outbox}))
-    await write(ctx, obj, persisted, decision)  # record intent ...
-    await shadow_world.enforce(ctx, obs.owner, decision, world)  # ... then act on it
-    record_metrics(namespace, name, decision.status)
-    if decision.status.phase != persisted.phase:
-        log.info("ShadowRun %s/%s: %s", namespace, name, decision.status.message)
-    return decision.wake_at
+        return [*super().secret_refs(spec), ("spec.decisions.source.redis.addressSecretRef", redis)]
 
+    async def observe(self, ctx: Context, p: ShadowPass) -> Observed:
+        # An invalid spec is still observed as None: a started run keeps its world as status records it.
+        spec = p.spec if p.valid else None
+        error = None if p.valid else "; ".join(p.errors)
+        return await observe(ctx, p.obj, spec, error, p.status, p.now, p.calendar)
 
-async def write(ctx: Context, obj: dict[str, Any], persisted: ShadowRunStatus, decision: Decision) -> None:
-    """One guarded status write when anything changed (409 propagates: retried at once from a fresh
-    read; 422 propagates as kube.Rejected: the run loop logs it and backs off)."""
-    new = decision.status.wire()
-    if new != persisted.wire():
-        await runtime.write_status(ctx, PLURAL, obj, new)
-    _post(obj, decision.events)
+    def decide(self, p: ShadowPass, observed: Observed) -> Decision:
+        return shadow_run.reconcile(p.spec if p.valid else None, p.status, observed.obs, p.now)
+
+    def stamp(self, p: ShadowPass, decision: Decision, observed: Observed) -> None:
+        decision.status.kpis = gate_templates.stamp(decision.status.kpis, p.templates_used, observed.obs.kpis)
+
+    def occurrences(self, p: ShadowPass, decision: Decision) -> list[notifications.Occurrence]:
+        spec = p.spec if p.valid else None
+        return notifications.shadow_occurrences(spec, p.status, decision.status, p.namespace, p.name)
+
+    async def enforce(self, ctx: Context, p: ShadowPass, decision: Decision, observed: Observed) -> None:
+        await shadow_world.enforce(ctx, observed.obs.owner, decision, observed.world)
+        if decision.status.phase != p.persisted.phase:
+            log.info("ShadowRun %s/%s: %s", p.namespace, p.name, decision.status.message)
+
+    def record_metrics(self, p: ShadowPass, decision: Decision, observed: Observed) -> None:
+        record_metrics(p.namespace, p.name, decision.status)
+
+    def forget(self, ctx: Context, namespace: str, name: str) -> None:
+        forget(ctx, namespace, name)
 
 
 def record_metrics(ns: str, name: str, status: ShadowRunStatus) -> None:
@@ -213,13 +195,9 @@ async def on_delete(ctx: Context, body: Mapping[str, Any]) -> None:
     forget(ctx, ns, name)
 
 
-async def run_daemon(ctx: Context, namespace: str, name: str, stopped: daemons.Stopped) -> None:
-    """One loop per ShadowRun (until the shared runtime drives `reconcile_once` itself)."""
-    await daemons.run_loop(
-        ctx, "ShadowRun", KIND, namespace, name, stopped, lambda: reconcile_once(ctx, namespace, name)
-    )
-
-
 async def close(ctx: Context) -> None:
     """Operator shutdown: close the Redis connection pools of the decision sources."""
     await ctx.shadow.redis.close()
+
+
+ADAPTER = ShadowAdapter()

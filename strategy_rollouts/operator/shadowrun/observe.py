@@ -17,7 +17,8 @@ from strategy_rollouts.engine.shadow_observed import (
 from strategy_rollouts.engine.shadow_run import Latency, Plan
 from strategy_rollouts.operator.clients import prometheus
 from strategy_rollouts.operator.clients import redis_streams as decisions
-from strategy_rollouts.operator.context import Context, CredentialsError
+from strategy_rollouts.operator.clients.credentials import CredentialsError
+from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.runtime import metrics
 from strategy_rollouts.operator.strategyrollout.observe import measure
 

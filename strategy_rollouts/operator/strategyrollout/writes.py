@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, cast
 
-import kopf
-
 from strategy_rollouts.api.rollout import StrategyRolloutStatus
 from strategy_rollouts.engine.rollout import Decision
 from strategy_rollouts.operator.context import Context
@@ -85,5 +83,3 @@ async def write_status(ctx: Context, obj: dict[str, Any], persisted: StrategyRol
         ctx.rollouts.working[key] = ((written.get("metadata") or {}).get("resourceVersion", ""), decision.status)
     else:
         ctx.rollouts.working[key] = (meta.get("resourceVersion", ""), decision.status)
-    for event in decision.events:
-        kopf.event(cast(kopf.Body, obj), type=event.type, reason=event.reason, message=event.message[:1000])
