@@ -33,7 +33,8 @@ crds-check: ## fail when crds/ differs from the models (fast, no cluster)
 	@test -x $(PY) || $(MAKE) -s venv
 	$(PY) -m strategy_rollouts.api.crdgen --check --out crds --chart charts/strategy-rollouts/crds
 
-lint: venv ## ruff + mypy
+lint: venv ## ruff + mypy + the import contract (pyproject.toml [tool.importlinter])
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check strategy_rollouts tests examples devcluster bench demo docs manifests
 	$(VENV)/bin/ruff format --check strategy_rollouts tests examples devcluster bench demo docs manifests
 	$(VENV)/bin/mypy
