@@ -221,15 +221,16 @@ class Kube:
         return result if isinstance(result, dict) else {}
 
     async def who_am_i(self) -> str:
-        """The caller's user name from SelfSubjectReview (authentication.k8s.io/v1)."""
-        try:
-            review = await self.call(
-                self.auth.create_self_subject_review,
-                client.V1SelfSubjectReview(metadata=client.V1ObjectMeta()),
-            )
-            return str(review.status.user_info.username)
-        except ApiException:
-            return "unknown"
+        """The caller's user name from SelfSubjectReview (authentication.k8s.io/v1). Raises on any failure:
+        a name the admission policy does not know would get every request this operator sends refused."""
+        review = await self.call(
+            self.auth.create_self_subject_review,
+            client.V1SelfSubjectReview(metadata=client.V1ObjectMeta()),
+        )
+        name = review.status.user_info.username if review.status and review.status.user_info else None
+        if not name:
+            raise ApiException(status=0, reason="SelfSubjectReview answered no user name")
+        return str(name)
 
 
 def writes(fn: Callable[..., Any]) -> bool:

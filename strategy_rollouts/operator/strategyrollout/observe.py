@@ -96,7 +96,8 @@ async def observe(
         if shadow is not None:
             shadow_found, verdict = True, (shadow.get("status") or {}).get("verdict")
     measurements: dict[str, Measurement] = {}
-    due = due_gates(spec, status, now)
+    # A stop, abort or pause waits for no gate: the pass that handles it does no gate I/O at all.
+    due = [] if urgent(status) else due_gates(spec, status, now)
     if due:
         conn = await ctx.connection(ns, spec.prometheus)
         index = min(status.stage_index or 0, len(spec.stages) - 1)
@@ -129,6 +130,14 @@ async def observe(
         shadow_verdict=verdict,
     )
     return obs, {(t.namespace, t.config_map): r for t, r in zip(status.targets, routings, strict=True)}
+
+
+URGENT = frozenset({"stopTrading", "abort", "pause"})
+
+
+def urgent(status: StrategyRolloutStatus) -> bool:
+    """A pending request that must not wait behind a slow or hung gate endpoint."""
+    return any(r.action in URGENT for r in status.requests.values())
 
 
 async def unrecorded_routing(
