@@ -12,7 +12,6 @@ from strategy_rollouts.operator.clients.kube import Kube
 from strategy_rollouts.operator.clients.notifier import Notifier
 from strategy_rollouts.operator.clients.prometheus import Connection, Pool
 from strategy_rollouts.operator.gates.template_cache import TemplateCache
-from strategy_rollouts.operator.paritycheck.memory import ParityMemory
 from strategy_rollouts.operator.runtime.leader import Leadership
 from strategy_rollouts.operator.runtime.loops import Loops
 from strategy_rollouts.operator.runtime.settings import Settings
@@ -38,7 +37,9 @@ class Context:
     ca_files: CaFiles = field(default_factory=CaFiles)
     prometheus: Pool = field(default_factory=Pool)
     shadow: ShadowMemory = field(default_factory=ShadowMemory)
-    parity: ParityMemory = field(default_factory=ParityMemory)
+    # The operator's own user name (SelfSubjectReview): `by` of the requests a ParityCheck sends. Kept
+    # only once known; a failed lookup fails its pass and is asked again, never recorded as unknown.
+    identity: str | None = None
     calendars: Calendars = field(default_factory=Calendars)
     notifier: Notifier = field(default_factory=Notifier)
     gate_templates: TemplateCache = field(default_factory=TemplateCache)

@@ -1,5 +1,5 @@
-"""ParityCheck adapter: read, parse (fail closed), observe, call `engine.parity_run.reconcile`, write
-status, THEN enforce what status records (routing ConfigMaps, the deployment's scale, requests to
+"""ParityCheck in the pipeline (operator/pipeline.py): measure, call `engine.parity_run.reconcile`, and
+after the status write enforce what status records (routing ConfigMaps, the deployment's scale, requests to
 the target rollout). Every effect derives from the status just written, so a crash anywhere leads
 to the same end state on the next pass.
 """
@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 
 
 async def identity(ctx: Context) -> str:
-    if ctx.parity.user is None:
-        ctx.parity.user = await ctx.kube.who_am_i()
-    return ctx.parity.user
+    if ctx.identity is None:
+        ctx.identity = await ctx.kube.who_am_i()
+    return ctx.identity
 
 
 def created_at(obj: dict[str, Any], now: datetime) -> datetime:

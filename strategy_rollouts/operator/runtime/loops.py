@@ -4,7 +4,8 @@ kopf's `@kopf.daemon` always puts a finalizer on its objects, and with the opera
 finalizer blocks deleting a StrategyRollout or ParityCheck and their namespace. Their deletion needs
 no work (children carry owner references), so their loops are plain tasks: started by the first
 event of an object (the initial listing included, which covers operator restarts), stopped by its
-DELETED event or at shutdown. ShadowRun keeps kopf's daemon: its deletion does need work.
+DELETED event or at shutdown. A ShadowRun's deletion does need work (its shadow goes back to 0):
+a kopf delete handler does it, and that handler's finalizer is the only one we put on an object.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""ShadowRun adapter: read, parse (fail closed), observe, call `engine.shadow_run.reconcile`, write status,
-THEN make the world match what status records (shadow replicas, NetworkPolicy, report).
+"""ShadowRun in the pipeline (operator/pipeline.py): observe, call `engine.shadow_run.reconcile`, and
+after the status write make the world match what status records (shadow replicas, NetworkPolicy, report).
 
 Every side effect follows the status as written: a crash between the write and the scale is undone
 by the next pass, which enforces the recorded end state again (a Completed run's shadow stays at 0
