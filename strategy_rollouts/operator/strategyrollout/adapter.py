@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from strategy_rollouts.api.gates import GateSpec
@@ -79,7 +80,8 @@ class RolloutAdapter(KindAdapter[StrategyRolloutSpec, StrategyRolloutStatus, Obs
     def decide(self, p: RolloutPass, observed: Observed) -> Decision:
         if observed.obs is None or p.spec is None:
             return invalid(p.status, p.errors, p.generation, p.now)
-        return reconcile(p.spec, p.status, observed.obs, p.now)
+        # After the gates were measured (that may take seconds): their results are recorded as of now.
+        return reconcile(p.spec, p.status, observed.obs, datetime.now(UTC))
 
     def stamp(self, p: RolloutPass, decision: Decision, observed: Observed) -> None:
         if observed.obs is not None:
