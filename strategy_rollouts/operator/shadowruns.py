@@ -24,8 +24,8 @@ from strategy_rollouts.api.shadowrun import ShadowRunSpec, ShadowRunStatus
 from strategy_rollouts.engine import notifications, shadow_run
 from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.engine.networkpolicy import policy_name
-from strategy_rollouts.engine.rollout import Event
 from strategy_rollouts.engine.shadow_run import Decision, Observations
+from strategy_rollouts.engine.types import Event
 from strategy_rollouts.operator import (
     daemons,
     gate_templates,
