@@ -19,7 +19,7 @@ from strategy_rollouts.api.notify import NotificationStatus, NotifyEvent, Notify
 from strategy_rollouts.api.paritycheck import ParityCheckSpec
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.api.shadowrun import ShadowRunSpec, ShadowRunStatus
-from strategy_rollouts.engine.rollout import Event
+from strategy_rollouts.engine.types import Event
 
 RETRY_WINDOW = timedelta(minutes=10)
 MAX_BACKOFF = timedelta(seconds=60)

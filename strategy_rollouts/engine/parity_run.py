@@ -31,7 +31,7 @@ from strategy_rollouts.engine import market, parity, schedule
 from strategy_rollouts.engine import parity_actions as acts
 from strategy_rollouts.engine import requests as reqs
 from strategy_rollouts.engine.market import Calendar
-from strategy_rollouts.engine.rollout import Event
+from strategy_rollouts.engine.types import Event, EventType
 from strategy_rollouts.engine.validation import notify_errors
 
 HISTORY_LIMIT: Final = 30
@@ -335,7 +335,7 @@ def run_once(
     status.handled_requests = reqs.log(status.handled_requests, answered)
     if run.level != previous:
         te = f"{run.tracking_error_bps:.2f} bps" if run.tracking_error_bps is not None else "no value"
-        kind: Literal["Normal", "Warning"] = "Warning" if run.level in parity.BREACH_LEVELS else "Normal"
+        kind: EventType = "Warning" if run.level in parity.BREACH_LEVELS else "Normal"
         events.append(Event(kind, "LevelChanged", f"run {seq}: {run.level}, tracking error {te} {run.message or ''}"))
     for record in records:
         action = acts.decode_action(record.action)

@@ -28,7 +28,6 @@ from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.engine.networkpolicy import egress_policy, isolation_errors
 from strategy_rollouts.engine.report import render_report
-from strategy_rollouts.engine.rollout import Event
 from strategy_rollouts.engine.shadow import (
     KpiResult,
     MatchCounts,
@@ -57,6 +56,7 @@ from strategy_rollouts.engine.shadow_observed import (
     to_ms,
     watermark,
 )
+from strategy_rollouts.engine.types import Event
 from strategy_rollouts.engine.validation import gate_errors, notify_errors, query_errors
 
 READ_EVERY_S: Final = 2.0  # decision reads while running

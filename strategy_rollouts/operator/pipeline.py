@@ -29,7 +29,7 @@ from strategy_rollouts.api.gates import GateSpec, TemplateUse
 from strategy_rollouts.api.notify import NotifyRule
 from strategy_rollouts.engine import notifications
 from strategy_rollouts.engine.market import Calendar
-from strategy_rollouts.engine.rollout import Event  # moves to engine/types.py with the engine split
+from strategy_rollouts.engine.types import Event
 from strategy_rollouts.operator.checks.calendars import market_calendar
 from strategy_rollouts.operator.checks.trust import notify_refs, prometheus_refs, secret_errors, trust_errors
 from strategy_rollouts.operator.clients.kube import KINDS, Conflict

@@ -13,7 +13,7 @@ from strategy_rollouts.api.notify import NotificationStatus, NotifyRule
 from strategy_rollouts.api.rollout import StrategyRolloutStatus
 from strategy_rollouts.api.shadowrun import ShadowRunSpec, ShadowRunStatus
 from strategy_rollouts.engine import notifications
-from strategy_rollouts.engine.rollout import Event
+from strategy_rollouts.engine.types import Event
 from strategy_rollouts.engine.validation import notify_errors
 from tests.unit.rollout_sim import T0, World, spec_from
 

@@ -1,0 +1,117 @@
+"""One reconcile, in order: requests, start, routing, gates and progression, completion, summary."""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+
+from strategy_rollouts.api.common import set_condition
+from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
+from strategy_rollouts.engine import approvals as approvallib
+from strategy_rollouts.engine import market
+from strategy_rollouts.engine.rollout.assignments import route
+from strategy_rollouts.engine.rollout.gates import record_gates
+from strategy_rollouts.engine.rollout.lifecycle import fail, finish_if_complete, start
+from strategy_rollouts.engine.rollout.model import Decision, Observations
+from strategy_rollouts.engine.rollout.progression import advance, progress_deadline_exceeded
+from strategy_rollouts.engine.rollout.replicas import scale_downs
+from strategy_rollouts.engine.rollout.requests import handle_requests
+from strategy_rollouts.engine.rollout.state import ACTIVE, OPERATOR, Run
+from strategy_rollouts.engine.rollout.summary import summarize_status
+from strategy_rollouts.engine.rollout.world import desired_routing, desired_scales
+from strategy_rollouts.engine.types import Event
+from strategy_rollouts.engine.validation import rollout_errors
+
+
+def reconcile(
+    spec: StrategyRolloutSpec,
+    status: StrategyRolloutStatus,
+    obs: Observations,
+    now: datetime,
+) -> Decision:
+    """Decide everything for one reconcile. Deterministic in its arguments."""
+    errors = cached_rollout_errors(spec)
+    if spec.market is not None and market.resolve(spec.market.calendar, obs.calendar) is None:
+        errors = [*errors, f"spec.market.calendar: calendar {spec.market.calendar} is not available"]
+    if errors:
+        return invalid(status, errors, obs.generation, now)
+    run = Run(spec, status, obs, now)
+    decide(run)
+    return Decision(
+        status=run.st,
+        routing=desired_routing(spec, run.st),
+        scales=desired_scales(spec, run.st),
+        events=run.events,
+        wake_at=min(run.wakes) if run.wakes else None,
+    )
+
+
+def decide(run: Run) -> None:
+    spec = run.spec
+    st = run.st
+    if st.canary_version is not None and (
+        st.canary_version != spec.canary.version or st.stable_version != spec.stable.version
+    ):
+        if st.phase in (*ACTIVE, "Pending"):
+            run.history("Superseded", None, f"canary changed to {spec.canary.version}", version=st.canary_version)
+            run.event("Normal", "Superseded", f"{st.canary_version} superseded by {spec.canary.version}")
+        st.phase = None
+    handle_requests(run)
+    if st.phase in (None, "Pending", "Invalid"):
+        start(run)
+    route(run)
+    if st.phase in ACTIVE:
+        summary = record_gates(run)
+        deadline = progress_deadline_exceeded(run)
+        frozen = st.manual_pause is not None and st.manual_pause.by == OPERATOR
+        if frozen:
+            assert st.manual_pause is not None
+            run.set_phase("Paused", "GateFailed", f"frozen (onFailure: pause): {st.manual_pause.reason}")
+        elif summary.failed:
+            gate = summary.failed[0]
+            reason = "RiskBudgetExceeded" if gate.name.startswith("risk-budget:") else "GateFailed"
+            fail(run, reason, summary.failure_reason())
+        elif deadline:
+            fail(run, "ProgressDeadlineExceeded", deadline)
+        elif summary.held:
+            run.set_phase("Paused", "Inconclusive", f"holding: {summary.hold_reason()}")
+        elif spec.paused or st.manual_pause is not None:
+            who = st.manual_pause
+            why = f"paused by {who.by}: {who.reason or ''}" if who else "spec.paused is true"
+            run.set_phase("Paused", "Paused", why)
+        elif run.hold is not None:
+            run.set_phase("Paused", run.hold.reason, run.hold.message)
+            run.wake(run.hold.until)
+        else:
+            if st.phase == "Paused":
+                run.set_phase("Progressing", "Resumed", "continuing")
+            for _ in range(4 * sum(len(s.steps) + 1 for s in spec.stages) + 4):
+                if not advance(run, summary) or st.phase not in ACTIVE:
+                    break
+    route(run)
+    finish_if_complete(run)
+    scale_downs(run)
+    st.approvals = approvallib.current(st.approvals, st.stage, st.stage_started_at)
+    summarize_status(run)
+
+
+def cached_rollout_errors(spec: StrategyRolloutSpec) -> list[str]:
+    """Validation depends on the spec alone; specs change rarely, reconciles are frequent."""
+    return list(_errors_of(spec.model_dump_json()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _errors_of(spec_json: str) -> tuple[str, ...]:
+    # Pure memoization (same input, same output), like state.ranked_keys: no state a reconcile can observe.
+    return tuple(rollout_errors(StrategyRolloutSpec.model_validate_json(spec_json)))
+
+
+def invalid(status: StrategyRolloutStatus, errors: list[str], generation: int, now: datetime) -> Decision:
+    """Never act on what cannot be trusted: report, change nothing else."""
+    st = status.model_copy(deep=True)
+    message = "; ".join(errors)
+    st.phase, st.reason, st.message = "Invalid", "InvalidSpec", message
+    st.conditions = set_condition(st.conditions, "InvalidSpec", True, "InvalidSpec", message, now, generation)
+    st.observed_generation = generation
+    events = [] if status.message == message else [Event("Warning", "InvalidSpec", message)]
+    return Decision(st, [], [], events, None)

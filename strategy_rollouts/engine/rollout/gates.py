@@ -1,0 +1,72 @@
+"""Gates of a run: which apply and are due, and what this pass' measurements make of them."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from strategy_rollouts.api.common import GateSpec
+from strategy_rollouts.api.rollout import RiskBudgetStatus, Stage, StrategyRolloutSpec, StrategyRolloutStatus
+from strategy_rollouts.engine import gates as gatelib
+from strategy_rollouts.engine import market, webhook_gates
+from strategy_rollouts.engine.rollout.state import ACTIVE, Run
+
+
+def risk_gate(stage: Stage, specs: list[GateSpec]) -> GateSpec | None:
+    """The stage's risk budget as a gate, so it shares the bookkeeping (limit: used <= max)."""
+    if stage.risk_budget is None:
+        return None
+    intervals = [gatelib.interval(g) for g in specs]
+    every = min(intervals) if intervals else timedelta(seconds=30)
+    # model_construct: the `:` keeps it apart from user gate names, which validation forbids.
+    return GateSpec.model_construct(
+        name=f"risk-budget:{stage.name}",
+        query=stage.risk_budget.query,
+        condition=f"<= {stage.risk_budget.max_percent}",
+        interval=f"{max(every.total_seconds(), 0.001):g}s",
+        failure_limit=0,
+        inconclusive_limit=2,
+        baseline=None,
+        max_increase_percent=None,
+        dry_run=False,
+    )
+
+
+def active_gates(spec: StrategyRolloutSpec, status: StrategyRolloutStatus, now: datetime) -> list[GateSpec]:
+    """Every gate that applies now: the spec's gates (a confirming webhook only before its transition)
+    plus the current stage's risk budget."""
+    specs = [g for g in spec.gates if webhook_gates.applies(g, spec, status, now)]
+    index = status.stage_index or 0
+    if index < len(spec.stages):
+        risk = risk_gate(spec.stages[index], spec.gates)
+        if risk is not None:
+            specs.append(risk)
+    return specs
+
+
+def due_gates(spec: StrategyRolloutSpec, status: StrategyRolloutStatus, now: datetime) -> list[GateSpec]:
+    """Which gates the operator should measure before calling `reconcile` (none outside a run)."""
+    if status.phase not in ACTIVE:
+        return []
+    by_name = {g.name: g for g in status.gates}
+    return [g for g in active_gates(spec, status, now) if gatelib.is_due(g, by_name.get(g.name), now)]
+
+
+def record_gates(run: Run) -> gatelib.GateSummary:
+    specs = active_gates(run.spec, run.st, run.now)
+    by_name = {g.name: g for g in run.st.gates}
+    for gate in specs:
+        m = run.obs.measurements.get(gate.name)
+        if m is not None:
+            prev = by_name.get(gate.name)
+            by_name[gate.name] = gatelib.record(prev, gate, m, run.now)
+            if run.closed:
+                by_name[gate.name] = market.closed_result(prev, by_name[gate.name], m, run.calendar.name)
+        run.wake(gatelib.next_due(gate, by_name.get(gate.name), run.now))
+    run.st.gates = [by_name[g.name] for g in specs if g.name in by_name]
+    stage = run.spec.stages[min(run.st.stage_index or 0, len(run.spec.stages) - 1)]
+    if stage.risk_budget is not None:
+        risk = by_name.get(f"risk-budget:{stage.name}")
+        run.st.risk_budget = RiskBudgetStatus(
+            used_percent=risk.value if risk else None, max_percent=stage.risk_budget.max_percent
+        )
+    return gatelib.summarize(specs, by_name, run.now)

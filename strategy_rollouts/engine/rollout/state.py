@@ -1,0 +1,99 @@
+"""The working state every section of a pass reads and changes (one `Run` per reconcile)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from datetime import datetime
+
+from strategy_rollouts.api.rollout import (
+    HistoryEntry,
+    HistoryOutcome,
+    StrategyRolloutSpec,
+    StrategyRolloutStatus,
+    TargetStatus,
+)
+from strategy_rollouts.engine import market
+from strategy_rollouts.engine.rollout.model import DeploymentObs, Observations
+from strategy_rollouts.engine.routing import rank_keys
+from strategy_rollouts.engine.types import Event, EventType
+
+ACTIVE = ("Progressing", "Paused")
+HISTORY_LIMIT = 10
+OPERATOR = "strategy-rollouts"
+
+
+@functools.lru_cache(maxsize=4096)
+def ranked_keys(keys: tuple[str, ...], salt: str) -> tuple[str, ...]:
+    """The ranking only changes with the universe or the salt: one sha256 per key, once."""
+    return tuple(rank_keys(keys, salt))
+
+
+def _copy_target(t: TargetStatus) -> TargetStatus:
+    """A copy of `t` as independent as a deep copy, at a tenth of the cost.
+
+    Its other fields hold immutable values (str, int, datetime, None); the two dicts are the only
+    mutable ones, so they get their own copies (the pass replaces them whole, but the caller's must
+    never be reachable from the decision).
+    """
+    copied = t.model_copy()
+    copied.__dict__["assignments"] = dict(t.assignments)
+    copied.__dict__["pending"] = dict(t.pending)
+    return copied
+
+
+class Run:
+    """One reconcile's working state: a copy of status plus what was decided along the way."""
+
+    def __init__(self, spec: StrategyRolloutSpec, status: StrategyRolloutStatus, obs: Observations, now: datetime):
+        self.spec = spec
+        # Only targets are changed in place; every other field is replaced whole, so a shallow copy
+        # plus copied targets keeps the caller's status untouched (a deep copy was most of the cost).
+        self.st = status.model_copy(update={"targets": [_copy_target(t) for t in status.targets]})
+        self.obs = obs
+        self.now = now
+        self.events: list[Event] = []
+        self.wakes: list[datetime] = []
+        self.ranked = ranked_keys(tuple(spec.routing.keys), spec.routing.salt or spec.strategy)
+        self.symbols = spec.routing.mode == "symbols"
+        self.unpublished: set[str] = set()
+        self.desired_by_weight: dict[int, Mapping[str, str]] = {}
+        # Market hours and freeze windows (engine/market.py): what holds progress now, read fresh from
+        # the spec every pass, so an edit applies at once (reconcile() made sure a named calendar came).
+        self.calendar = market.resolve(spec.market.calendar if spec.market else None, obs.calendar) or (
+            market.TwentyFourSeven()
+        )
+        self.hold = market.advance_allowed(spec.market, spec.freeze_windows, self.calendar, now)
+        self.closed = market.closed(spec.market, self.calendar, now)
+
+    # ---- small helpers -------------------------------------------------------------------
+    def event(self, type_: EventType, reason: str, message: str) -> None:
+        self.events.append(Event(type_, reason, message))
+
+    def wake(self, at: datetime | None) -> None:
+        if at is not None:
+            self.wakes.append(at)
+
+    def history(self, outcome: HistoryOutcome, by: str | None, reason: str | None, version: str | None = None) -> None:
+        entry = HistoryEntry(
+            version=version or self.spec.canary.version, outcome=outcome, at=self.now, by=by, reason=reason
+        )
+        self.st.history = [*self.st.history, entry][-HISTORY_LIMIT:]
+
+    def stage_ns(self, index: int) -> str:
+        stage = self.spec.stages[min(index, len(self.spec.stages) - 1)]
+        return stage.namespace or self.obs.namespace
+
+    def target(self, ns: str) -> TargetStatus:
+        for t in self.st.targets:
+            if t.namespace == ns:
+                return t
+        raise KeyError(ns)
+
+    def deployment(self, ns: str, name: str) -> DeploymentObs | None:
+        return self.obs.deployments.get((ns, name))
+
+    def set_phase(self, phase: str, reason: str, message: str) -> None:
+        self.st.phase = phase  # type: ignore[assignment]
+        self.st.reason = reason
+        self.st.message = message
