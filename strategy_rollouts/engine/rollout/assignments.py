@@ -10,17 +10,38 @@ from strategy_rollouts.engine.rollout.state import Run
 from strategy_rollouts.engine.routing import NONE, RoutingState, desired_assignments, settled, step_handoff
 
 
+def earned(run: Run) -> bool:
+    """Has the spec's canary a started run? Only then may a key go to it: a version whose start is held
+    (frozen, waiting for its ShadowRun, pending, invalid) has earned nothing, whatever the weight left
+    in status by the version it superseded."""
+    st, spec = run.st, run.spec
+    started = st.phase not in (None, "Pending", "Invalid")
+    return started and (st.stable_version, st.canary_version) == (spec.stable.version, spec.canary.version)
+
+
+def kept_after_success(run: Run) -> bool:
+    """The run before this unstarted version Succeeded: its keys stay with the version that earned them
+    (the new stable) until the new canary earns its own, never drained back to the old stable."""
+    last = run.st.history[-1] if run.st.history else None
+    return last is not None and last.outcome == "Succeeded" and last.version == run.st.canary_version
+
+
 def route(run: Run) -> None:
     """Move every target's published assignments one handoff step toward its weight."""
     handoff = parse_duration(run.spec.routing.handoff)
+    started = earned(run)
+    keep = not started and kept_after_success(run)
     for t in run.st.targets:
         # step_handoff returns new dicts and never changes these, so no copies are needed.
         before = (t.assignments, t.pending)
         desired: Mapping[str, str]
         if run.st.trading_stopped or not run.symbols:
             desired = {k: NONE for k in run.ranked} if run.st.trading_stopped and run.symbols else {}
+        elif keep:
+            continue
         else:
-            desired = _desired(run, t.weight)
+            # A superseding version starts at weight 0: the previous canary's keys drain back to stable.
+            desired = _desired(run, t.weight if started else 0)
         # What this reconcile changed is not in the ConfigMap yet: its drain must not end here.
         published = (run.obs.published.get(t.namespace, False) or not t.assignments) and (
             t.namespace not in run.unpublished

@@ -8,7 +8,7 @@ from datetime import datetime
 from strategy_rollouts.api.common import set_condition
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine import approvals as approvallib
-from strategy_rollouts.engine import market
+from strategy_rollouts.engine import market, requests
 from strategy_rollouts.engine.rollout.assignments import route
 from strategy_rollouts.engine.rollout.gates import record_gates
 from strategy_rollouts.engine.rollout.lifecycle import fail, finish_if_complete, start
@@ -19,6 +19,7 @@ from strategy_rollouts.engine.rollout.requests import handle_requests
 from strategy_rollouts.engine.rollout.state import ACTIVE, OPERATOR, Run
 from strategy_rollouts.engine.rollout.summary import summarize_status
 from strategy_rollouts.engine.rollout.world import desired_routing, desired_scales
+from strategy_rollouts.engine.routing import NONE
 from strategy_rollouts.engine.types import Event
 from strategy_rollouts.engine.validation import rollout_errors
 
@@ -107,11 +108,36 @@ def _errors_of(spec_json: str) -> tuple[str, ...]:
 
 
 def invalid(status: StrategyRolloutStatus, errors: list[str], generation: int, now: datetime) -> Decision:
-    """Never act on what cannot be trusted: report, change nothing else."""
+    """Never act on what cannot be trusted: report, change nothing else, except a stop.
+
+    A stop needs nothing from the spec (every key the status records goes to none, entries off), so a
+    pending stopTrading is applied here too, and a stop already recorded keeps being published. Other
+    requests wait for a valid spec (they need its stages and versions).
+    """
     st = status.model_copy(deep=True)
     message = "; ".join(errors)
     st.phase, st.reason, st.message = "Invalid", "InvalidSpec", message
     st.conditions = set_condition(st.conditions, "InvalidSpec", True, "InvalidSpec", message, now, generation)
     st.observed_generation = generation
     events = [] if status.message == message else [Event("Warning", "InvalidSpec", message)]
-    return Decision(st, [], [], events, None)
+    stops = [
+        (rid, r)
+        for rid, r in requests.in_order(st.requests)
+        if r.action == "stopTrading" and requests.outcome_of(st.handled_requests, rid) is None
+    ]
+    if stops:
+        for t in st.targets:
+            t.assignments = {key: NONE for key in {**t.assignments, **t.pending}}
+            t.pending, t.draining_until, t.weight = {}, None, 0
+        st.canary_weight = 0
+        st.trading_stopped = True
+        done = [
+            requests.handled(rid, r, "Applied", "every key to none, entries off (spec invalid)", now)
+            for rid, r in stops
+        ]
+        st.handled_requests = requests.log(st.handled_requests, done)
+        st.requests = {rid: r for rid, r in st.requests.items() if rid not in {d.id for d in done}}
+        who = ", ".join(sorted({r.by for _, r in stops}))
+        events.append(Event("Warning", "TradingStopped", f"trading stopped by {who} while the spec is invalid"))
+    routing = desired_routing(None, st) if st.trading_stopped else []
+    return Decision(st, routing, [], events, None)

@@ -6,7 +6,7 @@ from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutSt
 from strategy_rollouts.engine.rollout.model import RoutingPayload, Scale
 
 
-def desired_routing(spec: StrategyRolloutSpec, st: StrategyRolloutStatus) -> list[RoutingPayload]:
+def desired_routing(spec: StrategyRolloutSpec | None, st: StrategyRolloutStatus) -> list[RoutingPayload]:
     entries = False if st.trading_stopped else None
     return [RoutingPayload(t.namespace, t.config_map, t.weight, dict(t.assignments), entries) for t in st.targets]
 

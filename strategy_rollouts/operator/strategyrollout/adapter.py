@@ -98,17 +98,20 @@ class RolloutAdapter(KindAdapter[StrategyRolloutSpec, StrategyRolloutStatus, Obs
 
     async def enforce(self, ctx: Context, p: RolloutPass, decision: Decision, observed: Observed) -> None:
         """Routing ConfigMaps and replica counts as status records them, writing only differences."""
-        if observed.obs is None or p.spec is None:
-            return
         for payload in decision.routing:
-            doc = routing_document(p.spec, payload, 0, 1.0, True)
-            changes = {k: doc[k] for k in ("strategy", "stableVersion", "canaryVersion", "weight", "assignments")}
+            if observed.obs is not None and p.spec is not None:
+                doc = routing_document(p.spec, payload, 0, 1.0, True)
+                changes = {k: doc[k] for k in ("strategy", "stableVersion", "canaryVersion", "weight", "assignments")}
+            else:  # a stop while the spec is invalid: only what the stop changes, nothing read from the spec
+                changes = {"weight": payload.weight, "assignments": dict(sorted(payload.assignments.items()))}
             if payload.entries_enabled is not None:
                 changes["entriesEnabled"] = payload.entries_enabled
             read = observed.routings.get((payload.namespace, payload.config_map))
             await routing_writer.update(
                 ctx.kube, payload.namespace, payload.config_map, changes, owner=p.obj, current=read, cache=ctx.watched
             )
+        if observed.obs is None:
+            return
         for scale in decision.scales:
             current = observed.obs.deployments.get((scale.namespace, scale.deployment))
             if current is None:
