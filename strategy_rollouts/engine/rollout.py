@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from strategy_rollouts.api.common import Condition, GateSpec, GateStatus, set_condition
+from strategy_rollouts.api.common import Condition, set_condition
 from strategy_rollouts.api.durations import parse_duration
+from strategy_rollouts.api.gates import GateSpec, GateStatus
 from strategy_rollouts.api.requests import HandledRequest, Outcome, RolloutRequest
 from strategy_rollouts.api.rollout import (
     HistoryEntry,
