@@ -150,10 +150,3 @@ def set_condition(
             )
         )
     return result
-
-
-# The gate models live in api/gates.py (they grew judge, webhook and templateRef); re-exported here
-# for the modules that import them from common. Imported last: gates.py builds on the models above.
-from strategy_rollouts.api.gates import GateResult, GateSpec, GateStatus  # noqa: E402
-
-__all__ = ["GateResult", "GateSpec", "GateStatus"]

@@ -1,9 +1,14 @@
-"""Literal `{{name}}` substitution in Prometheus queries: no template engine, no eval."""
+"""Literal `{{name}}` substitution in Prometheus queries (no template engine, no eval), and the values
+every kind substitutes (`placeholder_values`)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+
+from strategy_rollouts.api.paritycheck import ParityCheckSpec
+from strategy_rollouts.api.rollout import StrategyRolloutSpec
+from strategy_rollouts.api.shadowrun import ShadowRunSpec
 
 ROLLOUT_PLACEHOLDERS = frozenset(
     {
@@ -47,3 +52,44 @@ def substitute(text: str, values: Mapping[str, str]) -> str:
         return values[name]
 
     return _TOKEN.sub(_value, text)
+
+
+def placeholder_values(
+    spec: StrategyRolloutSpec | ShadowRunSpec | ParityCheckSpec,
+    namespace: str,
+    stage: str | None = None,
+    interval: str = "",
+) -> dict[str, str]:
+    """Every placeholder's value for one object of any kind (the names its *_PLACEHOLDERS set allows).
+
+    StrategyRollout: the stage (`""` when None) and versions. ShadowRun: `{{live.*}}` / `{{shadow.*}}`, and the
+    rollout names `{{stable.*}}` / `{{canary.*}}` for the same. ParityCheck: its window and step (it has no
+    stage nor interval, so those arguments are ignored). `interval` is usually set per gate by the caller.
+    """
+    if isinstance(spec, ParityCheckSpec):
+        return {"strategy": spec.strategy, "namespace": namespace, "window": spec.window, "step": spec.step}
+    if isinstance(spec, ShadowRunSpec):
+        return {
+            "strategy": spec.strategy,
+            "namespace": namespace,
+            "stage": stage or "",
+            "interval": interval,
+            "live.version": spec.live.version,
+            "shadow.version": spec.shadow.version,
+            "live.deployment": spec.live.deployment,
+            "shadow.deployment": spec.shadow.deployment,
+            "stable.version": spec.live.version,
+            "canary.version": spec.shadow.version,
+            "stable.deployment": spec.live.deployment,
+            "canary.deployment": spec.shadow.deployment,
+        }
+    return {
+        "strategy": spec.strategy,
+        "namespace": namespace,
+        "stage": stage or "",
+        "stable.version": spec.stable.version,
+        "canary.version": spec.canary.version,
+        "stable.deployment": spec.stable.deployment,
+        "canary.deployment": spec.canary.deployment,
+        "interval": interval,
+    }

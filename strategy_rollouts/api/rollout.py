@@ -13,8 +13,6 @@ from strategy_rollouts.api.common import (
     Condition,
     DeploymentRef,
     Duration,
-    GateSpec,
-    GateStatus,
     Name,
     PrometheusConnection,
     Query,
@@ -22,6 +20,7 @@ from strategy_rollouts.api.common import (
     Timestamp,
     with_rules,
 )
+from strategy_rollouts.api.gates import GateSpec, GateStatus
 from strategy_rollouts.api.market import FreezeWindows, MarketSpec, MarketStatus
 from strategy_rollouts.api.notify import NotificationStatus, NotifyRules
 from strategy_rollouts.api.requests import HandledRequest, RolloutRequest

@@ -12,14 +12,13 @@ from strategy_rollouts.api.common import (
     Condition,
     DeploymentRef,
     Duration,
-    GateSpec,
-    GateStatus,
     Name,
     PrometheusConnection,
     SecretKeyRef,
     StatusModel,
     Timestamp,
 )
+from strategy_rollouts.api.gates import GateSpec, GateStatus
 from strategy_rollouts.api.market import ShadowMarketSpec
 from strategy_rollouts.api.notify import NotificationStatus, NotifyRules
 

@@ -7,12 +7,11 @@ from strategy_rollouts.api.common import (
     CanaryRef,
     Condition,
     DeploymentRef,
-    GateSpec,
-    GateStatus,
     PrometheusConnection,
     SecretKeyRef,
     set_condition,
 )
+from strategy_rollouts.api.gates import GateSpec, GateStatus
 from strategy_rollouts.api.paritycheck import ParityCheckSpec, ParityCheckStatus
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.api.shadowrun import ShadowRunSpec, ShadowRunStatus

@@ -9,7 +9,7 @@ from rich.text import Text
 
 from strategy_rollouts.api.shadowrun import ShadowRunStatus
 from strategy_rollouts.cli.errors import CliError
-from strategy_rollouts.cli.fmt import DASH, status_of
+from strategy_rollouts.read.views import DASH, status_of
 
 
 def format_ms(value: float) -> str:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from strategy_rollouts.cli.client import Cluster
 from strategy_rollouts.cli.errors import CliError
+from strategy_rollouts.read.cluster import Cluster
 
 
 def dashboard(cluster: Cluster, args: argparse.Namespace) -> int:

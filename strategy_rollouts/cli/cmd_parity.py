@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 
-from strategy_rollouts.cli.client import Cluster
 from strategy_rollouts.cli.output import console
 from strategy_rollouts.cli.render_parity import paritychecks_table, run_result
-from strategy_rollouts.cli.requests import check_outcome, new_id, parity_run_request, wait_handled
+from strategy_rollouts.cli.wait import check_outcome, wait_handled
+from strategy_rollouts.read.cluster import Cluster
+from strategy_rollouts.read.requests import new_id, parity_run_request
 
 KIND = "ParityCheck"
 

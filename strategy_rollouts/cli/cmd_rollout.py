@@ -12,11 +12,12 @@ from rich.live import Live
 from rich.text import Text
 
 from strategy_rollouts.api.requests import RolloutAction
-from strategy_rollouts.cli.client import Cluster
 from strategy_rollouts.cli.errors import EXIT_RUNNING
 from strategy_rollouts.cli.output import console
 from strategy_rollouts.cli.render_rollout import exit_code, request_result, rollout_detail, rollouts_table
-from strategy_rollouts.cli.requests import check_outcome, new_id, rollout_request, wait_handled
+from strategy_rollouts.cli.wait import check_outcome, wait_handled
+from strategy_rollouts.read.cluster import Cluster
+from strategy_rollouts.read.requests import new_id, rollout_request
 
 KIND = "StrategyRollout"
 POLL = 1.0

@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from rich.text import Text
 
 from strategy_rollouts.cli.baseline import budgets_config_map, budgets_table, new_budgets
-from strategy_rollouts.cli.client import Cluster
 from strategy_rollouts.cli.errors import CliError
 from strategy_rollouts.cli.output import console
 from strategy_rollouts.cli.render_shadow import report_config_map, shadowruns_table
+from strategy_rollouts.read.cluster import Cluster
 
 KIND = "ShadowRun"
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
 from rich.text import Text
 
-M = TypeVar("M", bound=BaseModel)
+from strategy_rollouts.read.views import DASH
 
 RESULT_MARK = {"Pass": "✓", "Fail": "✗", "Inconclusive": "?", "Error": "!", "Rejected": "✋"}
 RESULT_STYLE = {"Pass": "green", "Fail": "red", "Inconclusive": "yellow", "Error": "red", "Rejected": "yellow"}
@@ -33,15 +32,6 @@ LEVEL_STYLE = {
     "Unknown": "dim",
 }
 VERDICT_STYLE = {"Pass": "green", "Hold": "yellow", "Fail": "red"}
-DASH = "-"
-
-
-def status_of(model: type[M], obj: dict[str, Any]) -> M:
-    """The object's status as a model; an unreadable status (newer/older operator) shows as empty."""
-    try:
-        return model.model_validate(obj.get("status") or {})
-    except ValidationError:
-        return model.model_validate({})
 
 
 def parse_time(value: Any) -> datetime | None:

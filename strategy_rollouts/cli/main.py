@@ -10,8 +10,8 @@ from typing import TypeAlias
 
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.cli import cmd_dashboard, cmd_parity, cmd_rollout, cmd_shadow
-from strategy_rollouts.cli.client import Cluster, Target
-from strategy_rollouts.cli.errors import CliError
+from strategy_rollouts.cli.errors import EXIT_ERROR, CliError
+from strategy_rollouts.read.cluster import Cluster, ClusterError, Target
 
 Handler = Callable[[Cluster, argparse.Namespace], int]
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -136,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.code
+    except ClusterError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
 

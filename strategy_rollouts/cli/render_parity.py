@@ -9,9 +9,10 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from strategy_rollouts.api.paritycheck import ActionTaken, ParityCheckStatus
-from strategy_rollouts.cli.fmt import DASH, LEVEL_STYLE, age, num, relative, status_of, styled
+from strategy_rollouts.api.paritycheck import ParityCheckStatus
+from strategy_rollouts.cli.fmt import LEVEL_STYLE, age, num, relative, styled
 from strategy_rollouts.cli.render_requests import requests_cell
+from strategy_rollouts.read.views import DASH, actions_text, status_of
 
 
 def _target(obj: dict[str, Any]) -> str:
@@ -19,18 +20,6 @@ def _target(obj: dict[str, Any]) -> str:
     if target.get("rollout"):
         return f"srl/{target['rollout']}"
     return f"deploy/{target['deployment']}" if target.get("deployment") else DASH
-
-
-def actions_text(actions: list[ActionTaken], limit: int = 3) -> str:
-    """The latest actions, newest first: `pauseRollout (Critical)`; not yet in force: `(Critical, Pending)`."""
-    if not actions:
-        return "none"
-    shown = [
-        f"{a.action} ({a.level})" if a.state == "Applied" else f"{a.action} ({a.level}, {a.state})"
-        for a in reversed(actions[-limit:])
-    ]
-    more = len(actions) - limit
-    return ", ".join(shown) + (f", +{more} more" if more > 0 else "")
 
 
 def paritychecks_table(objs: list[dict[str, Any]], now: datetime, all_namespaces: bool = False) -> Table:

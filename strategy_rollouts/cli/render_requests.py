@@ -8,8 +8,9 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from strategy_rollouts.cli.fmt import DASH, relative
-from strategy_rollouts.cli.requests import requests_of
+from strategy_rollouts.cli.fmt import relative
+from strategy_rollouts.read.requests import requests_of
+from strategy_rollouts.read.views import DASH
 
 OUTCOME_STYLE = {"Applied": "green", "Rejected": "red", "Superseded": "yellow"}
 SHOWN_HANDLED = 5

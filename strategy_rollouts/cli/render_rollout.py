@@ -9,48 +9,25 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from strategy_rollouts.api.common import GateStatus
+from strategy_rollouts.api.gates import GateStatus
 from strategy_rollouts.api.requests import HandledRequest
 from strategy_rollouts.api.rollout import StrategyRolloutStatus
 from strategy_rollouts.cli.errors import EXIT_ERROR, EXIT_RUNNING
-from strategy_rollouts.cli.fmt import (
-    DASH,
-    PHASE_STYLE,
-    RESULT_MARK,
-    RESULT_STYLE,
-    age,
-    num,
-    relative,
-    status_of,
-    styled,
-)
+from strategy_rollouts.cli.fmt import PHASE_STYLE, RESULT_MARK, RESULT_STYLE, age, num, relative, styled
 from strategy_rollouts.cli.render_approvals import approvals_cell, approvals_table
 from strategy_rollouts.cli.render_notifications import notifications_text
 from strategy_rollouts.cli.render_requests import OUTCOME_STYLE, requests_cell, requests_table
 from strategy_rollouts.cli.render_symbols import symbol_map
-from strategy_rollouts.cli.requests import requests_of
+from strategy_rollouts.read.requests import requests_of
+from strategy_rollouts.read.views import DASH, stages_of, status_of, step_text
 
 
 def _status(obj: dict[str, Any]) -> StrategyRolloutStatus:
     return status_of(StrategyRolloutStatus, obj)
 
 
-def _stages(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    return list((obj.get("spec") or {}).get("stages") or [])
-
-
 def _condition_true(status: StrategyRolloutStatus, type_: str) -> bool:
     return any(c.type == type_ and c.status == "True" for c in status.conditions)
-
-
-def step_text(obj: dict[str, Any]) -> str:
-    """`i/n` within the current stage (1-based), `-` before the rollout started."""
-    status = _status(obj)
-    stages = _stages(obj)
-    if status.stage_index is None or status.step_index is None or status.stage_index >= len(stages):
-        return DASH
-    total = len(stages[status.stage_index].get("steps") or [])
-    return f"{min(status.step_index + 1, total)}/{total}"
 
 
 def judge_value(gate: GateStatus) -> str:
@@ -163,7 +140,7 @@ def stages_table(obj: dict[str, Any]) -> Table:
         table.add_column(column)
     finished = status.phase == "Succeeded"
     current = status.stage_index
-    for i, stage in enumerate(_stages(obj)):
+    for i, stage in enumerate(stages_of(obj)):
         if finished or (current is not None and i < current):
             state = "done"
         elif current == i:

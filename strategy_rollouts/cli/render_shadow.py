@@ -8,15 +8,9 @@ from typing import Any
 from rich.console import RenderableType
 from rich.table import Table
 
-from strategy_rollouts.api.shadowrun import Mismatches, ShadowRunStatus
-from strategy_rollouts.cli.fmt import DASH, PHASE_STYLE, VERDICT_STYLE, age, percent, relative, status_of, styled
-
-
-def mismatches_text(mismatches: Mismatches) -> str:
-    """Non-zero mismatch kinds, e.g. `price=3 missing_shadow=1` (`none` when all zero)."""
-    counts = mismatches.model_dump()
-    parts = [f"{kind}={count}" for kind, count in counts.items() if count]
-    return " ".join(parts) or "none"
+from strategy_rollouts.api.shadowrun import ShadowRunStatus
+from strategy_rollouts.cli.fmt import PHASE_STYLE, VERDICT_STYLE, age, percent, relative, styled
+from strategy_rollouts.read.views import DASH, mismatches_text, status_of
 
 
 def shadowruns_table(objs: list[dict[str, Any]], now: datetime, all_namespaces: bool = False) -> Table:

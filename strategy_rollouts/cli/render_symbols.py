@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from strategy_rollouts.api.rollout import DRAINING, StrategyRolloutStatus, TargetStatus
-from strategy_rollouts.cli.fmt import status_of
+from strategy_rollouts.read.views import status_of
 
 CANARY_STYLE, STABLE_STYLE, DRAINING_STYLE, NOBODY_STYLE = "green", "blue", "yellow", "dim"
 

@@ -27,9 +27,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from strategy_rollouts.api.common import GROUP, VERSION
 from strategy_rollouts.api.requests import RolloutAction
-from strategy_rollouts.cli.client import MERGE_PATCH, Cluster
-from strategy_rollouts.cli.errors import CliError
-from strategy_rollouts.cli.requests import new_id, rollout_request
 from strategy_rollouts.dashboard import series, signin, views
 from strategy_rollouts.dashboard.auth import (
     BEARER_COOKIE,
@@ -42,7 +39,9 @@ from strategy_rollouts.dashboard.auth import (
     bearer,
 )
 from strategy_rollouts.dashboard.store import Store
-from strategy_rollouts.operator.clients.prometheus import Connection
+from strategy_rollouts.read.cluster import MERGE_PATCH, Cluster, ClusterError
+from strategy_rollouts.read.prometheus import Connection
+from strategy_rollouts.read.requests import new_id, rollout_request
 
 STATIC = resources.files("strategy_rollouts.dashboard") / "static"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
@@ -233,7 +232,7 @@ def create_app(dash: Dashboard) -> ASGIApp:
                 patch,
                 _content_type=MERGE_PATCH,
             )
-        except CliError as exc:
+        except ClusterError as exc:
             return PlainTextResponse(f"502 {exc}\n", 502)
         return JSONResponse({"id": id_, "action": action, "by": dash.user_name})
 

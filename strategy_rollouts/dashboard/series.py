@@ -1,4 +1,4 @@
-"""Prometheus range queries for the charts, through the operator's own adapter (operator/clients/prometheus.py).
+"""Prometheus range queries for the charts, through the adapter the operator measures with (read/prometheus.py).
 
 Gate queries get the same `{{placeholder}}` values the operator measures them with, for the rollout's
 current stage, so the line drawn is the number the gate judged; a judge's query is drawn for both
@@ -18,13 +18,12 @@ from pydantic import ValidationError
 from strategy_rollouts.api.conditions import parse_condition
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.gates import GateSpec
-from strategy_rollouts.api.placeholders import substitute
+from strategy_rollouts.api.placeholders import placeholder_values, substitute
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
-from strategy_rollouts.cli.fmt import status_of
 from strategy_rollouts.dashboard.views import JSON
 from strategy_rollouts.engine.gate_templates import Template, TemplateKey, key_of, resolve
-from strategy_rollouts.operator.clients import prometheus
-from strategy_rollouts.operator.strategyrollout.observe import placeholder_values
+from strategy_rollouts.read import prometheus
+from strategy_rollouts.read.views import status_of
 
 POINTS = 240  # per chart: the step follows from the window
 DEFAULT_WINDOW = timedelta(minutes=30)

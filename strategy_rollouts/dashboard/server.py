@@ -21,11 +21,11 @@ import uvicorn
 from kubernetes.client.exceptions import ApiException
 
 from strategy_rollouts.api.common import GROUP, VERSION
-from strategy_rollouts.cli.client import Cluster, Target
 from strategy_rollouts.dashboard.app import Dashboard, create_app
 from strategy_rollouts.dashboard.auth import ClusterAuth, LocalAuth
 from strategy_rollouts.dashboard.store import Store
-from strategy_rollouts.operator.clients.prometheus import Connection
+from strategy_rollouts.read.cluster import Cluster, Target
+from strategy_rollouts.read.prometheus import Connection
 
 DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
 

@@ -26,8 +26,7 @@ from kubernetes.client.exceptions import ApiException
 
 from strategy_rollouts.api.common import GROUP, VERSION
 from strategy_rollouts.dashboard.views import JSON, KINDS
-from strategy_rollouts.engine.gate_templates import Template, TemplateKey
-from strategy_rollouts.operator.gates.template_cache import template_of
+from strategy_rollouts.engine.gate_templates import Template, TemplateKey, template_of
 
 log = logging.getLogger(__name__)
 WATCH_TIMEOUT_S = 300  # the server ends a watch after this; we resume from the last resourceVersion

@@ -1,7 +1,8 @@
 """Pure views: an object as the API server serves it -> the JSON the dashboard's pages draw.
 
-The same readings as the CLI's renderers (step text, mismatches, actions, requests, approvals), so the
-terminal and the browser never disagree about what a status means.
+The same readings as the CLI's renderers (step text, mismatches, actions and requests come from
+read/views.py and read/requests.py, which both use), so the terminal and the browser never disagree
+about what a status means.
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ from strategy_rollouts.api.conditions import parse_condition
 from strategy_rollouts.api.paritycheck import ParityCheckSpec, ParityCheckStatus
 from strategy_rollouts.api.rollout import StrategyRolloutStatus
 from strategy_rollouts.api.shadowrun import ShadowRunStatus
-from strategy_rollouts.cli.fmt import status_of
-from strategy_rollouts.cli.render_parity import actions_text
-from strategy_rollouts.cli.render_rollout import step_text
-from strategy_rollouts.cli.render_shadow import mismatches_text
-from strategy_rollouts.cli.requests import requests_of
 from strategy_rollouts.engine.shadow import MatcherState, decision_to_dict
+from strategy_rollouts.read.requests import requests_of
+from strategy_rollouts.read.views import actions_text, mismatches_text, status_of, step_text
 
 KINDS = ("strategyrollouts", "shadowruns", "paritychecks")
 JSON = dict[str, Any]

@@ -30,6 +30,17 @@ class Template:
     spec: GateTemplateSpec
 
 
+def template_of(kind: str, body: Mapping[str, Any]) -> Template | None:
+    """A GateTemplate / ClusterGateTemplate body as a Template; None for a body whose spec does not parse
+    (reported where it is used, as not found)."""
+    meta = body.get("metadata") or {}
+    try:
+        spec = GateTemplateSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return None
+    return Template(kind, str(meta.get("name")), meta.get("resourceVersion"), spec)
+
+
 @dataclass
 class Resolved:
     gates: list[GateSpec]

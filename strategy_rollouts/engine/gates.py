@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from strategy_rollouts.api.common import GateResult, GateSpec, GateStatus
 from strategy_rollouts.api.conditions import parse_condition
 from strategy_rollouts.api.durations import parse_duration
-from strategy_rollouts.api.gates import JudgeSamples
+from strategy_rollouts.api.gates import GateResult, GateSpec, GateStatus, JudgeSamples
 from strategy_rollouts.engine import judge as judgelib
 
 Outcome = Literal["ok", "inconclusive", "error"]

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
-from strategy_rollouts.api.common import GateStatus
 from strategy_rollouts.api.durations import parse_duration
+from strategy_rollouts.api.gates import GateStatus
 from strategy_rollouts.api.market import TWENTY_FOUR_SEVEN, FreezeWindow, MarketSpec, MarketStatus
 from strategy_rollouts.engine import schedule
 from strategy_rollouts.engine.gates import Measurement

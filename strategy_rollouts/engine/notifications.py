@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from strategy_rollouts.api.common import GateStatus, SecretKeyRef
+from strategy_rollouts.api.common import SecretKeyRef
+from strategy_rollouts.api.gates import GateStatus
 from strategy_rollouts.api.notify import NotificationStatus, NotifyEvent, NotifyRule, PendingNotification
 from strategy_rollouts.api.paritycheck import ParityCheckSpec
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus

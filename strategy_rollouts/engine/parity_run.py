@@ -68,10 +68,6 @@ def thresholds(spec: ParityCheckSpec) -> parity.Thresholds:
     return parity.Thresholds(t.warning, t.critical, t.emergency)
 
 
-def placeholder_values(spec: ParityCheckSpec, namespace: str) -> dict[str, str]:
-    return {"strategy": spec.strategy, "namespace": namespace, "window": spec.window, "step": spec.step}
-
-
 def queries(spec: ParityCheckSpec) -> dict[str, str]:
     """Every query by its field path (for messages): live, backtest, attribution.<c>.live|backtest."""
     out = {"spec.live.query": spec.live.query, "spec.backtest.query": spec.backtest.query}

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from strategy_rollouts.api.common import GateStatus
-from strategy_rollouts.api.placeholders import substitute
+from strategy_rollouts.api.gates import GateStatus
+from strategy_rollouts.api.placeholders import placeholder_values, substitute
 from strategy_rollouts.api.shadowrun import (
     DecisionStats,
     LatencyProfileSpec,
@@ -48,24 +48,6 @@ def to_ms(at: datetime) -> int:
 def initial_cursor(started_ms: int) -> str:
     """Only entries added after the run started count: ids strictly after `<startedAt ms>-0`."""
     return f"{started_ms}-0"
-
-
-def placeholder_values(spec: ShadowRunSpec, namespace: str, interval: str = "") -> dict[str, str]:
-    """`{{live.*}}` / `{{shadow.*}}`, and the rollout names `{{stable.*}}` / `{{canary.*}}` for the same."""
-    return {
-        "strategy": spec.strategy,
-        "namespace": namespace,
-        "stage": "",
-        "interval": interval,
-        "live.version": spec.live.version,
-        "shadow.version": spec.shadow.version,
-        "live.deployment": spec.live.deployment,
-        "shadow.deployment": spec.shadow.deployment,
-        "stable.version": spec.live.version,
-        "canary.version": spec.shadow.version,
-        "stable.deployment": spec.live.deployment,
-        "canary.deployment": spec.shadow.deployment,
-    }
 
 
 def stream_names(spec: ShadowRunSpec, namespace: str) -> tuple[str, str]:

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from strategy_rollouts.api.common import Condition, GateSpec, GateStatus, SecretKeyRef, set_condition
+from strategy_rollouts.api.common import Condition, SecretKeyRef, set_condition
 from strategy_rollouts.api.durations import parse_duration
+from strategy_rollouts.api.gates import GateSpec, GateStatus
 from strategy_rollouts.api.placeholders import SHADOW_PLACEHOLDERS
 from strategy_rollouts.api.shadowrun import DecisionStats, ShadowRunSpec, ShadowRunStatus, ShadowTarget
 from strategy_rollouts.engine import gates, market

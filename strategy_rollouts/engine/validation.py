@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from strategy_rollouts.api.common import GateSpec
 from strategy_rollouts.api.durations import parse_duration
+from strategy_rollouts.api.gates import GateSpec
 from strategy_rollouts.api.notify import EVENTS_BY_KIND, NotifyRule
 from strategy_rollouts.api.placeholders import (
     ROLLOUT_PLACEHOLDERS,

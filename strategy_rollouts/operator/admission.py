@@ -21,21 +21,20 @@ import kopf
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from pydantic import BaseModel, ValidationError
 
-from strategy_rollouts.api.common import GROUP, VERSION, GateSpec, PrometheusConnection
+from strategy_rollouts.api.common import GROUP, VERSION, PrometheusConnection
 from strategy_rollouts.api.errors import validation_message
+from strategy_rollouts.api.gates import GateSpec
 from strategy_rollouts.api.paritycheck import ParityCheckSpec
-from strategy_rollouts.api.placeholders import substitute, unknown_placeholders
+from strategy_rollouts.api.placeholders import placeholder_values, substitute, unknown_placeholders
 from strategy_rollouts.api.rollout import StrategyRolloutSpec
 from strategy_rollouts.api.shadowrun import ShadowRunSpec
 from strategy_rollouts.engine import parity_run, shadow_run
 from strategy_rollouts.engine.gate_templates import key_of, resolve
-from strategy_rollouts.engine.shadow_observed import placeholder_values as shadow_values
 from strategy_rollouts.engine.validation import rollout_errors
 from strategy_rollouts.operator.checks.calendars import market_calendar
-from strategy_rollouts.operator.clients import prometheus
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.gates import templates as gate_templates
-from strategy_rollouts.operator.strategyrollout.observe import placeholder_values as rollout_values
+from strategy_rollouts.read import prometheus
 
 PROMQL_TIMEOUT_S = 3.0  # per query, all in parallel: well inside the webhook's timeoutSeconds
 Queries = dict[str, str]  # field path -> the query with its placeholders filled in
@@ -77,7 +76,7 @@ async def check_rollout(ctx: Context, namespace: str, spec: StrategyRolloutSpec)
         errors += rollout_errors(spec.model_copy(update={"gates": gates}))
     market = spec.market
     errors += await _calendar(ctx, market.calendar if market else None, market.avoid_open_close if market else None)
-    values = rollout_values(spec, namespace, spec.stages[0].name if spec.stages else None, "")
+    values = placeholder_values(spec, namespace, spec.stages[0].name if spec.stages else None, "")
     queries = _gate_queries("spec.gates", gates, values, ROLLOUT_PLACEHOLDERS)
     for i, stage in enumerate(spec.stages):
         budget = stage.risk_budget
@@ -93,7 +92,7 @@ async def check_shadowrun(ctx: Context, namespace: str, spec: ShadowRunSpec) -> 
     if not errors:
         errors += shadow_run.spec_errors(spec.model_copy(update={"kpis": kpis}), namespace)
     errors += await _calendar(ctx, spec.market.calendar if spec.market else None, None)
-    return errors, _gate_queries("spec.kpis", kpis, shadow_values(spec, namespace), SHADOW_PLACEHOLDERS)
+    return errors, _gate_queries("spec.kpis", kpis, placeholder_values(spec, namespace), SHADOW_PLACEHOLDERS)
 
 
 async def check_paritycheck(ctx: Context, namespace: str, spec: ParityCheckSpec) -> Checked:
@@ -101,7 +100,7 @@ async def check_paritycheck(ctx: Context, namespace: str, spec: ParityCheckSpec)
 
     errors = parity_run.validate(spec)
     errors += await _calendar(ctx, spec.market.calendar if spec.market else None, None)
-    values = parity_run.placeholder_values(spec, namespace)
+    values = placeholder_values(spec, namespace)
     queries = {
         path: substitute(text, values)
         for path, text in parity_run.queries(spec).items()

@@ -10,7 +10,6 @@ from strategy_rollouts.operator.checks.calendars import Calendars
 from strategy_rollouts.operator.clients.credentials import CaFiles, prometheus_connection, read_secret
 from strategy_rollouts.operator.clients.kube import Kube
 from strategy_rollouts.operator.clients.notifier import Notifier
-from strategy_rollouts.operator.clients.prometheus import Connection, Pool
 from strategy_rollouts.operator.gates.template_cache import TemplateCache
 from strategy_rollouts.operator.runtime.leader import Leadership
 from strategy_rollouts.operator.runtime.loops import Loops
@@ -20,6 +19,7 @@ from strategy_rollouts.operator.runtime.watched import Watched
 from strategy_rollouts.operator.shadowrun.cache import ShadowCache
 from strategy_rollouts.operator.shadowrun.memory import ShadowMemory
 from strategy_rollouts.operator.strategyrollout.memory import RolloutMemory
+from strategy_rollouts.read.prometheus import Connection, Pool
 
 __all__ = ["Context", "ObjectKey", "Settings"]
 

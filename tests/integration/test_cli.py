@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from strategy_rollouts.api.common import Condition, GateStatus
+from strategy_rollouts.api.common import Condition
+from strategy_rollouts.api.gates import GateStatus
 from strategy_rollouts.api.paritycheck import ParityRun
 from strategy_rollouts.api.requests import Outcome, Request
 from strategy_rollouts.api.rollout import HistoryEntry, ReplicaStatus, RoutingStatus, StrategyRolloutStatus

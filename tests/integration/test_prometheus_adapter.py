@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from strategy_rollouts.operator.clients import prometheus
+from strategy_rollouts.read import prometheus
 from strategy_rollouts.testing.operator_process import free_port
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The plugin's pure parts: renderers, request payloads, the wait loop, baseline budgets, argument parsing."""
+"""The plugin's pure parts: renderers, request payloads (read/), the wait loop, baseline budgets, argument parsing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 import yaml
 from rich.console import Console, RenderableType
 
-from strategy_rollouts.api.common import Condition, GateStatus, rfc3339
+from strategy_rollouts.api.common import Condition, rfc3339
+from strategy_rollouts.api.gates import GateStatus
 from strategy_rollouts.api.paritycheck import ActionTaken, AttributionStatus, ParityCheckStatus, ParityRun
 from strategy_rollouts.api.requests import HandledRequest, ParityRequest, RolloutRequest
 from strategy_rollouts.api.rollout import (
@@ -26,10 +27,10 @@ from strategy_rollouts.api.shadowrun import (
     ShadowRunStatus,
     StageLatency,
 )
-from strategy_rollouts.cli import baseline, fmt, requests
+from strategy_rollouts.cli import baseline, fmt, wait
 from strategy_rollouts.cli.errors import EXIT_NOT_HANDLED, CliError
 from strategy_rollouts.cli.main import build_parser
-from strategy_rollouts.cli.render_parity import actions_text, paritychecks_table, run_result
+from strategy_rollouts.cli.render_parity import paritychecks_table, run_result
 from strategy_rollouts.cli.render_requests import requests_cell
 from strategy_rollouts.cli.render_rollout import (
     exit_code,
@@ -37,9 +38,10 @@ from strategy_rollouts.cli.render_rollout import (
     request_result,
     rollout_detail,
     rollouts_table,
-    step_text,
 )
-from strategy_rollouts.cli.render_shadow import mismatches_text, report_config_map, shadowruns_table
+from strategy_rollouts.cli.render_shadow import report_config_map, shadowruns_table
+from strategy_rollouts.read import requests
+from strategy_rollouts.read.views import actions_text, mismatches_text, step_text
 from tests.unit.rollout_sim import EXAMPLE
 
 NOW = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
@@ -298,7 +300,7 @@ def test_wait_handled_returns_the_outcome_when_the_id_is_logged() -> None:
         {"status": {"requests": {"me": pending("me")}, "handledRequests": [applied("other")]}},
         {"status": {"handledRequests": [applied("x"), applied("me")]}},
     ]
-    got, entry = requests.wait_handled(lambda: reads.pop(0), "me", 30, "srl", clock=clock, sleep=clock.sleep)
+    got, entry = wait.wait_handled(lambda: reads.pop(0), "me", 30, "srl", clock=clock, sleep=clock.sleep)
     assert entry.id == "me" and entry.outcome == "Applied" and clock.t == 1.0
     assert got["status"]["handledRequests"][-1]["id"] == "me"
 
@@ -306,15 +308,15 @@ def test_wait_handled_returns_the_outcome_when_the_id_is_logged() -> None:
 def test_rejected_fails_with_the_operators_message() -> None:
     entry = HandledRequest.model_validate(applied(outcome="Rejected", message="trading stopped: only retry moves it"))
     with pytest.raises(CliError) as err:
-        requests.check_outcome(entry, "strategyrollout trading/x")
+        wait.check_outcome(entry, "strategyrollout trading/x")
     assert err.value.code == 1
     assert err.value.message == "strategyrollout trading/x: promote Rejected: trading stopped: only retry moves it"
-    requests.check_outcome(HandledRequest.model_validate(applied()), "srl")  # Applied: no error
+    wait.check_outcome(HandledRequest.model_validate(applied()), "srl")  # Applied: no error
 
 
 def test_a_request_gone_from_both_lists_is_reported() -> None:
     with pytest.raises(CliError) as err:
-        requests.outcome({"status": {"handledRequests": [applied("x")]}}, "me")
+        wait.outcome({"status": {"handledRequests": [applied("x")]}}, "me")
     assert "no longer in status.handledRequests" in err.value.message
 
 
@@ -322,7 +324,7 @@ def test_wait_handled_times_out_with_exit_3() -> None:
     clock = FakeClock()
     still = {"status": {"requests": {"me": pending("me")}}}
     with pytest.raises(CliError) as err:
-        requests.wait_handled(lambda: still, "me", 2, "strategyrollout trading/x", clock=clock, sleep=clock.sleep)
+        wait.wait_handled(lambda: still, "me", 2, "strategyrollout trading/x", clock=clock, sleep=clock.sleep)
     assert err.value.code == EXIT_NOT_HANDLED
     assert "did not pick up" in err.value.message and "operator running" in err.value.message
     assert clock.t == 2.0

@@ -10,8 +10,7 @@ from kubernetes import client
 from strategy_rollouts.api.rollout import StrategyRolloutSpec
 from strategy_rollouts.dashboard.series import gate_charts
 from strategy_rollouts.dashboard.store import Store
-from strategy_rollouts.engine.gate_templates import Template, TemplateKey
-from strategy_rollouts.operator.gates.template_cache import template_of
+from strategy_rollouts.engine.gate_templates import Template, TemplateKey, template_of
 from tests.unit.test_dashboard_views import rollout
 
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from strategy_rollouts.api.common import GateStatus
+from strategy_rollouts.api.gates import GateStatus
+from strategy_rollouts.api.placeholders import placeholder_values
 from strategy_rollouts.api.shadowrun import EgressRule, LatencyProfileSpec, ShadowRunSpec, ShadowRunStatus
 from strategy_rollouts.engine import networkpolicy
 from strategy_rollouts.engine.networkpolicy import policy_shape
@@ -22,7 +23,6 @@ from strategy_rollouts.engine.shadow_observed import (
     latency_query,
     load_matcher,
     parse_budgets,
-    placeholder_values,
     profile_stages,
     profile_status,
     stream_names,

@@ -18,7 +18,7 @@ the functions of each section; a section imports only sections listed above it (
   decide       reconcile(), the order of one pass, and invalid()
 """
 
-from strategy_rollouts.api.common import GateStatus
+from strategy_rollouts.api.gates import GateStatus
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.rollout.decide import invalid, reconcile
 from strategy_rollouts.engine.rollout.gates import due_gates

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from strategy_rollouts.api.common import GateSpec
+from strategy_rollouts.api.gates import GateSpec
 from strategy_rollouts.api.rollout import RiskBudgetStatus, Stage, StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine import gates as gatelib
 from strategy_rollouts.engine import market, webhook_gates

@@ -12,7 +12,7 @@ from kubernetes.client.exceptions import ApiException
 from strategy_rollouts.api.common import PrometheusConnection, SecretKeyRef
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.operator.clients.kube import Kube
-from strategy_rollouts.operator.clients.prometheus import Connection, Pool
+from strategy_rollouts.read.prometheus import Connection, Pool
 
 CREDENTIALS_LABEL = "strategyrollouts.io/credentials"
 

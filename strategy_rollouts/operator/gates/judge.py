@@ -9,7 +9,7 @@ from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.gates import JudgeSpec
 from strategy_rollouts.api.placeholders import substitute
 from strategy_rollouts.engine.gates import Measurement, Outcome
-from strategy_rollouts.operator.clients import prometheus
+from strategy_rollouts.read import prometheus
 
 
 async def populations(conn: prometheus.Connection, judge: JudgeSpec, values: dict[str, str]) -> Measurement:

@@ -11,9 +11,9 @@ from typing import Any
 from strategy_rollouts.api.common import GROUP, VERSION
 from strategy_rollouts.api.gates import GateSpec, GateStatus, TemplateUse
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
-from strategy_rollouts.engine.gate_templates import Resolved, Template, TemplateKey, key_of, resolve
+from strategy_rollouts.engine.gate_templates import Resolved, Template, TemplateKey, key_of, resolve, template_of
 from strategy_rollouts.operator.context import Context, ObjectKey
-from strategy_rollouts.operator.gates.template_cache import WAKER, template_of
+from strategy_rollouts.operator.gates.template_cache import WAKER
 
 PLURALS = {"GateTemplate": "gatetemplates", "ClusterGateTemplate": "clustergatetemplates"}
 

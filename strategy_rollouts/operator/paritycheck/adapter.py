@@ -14,15 +14,15 @@ from typing import Any
 
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.paritycheck import ParityCheckSpec, ParityCheckStatus
-from strategy_rollouts.api.placeholders import substitute
+from strategy_rollouts.api.placeholders import placeholder_values, substitute
 from strategy_rollouts.engine import notifications, parity, parity_run
 from strategy_rollouts.engine import parity_actions as acts
-from strategy_rollouts.operator.clients import prometheus
 from strategy_rollouts.operator.clients import routing as routing_writer
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.pipeline import KindAdapter, Pass
 from strategy_rollouts.operator.runtime import metrics
 from strategy_rollouts.operator.runtime import objects as runtime
+from strategy_rollouts.read import prometheus
 
 PLURAL = "paritychecks"
 KIND = "paritycheck"
@@ -46,7 +46,7 @@ def created_at(obj: dict[str, Any], now: datetime) -> datetime:
 
 async def measure(ctx: Context, namespace: str, spec: ParityCheckSpec, now: datetime) -> parity_run.Measured:
     conn = await ctx.connection(namespace, spec.prometheus)
-    values = parity_run.placeholder_values(spec, namespace)
+    values = placeholder_values(spec, namespace)
     start = now - parse_duration(spec.window)
     step_s = parse_duration(spec.step).total_seconds()
 

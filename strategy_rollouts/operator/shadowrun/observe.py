@@ -5,22 +5,22 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
+from strategy_rollouts.api.placeholders import placeholder_values
 from strategy_rollouts.api.shadowrun import ShadowRunSpec
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.shadow_observed import (
     QUANTILES,
     StreamRead,
     latency_query,
-    placeholder_values,
     profile_window,
 )
 from strategy_rollouts.engine.shadow_run import Latency, Plan
-from strategy_rollouts.operator.clients import prometheus
 from strategy_rollouts.operator.clients import redis_streams as decisions
 from strategy_rollouts.operator.clients.credentials import CredentialsError
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.runtime import metrics
 from strategy_rollouts.operator.strategyrollout.observe import measure
+from strategy_rollouts.read import prometheus
 
 
 async def streams(ctx: Context, namespace: str, plan: Plan) -> tuple[StreamRead | None, StreamRead | None]:

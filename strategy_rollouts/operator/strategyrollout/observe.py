@@ -11,36 +11,23 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from strategy_rollouts.api.common import GateSpec
-from strategy_rollouts.api.placeholders import substitute
+from strategy_rollouts.api.gates import GateSpec
+from strategy_rollouts.api.placeholders import placeholder_values, substitute
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine import webhook_gates
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.rollout import DeploymentObs, Observations, due_gates, target_namespaces
-from strategy_rollouts.operator.clients import prometheus
 from strategy_rollouts.operator.clients import routing as routing_writer
 from strategy_rollouts.operator.clients import webhook as webhook_client
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.gates import judge as judge_measure
 from strategy_rollouts.operator.runtime import metrics
 from strategy_rollouts.operator.runtime import objects as runtime
+from strategy_rollouts.read import prometheus
 
 KIND = "rollout"  # waker kind
 # Waker kind: a Deployment's spec.replicas or status.readyReplicas changed (what a rollout observes).
 DEPLOYMENT_COUNTS = "deployment-counts"
-
-
-def placeholder_values(spec: StrategyRolloutSpec, namespace: str, stage: str | None, interval: str) -> dict[str, str]:
-    return {
-        "strategy": spec.strategy,
-        "namespace": namespace,
-        "stage": stage or "",
-        "stable.version": spec.stable.version,
-        "canary.version": spec.canary.version,
-        "stable.deployment": spec.stable.deployment,
-        "canary.deployment": spec.canary.deployment,
-        "interval": interval,
-    }
 
 
 async def measure(conn: prometheus.Connection, gate: GateSpec, values: dict[str, str]) -> Measurement:

@@ -1,6 +1,7 @@
-"""The plugin's view of the cluster: kubeconfig loading, custom objects, ConfigMaps, who am I.
+"""The cluster as the CLI and the dashboard read it: kubeconfig loading, custom objects, ConfigMaps, who am I.
 
-Sync `kubernetes` client (a CLI has nothing to overlap); every API error becomes a one-line CliError.
+Sync `kubernetes` client (a CLI has nothing to overlap; the dashboard calls it through `asyncio.to_thread`);
+every API error becomes a one-line ClusterError (the CLI prints it and exits 1, the dashboard answers 502).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from strategy_rollouts.api.common import GROUP, VERSION
-from strategy_rollouts.cli.errors import CliError
 
 T = TypeVar("T")
 MERGE_PATCH = "application/merge-patch+json"
@@ -40,7 +40,15 @@ class Target:
     namespace: str | None = None
 
 
-class NotFound(CliError):
+class ClusterError(Exception):
+    """A failed cluster read or write, as one line naming the object or the cause (never a traceback)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(ClusterError):
     pass
 
 
@@ -61,7 +69,7 @@ class Cluster:
             contexts, current = config.list_kube_config_contexts(config_file=target.kubeconfig)
             chosen = next((c for c in contexts if c["name"] == target.context), None) if target.context else None
             if target.context and chosen is None:
-                raise CliError(f"context {target.context!r} not found in kubeconfig")
+                raise ClusterError(f"context {target.context!r} not found in kubeconfig")
             ctx = (chosen or current or {}).get("context") or {}
             self.namespace = target.namespace or ctx.get("namespace") or "default"
             cfg = client.Configuration()
@@ -71,7 +79,7 @@ class Cluster:
                 cfg = client.Configuration()
                 config.load_incluster_config(client_configuration=cfg)
             except ConfigException:
-                raise CliError(f"no Kubernetes configuration: {exc}") from None
+                raise ClusterError(f"no Kubernetes configuration: {exc}") from None
             sa_namespace = Path(SERVICE_ACCOUNT_NAMESPACE)
             if not target.namespace and sa_namespace.is_file():
                 self.namespace = sa_namespace.read_text().strip() or "default"
@@ -90,11 +98,13 @@ class Cluster:
             if exc.status == 404:
                 raise NotFound(f"{what} not found" if what else _api_message(exc)) from None
             if exc.status in (401, 403):
-                raise CliError(f"{'forbidden' if exc.status == 403 else 'unauthorized'}: {_api_message(exc)}") from None
-            raise CliError(f"API error ({exc.status}): {_api_message(exc)}") from None
+                raise ClusterError(
+                    f"{'forbidden' if exc.status == 403 else 'unauthorized'}: {_api_message(exc)}"
+                ) from None
+            raise ClusterError(f"API error ({exc.status}): {_api_message(exc)}") from None
         except urllib3.exceptions.HTTPError as exc:
             reason = getattr(exc, "reason", None) or exc
-            raise CliError(f"cannot reach the Kubernetes API at {self.server}: {reason}") from None
+            raise ClusterError(f"cannot reach the Kubernetes API at {self.server}: {reason}") from None
 
     def call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self._errors(what):
@@ -183,7 +193,7 @@ class Cluster:
         """Who writes a request: the API server's admission policy refuses any other `by`."""
         name = self.who_am_i()
         if not name:
-            raise CliError(
+            raise ClusterError(
                 "cannot tell who you are: the API server did not answer SelfSubjectReview (Kubernetes >= 1.28)"
             )
         return name
