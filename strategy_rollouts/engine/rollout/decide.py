@@ -53,7 +53,12 @@ def decide(run: Run) -> None:
     if st.canary_version is not None and (
         st.canary_version != spec.canary.version or st.stable_version != spec.stable.version
     ):
-        if st.phase in (*ACTIVE, "Pending"):
+        last = st.history[-1] if st.history else None
+        # Once per superseded run: a held start of the new version stays Pending pass after pass.
+        recorded = (
+            last is not None and last.version == st.canary_version and last.outcome in ("Superseded", "Succeeded")
+        )
+        if st.phase in ACTIVE or (st.phase == "Pending" and not recorded):
             run.history("Superseded", None, f"canary changed to {spec.canary.version}", version=st.canary_version)
             run.event("Normal", "Superseded", f"{st.canary_version} superseded by {spec.canary.version}")
         st.phase = None
