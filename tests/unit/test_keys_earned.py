@@ -123,7 +123,7 @@ def test_property_no_key_ever_goes_to_a_version_that_has_not_started(weight: int
         overrides["freezeWindows"] = freeze(w.now - timedelta(minutes=1), 30)
     before = len(w.snapshots)
     bump(w, **overrides)
-    for i in range(wait):
+    for _ in range(wait):
         w.reconcile()
         if started_at is None and w.status.canary_version == V3 and w.status.phase not in (None, "Pending"):
             started_at = len(w.snapshots)
