@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -69,10 +70,16 @@ def client(conn: Connection) -> PrometheusConnect:
 def _describe(exc: BaseException, address: str) -> tuple[str, str]:
     """(outcome, message) for an exception; the message names the cause, never a secret."""
     if isinstance(exc, PrometheusApiClientException):
-        text = str(exc)
-        if "HTTP Status Code 400" in text or "HTTP Status Code 422" in text:
-            return "error", f"Prometheus rejected the query: {text[:300]}"
-        return "inconclusive", f"Prometheus answered an error: {text[:300]}"
+        # The status code and our own words only: a remote's body is never shown (an address a spec
+        # names must not become a way to read what answers there).
+        code = re.search(r"HTTP Status Code (\d+)", str(exc))
+        status = code.group(1) if code else "unknown"
+        if status in ("400", "422"):
+            return (
+                "error",
+                f"Prometheus at {address} rejected the query (HTTP {status}); check it in its UI",
+            )
+        return "inconclusive", f"Prometheus at {address} answered an error (HTTP {status})"
     if isinstance(exc, requests.Timeout):
         return "inconclusive", f"Prometheus at {address} timed out"
     if isinstance(exc, requests.ConnectionError):
@@ -82,7 +89,7 @@ def _describe(exc: BaseException, address: str) -> tuple[str, str]:
             "inconclusive",
             f"Prometheus at {address} answered something unparseable ({type(exc).__name__})",
         )
-    return "inconclusive", f"Prometheus at {address}: {type(exc).__name__}: {str(exc)[:200]}"
+    return "inconclusive", f"Prometheus at {address}: {type(exc).__name__}"
 
 
 class SeveralSeries(Exception):
