@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
 from strategy_rollouts.api.conditions import CONDITION_PATTERN
-from strategy_rollouts.api.durations import DURATION_PATTERN
+from strategy_rollouts.api.durations import DURATION_PATTERN, parse_duration
 
 GROUP = "strategyrollouts.io"
 VERSION = "v1alpha1"
@@ -30,6 +30,18 @@ def rfc3339(value: datetime) -> str:
 
 Timestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+# Every outbound call's TOTAL time is capped: one object's slow endpoint delays only that object, and
+# never for longer than this (API.md "Acting safely": bounded I/O per object).
+MAX_CALL_TIMEOUT = timedelta(seconds=30)
+
+
+def _capped(text: str) -> str:
+    if parse_duration(text) > MAX_CALL_TIMEOUT:
+        raise ValueError(f"at most {int(MAX_CALL_TIMEOUT.total_seconds())}s (a call's total time is capped)")
+    return text
+
+
+CallTimeout = Annotated[Duration, AfterValidator(_capped)]
 ConditionText = Annotated[str, Field(pattern=CONDITION_PATTERN, max_length=64)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN, min_length=1, max_length=253)]
 Query = Annotated[str, Field(min_length=1, max_length=8192)]
@@ -74,7 +86,7 @@ class PrometheusConnection(ApiModel):
     """Per-object override of the operator-wide Prometheus connection."""
 
     address: Annotated[str, Field(pattern=r"^https?://.+", max_length=2048)] | None = None
-    timeout: Duration = "10s"
+    timeout: CallTimeout = "10s"
     bearer_token_secret_ref: SecretKeyRef | None = None
     ca_secret_ref: SecretKeyRef | None = None
     insecure_skip_verify: bool = False

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 
 from strategy_rollouts.api.common import (
     ApiModel,
+    CallTimeout,
     ConditionText,
     Duration,
     Name,
@@ -46,7 +47,7 @@ class WebhookSpec(ApiModel):
     """An HTTP check by another system: POST of the rollout's state, 2xx = Pass."""
 
     url: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2048)]
-    timeout: Duration = "10s"
+    timeout: CallTimeout = "10s"
     at: Literal["continuous", "stepIncrease", "promotion"] = "continuous"
     on_reject: Literal["hold", "fail"] = "hold"
     bearer_token_secret_ref: SecretKeyRef | None = None

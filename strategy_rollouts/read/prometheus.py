@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from prometheus_api_client import PrometheusConnect
@@ -22,6 +24,8 @@ from urllib3.util.retry import Retry
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.parity import Series
 
+T = TypeVar("T")
+
 
 class Pool:
     """The process's Prometheus clients (Context.prometheus): one client and HTTP session per distinct
@@ -31,6 +35,20 @@ class Pool:
         self.size = limit
         self.limit = asyncio.Semaphore(limit)
         self.clients: dict[Connection, PrometheusConnect] = {}
+        # Queries run on their own threads: a hung or slow-dripping Prometheus then never delays the
+        # Kubernetes calls (a stop's writes) that share asyncio's default executor.
+        self.executor = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="prometheus")
+
+
+async def _call(conn: Connection, fn: Callable[..., T], *args: Any) -> T:
+    """`fn` on the pool's threads, with a TOTAL deadline: requests' timeout is per read, so a server
+    that drips one byte a second would otherwise hold a query (and its slot) for ever."""
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(conn.pool.executor, lambda: fn(*args))
+    try:
+        return await asyncio.wait_for(future, timeout=conn.timeout_s + 1.0)
+    except TimeoutError:
+        raise requests.Timeout(f"no complete answer within {conn.timeout_s:g}s") from None
 
 
 @dataclass(frozen=True)
@@ -112,7 +130,7 @@ def scalar_from(result: Any) -> float | None:
 async def instant(conn: Connection, query: str) -> Measurement:
     async with conn.pool.limit:
         try:
-            result = await asyncio.to_thread(client(conn).custom_query, query)
+            result = await _call(conn, client(conn).custom_query, query)
             value = scalar_from(result)
         except SeveralSeries as exc:
             return Measurement(None, outcome="error", message=str(exc))
@@ -140,7 +158,7 @@ async def range_series(conn: Connection, query: str, start: datetime, end: datet
     """A range query that must return exactly one series (NaN points dropped)."""
     async with conn.pool.limit:
         try:
-            result = await asyncio.to_thread(client(conn).custom_query_range, query, start, end, f"{step_s:g}s")
+            result = await _call(conn, client(conn).custom_query_range, query, start, end, f"{step_s:g}s")
         except Exception as exc:
             return Series([], _describe(exc, conn.address)[1])
     try:
@@ -167,7 +185,7 @@ async def vector(conn: Connection, query: str, label: str) -> Vector:
     """Instant query returning several series, keyed by `label` (e.g. a per-stage latency profile)."""
     async with conn.pool.limit:
         try:
-            result = await asyncio.to_thread(client(conn).custom_query, query)
+            result = await _call(conn, client(conn).custom_query, query)
         except Exception as exc:  # every failure becomes a cause, never a crash
             outcome, message = _describe(exc, conn.address)
             return Vector({}, message, outcome)
@@ -197,7 +215,7 @@ class Samples:
 async def range_samples(conn: Connection, query: str, start: datetime, end: datetime, step_s: float) -> Samples:
     async with conn.pool.limit:
         try:
-            result = await asyncio.to_thread(client(conn).custom_query_range, query, start, end, f"{step_s:g}s")
+            result = await _call(conn, client(conn).custom_query_range, query, start, end, f"{step_s:g}s")
         except Exception as exc:  # every failure becomes a cause, never a crash
             outcome, message = _describe(exc, conn.address)
             return Samples((), message, outcome)
