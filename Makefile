@@ -6,10 +6,10 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 TOOLS := $(HOME)/.cache/strategy-rollouts/tools
 
-.PHONY: help venv uv lock test unit integration lint typecheck crds crds-check manifests demo bench bench-soak chaos kind-e2e clean checkov
+.PHONY: help venv uv lock test unit integration lint typecheck crds crds-check manifests demo bench bench-soak chaos kind-e2e clean checkov helm promtool
 
 help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
 
 # Dependencies are locked in uv.lock (every extra, every platform, with hashes); `make lock` refreshes it.
 # uv itself lives in its own venv, cached per version like checkov; it never downloads a Python.
@@ -42,17 +42,24 @@ lock: $(UV) ## refresh uv.lock (existing pins kept unless pyproject.toml needs o
 
 include devcluster/devcluster.mk
 
-crds: venv ## regenerate crds/ and the chart's copy from the pydantic models (and what derives from them)
+# Tools some tests need, each built or installed once and cached (a no-op when present): helm alone from
+# devcluster/build.sh (not the whole control plane), promtool from Debian's prometheus, checkov below.
+helm: ## build (or reuse) only helm into the binaries cache (the chart tests of `make unit`, `make manifests`)
+	@bash devcluster/build.sh helm >/dev/null
+
+promtool: ## apt: Debian's prometheus, for promtool (the alert-rule test of `make unit`)
+	@bash devcluster/system-deps.sh prometheus
+
+crds: venv helm ## regenerate crds/ and the chart's copy from the pydantic models (and what derives from them)
 	$(PY) -m strategy_rollouts.api.crdgen --out crds --chart charts/strategy-rollouts/crds
 	$(MAKE) -s manifests
 
-manifests: venv ## kustomize install rendered from the chart, Argo CD config from its Lua files, docs reference
+manifests: venv helm ## kustomize install rendered from the chart, Argo CD config from its templates and Lua files, docs reference
 	$(PY) manifests/install/render.py
 	$(PY) manifests/argocd/generate.py
 	$(PY) docs/gen_reference.py
 
-crds-check: ## fail when crds/ differs from the models (fast, no cluster)
-	@test -x $(PY) || $(MAKE) -s venv
+crds-check: venv ## fail when crds/ differs from the models (fast, no cluster)
 	$(PY) -m strategy_rollouts.api.crdgen --check --out crds --chart charts/strategy-rollouts/crds
 
 lint: venv ## ruff + mypy
@@ -62,12 +69,12 @@ lint: venv ## ruff + mypy
 	$(VENV)/bin/mypy examples/quoter/quoter
 	$(VENV)/bin/mypy demo
 
-typecheck: venv
+typecheck: venv ## mypy only
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy examples/quoter/quoter
 	$(VENV)/bin/mypy demo
 
-unit: venv ## engine and model tests, milliseconds each, no cluster
+unit: venv helm promtool checkov ## engine, model, chart and manifest tests, no cluster (installs helm, promtool, checkov once)
 	$(VENV)/bin/pytest tests/unit -q
 
 # checkov (third-party manifest scanner) in its own venv: its pins clash with ours. Cached per version.
@@ -75,7 +82,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := $(TOOLS)/checkov-$(CHECKOV_VERSION)
 export CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
-checkov: $(CHECKOV) ## install (or reuse) checkov for the chart scan of `make test`
+checkov: $(CHECKOV) ## install (or reuse) checkov for the chart scan of `make unit` and `make test`
 $(CHECKOV):
 	rm -rf $(CHECKOV_VENV) && $(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install -q checkov==$(CHECKOV_VERSION)
@@ -84,6 +91,9 @@ test: venv system-deps binaries checkov ## everything: installs, builds or reuse
 	$(MAKE) -s crds-check
 	$(MAKE) -s lint
 	$(VENV)/bin/pytest tests -q -p no:cacheprovider --durations=15
+
+integration: venv system-deps binaries ## the integration suite alone, on the local control plane it starts (tests/integration)
+	$(VENV)/bin/pytest tests/integration -q -p no:cacheprovider --durations=15
 
 demo: venv system-deps binaries ## the whole story on the local cluster: ShadowRun, rollout by symbol, a rollback, a parity cut (~3 min)
 	$(PY) demo/run.py
@@ -103,5 +113,5 @@ bench-soak: venv system-deps binaries ## leak check: N=1,000 paused rollouts wit
 kind-e2e: ## (needs Docker; not runnable on the no-Docker dev machines) kind cluster + image + chart + e2e suite
 	./hack/kind-e2e.sh
 
-clean:
+clean: ## remove .venv, .devcluster and the caches of pytest, mypy and ruff (not ~/.cache/strategy-rollouts)
 	rm -rf $(VENV) .devcluster .pytest_cache .mypy_cache .ruff_cache
