@@ -2,10 +2,13 @@
 # Install the Debian packages the dev cluster and tests need. Quick no-op when present.
 # Services are never started by apt (policy-rc.d), and any daemon that still appears is stopped:
 # we run prometheus, redis and containerd ourselves (loopback / the cluster's own bridge).
+#   system-deps.sh               every package below
+#   system-deps.sh prometheus    only those (`make promtool`: the alert-rule test of `make unit`)
 set -euo pipefail
 pkgs=(prometheus redis-server lua5.4 procps openssl ca-certificates chromium
   # the real node (devcluster/realnode.py) and `make image` (devcluster/image.sh)
   containerd runc containernetworking-plugins iptables iproute2 conntrack socat util-linux debootstrap buildah)
+if (($# > 0)); then pkgs=("$@"); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

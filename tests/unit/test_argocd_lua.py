@@ -358,6 +358,26 @@ def generator() -> Any:
     return module
 
 
+def test_action_scripts_are_the_template_with_their_words() -> None:
+    """The committed actions/<kind>/<action>.lua are generate.py's output from actions/action.lua.template
+    (`generate.py --check` above fails on drift); each differs from the template in its own words only."""
+    gen = generator()
+    template = (ARGOCD / "actions" / "action.lua.template").read_text()
+    expected = {("strategyrollout", name): request for name, request in ROLLOUT_ACTIONS.items()} | {
+        ("paritycheck", "run"): "run"
+    }
+    assert {(stem, name) for stem in gen.ACTIONS for name in gen.ACTIONS[stem]} == set(expected)
+    for (stem, name), request in expected.items():
+        path = ARGOCD / "actions" / stem / f"{name}.lua"
+        text = path.read_text()
+        assert text == gen.action_script(stem, name), f"{path}: stale, run `make manifests`"
+        assert gen.ACTIONS[stem][name].request == request
+        assert f'action = "{request}",' in text and f'-{name}"' in text
+        differing = [t for t, g in zip(template.splitlines(), text.splitlines(), strict=True) if t != g]
+        assert all("${" in line for line in differing), (path, differing)
+    assert gen.stray_actions() == []
+
+
 def test_the_argocd_user_is_a_parameter() -> None:
     gen = generator()
     text = gen.render("system:serviceaccount:gitops:argocd-server")

@@ -125,6 +125,18 @@ def test_runtime_installs_the_wheel_built_by_the_builder() -> None:
     assert installs and "--no-index" in installs[0], "runtime must install offline from the built wheels"
 
 
+def test_builder_takes_the_dependencies_from_the_lock_with_hashes() -> None:
+    """requirements/image.txt is uv.lock's export (tests/unit/test_lock.py); the project wheel adds nothing."""
+    builder = stages()[0]
+    wheels = [i for i in builder if i.keyword == "RUN" and "pip wheel" in i.args]
+    locked = [i for i in wheels if "--require-hashes" in i.args and "-r requirements/image.txt" in i.args]
+    assert locked, "the dependencies come from the lock's export, hash-checked"
+    assert all("--no-deps" in i.args for i in wheels if i not in locked), "no dependency outside the lock"
+    copies = [i for i in builder if i.keyword == "COPY"]
+    first_source = min(i.line for i in copies if "strategy_rollouts/" in i.args)
+    assert locked[0].line < first_source, "the dependency layer is built before the sources are copied"
+
+
 def test_runs_as_numeric_non_root_user() -> None:
     runtime = stages()[-1]
     users = [i for i in runtime if i.keyword == "USER"]
