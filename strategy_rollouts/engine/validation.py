@@ -15,6 +15,7 @@ from strategy_rollouts.api.placeholders import (
 )
 from strategy_rollouts.api.rollout import StrategyRolloutSpec
 from strategy_rollouts.engine.market import market_errors
+from strategy_rollouts.engine.size import size_errors
 
 
 def _duplicates(names: Iterable[str]) -> list[str]:
@@ -117,6 +118,7 @@ def rollout_errors(spec: StrategyRolloutSpec) -> list[str]:
     errors += gate_errors("spec.gates", spec.gates)
     errors += market_errors("spec", spec.market, spec.freeze_windows)
     errors += notify_errors("StrategyRollout", spec.notify)
+    errors += size_errors(spec)  # status, routing.json and spec well within etcd's limit (engine/size.py)
     return errors
 
 

@@ -129,6 +129,11 @@ def test_bad_objects_are_refused_at_apply_naming_the_field(hooked: Hooked) -> No
     refused(h, template, "spec.gates[0].templateRef", "missing")
     shadow = shadowrun("shadow", h.ns, f"s_{h.ns}", h.cluster.redis_url, kpis=[{**GOOD_GATE, "query": "max(up"}])
     refused(h, shadow, "spec.kpis[0].query", "Prometheus cannot parse")
+    # Beyond the size budget (engine/size.py): an abort of 5,000 keys across 4 stage namespaces.
+    wide = rollout("wide", h.ns, f"s_{h.ns}", gates=[GOOD_GATE])
+    wide["spec"]["routing"]["keys"] = [f"SYM{i:04d}USD" for i in range(5000)]
+    wide["spec"]["stages"] = [{"name": f"s{i}", "namespace": f"ns{i}", "steps": [{"setWeight": 100}]} for i in range(4)]
+    refused(h, wide, "spec.routing.keys: 5000 keys across 4 stage namespaces exceed the status size budget")
     parity = paritycheck("parity", h.ns, f"s_{h.ns}", {"rollout": "fib-rsi"})
     parity["spec"]["live"]["query"] = 'sum(pnl{strategy="{{strategy}}", v="{{nope}}"})'
     refused(h, parity, "spec.live.query", "{{nope}}")

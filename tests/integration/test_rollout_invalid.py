@@ -124,6 +124,12 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "spec.prometheus.bearerTokenSecretRef: Secret",
     ),
     (
+        "keys-beyond-size-budget",  # an abort would drain all 5000 in one status write: engine/size.py
+        mutate("routing.keys", [f"ACCOUNT-{i:022d}" for i in range(5000)]),
+        "operator",
+        "spec.routing.keys: 5000 keys across 1 stage namespace exceed the status size budget",
+    ),
+    (
         "bad-risk-placeholder",
         mutate("stages.1.riskBudget", {"query": "r{{x}}", "maxPercent": 5}),
         "operator",

@@ -1,0 +1,122 @@
+"""Size by design: what a StrategyRollout writes stays well below what the API server accepts.
+
+etcd refuses a request over 1.5 MiB (its default --max-request-bytes), and every status write carries
+the whole object: spec, metadata and status. The status grows with keys x stage namespaces: each
+target (stage namespace) records every key's owner, and while a key changes owner it is `draining`
+with its next owner in `pending`. The largest status is therefore written by an abort (or a stop)
+of a rollout that stands at weight 100 everywhere: every key of every namespace draining at once.
+If that write were refused the rollback would never be recorded, and the abort never act.
+
+So the spec is refused up front (InvalidSpec, and at apply by the admission webhook) when its worst
+case does not fit these budgets, computed from the spec's own keys and versions:
+- status.targets' routing state (assignments + pending, all namespaces): ROUTING_STATE_BUDGET;
+  the rest of the status is small (a few KiB in every phase; tests/unit/test_rollout_size.py
+  measures both, and the rest with every list at its own limit);
+- each namespace's routing.json (the ConfigMap every strategy pod reads): ROUTING_JSON_BUDGET;
+- the spec itself: SPEC_BUDGET (it is stored up to twice, with kubectl's last-applied annotation).
+The bytes are those of compact JSON, how the API server stores custom resources; tests measure the
+engine's own documents against these formulas. A compact representation for far more keys
+(100,000) is future work (docs/limitations.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from strategy_rollouts.api.rollout import StrategyRolloutSpec
+from strategy_rollouts.engine.routing import DRAINING, NONE
+
+KIB = 1024
+ETCD_REQUEST_LIMIT = 1536 * KIB  # etcd's default --max-request-bytes: the whole object, per write
+STATUS_BUDGET = 512 * KIB  # a third of it: the spec, metadata and managedFields share the object
+ROUTING_STATE_BUDGET = 256 * KIB  # of the status: every target's assignments + pending, worst phase
+ROUTING_JSON_BUDGET = 256 * KIB  # per stage namespace (a ConfigMap holds at most 1 MiB)
+SPEC_BUDGET = 256 * KIB  # also what kubectl apply's last-applied annotation may hold
+
+# routing.json besides the assignments: its field names, weight, revision, sizeMultiplier, entriesEnabled.
+ROUTING_JSON_FIXED = 256
+
+
+def encoded_len(text: str) -> int:
+    """Bytes of `text` inside a JSON string, never fewer than the API server writes: non-ASCII as
+    \\uXXXX (its UTF-8 is never longer), and <, > and & as \\u003c..., as Go's encoder writes them."""
+    return len(json.dumps(text)) - 2 + 5 * sum(text.count(c) for c in "<>&")
+
+
+def distinct_namespaces(spec: StrategyRolloutSpec) -> int:
+    """Stage targets: each distinct stage namespace (stages without one share the rollout's)."""
+    return len({stage.namespace for stage in spec.stages})
+
+
+def _owner_len(spec: StrategyRolloutSpec, *others: str) -> int:
+    return max(encoded_len(v) for v in (spec.stable.version, spec.canary.version, *others))
+
+
+def _key_lens(keys: Iterable[str]) -> int:
+    return sum(encoded_len(k) for k in keys)
+
+
+def routing_state_bytes(spec: StrategyRolloutSpec) -> int:
+    """status.targets' assignments + pending in the worst phase, all namespaces.
+
+    Per key and namespace, draining: `"key":"draining",` in assignments and `"key":"owner",` in
+    pending (the owner: a version, or `none` after a stop), 2 x key + owner + 20 bytes; plus the two
+    maps' braces. A settled key (`"key":"owner",` in assignments only) takes less.
+    """
+    if spec.routing.mode != "symbols":
+        return 0
+    keys = set(spec.routing.keys)
+    owner = _owner_len(spec, NONE)
+    per_namespace = 4 + 2 * _key_lens(keys) + len(keys) * (owner + 20)
+    return distinct_namespaces(spec) * per_namespace
+
+
+def routing_json_bytes(spec: StrategyRolloutSpec) -> int:
+    """One namespace's routing.json at its largest: every key with the longest owner it can show."""
+    if spec.routing.mode != "symbols":
+        return 0
+    keys = set(spec.routing.keys)
+    owner = _owner_len(spec, DRAINING, NONE)
+    fixed = ROUTING_JSON_FIXED + encoded_len(spec.strategy) + encoded_len(spec.stable.version)
+    return fixed + encoded_len(spec.canary.version) + _key_lens(keys) + len(keys) * (owner + 6)
+
+
+def spec_bytes(spec: StrategyRolloutSpec) -> int:
+    return len(spec.model_dump_json(by_alias=True, exclude_none=True))
+
+
+def size_errors(spec: StrategyRolloutSpec) -> list[str]:
+    """The spec's worst case against each budget; each message names the field, the limit and why."""
+    errors: list[str] = []
+    keys = len(set(spec.routing.keys))
+    namespaces = distinct_namespaces(spec)
+    state = routing_state_bytes(spec)
+    if state > ROUTING_STATE_BUDGET:
+        each = state / (keys * namespaces)
+        most = int(ROUTING_STATE_BUDGET // each)
+        across = f"{namespaces} stage namespace{'s' if namespaces > 1 else ''}"
+        errors.append(
+            f"spec.routing.keys: {keys} keys across {across} exceed the status size budget: at most {most}"
+            f" key-namespaces (keys x distinct stage namespaces) with these keys and versions. An abort drains"
+            f" every key in every namespace at once, {each:.0f} bytes each in status.targets: {state:,} bytes,"
+            f" over the {ROUTING_STATE_BUDGET // KIB} KiB allowed (the rollback must fit in etcd's"
+            f" {ETCD_REQUEST_LIMIT / KIB / KIB:.1f} MiB per object)"
+        )
+    document = routing_json_bytes(spec)
+    if document > ROUTING_JSON_BUDGET:
+        each = (document - ROUTING_JSON_FIXED) / keys
+        most = int((ROUTING_JSON_BUDGET - ROUTING_JSON_FIXED) // each)
+        errors.append(
+            f"spec.routing.keys: {keys} keys exceed the routing.json size budget: at most {most} keys with these"
+            f" keys and versions, {each:.0f} bytes each: {document:,} bytes, over the"
+            f" {ROUTING_JSON_BUDGET // KIB} KiB allowed in each stage namespace's routing ConfigMap"
+        )
+    size = spec_bytes(spec)
+    if size > SPEC_BUDGET:
+        errors.append(
+            f"spec: {size:,} bytes exceed the spec size budget of {SPEC_BUDGET // KIB} KiB (the spec, kubectl's"
+            f" last-applied copy of it and the status share one object, which etcd refuses over"
+            f" {ETCD_REQUEST_LIMIT / KIB / KIB:.1f} MiB)"
+        )
+    return errors
