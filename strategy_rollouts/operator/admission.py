@@ -29,6 +29,7 @@ from strategy_rollouts.api.placeholders import placeholder_values, substitute, u
 from strategy_rollouts.api.rollout import StrategyRolloutSpec
 from strategy_rollouts.api.shadowrun import ShadowRunSpec
 from strategy_rollouts.engine import parity_run, shadow_run
+from strategy_rollouts.engine.allowlist import address_errors
 from strategy_rollouts.engine.gate_templates import key_of, resolve
 from strategy_rollouts.engine.validation import rollout_errors
 from strategy_rollouts.operator.checks.calendars import market_calendar
@@ -116,6 +117,12 @@ async def promql_errors(
     Prometheus unreachable (or any other answer) only warns: InvalidSpec and gate results stay the judge."""
     if not queries:
         return [], []
+    # The allow-list first: no query (and no credential) goes to an address the operator may not use,
+    # a server-side dry run included.
+    address = override.address if override is not None and override.address else ctx.settings.prometheus_url
+    refused = address_errors("spec.prometheus.address", address, ctx.settings.allowed_prometheus, "allowed Prometheus")
+    if refused:
+        return refused, []
     conn = await ctx.connection(namespace, override)
     api = prometheus.client(conn)
 

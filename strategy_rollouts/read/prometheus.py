@@ -66,6 +66,7 @@ def client(conn: Connection) -> PrometheusConnect:
     clients = conn.pool.clients
     if conn not in clients:
         session = requests.Session()
+        session.max_redirects = 0  # a redirect is an error: the token goes to the named address only
         if conn.ca_file:
             session.verify = conn.ca_file
         headers = {"Authorization": f"Bearer {conn.bearer_token}"} if conn.bearer_token else None

@@ -48,3 +48,13 @@ def test_a_spec_that_does_not_parse_is_refused() -> None:
 def test_updates_that_leave_the_spec_alone_and_deletions_pass() -> None:
     assert run(body(SPEC, labels={"a": "b"}), old=body(SPEC)) == []  # admitted while the webhook was down
     assert run(body(SPEC, deletionTimestamp="2026-12-02T00:00:00Z"), old=body({})) == []
+
+
+def test_an_address_outside_the_allow_list_is_refused_before_any_query() -> None:
+    """A server-side dry run must not make the webhook send a query (or a token) to any address."""
+    ctx = Context(kube=Kube(client.ApiClient()))
+    ctx.settings.allowed_prometheus = ("http://prometheus.monitoring.svc:9090",)
+    spec = {**SPEC, "gates": [{**SPEC["gates"][0], "query": "up"}], "prometheus": {"address": "http://10.0.0.9:80"}}
+    with pytest.raises(kopf.AdmissionError) as refused:
+        asyncio.run(review(ctx, "strategyrollouts", "ns", body(spec), None))
+    assert str(refused.value).startswith("spec.prometheus.address: http://10.0.0.9:80 is outside")
