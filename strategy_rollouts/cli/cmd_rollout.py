@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.text import Text
 
 from strategy_rollouts.api.requests import RolloutAction
+from strategy_rollouts.cli.ctrl_c import until_ctrl_c
 from strategy_rollouts.cli.errors import EXIT_RUNNING
 from strategy_rollouts.cli.output import console
 from strategy_rollouts.cli.render_rollout import exit_code, request_result, rollout_detail, rollouts_table
@@ -38,27 +39,26 @@ def get(cluster: Cluster, args: argparse.Namespace) -> int:
             return Text(cluster.nothing_found(KIND, args.all_namespaces))
         return rollouts_table(objs, _now(), args.all_namespaces)
 
-    objs = fetch()
     if not args.watch:
-        out.print(render(objs))
+        out.print(render(fetch()))
         return 0
-    try:
-        if out.is_terminal:
-            with Live(render(objs), console=out, refresh_per_second=4) as live:
-                while True:
-                    time.sleep(POLL)
-                    live.update(render(fetch()))
-        # Piped: a new table whenever something changed (like `kubectl get -w`).
-        seen: list[str] | None = None
-        while True:
-            versions = [o["metadata"].get("resourceVersion", "") for o in objs]
-            if versions != seen:
-                out.print(render(objs))
-                seen = versions
-            time.sleep(POLL)
-            objs = fetch()
-    except KeyboardInterrupt:
-        return 0
+    # Ctrl-C ends the watch with exit 0 in every state, the first list included (ctrl_c.py says why
+    # a bare `except KeyboardInterrupt` is not enough)
+    if out.is_terminal:
+        with Live(console=out, refresh_per_second=4) as live:
+            return until_ctrl_c(lambda: live.update(render(fetch())), POLL)
+    # Piped: a new table whenever something changed (like `kubectl get -w`).
+    seen: list[str] | None = None
+
+    def print_changes() -> None:
+        nonlocal seen
+        objs = fetch()
+        versions = [o["metadata"].get("resourceVersion", "") for o in objs]
+        if versions != seen:
+            out.print(render(objs))
+            seen = versions
+
+    return until_ctrl_c(print_changes, POLL)
 
 
 def status(cluster: Cluster, args: argparse.Namespace) -> int:

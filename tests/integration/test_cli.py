@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,10 +99,17 @@ def plugin(cluster: DevCluster, *args: str, timeout: float = 60) -> subprocess.C
     )
 
 
-def start_plugin(cluster: DevCluster, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [str(PLUGIN), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env()
-    )
+def start_plugin(cluster: DevCluster, *args: str, sigint_ignored: bool = False) -> subprocess.Popen[str]:
+    """`sigint_ignored`: started the way a shell without job control starts `cmd &` (a script's
+    background job, `make test > log &`): SIGINT ignored, inherited through exec."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if sigint_ignored else None
+    try:
+        return subprocess.Popen(
+            [str(PLUGIN), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env()
+        )
+    finally:
+        if sigint_ignored:
+            signal.signal(signal.SIGINT, previous)
 
 
 def create(cluster: DevCluster, kind: str, name: str, namespace: str, spec: dict[str, Any]) -> None:
@@ -362,6 +370,54 @@ def test_get_watch_piped(kube: DevCluster, namespace: str, srl: str) -> None:
         finally:
             proc.kill()
     assert proc.returncode == 0
+
+
+def test_get_watch_piped_ctrl_c_when_started_with_sigint_ignored(kube: DevCluster, namespace: str, srl: str) -> None:
+    """Python installs no KeyboardInterrupt handler when SIGINT is ignored at start-up: the watch
+    installs its own, so Ctrl-C (here while idle, a poll or two with no change) still ends it."""
+    with start_plugin(kube, "get", "-w", "-n", namespace, sigint_ignored=True) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().split()[0] == "NAME"
+            assert "Pending" in proc.stdout.readline()
+            time.sleep(2.5)  # idle: polls that find nothing new
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert out == ""
+
+
+def test_get_watch_ctrl_c_during_the_first_list(kube: DevCluster, namespace: str, tmp_path: Path) -> None:
+    """Ctrl-C before the first table: the first list waits on an API server that accepted the
+    connection and never answers (the watch must not need a first answer to end cleanly)."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        server = f"https://127.0.0.1:{silent.getsockname()[1]}"
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "silent", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
+                    "users": [{"name": "nobody", "user": {"token": "unused"}}],
+                    "contexts": [{"name": "silent", "context": {"cluster": "silent", "user": "nobody"}}],
+                    "current-context": "silent",
+                }
+            )
+        )
+        with start_plugin(kube, "get", "-w", "-n", namespace, "--kubeconfig", str(kubeconfig)) as proc:
+            try:
+                silent.settimeout(60)
+                conn, _ = silent.accept()  # the plugin's first connection: its first list, now waiting
+                with conn:
+                    proc.send_signal(signal.SIGINT)
+                    out, err = proc.communicate(timeout=10)
+            finally:
+                proc.kill()
+    assert proc.returncode == 0, err
+    assert out == ""
 
 
 def test_get_empty_namespace(kube: DevCluster, namespace: str) -> None:
