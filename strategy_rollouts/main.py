@@ -97,6 +97,7 @@ def elector(args: argparse.Namespace, ctx: Context) -> Elector | None:
         raise SystemExit("; ".join(timing.errors()))
     ctx.leader = Leadership(enabled=True, identity=identity(), timing=timing)
     ctx.kube.fence = ctx.leader.check
+    ctx.kube.write_timeout_s = timing.request_timeout_s  # answered or given up before the Lease can move
     # The API server names managedFields' manager after the user agent: who wrote what stays visible.
     ctx.kube.api.user_agent = f"strategy-rollouts.{ctx.leader.identity}/{__version__}"
     metrics.leader.set(0)

@@ -104,7 +104,8 @@ def test_helm_install_upgrade_uninstall(cluster: DevCluster, namespace: str, rel
     get(cluster, "clusterrole", fullname)
     get(cluster, "clusterrolebinding", fullname)
     assert not can_i(cluster, sa, "patch", "deployments.apps", "default"), "scaled through deployments/scale only"
-    assert can_i(cluster, sa, "patch", "deployments.apps/scale", "default")
+    assert can_i(cluster, sa, "update", "deployments.apps/scale", "default"), "a conditional replace of the scale"
+    assert not can_i(cluster, sa, "patch", "deployments.apps/scale", "default"), "never an unconditional patch"
     assert can_i(cluster, sa, "patch", "strategyrollouts.strategyrollouts.io/status", "default")
     assert can_i(cluster, sa, "create", "networkpolicies.networking.k8s.io", "default")
     assert not can_i(cluster, sa, "get", "secrets", "default"), "no Secret anywhere unless granted per namespace"

@@ -355,6 +355,7 @@ NOT_EXERCISED_HERE = {
     ("coordination.k8s.io", "leases", "create"): "leader.py: recreates a Lease deleted by hand (the chart makes it)",
     ("", "configmaps", "delete"): "orphans.py: routing ConfigMaps of deleted rollouts",
     ("apps", "deployments", "get"): "kube.py deployment(): a Deployment not (yet) in the watch cache",
+    ("apps", "deployments/scale", "get"): "kube.py scale(): the version of a Deployment no watch holds",
     ("strategyrollouts.io", "strategyrollouts", "get"): "kube.py get(): orphans.sweep's owner check, reads",
     ("networking.k8s.io", "networkpolicies", "get"): "shadow_world.py: ShadowRun egress policy",
     ("networking.k8s.io", "networkpolicies", "create"): "shadow_world.py",

@@ -285,7 +285,7 @@ NAMESPACED = {
     ("strategyrollouts.io", "paritychecks/status"): {"get", "patch", "update"},
     ("strategyrollouts.io", "gatetemplates"): {"get", "list", "watch"},
     ("apps", "deployments"): {"get", "list", "watch"},
-    ("apps", "deployments/scale"): {"patch"},
+    ("apps", "deployments/scale"): {"get", "update"},
     ("", "configmaps"): {"get", "list", "watch", "create", "update", "delete"},
     ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch", "create", "update", "delete"},
     ("", "events"): {"create", "patch"},

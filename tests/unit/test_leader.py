@@ -10,11 +10,13 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
+import urllib3
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from kubernetes import client
+from urllib3.util.retry import Retry
 
-from strategy_rollouts.operator.clients.kube import Kube, writes
+from strategy_rollouts.operator.clients.kube import READ_TIMEOUT_S, Kube, Unanswered, writes
 from strategy_rollouts.operator.runtime.leader import Leadership, NotLeader, Record, Timing, decide
 
 T = Timing()
@@ -30,6 +32,7 @@ class Clock:
 
 def test_defaults_are_client_go_s_and_checked() -> None:
     assert (T.lease_s, T.renew_deadline_s, T.retry_s) == (15.0, 10.0, 2.0)
+    assert T.request_timeout_s == 5.0  # min(renew deadline / 2, lease - renew deadline)
     assert T.errors() == []
     assert Timing(10, 10, 2).errors() and Timing(15, 10, 0).errors() and Timing(15, 1, 2).errors()
 
@@ -155,21 +158,25 @@ def test_two_candidates_never_act_at_once(freezes: list[tuple[str, float]]) -> N
     assert any(me.acting() for me in replicas.values())  # unfrozen at the end: someone leads
 
 
-def test_kube_fences_writes_only() -> None:
+def test_kube_fences_writes_only_and_bounds_every_request() -> None:
     assert writes(client.CoreV1Api.replace_namespaced_config_map)
-    assert writes(client.AppsV1Api.patch_namespaced_deployment_scale)
+    assert writes(client.AppsV1Api.replace_namespaced_deployment_scale)
     assert not writes(client.CoreV1Api.read_namespaced_config_map)
     assert not writes(client.AuthenticationV1Api.create_self_subject_review)
+    timeouts: list[tuple[str, float]] = []
 
-    def create_thing() -> str:
+    def create_thing(*, _request_timeout: float) -> str:
+        timeouts.append(("create", _request_timeout))
         return "written"
 
-    def read_thing() -> str:
+    def read_thing(*, _request_timeout: float) -> str:
+        timeouts.append(("read", _request_timeout))
         return "read"
 
     kube = Kube(client.ApiClient())  # opens no connection: the calls below are local functions
     me = Leadership(enabled=True, identity="a")
     kube.fence = me.check
+    kube.write_timeout_s = T.request_timeout_s
 
     async def main() -> None:
         assert await kube.call(read_thing) == "read"
@@ -179,6 +186,66 @@ def test_kube_fences_writes_only() -> None:
         assert await kube.call(create_thing) == "written"
 
     asyncio.run(main())
+    assert timeouts == [("read", READ_TIMEOUT_S), ("create", 5.0)]  # the fenced write never reached the call
+
+
+def test_the_transport_sends_each_request_once() -> None:
+    """urllib3's default Retry(3) re-sends a timed-out PUT or DELETE, and any request whose connection
+    failed, on a new connection: after the fence check and past the request timeout. Not ours."""
+    kube = Kube()
+    assert kube.api.configuration.retries is False
+    policy = Retry.from_int(kube.api.rest_client.pool_manager.connection_pool_kw["retries"])
+    timed_out = urllib3.exceptions.ReadTimeoutError(None, "/apis/apps/v1/x", "read timed out")  # type: ignore[arg-type]
+    refused = urllib3.exceptions.NewConnectionError(None, "connection refused")  # type: ignore[arg-type]
+    # urllib3's default would re-send a PUT or DELETE that timed out, and any request not connected
+    assert Retry.DEFAULT.increment("PUT", "/x", error=timed_out).total == 2
+    assert Retry.DEFAULT.increment("POST", "/x", error=refused).total == 2
+    for method in ("PUT", "PATCH", "POST", "DELETE", "GET"):
+        for error in (timed_out, refused):
+            with pytest.raises(type(error)):  # ours raises at once: sent once, whatever the method
+                policy.increment(method, "/x", error=error)
+
+
+def test_a_transport_error_is_unanswered_not_a_crash() -> None:
+    def replace_thing(*, _request_timeout: float) -> None:
+        raise urllib3.exceptions.ReadTimeoutError(None, "/apis/apps/v1/x", "read timed out")  # type: ignore[arg-type]
+
+    async def main() -> None:
+        with pytest.raises(Unanswered, match=r"replace_thing: no answer within 5\.0s"):
+            await Kube(client.ApiClient()).call(replace_thing)
+
+    asyncio.run(main())
+
+
+@given(
+    lease=st.floats(1.5, 120),
+    renew=st.floats(1, 119),
+    retry=st.floats(0.1, 10),
+    checked=st.floats(0, 1),  # when the write's fence check passed, as a fraction of the leader's window
+    up=st.floats(0, 3),
+    down=st.floats(0, 3),
+)
+@settings(max_examples=300, deadline=None)
+def test_a_write_answered_to_the_old_leader_landed_before_the_lease_could_move(
+    lease: float, renew: float, retry: float, checked: float, up: float, down: float
+) -> None:
+    """The last renewal was sent at t0; a write passes the fence at t0 + checked * renew deadline (the
+    leader still acting) and its client waits at most request_timeout_s. A standby reading that renewal
+    up + down later takes the lease at t0 + up + down + lease at the earliest: after the client's wait ended.
+    So a write the old leader saw answered landed before anyone else could act; one that lands later
+    is one its client gave up on (Unanswered), and it is conditional (docs/high-availability.md)."""
+    timing = Timing(lease, renew, retry)
+    if timing.errors():
+        return
+    assert 0 < timing.request_timeout_s < timing.renew_deadline_s
+    t0 = 1000.0
+    fence_passed = t0 + checked * timing.renew_deadline_s * 0.999
+    old = Leadership(enabled=True, identity="a", timing=timing, clock=lambda: fence_passed)
+    old.renewed(t0, Record("a", "t0", 0))
+    assert old.acting()
+    client_gave_up = fence_passed + timing.request_timeout_s
+    earliest_take = t0 + up + down + timing.lease_s
+    assert client_gave_up <= earliest_take
 
 
 def test_a_standby_tries_the_moment_the_lease_becomes_takeable() -> None:

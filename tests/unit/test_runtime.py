@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import looptime
 from kubernetes import client
 
-from strategy_rollouts.operator.clients.kube import Conflict, Kube, Rejected
+from strategy_rollouts.operator.clients.kube import Conflict, Kube, Rejected, Unanswered
 from strategy_rollouts.operator.context import Context, Settings
 from strategy_rollouts.operator.runtime import loop as daemons
 from strategy_rollouts.operator.runtime.loops import Stop
@@ -136,6 +136,25 @@ async def _test_conflict_is_retried_at_once_rejected_backs_off_doubling_errors_b
     assert gaps[0] <= 0.1  # 409: at once
     assert gaps[1:4] == [5.0, 10.0, 20.0]  # 422: 5 s, doubling
     assert gaps[4] == 5.0  # an unexpected error: the error backoff, and the loop lives on
+    await ctx.loops.stop_all()
+
+
+def test_a_write_without_an_answer_in_time_backs_off_and_the_next_pass_rereads() -> None:
+    in_loop_time(_test_a_write_without_an_answer_in_time_backs_off_and_the_next_pass_rereads)
+
+
+async def _test_a_write_without_an_answer_in_time_backs_off_and_the_next_pass_rereads() -> None:
+    ctx = context()
+
+    async def script(n: int) -> datetime | None:
+        if n == 1:
+            raise Unanswered("replace_namespaced_deployment_scale: no answer within 5.0s")
+        return None
+
+    rec = Recorder(script)
+    start(ctx, rec)
+    await settle(30)
+    assert len(rec.calls) == 2 and round(rec.calls[1] - rec.calls[0], 1) == 5.0  # the error backoff, no crash
     await ctx.loops.stop_all()
 
 

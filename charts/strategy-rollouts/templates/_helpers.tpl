@@ -71,13 +71,15 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNam
   resources: ["gatetemplates"]
   verbs: ["get", "list", "watch"]
 # The stable and canary deployments: observed (read + kopf's watch), and scaled through the scale
-# subresource only (kube.py patch_namespaced_deployment_scale); the Deployment itself is never written.
+# subresource only, by a replace carrying the resourceVersion (kube.py scale: a conditional write; its
+# version read from the scale subresource when no watch holds the Deployment); the Deployment itself is
+# never written.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["apps"]
   resources: ["deployments/scale"]
-  verbs: ["patch"]
+  verbs: ["get", "update"]
 # Routing (<rollout>-routing), ShadowRun reports (<shadowrun>-report), latency budgets: read, created and
 # replaced (kube.py), deleted when their rollout goes (orphans.py); never patched.
 - apiGroups: [""]

@@ -1,4 +1,12 @@
-"""Kubernetes adapter: one shared ApiClient, sync calls off the event loop with bounded concurrency."""
+"""Kubernetes adapter: one shared ApiClient, sync calls off the event loop with bounded concurrency.
+
+Fencing (docs/high-availability.md): every request carries a timeout (`_request_timeout`; writes a
+shorter one, below the leader's renew deadline), the transport never retries a request (a write
+retried on a new connection would leave after its timeout, unfenced), and every write that changes
+the world is conditional: a replace carries the resourceVersion it was read with, a delete its
+preconditions, a create fails if the object exists. A write the API server did not answer in time
+raises Unanswered; one refused because the object changed raises Conflict.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -16,6 +25,11 @@ from strategy_rollouts.api.common import GROUP, VERSION
 T = TypeVar("T")
 KINDS = {"strategyrollouts": "StrategyRollout", "shadowruns": "ShadowRun", "paritychecks": "ParityCheck"}
 WRITE_CALLS = ("create_", "replace_", "patch_", "delete_")  # generated client methods that change the world
+# Request timeouts (seconds, connect + answer). With --leader-elect the write timeout becomes
+# Timing.request_timeout_s (min(renew deadline / 2, lease - renew deadline)); these are the defaults.
+WRITE_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 10.0
+POOL_SIZE = 32  # pooled connections = calls in flight
 
 
 @dataclass(frozen=True)
@@ -25,6 +39,7 @@ class DeploymentInfo:
     env: dict[str, str]  # the pod template's env, all containers (for isolation checks)
     generation: int
     observed_generation: int
+    resource_version: str | None = None
 
 
 class Conflict(Exception):
@@ -39,6 +54,12 @@ class Rejected(Exception):
         super().__init__(f"{what}: {message}")
         self.what = what
         self.message = message
+
+
+class Unanswered(Exception):
+    """No answer from the API server within the request timeout, or no connection. A write may or may
+    not have landed; nothing re-sends it (the transport does not retry): the caller's loop backs off and
+    its next pass re-reads. Every write is conditional, so a late landing never overwrites a newer write."""
 
 
 def server_message(exc: ApiException) -> str:
@@ -58,15 +79,17 @@ def classify(exc: ApiException, what: str) -> Exception:
 
 class Kube:
     def __init__(self, api: client.ApiClient | None = None) -> None:
-        self.api = api or client.ApiClient()
+        self.api = api or client.ApiClient(configured(client.Configuration.get_default_copy()))
         self.apps = client.AppsV1Api(self.api)
         self.core = client.CoreV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)
         self.networking = client.NetworkingV1Api(self.api)
         self.auth = client.AuthenticationV1Api(self.api)
-        self.limit = asyncio.Semaphore(32)  # as many calls in flight as pooled connections
+        self.limit = asyncio.Semaphore(POOL_SIZE)  # as many calls in flight as pooled connections
         # Leader election's fence (leader.Leadership.check): raises unless this replica may act.
         self.fence: Callable[[], None] | None = None
+        self.write_timeout_s = WRITE_TIMEOUT_S
+        self.read_timeout_s = READ_TIMEOUT_S
 
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None) -> Kube:
@@ -74,20 +97,26 @@ class Kube:
             config.load_incluster_config()
         except config.ConfigException:
             config.load_kube_config(config_file=kubeconfig)
-        configuration = client.Configuration.get_default_copy()
-        # One pooled connection per concurrent call (the default pool is cpus * 5).
-        configuration.connection_pool_maxsize = 32
-        return cls(client.ApiClient(configuration))
+        return cls(client.ApiClient(configured(client.Configuration.get_default_copy())))
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a generated client call in a worker thread, with its request timeout; a write passes the
+        fence first. A timeout or a broken connection raises Unanswered."""
+        write = writes(fn)
+        kwargs.setdefault("_request_timeout", self.write_timeout_s if write else self.read_timeout_s)
         async with self.limit:
-            if self.fence is not None and writes(fn):
-                return await asyncio.to_thread(self._fenced, self.fence, fn, *args, **kwargs)
-            return await asyncio.to_thread(fn, *args, **kwargs)
+            try:
+                if self.fence is not None and write:
+                    return await asyncio.to_thread(self._fenced, self.fence, fn, *args, **kwargs)
+                return await asyncio.to_thread(fn, *args, **kwargs)
+            except urllib3.exceptions.HTTPError as exc:
+                what = getattr(fn, "__name__", "a request")
+                raise Unanswered(f"{what}: no answer within {kwargs['_request_timeout']}s ({exc})") from exc
 
     @staticmethod
     def _fenced(fence: Callable[[], None], fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """In the worker thread, right before the request: a process frozen since it was queued checks again."""
+        """In the worker thread, right before the request: a process frozen since it was queued checks
+        again. From here the request has its timeout and a single attempt on the wire."""
         fence()
         return fn(*args, **kwargs)
 
@@ -117,13 +146,32 @@ class Kube:
             env=env,
             generation=dep.metadata.generation or 0,
             observed_generation=(status.observed_generation or 0) if status else 0,
+            resource_version=dep.metadata.resource_version,
         )
 
-    async def scale(self, namespace: str, name: str, replicas: int) -> str | None:
-        """Set spec.replicas; returns the Deployment's new resourceVersion."""
-        result = await self.call(
-            self.apps.patch_namespaced_deployment_scale, name, namespace, {"spec": {"replicas": replicas}}
-        )
+    async def scale(self, namespace: str, name: str, replicas: int, resource_version: str | None) -> str | None:
+        """Set spec.replicas, only if the Deployment is still at `resource_version` (409 Conflict otherwise);
+        returns its new resourceVersion.
+
+        A PUT of the scale subresource: the API server copies the Scale's resourceVersion into the
+        Deployment's update, so a stale one is a real 409 (a JSON patch `test` would be a 422, and a
+        merge patch without a version is unconditional). The scale subresource shares the Deployment's
+        resourceVersion, so the one a watch delivered works. None: read the scale first (the fence
+        check of the write still comes after that read)."""
+        what = f"deployment {namespace}/{name} scale"
+        try:
+            if resource_version is None:
+                current = await self.call(self.apps.read_namespaced_deployment_scale, name, namespace)
+                resource_version = current.metadata.resource_version
+            body = client.V1Scale(
+                api_version="autoscaling/v1",
+                kind="Scale",
+                metadata=client.V1ObjectMeta(name=name, namespace=namespace, resource_version=resource_version),
+                spec=client.V1ScaleSpec(replicas=replicas),
+            )
+            result = await self.call(self.apps.replace_namespaced_deployment_scale, name, namespace, body)
+        except ApiException as exc:
+            raise classify(exc, what) from exc
         meta = getattr(result, "metadata", None)
         return getattr(meta, "resource_version", None)
 
@@ -167,6 +215,8 @@ class Kube:
     async def replace_config_map(self, body: dict[str, Any]) -> client.V1ConfigMap:
         """Replace guarded by the resourceVersion it was read with (kept in `body`'s metadata)."""
         meta = body["metadata"]
+        if not meta.get("resourceVersion"):
+            raise ValueError(f"configmap {meta['namespace']}/{meta['name']}: an unconditional replace")
         try:
             return await self.call(self.core.replace_namespaced_config_map, meta["name"], meta["namespace"], body)
         except ApiException as exc:
@@ -202,23 +252,51 @@ class Kube:
             raise classify(exc, f"{plural} {namespace}/{name} status") from exc
 
     async def merge_status(
-        self, plural: str, namespace: str, name: str, patch: dict[str, Any], uid: str | None = None
+        self,
+        plural: str,
+        namespace: str,
+        name: str,
+        patch: dict[str, Any],
+        uid: str | None = None,
+        resource_version: str | None = None,
     ) -> dict[str, Any]:
         """JSON merge patch of the status subresource; returns the object as written. With `uid`, only
-        that incarnation of the object is patched (a recreated one with the same name is refused)."""
+        that incarnation of the object is patched (a recreated one with the same name is refused). With
+        `resource_version`, only if nobody wrote the object since (a merge patch carrying
+        metadata.resourceVersion is a precondition the API server checks: 409 Conflict otherwise)."""
         body: dict[str, Any] = {"status": patch}
-        if uid is not None:
-            body["metadata"] = {"uid": uid}
-        result: object = await self.call(
-            self.custom.patch_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            namespace,
-            plural,
-            name,
-            body,
-        )
+        meta = {"uid": uid, "resourceVersion": resource_version}
+        if any(meta.values()):
+            body["metadata"] = {k: v for k, v in meta.items() if v is not None}
+        try:
+            result: object = await self.call(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                plural,
+                name,
+                body,
+            )
+        except ApiException as exc:
+            raise classify(exc, f"{plural} {namespace}/{name} status") from exc
         return result if isinstance(result, dict) else {}
+
+    async def delete(
+        self, fn: Callable[..., Any], namespace: str, name: str, resource_version: str | None, uid: str | None = None
+    ) -> bool:
+        """Delete only the object as read (its resourceVersion, and uid when given, as preconditions:
+        409 Conflict if it changed since). False when it is already gone."""
+        options = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(resource_version=resource_version, uid=uid)
+        )
+        try:
+            await self.call(fn, name, namespace, body=options)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise classify(exc, f"{namespace}/{name}") from exc
+        return True
 
     async def who_am_i(self) -> str:
         """The caller's user name from SelfSubjectReview (authentication.k8s.io/v1). Raises on any failure:
@@ -231,6 +309,16 @@ class Kube:
         if not name:
             raise ApiException(status=0, reason="SelfSubjectReview answered no user name")
         return str(name)
+
+
+def configured(configuration: client.Configuration) -> client.Configuration:
+    """The operator's transport: a request is sent once. urllib3's default retries a timed-out PUT or
+    DELETE, and any method whose connection failed, on a new connection: a write would leave again
+    after its timeout, unfenced. The loops are the retry (each pass re-reads and re-checks the fence)."""
+    configuration.retries = False
+    # One pooled connection per concurrent call (the default pool is cpus * 5).
+    configuration.connection_pool_maxsize = POOL_SIZE
+    return configuration
 
 
 def writes(fn: Callable[..., Any]) -> bool:

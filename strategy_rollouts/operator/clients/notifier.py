@@ -33,7 +33,7 @@ from strategy_rollouts.api.common import API_VERSION
 from strategy_rollouts.api.notify import PendingNotification, SentNotification
 from strategy_rollouts.engine.notifications import retry_at
 from strategy_rollouts.operator.clients.credentials import CredentialsError
-from strategy_rollouts.operator.clients.kube import KINDS
+from strategy_rollouts.operator.clients.kube import KINDS, Conflict, Rejected
 
 if TYPE_CHECKING:
     from strategy_rollouts.operator.context import Context
@@ -188,9 +188,11 @@ class Notifier:
                     self._warn(job, error, window)
             await self._record(ctx, job, "Delivered" if job.delivered else "Failed")
             self._finish(job)
+        except (Conflict, Rejected):
+            self._finish(job)  # the object was recreated: the uid guard refused
         except ApiException as exc:
-            if exc.status == 404 or exc.status == 409 or exc.status == 422:
-                self._finish(job)  # the object is gone (or was recreated: the uid guard refused)
+            if exc.status == 404:
+                self._finish(job)  # the object is gone
             else:
                 job.due = datetime.now(UTC) + RECORD_RETRY
         except Exception:
@@ -221,7 +223,14 @@ class Notifier:
             return f"no answer within {SEND_TIMEOUT_S:g}s"
 
     async def _record(self, ctx: Context, job: Job, outcome: Literal["Delivered", "Failed"]) -> None:
-        """Remove the entry and record the outcome, in one merge patch guarded by the object's uid."""
+        """Remove the entry and record the outcome, in one merge patch guarded by the object's uid.
+
+        Not guarded by a resourceVersion: the patch is idempotent by construction. It deletes the one
+        entry `job.id` (ids are unique per notification; deleting a deleted key is a no-op) and sets
+        lastDelivered / lastFailed, which no pass reads to decide anything. So an old leader's copy
+        landing late, even after a new leader delivered and recorded the same entry, changes nothing a
+        reconcile acts on; at worst lastDelivered names this notification rather than a newer one.
+        """
         sent = SentNotification(
             id=job.id,
             event=job.entry.event,

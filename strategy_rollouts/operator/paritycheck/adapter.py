@@ -18,6 +18,7 @@ from strategy_rollouts.api.placeholders import placeholder_values, substitute
 from strategy_rollouts.engine import notifications, parity, parity_run
 from strategy_rollouts.engine import parity_actions as acts
 from strategy_rollouts.operator.clients import routing as routing_writer
+from strategy_rollouts.operator.clients.kube import Conflict
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.pipeline import KindAdapter, Pass
 from strategy_rollouts.operator.runtime import metrics
@@ -114,20 +115,40 @@ async def enforce(ctx: Context, effects: acts.Effects) -> None:
             failures.append(exc)
     for scale in effects.scales:
         try:
-            version = await ctx.kube.scale(scale.namespace, scale.deployment, scale.replicas)
-            ctx.watched.scaled(scale.namespace, scale.deployment, scale.replicas, version)
+            await runtime.scale(ctx, scale.namespace, scale.deployment, scale.replicas)
         except Exception as exc:
             failures.append(exc)
     for out in effects.requests:
         try:
-            patch = {"requests": {out.id: out.request.wire()}}
-            written = await ctx.kube.merge_status("strategyrollouts", out.namespace, out.rollout, patch)
-            if written:
-                ctx.watched.offer(written)  # the next pass sees the id as sent: never sent twice
+            await send_request(ctx, out)
         except Exception as exc:
             failures.append(exc)
     if failures:
         raise failures[0]
+
+
+async def send_request(ctx: Context, out: acts.OutgoingRequest) -> None:
+    """Add the request to the rollout's status.requests, conditional on the rollout as just read (the
+    cache, else a GET): sent only if that version lists it neither pending nor handled, and only if
+    nobody wrote the rollout since (409 Conflict: the cached body is dropped, the next pass re-reads).
+    A late duplicate of an old leader's request therefore never lands after the rollout moved on."""
+    obj = await runtime.read(ctx, "strategyrollouts", out.namespace, out.rollout)
+    if obj is None:
+        return  # gone: the next pass observes no target rollout and sends nothing
+    seen = rollout_obs(obj)
+    if out.id in seen.pending or out.id in seen.handled:
+        return
+    patch = {"requests": {out.id: out.request.wire()}}
+    meta = obj["metadata"]
+    try:
+        written = await ctx.kube.merge_status(
+            "strategyrollouts", out.namespace, out.rollout, patch, resource_version=meta["resourceVersion"]
+        )
+    except Conflict:
+        ctx.watched.drop("StrategyRollout", out.namespace, out.rollout)
+        raise
+    if written:
+        ctx.watched.offer(written)  # the next pass sees the id as sent: never sent twice
 
 
 def record_metrics(namespace: str, name: str, spec: ParityCheckSpec, decision: parity_run.Decision) -> None:

@@ -11,7 +11,10 @@ deadline ago (monotonic). A renewal sent at t0 reaches the API server at t1 >= t
 sees that record at t2 >= t1, so it can take the lease at t2 + lease >= t0 + lease, while the leader
 stopped acting at t0 + renew deadline: 5 s earlier. A process frozen (SIGSTOP, a VM pause) and
 thawed after that finds its window closed before any action: every write of `Kube` checks
-`Leadership.check` in the worker thread right before the request (Kube.fence).
+`Leadership.check` in the worker thread right before the request (Kube.fence). The request then
+has `Timing.request_timeout_s` and one attempt; and it is conditional (a resourceVersion read before
+the check), so should it still reach the API server after a new leader wrote the object, it fails
+with 409 instead of overwriting (docs/high-availability.md states the bound).
 
 The kubernetes client's own `leaderelection` package is not used: it is thread-based, wall-clock
 timed, leads once (after losing it returns for good) and has no hook to fence writes.
@@ -49,6 +52,13 @@ class Timing:
     lease_s: float = 15.0
     renew_deadline_s: float = 10.0
     retry_s: float = 2.0
+
+    @property
+    def request_timeout_s(self) -> float:
+        """How long a write may take (Kube.write_timeout_s): below the renew deadline, and no longer than
+        lease - renew deadline, so a write whose fence check passed is answered, or given up by the
+        client, before a standby can take the Lease (defaults: 5 s)."""
+        return min(self.renew_deadline_s / 2, self.lease_s - self.renew_deadline_s)
 
     def errors(self) -> list[str]:
         """client-go's constraints: lease > renew deadline > retry > 0."""

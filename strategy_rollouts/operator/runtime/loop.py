@@ -2,7 +2,9 @@
 
 409 (someone wrote first) is retried at once from a fresh read. 422 (the API server refuses what we
 wrote) is logged with the server's message, posted as a Warning Event and retried with a growing
-backoff: repeating it at once would only hammer the API server with the same invalid write.
+backoff: repeating it at once would only hammer the API server with the same invalid write. A request
+without an answer within its timeout (Unanswered: the transport never re-sends it) is logged and backed
+off; the next pass re-reads, and its write is conditional again.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Protocol, cast
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from strategy_rollouts.operator.clients.kube import Conflict, Rejected
+from strategy_rollouts.operator.clients.kube import Conflict, Rejected, Unanswered
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.runtime import metrics
 from strategy_rollouts.operator.runtime.leader import NotLeader
@@ -69,6 +71,10 @@ async def run_loop(
             except NotLeader:  # fenced before a write: wait for the leadership, then start over
                 log.info("%s %s/%s: not the leader any more, nothing written", kind, namespace, name)
                 delay = 0.0
+            except Unanswered as exc:  # a request's deadline passed (never re-sent): back off, then re-read
+                log.warning("reconcile of %s %s/%s: %s", kind, namespace, name, exc)
+                metrics.reconcile_errors_total.labels(kind).inc()
+                delay = ctx.settings.error_backoff_s
             except Rejected as exc:
                 rejected += 1
                 delay = backoff(ctx.settings.error_backoff_s, rejected)

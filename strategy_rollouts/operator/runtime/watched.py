@@ -68,6 +68,11 @@ class Newest(Generic[K, V]):
         held = self._held.get(key)
         return None if held is None else held[1]
 
+    def version(self, key: K) -> str | None:
+        """The resourceVersion of the held value (None: nothing held, or an opaque version)."""
+        held = self._held.get(key)
+        return None if held is None or held[0] is None else str(held[0])
+
     def pop(self, key: K) -> bool:
         return self._held.pop(key, None) is not None
 
@@ -108,6 +113,10 @@ class Watched:
 
     def deployment(self, namespace: str, name: str) -> DeploymentObs | None:
         return self.deployments.get((namespace, name))
+
+    def deployment_version(self, namespace: str, name: str) -> str | None:
+        """The resourceVersion of the Deployment as held (a conditional scale's precondition)."""
+        return self.deployments.version((namespace, name))
 
     def drop_deployment(self, namespace: str, name: str) -> bool:
         return self.deployments.pop((namespace, name))

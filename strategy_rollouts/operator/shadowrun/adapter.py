@@ -31,6 +31,7 @@ from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.gates import templates as gate_templates
 from strategy_rollouts.operator.pipeline import KindAdapter, Pass
 from strategy_rollouts.operator.runtime import metrics, status_guard
+from strategy_rollouts.operator.runtime import objects as runtime
 from strategy_rollouts.operator.shadowrun import cache as shadow_cache
 from strategy_rollouts.operator.shadowrun import observe as shadow_measure
 from strategy_rollouts.operator.shadowrun import world as shadow_world
@@ -190,7 +191,8 @@ async def on_delete(ctx: Context, body: Mapping[str, Any]) -> None:
     if deployment is not None:
         dep = await ctx.kube.maybe(ctx.kube.apps.read_namespaced_deployment, deployment, ns)
         if dep is not None and dep.spec.replicas != 0:
-            await ctx.kube.scale(ns, deployment, 0)
+            version = dep.metadata.resource_version if dep.metadata is not None else None
+            await runtime.scale(ctx, ns, deployment, 0, version)  # conditional on the Deployment as read
     await shadow_world.delete_policy(ctx, ns, policy_name(name))
     forget(ctx, ns, name)
 

@@ -13,6 +13,7 @@ delete of one that is gone is a no-op; the next pass sees the watch's truth.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,16 @@ class ShadowCache:
 
     def deployment(self, namespace: str, name: str) -> ShadowDeployment | None:
         return self.views.get((namespace, name))
+
+    def scaled(self, namespace: str, name: str, replicas: int, resource_version: str | None) -> None:
+        """Our own scale landed: the view shows it before the watch's echo (and carries its version)."""
+        held = self.views.get((namespace, name))
+        if held is not None:
+            view = dataclasses.replace(held, replicas=replicas)
+            self.views.put((namespace, name), _revision({"resourceVersion": resource_version}), view)
+
+    def deployment_version(self, namespace: str, name: str) -> str | None:
+        return self.views.version((namespace, name))
 
     def drop_deployment(self, namespace: str, name: str) -> None:
         self.views.pop((namespace, name))

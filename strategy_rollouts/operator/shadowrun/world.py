@@ -15,8 +15,9 @@ from kubernetes import client
 
 from strategy_rollouts.engine.networkpolicy import policy_name, policy_shape
 from strategy_rollouts.engine.shadow_run import ABSENT, Decision, Report, ShadowDeployment
-from strategy_rollouts.operator.clients.kube import classify
+from strategy_rollouts.operator.clients.kube import Conflict, classify
 from strategy_rollouts.operator.context import Context
+from strategy_rollouts.operator.runtime import objects as runtime
 
 LABELS = {"app.kubernetes.io/managed-by": "strategy-rollouts"}
 
@@ -63,9 +64,10 @@ async def enforce(ctx: Context, owner: Mapping[str, Any], decision: Decision, wo
         await ensure_policy(ctx, decision.policy, world.policy)
     dep = world.deployment
     if decision.deployment and decision.scale is not None and dep is not None and dep.replicas != decision.scale:
-        await ctx.kube.scale(ns, decision.deployment, decision.scale)  # never creates a workload we do not own
+        # never creates a workload we do not own; conditional on the version the watch holds
+        await runtime.scale(ctx, ns, decision.deployment, decision.scale)
     if decision.policy == ABSENT and world.policy is not None:
-        await delete_policy(ctx, ns, policy_name(name))
+        await delete_policy(ctx, ns, policy_name(name), world.policy)
 
 
 async def write_report(
@@ -98,6 +100,17 @@ async def ensure_policy(ctx: Context, manifest: dict[str, Any], existing: dict[s
         raise classify(exc, f"networkpolicy {ns}/{name}") from exc
 
 
-async def delete_policy(ctx: Context, namespace: str, name: str) -> None:
-    await ctx.kube.maybe(ctx.kube.networking.delete_namespaced_network_policy, name, namespace)
+async def delete_policy(ctx: Context, namespace: str, name: str, existing: dict[str, Any] | None = None) -> None:
+    """Delete the policy as read (`existing`, else the watch's or a GET's copy): its resourceVersion
+    is the delete's precondition, so one put back since (a new run) is never removed by a late delete."""
+    if existing is None:
+        existing = await _policy(ctx, namespace, name)
+    if existing is not None:
+        version = (existing.get("metadata") or {}).get("resourceVersion")
+        api = ctx.kube.networking
+        try:
+            await ctx.kube.delete(api.delete_namespaced_network_policy, namespace, name, version)
+        except Conflict:
+            ctx.shadow_cache.drop_policy(namespace, name)
+            raise
     ctx.shadow_cache.drop_policy(namespace, name)

@@ -18,6 +18,7 @@ from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.gates import templates as gate_templates
 from strategy_rollouts.operator.pipeline import KindAdapter, Pass
 from strategy_rollouts.operator.runtime import metrics
+from strategy_rollouts.operator.runtime import objects as runtime
 from strategy_rollouts.operator.strategyrollout.observe import DEPLOYMENT_COUNTS, KIND, Routings, observe
 from strategy_rollouts.operator.strategyrollout.writes import (
     PLURAL,
@@ -116,9 +117,8 @@ class RolloutAdapter(KindAdapter[StrategyRolloutSpec, StrategyRolloutStatus, Obs
             current = observed.obs.deployments.get((scale.namespace, scale.deployment))
             if current is None:
                 continue  # reported through readiness; never create a workload we do not own
-            if current.replicas != scale.replicas:
-                version = await ctx.kube.scale(scale.namespace, scale.deployment, scale.replicas)
-                ctx.watched.scaled(scale.namespace, scale.deployment, scale.replicas, version)
+            if current.replicas != scale.replicas:  # conditional on the version the watch holds
+                await runtime.scale(ctx, scale.namespace, scale.deployment, scale.replicas)
 
     def record_metrics(self, p: RolloutPass, decision: Decision, observed: Observed) -> None:
         if p.spec is None or observed.obs is None:

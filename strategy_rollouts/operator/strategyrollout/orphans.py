@@ -11,9 +11,8 @@ import fnmatch
 import logging
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
-from strategy_rollouts.operator.clients.kube import Kube
+from strategy_rollouts.operator.clients.kube import Conflict, Kube
 from strategy_rollouts.operator.clients.routing import OWNER_NAME, OWNER_NAMESPACE, OWNER_UID
 
 log = logging.getLogger(__name__)
@@ -47,8 +46,7 @@ async def remove_owned(kube: Kube, uid: str, namespaces: tuple[str, ...] = ()) -
     """Delete every ConfigMap labelled as written for the rollout `uid`. Returns how many."""
     removed = 0
     for cm in await _labelled(kube, f"{OWNER_UID}={uid}", namespaces):
-        namespace, name, _ = _meta(cm)
-        if await _delete(kube, namespace, name):
+        if await _delete(kube, cm):
             removed += 1
     return removed
 
@@ -57,11 +55,11 @@ async def sweep(kube: Kube, namespaces: tuple[str, ...] = ()) -> int:
     """Delete labelled ConfigMaps whose rollout no longer exists (or is a new object of the same name)."""
     removed = 0
     for cm in await _labelled(kube, OWNER_UID, namespaces):
-        namespace, name, labels = _meta(cm)
+        labels = _meta(cm)[2]
         owner = await kube.get("strategyrollouts", labels.get(OWNER_NAMESPACE, ""), labels.get(OWNER_NAME, ""))
         if owner is not None and owner["metadata"].get("uid") == labels.get(OWNER_UID):
             continue
-        if await _delete(kube, namespace, name):
+        if await _delete(kube, cm):
             removed += 1
     return removed
 
@@ -71,12 +69,18 @@ def _meta(cm: client.V1ConfigMap) -> tuple[str, str, dict[str, str]]:
     return str(meta.namespace), str(meta.name), dict(meta.labels or {})
 
 
-async def _delete(kube: Kube, namespace: str, name: str) -> bool:
+async def _delete(kube: Kube, cm: client.V1ConfigMap) -> bool:
+    """Delete the ConfigMap as listed (its uid and resourceVersion as preconditions): one rewritten
+    since, by a new rollout of the same name, stays (409), and so does one already gone."""
+    namespace, name, _ = _meta(cm)
+    meta = cm.metadata or client.V1ObjectMeta()
     try:
-        await kube.call(kube.core.delete_namespaced_config_map, name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return False
-        raise
-    log.info("removed routing ConfigMap %s/%s of a deleted rollout", namespace, name)
-    return True
+        deleted = await kube.delete(
+            kube.core.delete_namespaced_config_map, namespace, name, meta.resource_version, meta.uid
+        )
+    except Conflict:
+        log.info("routing ConfigMap %s/%s changed since it was listed; left for the next sweep", namespace, name)
+        return False
+    if deleted:
+        log.info("removed routing ConfigMap %s/%s of a deleted rollout", namespace, name)
+    return deleted
