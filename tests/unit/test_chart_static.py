@@ -521,7 +521,7 @@ def test_alerts_and_dashboard_only_use_metrics_that_exist() -> None:
 
 
 def test_operator_metric_names_match_the_operator() -> None:
-    source = (ROOT / "strategy_rollouts" / "operator" / "metrics.py").read_text()
+    source = (ROOT / "strategy_rollouts" / "operator" / "runtime" / "metrics.py").read_text()
     declared = set(re.findall(r'(?:Gauge|Counter|Histogram)\(\s*"([a-z_]+)"', source))
     exposed = {n for n in OPERATOR_METRICS if n != "up"}
     exposed = {n.removesuffix("_bucket") for n in exposed}
