@@ -66,7 +66,7 @@ def main() -> int:
     cluster, _reused = up()
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO / "crds"))
-    cluster.apply_request_policy()
+    cluster.apply_status_policy()
     log_dir = Path(tempfile.mkdtemp(prefix="demo-", dir=cluster.state_dir))
     heading(console, f"Starting the operator (logs: {log_dir})")
     with (

@@ -46,9 +46,12 @@ BINARIES = (
     "kube-proxy",
     "pause",
 )
-# The request admission policy (charts/strategy-rollouts/templates/), applied to every cluster started here.
-POLICY_TEMPLATE = "templates/request-admission-policy.yaml"
+# The status admission policies (charts/strategy-rollouts/templates/), applied to every cluster started here,
+# with the kubeconfig's user (who runs the operator outside the cluster) as the operator's identity.
+POLICY_TEMPLATE = "templates/status-admission-policy.yaml"
 POLICY_RELEASE = "strategy-rollouts-devcluster"
+POLICY_NAMESPACE = "default"
+POLICY_PARAMS = f"{POLICY_RELEASE}-status-writers"  # the ConfigMap naming the operator's identity
 AUDIT_POLICY = {
     "apiVersion": "audit.k8s.io/v1",
     "kind": "Policy",
@@ -348,13 +351,47 @@ class DevCluster:
 
     # -- admission -----------------------------------------------------------------------------
 
-    def apply_request_policy(self) -> None:
-        """Apply the chart's ValidatingAdmissionPolicy that pins status.requests[*].by to the writer,
-        rendered from the chart (the one source) under its own release name, so that a test's chart
-        install or kustomize teardown never replaces or removes it."""
+    def whoami(self) -> str:
+        """The kubeconfig's user name (SelfSubjectReview): the identity an operator run here writes as."""
+        return self.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
+
+    def apply_status_policy(self) -> None:
+        """Apply the chart's status admission policies (docs/rbac.md), rendered from the chart (the one
+        source) under their own release name, so that a test's chart install or kustomize teardown never
+        replaces or removes them. The kubeconfig's user is the operator's identity: the operator
+        processes of the tests and the demo run with this kubeconfig, outside the cluster."""
         chart = REPO_ROOT / "charts" / "strategy-rollouts"
-        rendered = self.helm("template", POLICY_RELEASE, str(chart), "--show-only", POLICY_TEMPLATE).stdout
+        rendered = self.helm(
+            "template", POLICY_RELEASE, str(chart), "--namespace", POLICY_NAMESPACE, "--show-only", POLICY_TEMPLATE,
+            "--set-json", f"admissionPolicy.operatorIdentity.users={json.dumps([self.whoami()])}",
+        ).stdout  # fmt: skip
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=rendered)
+        # The single policy of older checkouts (a reused dev cluster): its rule is now part of these.
+        legacy = f"{POLICY_RELEASE}-requests"
+        self.kubectl("delete", "validatingadmissionpolicybinding", legacy, "--ignore-not-found", check=False)
+        self.kubectl("delete", "validatingadmissionpolicy", legacy, "--ignore-not-found", check=False)
+
+    def operator_identities(self) -> list[str]:
+        """The user names the status admission policies treat as the operator."""
+        cm = json.loads(self.kubectl("get", "configmap", POLICY_PARAMS, "-n", POLICY_NAMESPACE, "-o", "json").stdout)
+        return [u.strip() for u in (cm.get("data") or {}).get("users", "").splitlines() if u.strip()]
+
+    def set_operator_identity(self, user: str, present: bool = True) -> None:
+        """Add (or remove) `user` as the operator's identity, e.g. an operator's ServiceAccount in the
+        cluster while a test runs it there: the parameter of the policies, not the policies, changes."""
+        for _ in range(10):
+            cm = json.loads(
+                self.kubectl("get", "configmap", POLICY_PARAMS, "-n", POLICY_NAMESPACE, "-o", "json").stdout
+            )
+            users = [u.strip() for u in (cm.get("data") or {}).get("users", "").splitlines() if u.strip()]
+            wanted = [u for u in users if u != user] + ([user] if present else [])
+            if wanted == users:
+                return
+            cm.setdefault("data", {})["users"] = "".join(f"{u}\n" for u in wanted)
+            if self.kubectl("replace", "-f", "-", input=json.dumps(cm), check=False).returncode == 0:
+                return  # replace carries the resourceVersion read: a concurrent edit makes it fail, then retry
+            time.sleep(0.2)
+        raise RuntimeError(f"could not update configmap {POLICY_NAMESPACE}/{POLICY_PARAMS}")
 
     # -- Prometheus ----------------------------------------------------------------------------
 
@@ -634,7 +671,7 @@ class DevCluster:
                 self._start_prometheus_first()
             if external_kubeconfig is None:
                 self._start_kwok()
-                self.apply_request_policy()
+                self.apply_status_policy()
                 if realnode.enabled():
                     self.start_real_node()
             state["ready"] = True

@@ -4,7 +4,8 @@ A writer adds ONE key, its own unique id, with a JSON merge patch on the status 
 pending request is ever replaced by another writer's. The operator handles pending requests oldest
 first (`at`, then id) and, in the same status write that appends the outcome to `handledRequests`,
 removes the request from `requests`: each is handled exactly once, across restarts and conflicts.
-`by` is pinned to the authenticated user by a ValidatingAdmissionPolicy (charts/.../admission-policy).
+`by` is pinned to the authenticated user, and each action needs its own RBAC verb on `<kind>/actions`, by the
+ValidatingAdmissionPolicies of charts/strategy-rollouts/templates/status-admission-policy.yaml (docs/rbac.md).
 """
 
 from __future__ import annotations

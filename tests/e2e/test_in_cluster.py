@@ -142,9 +142,15 @@ def world(cluster: DevCluster) -> Iterator[InCluster]:
     job = f"e2e-gates-{prefix}"
     cluster.add_scrape_target(job, exporter.target)
     w = InCluster(cluster, ns, staging, prod, f"http://{cluster.expose_to_pods(prom_port)}", exporter)
+    # The dev cluster's own status policies (every namespace, the host's operator as the operator): the
+    # operator in the cluster is an operator too while it runs here (docs/rbac.md). The chart's policies
+    # (watchNamespaces: staging and prod only) name its ServiceAccount themselves.
+    in_cluster = f"system:serviceaccount:{ns}:{FULLNAME}"
+    cluster.set_operator_identity(in_cluster)
     try:
         yield w
     finally:
+        cluster.set_operator_identity(in_cluster, present=False)
         cluster.helm("uninstall", RELEASE, "-n", ns, "--ignore-not-found", "--wait", check=False)
         cluster.remove_scrape_target(job)
         cluster.remove_scrape_target(f"operator-{ns}")
@@ -386,10 +392,17 @@ NOT_EXERCISED_HERE = {
 
 
 def granted_rules(w: InCluster) -> set[tuple[str, str, str]]:
+    """What the chart grants the operator's ServiceAccount (not the action roles it ships for people)."""
     docs = [d for d in yaml.safe_load_all(w.cluster.helm("template", RELEASE, *w.helm_args()).stdout) if d]
+    bound = {
+        (d["roleRef"]["kind"], d["roleRef"]["name"])
+        for d in docs
+        if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        and any(s.get("kind") == "ServiceAccount" and s.get("name") == FULLNAME for s in d.get("subjects") or [])
+    }
     out: set[tuple[str, str, str]] = set()
     for d in docs:
-        if d["kind"] in ("Role", "ClusterRole"):
+        if d["kind"] in ("Role", "ClusterRole") and (d["kind"], d["metadata"]["name"]) in bound:
             for rule in d["rules"]:
                 for g in rule["apiGroups"]:
                     for r in rule["resources"]:

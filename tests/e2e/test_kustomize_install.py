@@ -54,6 +54,7 @@ def test_kustomize_build_has_crds_rbac_and_deployment(cluster: DevCluster) -> No
         "Service",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
+        "ConfigMap",
     ):
         assert kind in kinds, kind
     for d in docs:
@@ -91,12 +92,21 @@ def test_kubectl_apply_k(cluster: DevCluster, installed: list[dict[str, Any]]) -
         "auth", "can-i", "patch", "deployments.apps", "--subresource=scale", "-n", "default", f"--as={sa}"
     )  # fmt: skip
     assert r.stdout.strip() == "yes"
-    # The request admission policy is installed, cluster-scoped, and bound.
-    binding = json.loads(
-        cluster.kubectl("get", "validatingadmissionpolicybinding", "strategy-rollouts-requests", "-o", "json").stdout
+    # The status admission policies are installed, cluster-scoped, and bound with their parameter (docs/rbac.md).
+    for plural in ("strategyrollouts", "shadowruns", "paritychecks"):
+        name = f"strategy-rollouts-status-{plural}"
+        binding = json.loads(cluster.kubectl("get", "validatingadmissionpolicybinding", name, "-o", "json").stdout)
+        assert binding["spec"]["policyName"] == name and "namespace" not in binding["metadata"]
+        assert binding["spec"]["paramRef"]["name"] == "strategy-rollouts-status-writers"
+        cluster.kubectl("get", "validatingadmissionpolicy", name)
+    params = json.loads(
+        cluster.kubectl(
+            "get", "configmap", "strategy-rollouts-status-writers", "-n", "strategy-rollouts", "-o", "json"
+        ).stdout
     )
-    assert binding["spec"]["policyName"] == "strategy-rollouts-requests" and "namespace" not in binding["metadata"]
-    cluster.kubectl("get", "validatingadmissionpolicy", "strategy-rollouts-requests")
+    assert params["data"]["users"].split() == [sa]
+    for role in ("operate", "approve", "risk"):
+        cluster.kubectl("get", "clusterrole", f"strategy-rollouts-{role}")
 
     # Re-applying is a no-op (idempotent install). kubectl reports a PodDisruptionBudget "configured" on
     # every client-side apply (it always sends a patch for it); the object itself does not change. Its

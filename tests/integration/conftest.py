@@ -22,8 +22,9 @@ REPO = Path(__file__).resolve().parents[2]
 def crds(cluster: DevCluster) -> None:
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(REPO / "crds"))
-    # Also on a reused dev cluster or an E2E_KUBECONFIG one: requests are only ever written in one's own name.
-    cluster.apply_request_policy()
+    # Also on a reused dev cluster or an E2E_KUBECONFIG one: the status is the operator's (docs/rbac.md); this
+    # kubeconfig's user, which runs the operator processes of the tests, is its identity.
+    cluster.apply_status_policy()
 
 
 @pytest.fixture(scope="session")

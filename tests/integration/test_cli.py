@@ -52,7 +52,7 @@ def kube(cluster: DevCluster) -> DevCluster:
     crds = str(REPO / "crds")
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", crds)
     cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", crds)
-    cluster.apply_request_policy()
+    cluster.apply_status_policy()
     return cluster
 
 

@@ -102,9 +102,29 @@ class Writer:
         return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=60, check=False)
 
 
-def service_account_writer(cluster: DevCluster, ns: str, name: str, tmp_dir: Path) -> tuple[Writer, str]:
-    """A ServiceAccount `name` allowed to read objects and write requests in `ns`, as kubectl, and its user name."""
+# Every request verb (docs/rbac.md): each action is its own verb on <kind>/actions.
+ROLLOUT_VERBS = (
+    "promote", "promoteFull", "abort", "retry", "pause", "resume", "approve", "stopTrading", "revert", "releaseKey",
+    "liftStop",
+)  # fmt: skip
+
+
+def service_account_writer(
+    cluster: DevCluster,
+    ns: str,
+    name: str,
+    tmp_dir: Path,
+    verbs: tuple[str, ...] = ROLLOUT_VERBS,
+    parity_verbs: tuple[str, ...] = ("run",),
+) -> tuple[Writer, str]:
+    """A ServiceAccount `name` allowed to read objects and patch their status in `ns` (with the action verbs
+    `verbs` on strategyrollouts/actions, `parity_verbs` on paritychecks/actions), as kubectl, and its user name."""
     cluster.kubectl("create", "serviceaccount", name, "-n", ns)
+    actions = [
+        {"apiGroups": ["strategyrollouts.io"], "resources": [resource], "verbs": list(granted)}
+        for resource, granted in (("strategyrollouts/actions", verbs), ("paritychecks/actions", parity_verbs))
+        if granted
+    ]
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -112,14 +132,15 @@ def service_account_writer(cluster: DevCluster, ns: str, name: str, tmp_dir: Pat
         "rules": [
             {
                 "apiGroups": ["strategyrollouts.io"],
-                "resources": ["strategyrollouts", "paritychecks"],
+                "resources": ["strategyrollouts", "paritychecks", "shadowruns"],
                 "verbs": ["get"],
             },
             {
                 "apiGroups": ["strategyrollouts.io"],
-                "resources": ["strategyrollouts/status", "paritychecks/status"],
+                "resources": ["strategyrollouts/status", "paritychecks/status", "shadowruns/status"],
                 "verbs": ["get", "patch"],
             },
+            *actions,
         ],
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(role))

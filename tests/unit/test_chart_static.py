@@ -103,8 +103,10 @@ def test_default_render_is_minimal() -> None:
             "ClusterRoleBinding",
             "Service",
             "Deployment",
-            "ValidatingAdmissionPolicy",
-            "ValidatingAdmissionPolicyBinding",
+            # the status admission policies, one per kind with a status, and their parameter
+            *["ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"] * 3,
+            "ConfigMap",
+            *["ClusterRole"] * 3,  # strategy-rollouts-operate, -approve, -risk
             "Role",  # leader election: the Lease, its Role and binding
             "RoleBinding",
             "Lease",
@@ -117,23 +119,139 @@ def test_default_render_is_minimal() -> None:
     assert all(d["metadata"].get("namespace", "ops") == "ops" for d in docs)
 
 
-def test_request_admission_policy() -> None:
+STATUS_KINDS = ("paritychecks", "shadowruns", "strategyrollouts")  # the CRDs with a status subresource
+
+
+def status_schema(plural: str) -> dict[str, Any]:
+    crd = yaml.safe_load((ROOT / "crds" / f"{plural}.yaml").read_text())
+    props: dict[str, Any] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    return props["properties"]  # type: ignore[no-any-return]
+
+
+def status_fields(plural: str) -> list[str]:
+    return sorted(status_schema(plural))
+
+
+def status_defaults(plural: str) -> dict[str, Any]:
+    return {f: p["default"] for f, p in status_schema(plural).items() if "default" in p}
+
+
+def test_status_admission_policies() -> None:
     docs = render()
-    policy, binding = one(docs, "ValidatingAdmissionPolicy"), one(docs, "ValidatingAdmissionPolicyBinding")
-    assert policy["apiVersion"] == binding["apiVersion"] == "admissionregistration.k8s.io/v1"
-    assert policy["metadata"]["name"] == binding["spec"]["policyName"] == "sr-strategy-rollouts-requests"
-    assert "namespace" not in policy["metadata"] and binding["spec"]["validationActions"] == ["Deny"]
-    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
-    assert rule["operations"] == ["UPDATE"] and rule["resources"] == ["strategyrollouts/status", "paritychecks/status"]
-    assert policy["spec"]["failurePolicy"] == "Fail"
-    assert "ValidatingAdmissionPolicy" not in kinds(render("--set", "admissionPolicy.enabled=false"))
+    policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"}
+    bindings = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"}
+    assert sorted(policies) == sorted(bindings) == [f"sr-strategy-rollouts-status-{p}" for p in STATUS_KINDS]
+    params = one(docs, "ConfigMap")
+    assert (params["metadata"]["name"], params["metadata"]["namespace"]) == (
+        "sr-strategy-rollouts-status-writers",
+        "ops",
+    )
+    assert params["data"]["users"].splitlines() == ["system:serviceaccount:ops:sr-strategy-rollouts"]
+    assert params["data"]["groups"].strip() == ""
+    for plural in STATUS_KINDS:
+        name = f"sr-strategy-rollouts-status-{plural}"
+        policy, binding = policies[name], bindings[name]
+        assert policy["apiVersion"] == binding["apiVersion"] == "admissionregistration.k8s.io/v1"
+        assert "namespace" not in policy["metadata"] and "namespace" not in binding["metadata"]
+        spec = policy["spec"]
+        assert spec["failurePolicy"] == "Fail" and spec["paramKind"] == {"apiVersion": "v1", "kind": "ConfigMap"}
+        (rule,) = spec["matchConstraints"]["resourceRules"]
+        assert rule["operations"] == ["UPDATE"] and rule["resources"] == [f"{plural}/status"]
+        assert binding["spec"]["policyName"] == name and binding["spec"]["validationActions"] == ["Deny"]
+        assert binding["spec"]["paramRef"] == {
+            "name": "sr-strategy-rollouts-status-writers",
+            "namespace": "ops",
+            "parameterNotFoundAction": "Deny",
+        }
+        assert "matchResources" not in binding["spec"]  # every namespace
+        # Every status field but requests is compared, generated from the CRD (a new field is covered).
+        variables = {v["name"]: v["expression"] for v in spec["variables"]}
+        fields = status_fields(plural)
+        pair = r"object\.\?status\.\?(\w+)(\.orValue\([^)]*\))? == oldObject\.\?status\.\?(\w+)(\.orValue\([^)]*\))?"
+        compared = re.findall(pair, variables["changed"])
+        assert [a for a, _, b, _ in compared if a == b] == [f for f in fields if f != "requests"]
+        # absent = the schema default (the API server fills it in as soon as there is a status)
+        defaults = status_defaults(plural)
+        assert {a: o for a, o, _, o2 in compared if o and o == o2} == {
+            f: f".orValue({json.dumps(d)})" for f, d in defaults.items()
+        }
+        expressions = " ".join(v["expression"] for v in spec["validations"])
+        if "requests" in fields:
+            authorizer = f"authorizer.group('strategyrollouts.io').resource('{plural}').subresource('actions')"
+            assert authorizer in variables["missing"]
+            assert "size(variables.forged) == 0" in expressions and "size(variables.dropped) == 0" in expressions
+        else:
+            assert "missing" not in variables and "forged" not in expressions
+    rollout_policy = policies["sr-strategy-rollouts-status-strategyrollouts"]
+    rollouts = {v["name"]: v["expression"] for v in rollout_policy["spec"]["variables"]}
+    assert "'liftStop'" in rollouts["verbs"] and "tradingStopped" in rollouts["stopped"]
+    off = render("--set", "admissionPolicy.enabled=false")
+    assert not {"ValidatingAdmissionPolicy", "ConfigMap"} & set(kinds(off))
+    assert not [d for d in off if d["metadata"]["name"] in ACTION_ROLES], "no action verbs without the policy"
+
+
+def test_status_admission_policy_parameters_and_namespaces() -> None:
+    docs = render(
+        "--set", "watchNamespaces={trading,trading-staging}",
+        "--set", "admissionPolicy.operatorIdentity.users={dev@example.com}",
+        "--set", "admissionPolicy.operatorIdentity.groups={ops:operators}",
+    )  # fmt: skip
+    params = one(docs, "ConfigMap")
+    assert params["data"]["users"].splitlines() == ["system:serviceaccount:ops:sr-strategy-rollouts", "dev@example.com"]
+    assert params["data"]["groups"].split() == ["ops:operators"]
+    for binding in (d for d in docs if d["kind"] == "ValidatingAdmissionPolicyBinding"):
+        (expr,) = binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
+        assert expr == {
+            "key": "kubernetes.io/metadata.name",
+            "operator": "In",
+            "values": ["trading", "trading-staging"],
+        }
+    bad = helm(
+        "template", "sr", str(CHART), "--set-json", 'admissionPolicy.operatorIdentity.users=["a\\nb"]', check=False
+    )
+    assert bad.returncode != 0 and "users" in bad.stderr
+
+
+ACTION_ROLES = {
+    "strategy-rollouts-operate": ({"promote", "pause", "resume", "retry", "abort"}, {"edit", "admin"}),
+    "strategy-rollouts-approve": ({"approve"}, {"admin"}),
+    "strategy-rollouts-risk": ({"stopTrading", "liftStop", "abort", "revert", "releaseKey"}, set()),
+}
+
+
+def test_action_roles() -> None:
+    docs = render()
+    roles = {d["metadata"]["name"]: d for d in docs if d["metadata"]["name"] in ACTION_ROLES}
+    assert sorted(roles) == sorted(ACTION_ROLES)
+    for name, (actions, folded_into) in ACTION_ROLES.items():
+        role = roles[name]
+        assert role["kind"] == "ClusterRole" and "aggregationRule" not in role
+        labels = role["metadata"]["labels"]
+        into = {k.rsplit("aggregate-to-", 1)[1] for k, v in labels.items() if "aggregate-to-" in k and v == "true"}
+        assert into == folded_into, name
+        granted = verbs([role], "ClusterRole")
+        assert granted[("strategyrollouts.io", "strategyrollouts/actions")] == actions
+        assert granted[("strategyrollouts.io", "strategyrollouts/status")] == {"get", "list", "watch", "patch"}
+        assert granted[("strategyrollouts.io", "strategyrollouts")] == {"get", "list", "watch"}
+        # nothing else that changes anything, apart from trading halts for the risk desk
+        for (_, resource), v in granted.items():
+            writes = v - {"get", "list", "watch"}
+            if resource.endswith("/actions") or resource.endswith("/status"):
+                continue
+            assert not writes or (name == "strategy-rollouts-risk" and resource.endswith("tradinghalts")), resource
+    operate = verbs([roles["strategy-rollouts-operate"]], "ClusterRole")
+    assert operate[("strategyrollouts.io", "paritychecks/actions")] == {"run"}
+    risk = verbs([roles["strategy-rollouts-risk"]], "ClusterRole")
+    for halts in ("tradinghalts", "clustertradinghalts"):
+        assert {"create", "delete"} <= risk[("strategyrollouts.io", halts)]
+    assert not [d for d in render("--set", "rbac.actionRoles=false") if d["metadata"]["name"] in ACTION_ROLES]
 
 
 def test_argocd_cm_patch_only_on_request_with_the_user_from_values() -> None:
-    assert "ConfigMap" not in kinds(render())
+    assert "argocd-cm" not in [d["metadata"]["name"] for d in render()]
     user = "system:serviceaccount:gitops:argocd-server"
     docs = render("--set", "argocd.cmPatch=true", "--set", "argocd.namespace=gitops", "--set", f"argocd.user={user}")
-    cm = one(docs, "ConfigMap")
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "argocd-cm"]
     assert cm["metadata"] == {
         "name": "argocd-cm",
         "namespace": "gitops",
@@ -263,7 +381,10 @@ def rules_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def rbac_rules(docs: list[dict[str, Any]], kind: str) -> Iterator[tuple[str, str, set[str]]]:
-    for doc in docs:
+    """The rules of the operator's own roles in `docs` (the action roles people are bound to: test_action_roles),
+    unless only action roles are given."""
+    mine = [d for d in docs if d["metadata"]["name"] not in ACTION_ROLES] or docs
+    for doc in mine:
         if doc["kind"] == kind:
             for rule in rules_of(doc):
                 for group in rule["apiGroups"]:
@@ -529,7 +650,7 @@ def test_operator_metric_names_match_the_operator() -> None:
 
 
 def test_dashboard_configmap_holds_valid_grafana_json() -> None:
-    cm = next(d for d in render(*ALL_ON) if d["kind"] == "ConfigMap")
+    cm = next(d for d in render(*ALL_ON) if d["kind"] == "ConfigMap" and "grafana_dashboard" in d["metadata"]["labels"])
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     dashboard = json.loads(cm["data"]["strategy-rollouts.json"])
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()

@@ -35,6 +35,7 @@ def recovery_message(kind: str, name: str, error: str) -> str:
         f"{error}. The operator holds this {kind} and changes nothing (no scale, no routing change) until its"
         f" status parses: restore the field, or remove it with `kubectl patch {kind.lower()} {name}"
         ' --subresource=status --type=json -p \'[{"op":"remove","path":"/status/FIELD"}]\'`'
+        " as the operator's identity (docs/rbac.md)"
     )
 
 
