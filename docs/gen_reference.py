@@ -52,7 +52,7 @@ DESCRIPTIONS: dict[str, str] = {
     "spec.routing": "How traffic (keys or replicas) is split.",
     "spec.routing.mode": "`symbols`: keys are assigned to versions; `replicas`: pods are split by weight.",
     "spec.routing.keys": "The universe of keys (symbols, accounts, users). Required in symbols mode."
-    " Keys × stage namespaces are bounded by the status size budget (docs/safety.md).",
+    " Keys x stage namespaces are bounded by the status size budget (docs/safety.md).",
     "spec.routing.salt": "Salt of the sha256 key ranking; default: `spec.strategy`.",
     "spec.routing.configMap": "Routing ConfigMap the apps read; default `<name>-routing`.",
     "spec.routing.handoff": "Drain time of a key that changes owner (owned by nobody meanwhile).",
