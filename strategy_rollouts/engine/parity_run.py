@@ -31,7 +31,7 @@ from strategy_rollouts.engine import market, parity, schedule
 from strategy_rollouts.engine import parity_actions as acts
 from strategy_rollouts.engine import requests as reqs
 from strategy_rollouts.engine.market import Calendar
-from strategy_rollouts.engine.types import Event, EventType
+from strategy_rollouts.engine.types import Event, EventType, ObservationPlan
 from strategy_rollouts.engine.validation import notify_errors
 
 HISTORY_LIMIT: Final = 30
@@ -79,8 +79,9 @@ def queries(spec: ParityCheckSpec) -> dict[str, str]:
     return out
 
 
-def validate(spec: ParityCheckSpec) -> list[str]:
-    """What the schema cannot express, each message naming the field. Empty: usable."""
+def spec_errors(spec: ParityCheckSpec, namespace: str) -> list[str]:
+    """THE validation of a ParityCheck spec: what the schema cannot express, each message naming the
+    field. Empty: usable. `namespace` is the object's (one signature for every kind; unused here)."""
     errors: list[str] = []
     problem = schedule.validate_schedule(spec.schedule, spec.time_zone)
     if problem:
@@ -162,15 +163,21 @@ def due(
     return Due("catch-up" if decision.catch_up else "scheduled", None, (), decision.next_run_at)
 
 
-def wants_measurement(
+def plan(
     spec: ParityCheckSpec | None,
     status: ParityCheckStatus,
+    namespace: str,
     created_at: datetime,
     now: datetime,
     calendar: Calendar | None = None,
-) -> bool:
-    """Whether the operator should run the range queries before calling `reconcile`."""
-    return spec is not None and not validate(spec) and due(spec, status, created_at, now, calendar).trigger is not None
+) -> ObservationPlan:
+    """What this pass observes: the range queries when a run is due (a valid spec only), and the
+    target of its actions when it measures or an action taken is still pending."""
+    ranges = False
+    if spec is not None and not spec_errors(spec, namespace):
+        ranges = due(spec, status, created_at, now, calendar).trigger is not None
+    target = spec is not None and (ranges or bool(acts.pending(status.actions_taken)))
+    return ObservationPlan(ranges=ranges, target=target)
 
 
 # ---------------------------------------------------------------------------------------- evaluation
@@ -246,7 +253,7 @@ class Observations:
     created_at: datetime
     generation: int | None = None
     spec_errors: tuple[str, ...] = ()  # the spec did not parse (spec is None)
-    measured: Measured | None = None  # the range queries, when `wants_measurement` said so
+    measured: Measured | None = None  # the range queries, when `plan` asked for them
     target: acts.Target | None = None  # observed when a run is due or an action is Pending
     calendar: Calendar | None = None  # spec.market's (operator/checks/calendars.py); None: 24/7 or no market
 
@@ -262,7 +269,7 @@ class Decision:
 
 def reconcile(spec: ParityCheckSpec | None, status: ParityCheckStatus, obs: Observations, now: datetime) -> Decision:
     """Decide everything for one pass. Deterministic in its arguments; `status` is not changed."""
-    errors = list(obs.spec_errors) if spec is None else validate(spec)
+    errors = list(obs.spec_errors) if spec is None else spec_errors(spec, obs.namespace)
     if spec is None or errors:
         return invalid(status, errors, obs, now)
     new = status.model_copy(deep=True)

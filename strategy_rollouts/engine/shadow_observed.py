@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from strategy_rollouts.api.common import SecretKeyRef
 from strategy_rollouts.api.gates import GateStatus
 from strategy_rollouts.api.placeholders import placeholder_values, substitute
 from strategy_rollouts.api.shadowrun import (
@@ -112,6 +113,18 @@ def watermark(now_ts: float, reads: Sequence[StreamRead]) -> float:
 class Cursors:
     live: str
     shadow: str
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """Where a ShadowRun's decisions are read from, and from which cursors."""
+
+    address: str | None  # None: the URL is in the Secret `address_ref` (read by the operator at use)
+    live: str
+    shadow: str
+    cursors: Cursors
+    end_ms: int
+    address_ref: SecretKeyRef | None = None
 
 
 def read_matcher(raw: Mapping[str, Any]) -> tuple[MatcherState, Cursors | None, str | None]:

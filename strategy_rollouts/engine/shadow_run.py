@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from strategy_rollouts.api.common import Condition, SecretKeyRef, set_condition
+from strategy_rollouts.api.common import Condition, set_condition
 from strategy_rollouts.api.durations import parse_duration
-from strategy_rollouts.api.gates import GateSpec, GateStatus
+from strategy_rollouts.api.gates import GateStatus
 from strategy_rollouts.api.placeholders import SHADOW_PLACEHOLDERS
 from strategy_rollouts.api.shadowrun import DecisionStats, ShadowRunSpec, ShadowRunStatus, ShadowTarget
 from strategy_rollouts.engine import gates, market
@@ -43,6 +43,7 @@ from strategy_rollouts.engine.shadow import (
 )
 from strategy_rollouts.engine.shadow_observed import (
     Cursors,
+    StreamPlan,
     StreamRead,
     decision_stats,
     dump_matcher,
@@ -57,12 +58,13 @@ from strategy_rollouts.engine.shadow_observed import (
     to_ms,
     watermark,
 )
-from strategy_rollouts.engine.types import Event
+from strategy_rollouts.engine.types import Event, ObservationPlan
 from strategy_rollouts.engine.validation import gate_errors, notify_errors, query_errors
 
 READ_EVERY_S: Final = 2.0  # decision reads while running
 FINAL_GRACE_S: Final = 1.0  # after the end, so every entry with an id <= end has been added
 ABSENT: Final = "absent"
+ENDING: Final = "Ending"  # condition type, see `_ending`
 # A trading-time end past what the calendar knows: far enough never to be reached before a rebuild.
 BEYOND_CALENDAR: Final = timedelta(days=3650)
 PolicyWant = dict[str, Any] | Literal["absent"] | None  # manifest, must not exist, or leave alone
@@ -97,7 +99,7 @@ class Observations:
     live: StreamRead | None = None  # None: not read this pass
     shadow: StreamRead | None = None
     kpis: Mapping[str, Measurement] = field(default_factory=dict)  # the due KPIs, measured
-    latency: Latency | None = None  # measured only when the run completes (see `completing`)
+    latency: Latency | None = None  # measured only when the run may end (see `plan`)
     policy_exists: bool = False
     report: Mapping[str, str] | None = None  # the report ConfigMap's data, if it exists
     calendar: Calendar | None = None  # spec.market's (operator/checks/calendars.py); None: 24/7 or no market
@@ -118,25 +120,6 @@ class Decision:
     report: Report | None  # (re)write when missing or different; None: leave alone
     events: tuple[Event, ...] = ()
     wake_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class StreamPlan:
-    address: str | None  # None: the URL is in the Secret `address_ref` (read by the operator at use)
-    live: str
-    shadow: str
-    cursors: Cursors
-    end_ms: int
-    address_ref: SecretKeyRef | None = None
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What the adapter should observe for this pass."""
-
-    deployment: str | None
-    streams: StreamPlan | None
-    due_kpis: tuple[GateSpec, ...]
 
 
 # ------------------------------------------------------------------------------------- validation
@@ -227,17 +210,20 @@ def plan(
     now: datetime,
     read: bool,
     calendar: Calendar | None = None,
-) -> Plan:
-    """Which deployment to look at, which streams to read from which cursors, which KPIs are due.
+) -> ObservationPlan:
+    """What this pass observes: the deployment, the decision streams from their cursors, the due KPIs,
+    and the latency profile when the run may end in this pass (past its end, or ENDING recorded).
     `read`: the adapter's throttle allows a decision read (always done once the run is past its end)."""
     deployment = target_deployment(spec, status)
+    deployments = ((namespace, deployment),) if deployment else ()
     if spec is None or status.phase in ("Completed", "Invalid") or status.started_at is None:
-        return Plan(deployment, None, ())
+        return ObservationPlan(deployments=deployments)
     by_name = {s.name: s for s in status.kpis}
     due = tuple(k for k in spec.kpis if gates.is_due(k, by_name.get(k.name), now))
     streams = None
     end = end_of(spec, status.started_at, calendar)
-    if spec.decisions is not None and (read or now >= end + timedelta(seconds=FINAL_GRACE_S)):
+    past_end = now >= end + timedelta(seconds=FINAL_GRACE_S)
+    if spec.decisions is not None and (read or past_end):
         _, cursors, _ = read_matcher(status.matcher)
         if cursors is None:
             first = initial_cursor(to_ms(status.started_at))
@@ -245,7 +231,9 @@ def plan(
         live, shadow = stream_names(spec, namespace)
         source = spec.decisions.source.redis
         streams = StreamPlan(source.address, live, shadow, cursors, to_ms(end), source.address_secret_ref)
-    return Plan(deployment, streams, due)
+    ending = past_end or any(c.type == ENDING and c.status == "True" for c in status.conditions)
+    latency = spec.latency_profile is not None and status.phase == "Running" and ending
+    return ObservationPlan(deployments=deployments, measure=due, streams=streams, latency=latency)
 
 
 def verdict_for(
@@ -484,11 +472,12 @@ def _progress(spec: ShadowRunSpec, status: ShadowRunStatus, obs: Observations, n
     return _Progress(state, cursors, kpi_statuses, kpis, problems, source_error, caught_up, conditions, end, complete)
 
 
-def completing(spec: ShadowRunSpec, status: ShadowRunStatus, obs: Observations, now: datetime) -> bool:
-    """True when this pass ends the run: the adapter then measures the latency profile for it."""
-    if status.phase != "Running" or status.started_at is None:
-        return False
-    return _progress(spec, status, obs, now).complete
+def _ending(conditions: list[Condition], ending: bool, now: datetime, gen: int) -> list[Condition]:
+    """ENDING: the run ended early in a pass that measured no latency profile; the next pass (at once)
+    measures it and ends the run. Recorded, so the plan of that pass asks for it (no second look)."""
+    if ending:
+        return set_condition(conditions, ENDING, True, "EndingEarly", "measuring the latency profile", now, gen)
+    return [c for c in conditions if c.type != ENDING]
 
 
 def _latency(spec: ShadowRunSpec, obs: Observations) -> tuple[list[StageLatency], list[str]]:
@@ -530,7 +519,9 @@ def _complete(spec: ShadowRunSpec, status: ShadowRunStatus, obs: Observations, p
             "target": target,
             "completed_at": now,
             "matcher": dump_matcher(final, p.cursors),
-            "conditions": conditions_for(p.conditions, "Completed", verdict.verdict, "Completed", message, now, gen),
+            "conditions": conditions_for(
+                _ending(p.conditions, False, now, gen), "Completed", verdict.verdict, "Completed", message, now, gen
+            ),
         }
     )
     event = Event("Normal" if verdict.verdict == "Pass" else "Warning", f"Shadow{verdict.verdict}", message)
@@ -539,7 +530,10 @@ def _complete(spec: ShadowRunSpec, status: ShadowRunStatus, obs: Observations, p
 
 def _run(spec: ShadowRunSpec, status: ShadowRunStatus, obs: Observations, now: datetime) -> Decision:
     p = _progress(spec, status, obs, now)
-    if p.complete:
+    # An early end (a Fail before the end) in a pass whose plan did not ask for the latency profile.
+    early = now < p.end + timedelta(seconds=FINAL_GRACE_S)
+    ending = p.complete and early and spec.latency_profile is not None and obs.latency is None
+    if p.complete and not ending:
         return _complete(spec, status, obs, p, now)
     counts = p.state.counts
     rate = "n/a" if counts.match_rate is None else f"{counts.match_rate:.4f}"
@@ -559,11 +553,11 @@ def _run(spec: ShadowRunSpec, status: ShadowRunStatus, obs: Observations, now: d
             "kpis": p.kpi_statuses,
             "target": target,
             "matcher": dump_matcher(p.state, p.cursors),
-            "conditions": p.conditions,
+            "conditions": _ending(p.conditions, ending, now, obs.generation),
         }
     )
     wake = [now + timedelta(seconds=READ_EVERY_S), p.end + timedelta(seconds=FINAL_GRACE_S)]
-    if not p.caught_up:
+    if not p.caught_up or ending:
         wake.append(now)
     by_name = {s.name: s for s in p.kpi_statuses}
     wake += [gates.next_due(k, by_name.get(k.name), now) for k in spec.kpis]

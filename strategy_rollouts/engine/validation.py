@@ -93,6 +93,7 @@ def judge_errors(where: str, gate: GateSpec, known: frozenset[str]) -> list[str]
 
 
 def rollout_errors(spec: StrategyRolloutSpec) -> list[str]:
+    """The checks behind `engine.rollout.spec_errors` (call that one: it is the entry point, cached)."""
     errors: list[str] = []
     if spec.stable.deployment == spec.canary.deployment:
         errors.append("spec.canary.deployment: must differ from spec.stable.deployment")

@@ -28,10 +28,9 @@ from strategy_rollouts.api.paritycheck import ParityCheckSpec
 from strategy_rollouts.api.placeholders import placeholder_values, substitute, unknown_placeholders
 from strategy_rollouts.api.rollout import StrategyRolloutSpec
 from strategy_rollouts.api.shadowrun import ShadowRunSpec
-from strategy_rollouts.engine import parity_run, shadow_run
+from strategy_rollouts.engine import parity_run, rollout, shadow_run
 from strategy_rollouts.engine.allowlist import address_errors
 from strategy_rollouts.engine.gate_templates import key_of, resolve
-from strategy_rollouts.engine.validation import rollout_errors
 from strategy_rollouts.operator.checks.calendars import market_calendar
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.gates import templates as gate_templates
@@ -74,7 +73,7 @@ async def check_rollout(ctx: Context, namespace: str, spec: StrategyRolloutSpec)
 
     gates, errors = await _resolved(ctx, "spec.gates", spec.gates, namespace)
     if not errors:
-        errors += rollout_errors(spec.model_copy(update={"gates": gates}))
+        errors += rollout.spec_errors(spec.model_copy(update={"gates": gates}), namespace)
     market = spec.market
     errors += await _calendar(ctx, market.calendar if market else None, market.avoid_open_close if market else None)
     values = placeholder_values(spec, namespace, spec.stages[0].name if spec.stages else None, "")
@@ -99,7 +98,7 @@ async def check_shadowrun(ctx: Context, namespace: str, spec: ShadowRunSpec) -> 
 async def check_paritycheck(ctx: Context, namespace: str, spec: ParityCheckSpec) -> Checked:
     from strategy_rollouts.api.placeholders import PARITY_PLACEHOLDERS
 
-    errors = parity_run.validate(spec)
+    errors = parity_run.spec_errors(spec, namespace)
     errors += await _calendar(ctx, spec.market.calendar if spec.market else None, None)
     values = placeholder_values(spec, namespace)
     queries = {

@@ -10,12 +10,12 @@ from strategy_rollouts.operator.checks.calendars import Calendars
 from strategy_rollouts.operator.clients.credentials import CaFiles, prometheus_connection, read_secret
 from strategy_rollouts.operator.clients.kube import Kube
 from strategy_rollouts.operator.clients.notifier import Notifier
-from strategy_rollouts.operator.gates.template_cache import TemplateCache
+from strategy_rollouts.operator.gates.cache import TemplateCache
+from strategy_rollouts.operator.runtime.cache import WatchCache
 from strategy_rollouts.operator.runtime.leader import Leadership
 from strategy_rollouts.operator.runtime.loops import Loops
 from strategy_rollouts.operator.runtime.settings import Settings
 from strategy_rollouts.operator.runtime.wakers import ObjectKey, Wakers
-from strategy_rollouts.operator.runtime.watched import Watched
 from strategy_rollouts.operator.shadowrun.cache import ShadowCache
 from strategy_rollouts.operator.shadowrun.memory import ShadowMemory
 from strategy_rollouts.operator.strategyrollout.memory import RolloutMemory
@@ -31,7 +31,7 @@ class Context:
     kube: Kube
     settings: Settings = field(default_factory=Settings)
     wakers: Wakers = field(default_factory=Wakers)
-    watched: Watched = field(default_factory=Watched)
+    watched: WatchCache = field(default_factory=WatchCache)
     loops: Loops = field(default_factory=Loops)
     rollouts: RolloutMemory = field(default_factory=RolloutMemory)
     ca_files: CaFiles = field(default_factory=CaFiles)

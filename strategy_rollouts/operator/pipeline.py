@@ -1,14 +1,15 @@
 """THE reconcile pass, written once for every kind.
 
 read the cached body -> parse status (hold on failure) -> parse and check the spec (calendar,
-Secrets, allow-lists, gate templates) -> observe -> engine -> record (one guarded status write)
--> events -> enforce -> metrics.
+Secrets, allow-lists, gate templates) -> the engine's observation plan -> observe it -> engine ->
+record (one guarded status write) -> events -> enforce -> metrics.
 
 A kind plugs in a `KindAdapter`: its models, its engine calls, what it observes and how it makes the
 world match its status. The pipeline owns everything that must be the same for all kinds: the hold
 on an unparseable status, the one rule for an invalid spec (the engine decides, from `errors`, and
 nothing acts on the spec), conflicts (the cached body is dropped and the loop re-reads at once), the
-guarded write, event posting, the notification outbox and the InvalidStatus condition's clearing.
+guarded write, event posting, and the Decision's completion (engine/finish.py: templates stamped,
+the notification outbox, InvalidStatus cleared).
 Deliberate differences between kinds live in the adapters' class attributes, each with its reason.
 """
 
@@ -16,21 +17,21 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import kopf
 from pydantic import BaseModel, ValidationError
 
-from strategy_rollouts.api.common import Condition, PrometheusConnection, SecretKeyRef
+from strategy_rollouts.api.common import PrometheusConnection, SecretKeyRef
 from strategy_rollouts.api.errors import validation_message
 from strategy_rollouts.api.gates import GateSpec, TemplateUse
 from strategy_rollouts.api.notify import NotifyRule
-from strategy_rollouts.engine import notifications
+from strategy_rollouts.engine import finish, notifications
 from strategy_rollouts.engine.market import Calendar
-from strategy_rollouts.engine.types import Event
+from strategy_rollouts.engine.types import Decided, Event, ObservationPlan, Ref
 from strategy_rollouts.operator.checks.calendars import market_calendar
 from strategy_rollouts.operator.checks.trust import notify_refs, prometheus_refs, secret_errors, trust_errors
 from strategy_rollouts.operator.clients.kube import KINDS, Conflict
@@ -45,16 +46,6 @@ EVENT_MESSAGE_MAX = 1000  # kopf posts Events as given; the API server refuses m
 SpecT = TypeVar("SpecT", bound=BaseModel)
 StatusT = TypeVar("StatusT", bound=BaseModel)
 ObsT = TypeVar("ObsT")
-
-
-class Decided(Protocol):
-    """What every kind's engine Decision has (engine/types.py documents the shared shape)."""
-
-    @property
-    def events(self) -> Sequence[Event]: ...
-
-    @property
-    def wake_at(self) -> datetime | None: ...
 
 
 DecisionT = TypeVar("DecisionT", bound=Decided)
@@ -106,6 +97,7 @@ class KindAdapter(ABC, Generic[SpecT, StatusT, ObsT, DecisionT]):
     spec_model: ClassVar[type[BaseModel]]
     status_model: ClassVar[type[BaseModel]]
     gates_field: ClassVar[str | None] = None  # where templateRef gates live ("spec.gates"), if any
+    status_gates_field: ClassVar[str | None] = None  # where their results live in status ("gates")
     # A ShadowRun being deleted is given back by its delete handler; a pass must not scale it up again.
     skip_when_deleting: ClassVar[bool] = False
 
@@ -149,20 +141,26 @@ class KindAdapter(ABC, Generic[SpecT, StatusT, ObsT, DecisionT]):
         """True when template/credential errors must not turn a settled object Invalid (see rollouts)."""
         return False
 
-    # -- observe, decide, act ---------------------------------------------------------------------
+    # -- plan, observe, decide, act ---------------------------------------------------------------
     @abstractmethod
-    async def observe(self, ctx: Context, p: Pass[SpecT, StatusT]) -> ObsT:
-        """What the kind's engine needs, as plain data."""
+    def plan(self, ctx: Context, p: Pass[SpecT, StatusT]) -> ObservationPlan:
+        """The kind's engine says what this pass observes (its `plan()`; empty for an invalid spec
+        where the kind observes nothing)."""
+
+    @abstractmethod
+    async def observe(self, ctx: Context, p: Pass[SpecT, StatusT], plan: ObservationPlan) -> ObsT:
+        """Exactly what the plan asks for, as plain data."""
 
     @abstractmethod
     def decide(self, p: Pass[SpecT, StatusT], obs: ObsT) -> DecisionT:
         """The kind's engine call (its invalid path when `p.valid` is False)."""
 
     def new_status(self, decision: DecisionT) -> StatusT:
-        return cast(StatusT, decision.status)  # type: ignore[attr-defined]
+        return cast(StatusT, decision.status)
 
-    def stamp(self, p: Pass[SpecT, StatusT], decision: DecisionT, obs: ObsT) -> None:
-        """Record which gate templates were used (status.gates / status.kpis)."""
+    def measured(self, obs: ObsT) -> Collection[str]:
+        """Names of the gates (or KPIs) measured in this pass: `status_gates_field` records their templates."""
+        return ()
 
     def occurrences(self, p: Pass[SpecT, StatusT], decision: DecisionT) -> list[notifications.Occurrence]:
         return []
@@ -179,6 +177,13 @@ class KindAdapter(ABC, Generic[SpecT, StatusT, ObsT, DecisionT]):
     def record_metrics(self, p: Pass[SpecT, StatusT], decision: DecisionT, obs: ObsT) -> None:
         """Per-kind series."""
 
+    def held_stops(self, obj: Mapping[str, Any]) -> tuple[Ref, ...]:
+        """What a pending stop acts on while the status is held (none for kinds without a stop)."""
+        return ()
+
+    async def stop_while_held(self, ctx: Context, obj: dict[str, Any], stops: tuple[Ref, ...]) -> None:
+        """Apply the pending stop to `stops` (after the hold recorded it)."""
+
     def forget(self, ctx: Context, namespace: str, name: str) -> None:
         """The object is gone: drop memory and series."""
 
@@ -190,16 +195,22 @@ class KindAdapter(ABC, Generic[SpecT, StatusT, ObsT, DecisionT]):
 
 
 async def hold(ctx: Context, adapter: KindAdapter[Any, Any, Any, Any], obj: dict[str, Any], error: str) -> None:
-    """Unparseable status: InvalidStatus=True, nothing observed, nothing enforced (fail closed)."""
+    """Unparseable status: InvalidStatus=True, nothing observed, nothing enforced (fail closed) but a
+    pending stop, which is always safe: recorded in the condition first, then applied."""
     meta = obj["metadata"]
+    stops = adapter.held_stops(obj)
     try:
-        message = await status_guard.hold(ctx.kube, adapter.plural, obj, adapter.kind, error, datetime.now(UTC))
+        message = await status_guard.hold(
+            ctx.kube, adapter.plural, obj, adapter.kind, error, datetime.now(UTC), stopping=bool(stops)
+        )
     except Conflict:
         ctx.watched.drop(KINDS[adapter.plural], meta["namespace"], meta["name"])
         raise
     if message:
         log.warning("%s %s/%s held: %s", adapter.kind, meta["namespace"], meta["name"], message)
         post(obj, [Event("Warning", "InvalidStatus", message)])
+    if stops:
+        await adapter.stop_while_held(ctx, obj, stops)
 
 
 async def checked(
@@ -255,16 +266,19 @@ async def reconcile_once(
     p = await checked(ctx, adapter, obj, now)
     if p is None:
         return None
-    obs = await adapter.observe(ctx, p)
+    obs = await adapter.observe(ctx, p, adapter.plan(ctx, p))
     decision = adapter.decide(p, obs)
-    # The Decision is finished here, the same way for every kind, before it is recorded.
-    adapter.stamp(p, decision, obs)
-    new = adapter.new_status(decision)
-    old = cast(Any, p.status)
-    new.notifications = notifications.outbox(
-        adapter.notify_rules(p.spec), old.notifications, adapter.occurrences(p, decision), now
+    finish.complete(  # the same pure last step for every kind; nothing changes the Decision after it
+        adapter.new_status(decision),
+        p.status,
+        gates_field=adapter.status_gates_field,
+        templates_used=p.templates_used,
+        measured=adapter.measured(obs),
+        rules=adapter.notify_rules(p.spec),
+        occurrences=adapter.occurrences(p, decision),
+        generation=p.generation,
+        now=now,
     )
-    new.conditions = status_guard.cleared(cast(list[Condition], new.conditions), p.generation, now)
     await adapter.write(ctx, p, decision)  # record intent ...
     post(obj, decision.events)
     await adapter.enforce(ctx, p, decision, obs)  # ... then act on what status now records

@@ -9,6 +9,7 @@ behind a 30 s timeout".
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -145,3 +146,41 @@ def test_a_stop_lands_while_the_spec_is_invalid(
     assert st["phase"] == "Invalid" and st["tradingStopped"] is True
     assert [h["outcome"] for h in st["handledRequests"] if h["id"] == "stop-bad"] == ["Applied"]
     assert set(routing(cluster, "bad-routing", namespace)["assignments"]) == set(KEYS)  # type: ignore[index]
+
+
+def test_a_stop_lands_while_the_status_is_held(
+    cluster: DevCluster, namespace: str, live_operator: OperatorProcess
+) -> None:
+    """The status does not parse (held, InvalidStatus=True): a pending stop is still applied, recorded
+    in the condition first; nothing else moves (no scale). Recovering the status hands the request to
+    the engine, which records it as handled."""
+    apply(cluster, deployment("legacy", namespace, 2, "v1.0.0"), deployment("pipeline", namespace, 0, "v2.0.0"))
+    apply(cluster, rollout("held", namespace))
+    wait_for(lambda: status(cluster, "held", namespace).get("reason") == "AwaitingPromotion", 90, what="waiting")
+    doc = routing(cluster, "held-routing", namespace)
+    assert doc and "v2.0.0" in doc["assignments"].values()
+    target = status(cluster, "held", namespace)["targets"][0]
+    stable_key = next(k for k, v in target["assignments"].items() if v == "v1.0.0")
+    # Valid for the CRD schema, not for the model: a key draining with no recorded next owner.
+    edited = [dict(target, assignments={**target["assignments"], stable_key: "draining"})]
+    patch(cluster, "held", namespace, json.dumps({"status": {"targets": edited}}))
+
+    def condition() -> dict[str, Any] | None:
+        conds = status(cluster, "held", namespace).get("conditions") or []
+        return next((c for c in conds if c["type"] == "InvalidStatus" and c["status"] == "True"), None)
+
+    wait_for(condition, 60, what="InvalidStatus")
+    patch(cluster, "held", namespace, request_patch("stop-held", "stopTrading", admin_name(cluster), reason="test"))
+    wait_for(lambda: stopped(cluster, "held", namespace), 30, what="the stop landed while held")
+    held = condition()
+    assert held is not None and "pending stopTrading" in held["message"]
+    assert set(routing(cluster, "held-routing", namespace)["assignments"]) == set(KEYS)  # type: ignore[index]
+    assert "stop-held" in (status(cluster, "held", namespace).get("requests") or {})  # still pending: held
+    # Recover (restore the field): the engine handles the stop it finds pending, and keeps it applied.
+    patch(cluster, "held", namespace, json.dumps({"status": {"targets": [target]}}))
+    wait_for(
+        lambda: status(cluster, "held", namespace).get("tradingStopped") is True,
+        60,
+        what="stop recorded after recovery",
+    )
+    assert stopped(cluster, "held", namespace)

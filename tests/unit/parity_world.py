@@ -111,7 +111,7 @@ class World:
     def step(self, crash: Crash = "none", keep: list[bool] | None = None) -> parity_run.Decision:
         created = T0 - timedelta(days=1)
         measured = None
-        if parity_run.wants_measurement(self.spec, self.status, created, self.now):
+        if parity_run.plan(self.spec, self.status, NS, created, self.now).ranges:
             measured = measured_at(self.level)
             self.measurements += 1
         target = self.target() if measured is not None or acts.pending(self.status.actions_taken) else None

@@ -14,7 +14,7 @@ import yaml
 from strategy_rollouts.api.requests import RolloutAction, RolloutRequest
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine.gates import Measurement
-from strategy_rollouts.engine.rollout import Decision, DeploymentObs, Observations, due_gates, reconcile
+from strategy_rollouts.engine.rollout import Decision, DeploymentObs, Observations, plan, reconcile
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
 
@@ -68,7 +68,7 @@ class World:
 
     def observe(self) -> Observations:
         measurements = {}
-        for gate in due_gates(self.spec, self.status, self.now):
+        for gate in plan(self.spec, self.status, self.namespace, "fib-rsi", self.now).measure:  # as the operator
             value = self.gate_values.get(gate.name, 100.0)
             measurements[gate.name] = (
                 Measurement(value) if value is not None else Measurement(None, outcome="inconclusive", message="empty")

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from strategy_rollouts.api.errors import validation_message
 from strategy_rollouts.api.rollout import StrategyRolloutSpec
-from strategy_rollouts.engine.validation import gate_errors, rollout_errors
+from strategy_rollouts.engine.rollout import spec_errors
+from strategy_rollouts.engine.validation import gate_errors
 from tests.unit.rollout_sim import EXAMPLE
 
 JUDGE = {"query": 'pnl{version="{{version}}"}', "worseWhen": "lower"}
@@ -23,7 +24,7 @@ def spec_message(gate: dict[str, Any]) -> str:
         spec = StrategyRolloutSpec.model_validate(data)
     except ValidationError as exc:
         return validation_message(exc)
-    return "; ".join(rollout_errors(spec))
+    return "; ".join(spec_errors(spec, "ns"))
 
 
 @pytest.mark.parametrize(

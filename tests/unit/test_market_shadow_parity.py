@@ -43,7 +43,7 @@ def test_a_started_shadow_run_says_it_runs_until_the_trading_time_end() -> None:
 def parity_at(now: datetime, status: ParityCheckStatus) -> parity_run.Decision:
     spec = parity_spec(schedule="0 6 * * *", market={"calendar": "XNYS"})
     created = datetime(2026, 12, 23, 12, 0, tzinfo=UTC)
-    measured = measured_at("Good") if parity_run.wants_measurement(spec, status, created, now, XNYS) else None
+    measured = measured_at("Good") if parity_run.plan(spec, status, "ns", created, now, XNYS).ranges else None
     target = World(spec).target() if measured is not None else None
     obs = parity_run.Observations(NS, NAME, USER, created, 1, (), measured, target, XNYS)
     return parity_run.reconcile(spec, status, obs, now)

@@ -82,7 +82,7 @@ def test_rollout_actions_are_dropped_for_deployment_targets() -> None:
 
 
 def test_a_valid_spec_has_no_errors() -> None:
-    assert pc.validate(spec()) == []
+    assert pc.spec_errors(spec(), "ns") == []
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_a_valid_spec_has_no_errors() -> None:
     ],
 )
 def test_invalid_specs_name_the_field(overrides: dict[str, Any], field: str) -> None:
-    errors = pc.validate(spec(**overrides))
+    errors = pc.spec_errors(spec(**overrides), "ns")
     assert errors and any(e.startswith(field) for e in errors), errors
 
 

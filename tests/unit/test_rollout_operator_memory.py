@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from strategy_rollouts.engine.rollout import DeploymentObs
-from strategy_rollouts.operator.runtime.watched import Watched
+from strategy_rollouts.operator.runtime.cache import WatchCache
 from strategy_rollouts.operator.strategyrollout.adapter import must_persist
 
 
@@ -24,7 +24,7 @@ def deployment(rv: str, replicas: int | None, ready: int | None) -> dict[str, An
 
 
 def test_newest_body_wins_whatever_the_arrival_order() -> None:
-    w = Watched()
+    w = WatchCache()
     w.offer(rollout("12", "Paused"))
     w.offer(rollout("11", "Progressing"))  # a late watch event of an older version
     assert (w.body("StrategyRollout", "ns", "r") or {})["status"]["phase"] == "Paused"
@@ -35,14 +35,14 @@ def test_newest_body_wins_whatever_the_arrival_order() -> None:
 
 
 def test_opaque_resource_versions_take_the_latest_offer() -> None:
-    w = Watched()
+    w = WatchCache()
     w.offer(rollout("b", "Paused"))
     w.offer(rollout("a", "Progressing"))
     assert (w.body("StrategyRollout", "ns", "r") or {})["status"]["phase"] == "Progressing"
 
 
 def test_deployment_counts_from_watch_and_own_scale() -> None:
-    w = Watched()
+    w = WatchCache()
     assert w.deployment("ns", "d") is None
     assert w.offer_deployment(deployment("5", None, None))
     assert w.deployment("ns", "d") == DeploymentObs(replicas=1, ready=0)  # API defaults
@@ -85,7 +85,7 @@ def config_map(rv: str, routing: str, created: str = "2026-12-01T10:00:00Z") -> 
 
 
 def test_routing_config_maps_from_watch_and_own_writes() -> None:
-    w = Watched()
+    w = WatchCache()
     assert w.config_map("ns", "r-routing") is None, "never delivered: the reader falls back to a GET"
     assert w.offer_config_map(config_map("5", '{"weight":10}'))
     # Our write's response, serialised by the client, then its watch echo formatted by the server.

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from strategy_rollouts.api.rollout import StrategyRolloutSpec
+from strategy_rollouts.engine.rollout import spec_errors
 from strategy_rollouts.engine.size import (
     ETCD_REQUEST_LIMIT,
     KIB,
@@ -23,7 +24,6 @@ from strategy_rollouts.engine.size import (
     routing_state_bytes,
     size_errors,
 )
-from strategy_rollouts.engine.validation import rollout_errors
 from tests.unit.rollout_sim import World
 from tests.unit.size_sim import (
     MAX_KEYS,
@@ -43,7 +43,7 @@ REST_IN_PRACTICE = 16 * KIB
 
 def test_the_finding_5000_keys_across_4_namespaces_is_refused_naming_the_field_and_the_reason() -> None:
     spec = sized_spec(5000, 4, 10, 6)
-    errors = rollout_errors(spec)
+    errors = spec_errors(spec, "ns")
     assert len(errors) == 1, errors
     message = errors[0]
     assert message.startswith("spec.routing.keys: 5000 keys across 4 stage namespaces exceed the status size budget")
@@ -69,7 +69,7 @@ def test_abort_and_stop_with_every_key_draining_stay_under_the_budget_at_the_max
 ) -> None:
     keys = most_keys(namespaces, key_length, version_length)
     spec = sized_spec(keys, namespaces, key_length, version_length)
-    assert rollout_errors(spec) == []
+    assert spec_errors(spec, "ns") == []
     if keys < MAX_KEYS:
         assert size_errors(sized_spec(keys + 1, namespaces, key_length, version_length)), "one more key is refused"
     sizes = measure(spec, "abort-then-stop")  # the whole progress, then an abort, then a stop while draining

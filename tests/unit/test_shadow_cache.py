@@ -57,9 +57,9 @@ def test_policies_newest_wins_and_deletion_drops() -> None:
 
 
 def test_cached_bodies_drop_managed_fields_and_keep_everything_else() -> None:
-    from strategy_rollouts.operator.runtime.watched import Watched
+    from strategy_rollouts.operator.runtime.cache import WatchCache
 
-    watched = Watched()
+    watched = WatchCache()
     body = {
         "kind": "StrategyRollout",
         "metadata": {"namespace": "ns", "name": "r", "resourceVersion": "3", "managedFields": [{"manager": "x"}]},

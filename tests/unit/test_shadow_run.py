@@ -163,7 +163,7 @@ def test_a_kpi_beyond_its_limit_fails_early_and_one_never_measured_holds() -> No
     kpi = {"name": "k", "query": "q", "condition": "> 0", "interval": "1s"}
     spec = make_spec(kpis=[kpi], decisions=None)
     status = started(spec).status
-    assert [k.name for k in plan(spec, status, NS, T0 + timedelta(seconds=1), True).due_kpis] == ["k"]
+    assert [k.name for k in plan(spec, status, NS, T0 + timedelta(seconds=1), True).measure] == ["k"]
     failed = reconcile(spec, status, obs(kpis={"k": Measurement(0.0)}), T0 + timedelta(seconds=1))
     assert failed.status.verdict == "Fail" and "kpi k failed" in failed.status.reasons[0]
     held = reconcile(spec, status, obs(), T0 + timedelta(seconds=12))
@@ -247,7 +247,7 @@ class Sim:
                 live=self.read(self.live, p.streams.cursors.live, p.streams.end_ms),
                 shadow=self.read(self.shadow, p.streams.cursors.shadow, p.streams.end_ms),
             )
-        kpis = {k.name: Measurement(self.kpi_value) for k in p.due_kpis}
+        kpis = {k.name: Measurement(self.kpi_value) for k in p.measure}
         o = obs(replace(ISOLATED, replicas=self.replicas), kpis=kpis, policy_exists=self.policy is not None, **reads)
         d = reconcile(self.spec, status, o, self.now)
         self.passes += 1
@@ -368,3 +368,29 @@ def test_property_sim_counts_a_simple_run_exactly() -> None:
         1,
         1,
     )
+
+
+def test_an_early_fail_measures_the_latency_profile_in_its_next_pass_then_ends() -> None:
+    """The plan is data (no second look into the engine): the pass that finds an early Fail records
+    ENDING and wakes at once; the next pass's plan asks for the latency profile, and that pass ends."""
+    kpi = {"name": "k", "query": "q", "condition": "> 0", "interval": "1s"}
+    spec = make_spec(decisions=None, kpis=[kpi], latencyProfile={"histogram": "h", "maxRegressionPercent": 5})
+    status = started(spec).status
+    t1 = T0 + timedelta(seconds=1)
+    assert not plan(spec, status, NS, t1, True).latency  # mid-run: no latency query
+    first = reconcile(spec, status, obs(kpis={"k": Measurement(0.0)}), t1)
+    assert first.status.phase == "Running" and first.wake_at == t1
+    assert any(c.type == "Ending" and c.status == "True" for c in first.status.conditions)
+    p2 = plan(spec, first.status, NS, t1, True)
+    assert p2.latency
+    latency = Latency({"p95": {"tick": 10.0}}, {"p95": {"tick": 10.1}})
+    done = reconcile(spec, first.status, obs(latency=latency), t1)
+    assert done.status.phase == "Completed" and done.status.verdict == "Fail"
+    assert "tick" in done.status.latency_profile and not any(c.type == "Ending" for c in done.status.conditions)
+
+
+def test_past_the_end_the_plan_asks_for_the_latency_profile() -> None:
+    spec = make_spec(decisions=None, latencyProfile={"histogram": "h", "maxRegressionPercent": 5})
+    status = started(spec).status
+    assert plan(spec, status, NS, T0 + timedelta(seconds=12), False).latency
+    assert not plan(spec, status, NS, T0 + timedelta(seconds=5), True).latency

@@ -13,6 +13,7 @@ the functions of each section; a section imports only sections listed above it (
   progression  stages and steps, durations, approvals, webhook confirmations
   requests     status.requests, one outcome each
   gates        which gates apply and are due, recording measurements
+  plan         what a pass observes (an ObservationPlan)
   summary      replicas, routing and conditions in status
   world        the desired routing and replicas a status implies
   decide       reconcile(), the order of one pass, and invalid()
@@ -20,10 +21,11 @@ the functions of each section; a section imports only sections listed above it (
 
 from strategy_rollouts.api.gates import GateStatus
 from strategy_rollouts.engine.gates import Measurement
-from strategy_rollouts.engine.rollout.decide import invalid, reconcile
+from strategy_rollouts.engine.rollout.decide import invalid, reconcile, spec_errors
 from strategy_rollouts.engine.rollout.gates import due_gates
 from strategy_rollouts.engine.rollout.lifecycle import target_namespaces
 from strategy_rollouts.engine.rollout.model import Decision, DeploymentObs, Observations, RoutingPayload, Scale
+from strategy_rollouts.engine.rollout.plan import held_stop, plan, urgent
 from strategy_rollouts.engine.rollout.world import routing_document
 from strategy_rollouts.engine.routing import DRAINING
 
@@ -37,8 +39,12 @@ __all__ = [
     "RoutingPayload",
     "Scale",
     "due_gates",
+    "held_stop",
     "invalid",
+    "plan",
     "reconcile",
     "routing_document",
+    "spec_errors",
     "target_namespaces",
+    "urgent",
 ]

@@ -31,7 +31,7 @@ def reconcile(
     now: datetime,
 ) -> Decision:
     """Decide everything for one reconcile. Deterministic in its arguments."""
-    errors = cached_rollout_errors(spec)
+    errors = spec_errors(spec, obs.namespace)
     if spec.market is not None and market.resolve(spec.market.calendar, obs.calendar) is None:
         errors = [*errors, f"spec.market.calendar: calendar {spec.market.calendar} is not available"]
     if errors:
@@ -101,8 +101,11 @@ def decide(run: Run) -> None:
     summarize_status(run)
 
 
-def cached_rollout_errors(spec: StrategyRolloutSpec) -> list[str]:
-    """Validation depends on the spec alone; specs change rarely, reconciles are frequent."""
+def spec_errors(spec: StrategyRolloutSpec, namespace: str) -> list[str]:
+    """THE validation of a StrategyRollout spec (the operator, the admission webhook and the engine
+    call this one): what the schema cannot express, each message naming the field. Empty: usable.
+    `namespace` is the object's (the same signature for every kind; unused by this one). Cached:
+    validation depends on the spec alone; specs change rarely, reconciles are frequent."""
     return list(_errors_of(spec.model_dump_json()))
 
 

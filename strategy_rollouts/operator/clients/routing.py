@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from strategy_rollouts.operator.clients.kube import Conflict, Kube, parse_json
-from strategy_rollouts.operator.runtime.watched import Watched
+from strategy_rollouts.operator.runtime.cache import WatchCache
 
 ROUTING_KEY = "routing.json"
 LABEL = "strategyrollouts.io/routing"
@@ -52,7 +52,7 @@ def _routing(cm: dict[str, Any]) -> Routing:
     return Routing(parse_json((cm.get("data") or {}).get(ROUTING_KEY)) or {}, cm)
 
 
-async def read(kube: Kube, namespace: str, name: str, cache: Watched | None = None) -> Routing:
+async def read(kube: Kube, namespace: str, name: str, cache: WatchCache | None = None) -> Routing:
     """From the label-selected ConfigMap watch (`cache`); a GET only for one it has not delivered
     (not created yet, or created without our label by someone else)."""
     held = cache.config_map(namespace, name) if cache is not None else None
@@ -74,7 +74,7 @@ async def update(
     owner: dict[str, Any] | None = None,
     attempts: int = 4,
     current: Routing | None = None,
-    cache: Watched | None = None,
+    cache: WatchCache | None = None,
 ) -> tuple[int, bool]:
     """Merge `changes` into routing.json; write only if something differs. Returns (revision, written).
 

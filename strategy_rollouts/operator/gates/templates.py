@@ -9,11 +9,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from strategy_rollouts.api.common import GROUP, VERSION
-from strategy_rollouts.api.gates import GateSpec, GateStatus, TemplateUse
+from strategy_rollouts.api.gates import GateSpec
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine.gate_templates import Resolved, Template, TemplateKey, key_of, resolve, template_of
 from strategy_rollouts.operator.context import Context, ObjectKey
-from strategy_rollouts.operator.gates.template_cache import WAKER
+from strategy_rollouts.operator.gates.cache import WAKER
 
 PLURALS = {"GateTemplate": "gatetemplates", "ClusterGateTemplate": "clustergatetemplates"}
 
@@ -63,11 +63,3 @@ def changed(ctx: Context, kind: str, event: Mapping[str, Any]) -> None:
     if event.get("type") == "DELETED":
         ctx.gate_templates.drop(key)
     ctx.wakers.wake(WAKER[kind], (key[1], key[2]))
-
-
-def stamp(statuses: list[GateStatus], used: Mapping[str, TemplateUse], measured: Mapping[str, Any]) -> list[GateStatus]:
-    """Record on each gate measured in this pass the template (and resourceVersion) it was measured with."""
-    return [
-        g.model_copy(update={"template": used[g.name]}) if g.name in measured and g.name in used else g
-        for g in statuses
-    ]

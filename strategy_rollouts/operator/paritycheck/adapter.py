@@ -17,6 +17,7 @@ from strategy_rollouts.api.paritycheck import ParityCheckSpec, ParityCheckStatus
 from strategy_rollouts.api.placeholders import placeholder_values, substitute
 from strategy_rollouts.engine import notifications, parity, parity_run
 from strategy_rollouts.engine import parity_actions as acts
+from strategy_rollouts.engine.types import ObservationPlan
 from strategy_rollouts.operator.clients import routing as routing_writer
 from strategy_rollouts.operator.clients.kube import Conflict
 from strategy_rollouts.operator.context import Context
@@ -176,14 +177,17 @@ class ParityAdapter(KindAdapter[ParityCheckSpec, ParityCheckStatus, Observed, pa
     spec_model = ParityCheckSpec
     status_model = ParityCheckStatus
 
-    async def observe(self, ctx: Context, p: ParityPass) -> Observed:
+    def plan(self, ctx: Context, p: ParityPass) -> ObservationPlan:
+        spec = p.spec if p.valid else None
+        return parity_run.plan(spec, p.status, p.namespace, created_at(p.obj, p.now), p.now, p.calendar)
+
+    async def observe(self, ctx: Context, p: ParityPass, plan: ObservationPlan) -> Observed:
         spec = p.spec if p.valid else None
         created = created_at(p.obj, p.now)
         measured = target = None
-        if parity_run.wants_measurement(spec, p.status, created, p.now, p.calendar):
-            assert spec is not None
+        if plan.ranges and spec is not None:
             measured = await measure(ctx, p.namespace, spec, p.now)
-        if spec is not None and (measured is not None or acts.pending(p.status.actions_taken)):
+        if plan.target and spec is not None:
             target = await observe_target(ctx, p.namespace, spec)
         return Observed(
             parity_run.Observations(

@@ -16,10 +16,11 @@ from pydantic import BaseModel, ValidationError
 
 from strategy_rollouts.api.common import Condition, set_condition
 from strategy_rollouts.api.errors import validation_message
+from strategy_rollouts.engine.finish import INVALID_STATUS
 from strategy_rollouts.operator.clients.kube import Kube
 
 M = TypeVar("M", bound=BaseModel)
-CONDITION = "InvalidStatus"
+CONDITION = INVALID_STATUS
 
 
 def parse_status(model: type[M], raw: Mapping[str, Any] | None) -> tuple[M | None, str | None]:
@@ -30,9 +31,12 @@ def parse_status(model: type[M], raw: Mapping[str, Any] | None) -> tuple[M | Non
         return None, validation_message(exc, prefix="status")
 
 
-def recovery_message(kind: str, name: str, error: str) -> str:
+def recovery_message(kind: str, name: str, error: str, stopping: bool = False) -> str:
+    nothing = "changes nothing (no scale, no routing change)"
+    if stopping:  # a stop is always safe to apply: it is the one exception
+        nothing = "changes nothing but the pending stopTrading (every key to none, entries off; no scale)"
     return (
-        f"{error}. The operator holds this {kind} and changes nothing (no scale, no routing change) until its"
+        f"{error}. The operator holds this {kind} and {nothing} until its"
         f" status parses: restore the field, or remove it with `kubectl patch {kind.lower()} {name}"
         ' --subresource=status --type=json -p \'[{"op":"remove","path":"/status/FIELD"}]\'`'
         " as the operator's identity (docs/rbac.md)"
@@ -53,14 +57,9 @@ def held_conditions(
     return [c.model_dump(by_alias=True, exclude_none=True, mode="json") for c in updated]
 
 
-def cleared(conditions: list[Condition], generation: int | None, now: datetime) -> list[Condition]:
-    """InvalidStatus=False once the status parses again (only if it was ever reported)."""
-    if not any(c.type == CONDITION for c in conditions):
-        return conditions
-    return set_condition(conditions, CONDITION, False, "StatusParses", "", now, generation)
-
-
-async def hold(kube: Kube, plural: str, obj: Mapping[str, Any], kind: str, error: str, now: datetime) -> str | None:
+async def hold(
+    kube: Kube, plural: str, obj: Mapping[str, Any], kind: str, error: str, now: datetime, stopping: bool = False
+) -> str | None:
     """Write InvalidStatus=True into the object's status (everything else kept byte for byte).
 
     Returns the message when a write was made (the caller posts a Warning Event), None when the
@@ -68,7 +67,7 @@ async def hold(kube: Kube, plural: str, obj: Mapping[str, Any], kind: str, error
     """
     meta = obj.get("metadata") or {}
     raw = dict(obj.get("status") or {})
-    message = recovery_message(kind, str(meta.get("name")), error)
+    message = recovery_message(kind, str(meta.get("name")), error, stopping)
     conditions = held_conditions(raw, message, meta.get("generation"), now)
     if raw.get("conditions") == conditions:
         return None
@@ -82,4 +81,4 @@ async def hold(kube: Kube, plural: str, obj: Mapping[str, Any], kind: str, error
     return message
 
 
-__all__ = ["CONDITION", "cleared", "held_conditions", "hold", "parse_status", "recovery_message"]
+__all__ = ["CONDITION", "held_conditions", "hold", "parse_status", "recovery_message"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -26,9 +26,9 @@ from strategy_rollouts.engine import notifications, shadow_run
 from strategy_rollouts.engine.market import Calendar
 from strategy_rollouts.engine.networkpolicy import policy_name
 from strategy_rollouts.engine.shadow_run import Decision, Observations
+from strategy_rollouts.engine.types import ObservationPlan
 from strategy_rollouts.operator.clients.kube import KINDS
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.gates import templates as gate_templates
 from strategy_rollouts.operator.pipeline import KindAdapter, Pass
 from strategy_rollouts.operator.runtime import metrics, status_guard
 from strategy_rollouts.operator.runtime import objects as runtime
@@ -66,26 +66,32 @@ class Observed:
 ShadowPass = Pass[ShadowRunSpec, ShadowRunStatus]
 
 
+def plan(ctx: Context, p: ShadowPass) -> ObservationPlan:
+    """The engine's plan; decision reads throttled to every READ_EVERY_S / 2 per run (process memory)."""
+    last = ctx.shadow.last_read.get((p.namespace, p.name), float("-inf"))
+    may_read = time.monotonic() - last >= shadow_run.READ_EVERY_S / 2
+    return shadow_run.plan(p.spec if p.valid else None, p.status, p.namespace, p.now, may_read, p.calendar)
+
+
 async def observe(
     ctx: Context,
     obj: dict[str, Any],
     spec: ShadowRunSpec | None,
     spec_error: str | None,
     status: ShadowRunStatus,
+    plan: ObservationPlan,
     now: datetime,
     calendar: Calendar | None = None,
 ) -> Observed:
-    """Everything the engine needs, as plain data; `now` is the pass's one clock reading."""
+    """Exactly what the engine's plan asks for, as plain data; `now` is the pass's one clock reading."""
     meta = obj["metadata"]
     ns, name = meta["namespace"], meta["name"]
-    last = ctx.shadow.last_read.get((ns, name), float("-inf"))
-    may_read = time.monotonic() - last >= shadow_run.READ_EVERY_S / 2
-    plan = shadow_run.plan(spec, status, ns, now, may_read, calendar)
-    if plan.deployment:
-        ctx.wakers.watch(KIND, (ns, name), "deployment", [(ns, plan.deployment)])
+    deployment = plan.deployments[0][1] if plan.deployments else None
+    if deployment:
+        ctx.wakers.watch(KIND, (ns, name), "deployment", list(plan.deployments))
     ctx.wakers.watch(KIND, (ns, name), shadow_cache.POLICY_WAKER, [(ns, policy_name(name))])
     report = status.report if status.phase == "Completed" else None
-    world = await shadow_world.look(ctx, ns, name, plan.deployment, report)
+    world = await shadow_world.look(ctx, ns, name, deployment, report)
     if plan.streams is not None:
         ctx.shadow.last_read[(ns, name)] = time.monotonic()
     live, shadow = await shadow_measure.streams(ctx, ns, plan)
@@ -108,7 +114,7 @@ async def observe(
         calendar=calendar,
     )
     started = status.started_at
-    if spec and spec.latency_profile and started and shadow_run.completing(spec, status, obs, now):
+    if plan.latency and spec is not None and started is not None:
         obs = replace(obs, latency=await shadow_measure.latency(ctx, ns, spec, started, now))
     return Observed(obs, world)
 
@@ -120,6 +126,7 @@ class ShadowAdapter(KindAdapter[ShadowRunSpec, ShadowRunStatus, Observed, Decisi
     spec_model = ShadowRunSpec
     status_model = ShadowRunStatus
     gates_field = "spec.kpis"
+    status_gates_field = "kpis"
     # A ShadowRun being deleted is given back by on_delete: no pass may scale it up again.
     skip_when_deleting = True
 
@@ -136,17 +143,20 @@ class ShadowAdapter(KindAdapter[ShadowRunSpec, ShadowRunStatus, Observed, Decisi
         redis = spec.decisions.source.redis.address_secret_ref if spec.decisions else None
         return [*super().secret_refs(spec), ("spec.decisions.source.redis.addressSecretRef", redis)]
 
-    async def observe(self, ctx: Context, p: ShadowPass) -> Observed:
+    def plan(self, ctx: Context, p: ShadowPass) -> ObservationPlan:
+        return plan(ctx, p)
+
+    async def observe(self, ctx: Context, p: ShadowPass, plan: ObservationPlan) -> Observed:
         # An invalid spec is still observed as None: a started run keeps its world as status records it.
         spec = p.spec if p.valid else None
         error = None if p.valid else "; ".join(p.errors)
-        return await observe(ctx, p.obj, spec, error, p.status, p.now, p.calendar)
+        return await observe(ctx, p.obj, spec, error, p.status, plan, p.now, p.calendar)
 
     def decide(self, p: ShadowPass, observed: Observed) -> Decision:
         return shadow_run.reconcile(p.spec if p.valid else None, p.status, observed.obs, p.now)
 
-    def stamp(self, p: ShadowPass, decision: Decision, observed: Observed) -> None:
-        decision.status.kpis = gate_templates.stamp(decision.status.kpis, p.templates_used, observed.obs.kpis)
+    def measured(self, observed: Observed) -> Collection[str]:
+        return observed.obs.kpis.keys()
 
     def occurrences(self, p: ShadowPass, decision: Decision) -> list[notifications.Occurrence]:
         spec = p.spec if p.valid else None

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strategy_rollouts.engine.shadow_run import ShadowDeployment
-from strategy_rollouts.operator.runtime.watched import Newest, ObjectKey, _key, _revision, slim
+from strategy_rollouts.operator.runtime.cache import Newest, ObjectKey, key_of, revision_of, slim
 
 POLICY_WAKER = "networkpolicy"  # waker kind: one of our NetworkPolicies was deleted
 
@@ -50,11 +50,11 @@ class ShadowCache:
     def offer_deployment(self, body: Mapping[str, Any], wanted: bool = False) -> None:
         """From the Deployment watch (kept only if a ShadowRun reads it) or a pass's own GET (`wanted`)."""
         meta = body.get("metadata") or {}
-        key = _key(meta)
+        key = key_of(meta)
         if wanted:
             self.wanted.add(key)
         if key in self.wanted:
-            self.views.put(key, _revision(meta), view_of(body))
+            self.views.put(key, revision_of(meta), view_of(body))
 
     def deployment(self, namespace: str, name: str) -> ShadowDeployment | None:
         return self.views.get((namespace, name))
@@ -64,7 +64,7 @@ class ShadowCache:
         held = self.views.get((namespace, name))
         if held is not None:
             view = dataclasses.replace(held, replicas=replicas)
-            self.views.put((namespace, name), _revision({"resourceVersion": resource_version}), view)
+            self.views.put((namespace, name), revision_of({"resourceVersion": resource_version}), view)
 
     def deployment_version(self, namespace: str, name: str) -> str | None:
         return self.views.version((namespace, name))
@@ -77,7 +77,7 @@ class ShadowCache:
 
     def offer_policy(self, body: Mapping[str, Any]) -> None:
         meta = body.get("metadata") or {}
-        self.policies.put(_key(meta), _revision(meta), slim(body))
+        self.policies.put(key_of(meta), revision_of(meta), slim(body))
 
     def drop_policy(self, namespace: str, name: str) -> None:
         self.policies.pop((namespace, name))

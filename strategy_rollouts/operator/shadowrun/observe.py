@@ -14,16 +14,17 @@ from strategy_rollouts.engine.shadow_observed import (
     latency_query,
     profile_window,
 )
-from strategy_rollouts.engine.shadow_run import Latency, Plan
+from strategy_rollouts.engine.shadow_run import Latency
+from strategy_rollouts.engine.types import ObservationPlan
 from strategy_rollouts.operator.clients import redis_streams as decisions
 from strategy_rollouts.operator.clients.credentials import CredentialsError
 from strategy_rollouts.operator.context import Context
+from strategy_rollouts.operator.gates.measure import measure
 from strategy_rollouts.operator.runtime import metrics
-from strategy_rollouts.operator.strategyrollout.observe import measure
 from strategy_rollouts.read import prometheus
 
 
-async def streams(ctx: Context, namespace: str, plan: Plan) -> tuple[StreamRead | None, StreamRead | None]:
+async def streams(ctx: Context, namespace: str, plan: ObservationPlan) -> tuple[StreamRead | None, StreamRead | None]:
     if plan.streams is None:
         return None, None
     s = plan.streams
@@ -42,15 +43,15 @@ async def streams(ctx: Context, namespace: str, plan: Plan) -> tuple[StreamRead 
     return live, shadow
 
 
-async def kpis(ctx: Context, namespace: str, spec: ShadowRunSpec, plan: Plan) -> dict[str, Measurement]:
-    if not plan.due_kpis:
+async def kpis(ctx: Context, namespace: str, spec: ShadowRunSpec, plan: ObservationPlan) -> dict[str, Measurement]:
+    if not plan.measure:
         return {}
     conn = await ctx.connection(namespace, spec.prometheus)
     values = placeholder_values(spec, namespace)
-    measured = await asyncio.gather(*(measure(conn, k, values) for k in plan.due_kpis))
-    for kpi, m in zip(plan.due_kpis, measured, strict=True):
+    measured = await asyncio.gather(*(measure(conn, k, values) for k in plan.measure))
+    for kpi, m in zip(plan.measure, measured, strict=True):
         metrics.gate_evaluations_total.labels("ShadowRun", kpi.name, "Pass" if m.outcome == "ok" else m.outcome).inc()
-    return {k.name: m for k, m in zip(plan.due_kpis, measured, strict=True)}
+    return {k.name: m for k, m in zip(plan.measure, measured, strict=True)}
 
 
 async def latency(ctx: Context, namespace: str, spec: ShadowRunSpec, started_at: datetime, now: datetime) -> Latency:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,17 @@ from typing import Any
 from strategy_rollouts.api.gates import GateSpec
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine import notifications
-from strategy_rollouts.engine.rollout import Decision, Observations, invalid, reconcile, routing_document
+from strategy_rollouts.engine.rollout import (
+    Decision,
+    Observations,
+    held_stop,
+    invalid,
+    plan,
+    reconcile,
+    routing_document,
+)
+from strategy_rollouts.engine.routing import NONE
+from strategy_rollouts.engine.types import ObservationPlan, Ref
 from strategy_rollouts.operator.clients import routing as routing_writer
 from strategy_rollouts.operator.clients import webhook as webhook_client
 from strategy_rollouts.operator.context import Context
@@ -46,6 +57,7 @@ class RolloutAdapter(KindAdapter[StrategyRolloutSpec, StrategyRolloutStatus, Obs
     spec_model = StrategyRolloutSpec
     status_model = StrategyRolloutStatus
     gates_field = "spec.gates"
+    status_gates_field = "gates"
 
     def working(self, ctx: Context, obj: dict[str, Any], persisted: StrategyRolloutStatus) -> StrategyRolloutStatus:
         return working_status(ctx, obj, persisted)
@@ -69,11 +81,16 @@ class RolloutAdapter(KindAdapter[StrategyRolloutSpec, StrategyRolloutStatus, Obs
         # (an Invalid rollout starts over once fixed). A new version or a request checks again.
         return p.spec is not None and gate_templates.settled(p.spec, p.status)
 
-    async def observe(self, ctx: Context, p: RolloutPass) -> Observed:
+    def plan(self, ctx: Context, p: RolloutPass) -> ObservationPlan:
+        if not p.valid or p.spec is None:
+            return ObservationPlan()  # an invalid spec observes nothing (a stop needs nothing observed)
+        return plan(p.spec, p.status, p.namespace, p.name, p.now)
+
+    async def observe(self, ctx: Context, p: RolloutPass, plan: ObservationPlan) -> Observed:
         if not p.valid:
             return Observed(None, {})
         assert p.spec is not None
-        obs, routings = await observe(ctx, p.obj, p.spec, p.status, p.context.get("auth"))
+        obs, routings = await observe(ctx, p.obj, p.spec, p.status, plan, p.context.get("auth"))
         if p.calendar is not None:
             obs = dataclasses.replace(obs, calendar=p.calendar)
         return Observed(obs, routings)
@@ -84,10 +101,8 @@ class RolloutAdapter(KindAdapter[StrategyRolloutSpec, StrategyRolloutStatus, Obs
         # After the gates were measured (that may take seconds): their results are recorded as of now.
         return reconcile(p.spec, p.status, observed.obs, datetime.now(UTC))
 
-    def stamp(self, p: RolloutPass, decision: Decision, observed: Observed) -> None:
-        if observed.obs is not None:
-            measured = observed.obs.measurements
-            decision.status.gates = gate_templates.stamp(decision.status.gates, p.templates_used, measured)
+    def measured(self, observed: Observed) -> Collection[str]:
+        return observed.obs.measurements.keys() if observed.obs is not None else ()
 
     def occurrences(self, p: RolloutPass, decision: Decision) -> list[notifications.Occurrence]:
         if not p.valid or p.spec is None:
@@ -134,6 +149,23 @@ class RolloutAdapter(KindAdapter[StrategyRolloutSpec, StrategyRolloutStatus, Obs
         for gate in new.gates:
             if gate.name in observed.obs.measurements:
                 metrics.gate_evaluations_total.labels("StrategyRollout", gate.name, gate.result or "").inc()
+
+    def held_stops(self, obj: Mapping[str, Any]) -> tuple[Ref, ...]:
+        return held_stop(obj.get("status"))
+
+    async def stop_while_held(self, ctx: Context, obj: dict[str, Any], stops: tuple[Ref, ...]) -> None:
+        """Every key to none and entries off in each routing ConfigMap this rollout wrote (its owner
+        label; never one it did not write, never created); nothing else (no scale, no status)."""
+        uid = obj["metadata"].get("uid")
+        for namespace, config_map in stops:
+            read = await routing_writer.read(ctx.kube, namespace, config_map, ctx.watched)
+            labels = ((read.config_map or {}).get("metadata") or {}).get("labels") or {}
+            if read.document is None or uid is None or labels.get(routing_writer.OWNER_UID) != uid:
+                continue
+            changes = {"assignments": dict.fromkeys(sorted(read.assignments), NONE), "entriesEnabled": False}
+            await routing_writer.update(
+                ctx.kube, namespace, config_map, changes, owner=obj, current=read, cache=ctx.watched
+            )
 
     def forget(self, ctx: Context, namespace: str, name: str) -> None:
         ctx.rollouts.forget((namespace, name))

@@ -8,37 +8,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
-from strategy_rollouts.api.gates import GateSpec
-from strategy_rollouts.api.placeholders import placeholder_values, substitute
+from strategy_rollouts.api.placeholders import placeholder_values
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine import webhook_gates
 from strategy_rollouts.engine.gates import Measurement
-from strategy_rollouts.engine.rollout import DeploymentObs, Observations, due_gates, target_namespaces
+from strategy_rollouts.engine.rollout import DeploymentObs, Observations
+from strategy_rollouts.engine.types import ObservationPlan
 from strategy_rollouts.operator.clients import routing as routing_writer
 from strategy_rollouts.operator.clients import webhook as webhook_client
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.gates import judge as judge_measure
+from strategy_rollouts.operator.gates.measure import measure
 from strategy_rollouts.operator.runtime import metrics
 from strategy_rollouts.operator.runtime import objects as runtime
-from strategy_rollouts.read import prometheus
 
 KIND = "rollout"  # waker kind
 # Waker kind: a Deployment's spec.replicas or status.readyReplicas changed (what a rollout observes).
 DEPLOYMENT_COUNTS = "deployment-counts"
-
-
-async def measure(conn: prometheus.Connection, gate: GateSpec, values: dict[str, str]) -> Measurement:
-    values = {**values, "interval": gate.interval}
-    if gate.judge is not None:
-        return await judge_measure.populations(conn, gate.judge, values)
-    assert gate.query is not None  # threshold or compare (validated)
-    query = substitute(gate.query, values)
-    if gate.baseline is not None:
-        return await prometheus.compare(conn, query, substitute(gate.baseline, values))
-    return await prometheus.instant(conn, query)
 
 
 async def deployment(ctx: Context, namespace: str, name: str) -> DeploymentObs | None:
@@ -58,33 +45,35 @@ async def observe(
     obj: dict[str, Any],
     spec: StrategyRolloutSpec,
     status: StrategyRolloutStatus,
+    plan: ObservationPlan,
     webhooks: Mapping[str, webhook_client.Auth] | None = None,
 ) -> tuple[Observations, Routings]:
+    """Exactly what the engine's plan asks for (engine/rollout/plan.py)."""
     ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
-    now = datetime.now(UTC)
-    targets = target_namespaces(spec, ns)
-    dep_keys = [(t, d) for t in targets for d in (spec.stable.deployment, spec.canary.deployment)]
+    dep_keys = list(plan.deployments)
     ctx.wakers.watch(KIND, (ns, name), DEPLOYMENT_COUNTS, dep_keys)
     infos = await asyncio.gather(*(deployment(ctx, t, d) for t, d in dep_keys))
     deployments = {k: i for k, i in zip(dep_keys, infos, strict=True) if i is not None}
-    cms = [(t.namespace, t.config_map) for t in status.targets]
+    cms = list(plan.routings)
     ctx.wakers.watch(KIND, (ns, name), routing_writer.WAKER_KIND, cms)
-    routings = await asyncio.gather(*(routing_writer.read(ctx.kube, n, cm, ctx.watched) for n, cm in cms))
-    routed = await unrecorded_routing(ctx, spec, name, targets, status)
+    reads = await asyncio.gather(*(routing_writer.read(ctx.kube, n, cm, ctx.watched) for n, cm in cms))
+    routings: Routings = dict(zip(cms, reads, strict=True))
+    recorded = {(t.namespace, t.config_map): t for t in status.targets}
     published = {
-        t.namespace: r.document is not None and r.assignments == t.assignments
-        for t, r in zip(status.targets, routings, strict=True)
+        t.namespace: routings[k].document is not None and routings[k].assignments == t.assignments
+        for k, t in recorded.items()
     }
-    revisions = {t.namespace: r.revision for t, r in zip(status.targets, routings, strict=True)}
+    revisions = {t.namespace: routings[k].revision for k, t in recorded.items()}
+    # A target status does not record yet: what its ConfigMap publishes already (adopted at the start).
+    routed = {n: r.assignments for (n, cm), r in routings.items() if (n, cm) not in recorded and r.assignments}
     shadow_found, verdict = False, None
-    if spec.shadow_run:
-        ctx.wakers.watch(KIND, (ns, name), "shadowrun", [(ns, spec.shadow_run)])
-        shadow = await runtime.read(ctx, "shadowruns", ns, spec.shadow_run)  # the watch cache
+    for plural, (n, shadow_name) in plan.objects:
+        ctx.wakers.watch(KIND, (ns, name), "shadowrun", [(n, shadow_name)])
+        shadow = await runtime.read(ctx, plural, n, shadow_name)  # the watch cache
         if shadow is not None:
             shadow_found, verdict = True, (shadow.get("status") or {}).get("verdict")
     measurements: dict[str, Measurement] = {}
-    # A stop, abort or pause waits for no gate: the pass that handles it does no gate I/O at all.
-    due = [] if urgent(status) else due_gates(spec, status, now)
+    due = plan.measure
     if due:
         conn = await ctx.connection(ns, spec.prometheus)
         index = min(status.stage_index or 0, len(spec.stages) - 1)
@@ -116,23 +105,4 @@ async def observe(
         shadow_found=shadow_found,
         shadow_verdict=verdict,
     )
-    return obs, {(t.namespace, t.config_map): r for t, r in zip(status.targets, routings, strict=True)}
-
-
-URGENT = frozenset({"stopTrading", "abort", "pause"})
-
-
-def urgent(status: StrategyRolloutStatus) -> bool:
-    """A pending request that must not wait behind a slow or hung gate endpoint."""
-    return any(r.action in URGENT for r in status.requests.values())
-
-
-async def unrecorded_routing(
-    ctx: Context, spec: StrategyRolloutSpec, name: str, targets: list[str], status: StrategyRolloutStatus
-) -> dict[str, dict[str, str]]:
-    """What the ConfigMaps of targets without a status record publish (a read only in that case)."""
-    recorded = {t.namespace for t in status.targets}
-    missing = [ns for ns in targets if ns not in recorded]
-    config_map = spec.routing.config_map or f"{name}-routing"
-    reads = await asyncio.gather(*(routing_writer.read(ctx.kube, ns, config_map, ctx.watched) for ns in missing))
-    return {ns: r.assignments for ns, r in zip(missing, reads, strict=True) if r.assignments}
+    return obs, {k: routings[k] for k in recorded}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strategy_rollouts.engine.gate_templates import Template, TemplateKey, template_of
-from strategy_rollouts.operator.runtime.watched import Newest, _revision
+from strategy_rollouts.operator.runtime.cache import Newest, revision_of
 
 # Waker kind of a template change (the key is (namespace or "", name)); rollouts and shadow runs watch it.
 WAKER = {"GateTemplate": "gatetemplate", "ClusterGateTemplate": "clustergatetemplate"}
@@ -24,7 +24,7 @@ class TemplateCache:
 
     def offer(self, kind: str, body: Mapping[str, Any]) -> TemplateKey:
         key = key_of_body(kind, body)
-        self.held.put(key, _revision(body.get("metadata") or {}), template_of(kind, body))
+        self.held.put(key, revision_of(body.get("metadata") or {}), template_of(kind, body))
         return key
 
     def drop(self, key: TemplateKey) -> None:

@@ -1,5 +1,9 @@
 """What the watches last delivered: our objects' bodies (all three kinds) and Deployment replica counts.
 
+The one cache type of the operator is `Newest` (newest resourceVersion wins); each watch cache is a
+`cache.py` holding `Newest` maps: this one (WatchCache, ctx.watched), shadowrun/cache.py (ShadowCache)
+and gates/cache.py (TemplateCache), keyed and versioned with `key_of` / `revision_of` below.
+
 Reading these instead of a GET per object per reconcile cut a rollout's reconcile from ~5.5 API calls
 to ~1.7 (bench finding 6). A cached body may be a little behind; that is safe because every status
 write is guarded by the resourceVersion it was computed from, and a Conflict drops the entry so the
@@ -21,7 +25,7 @@ V = TypeVar("V")
 K = TypeVar("K")
 
 
-def _revision(meta: Mapping[str, Any]) -> int | None:
+def revision_of(meta: Mapping[str, Any]) -> int | None:
     """etcd revisions are integers; another storage's opaque versions make every offer win."""
     try:
         return int(meta.get("resourceVersion") or "")
@@ -45,7 +49,7 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _key(meta: Mapping[str, Any]) -> ObjectKey:
+def key_of(meta: Mapping[str, Any]) -> ObjectKey:
     return str(meta.get("namespace")), str(meta.get("name"))
 
 
@@ -78,7 +82,7 @@ class Newest(Generic[K, V]):
 
 
 @dataclass
-class Watched:
+class WatchCache:
     bodies: Newest[BodyKey, dict[str, Any]] = field(default_factory=Newest)
     deployments: Newest[ObjectKey, DeploymentObs] = field(default_factory=Newest)
     # Routing ConfigMaps (label-selected server-side, so no other ConfigMap reaches this process).
@@ -88,7 +92,7 @@ class Watched:
     def offer(self, body: Mapping[str, Any]) -> None:
         """Keep `body` unless a newer version of the object is already held."""
         meta = body.get("metadata") or {}
-        self.bodies.put((str(body.get("kind")), *_key(meta)), _revision(meta), slim(body))
+        self.bodies.put((str(body.get("kind")), *key_of(meta)), revision_of(meta), slim(body))
 
     def body(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self.bodies.get((kind, namespace, name))
@@ -103,13 +107,13 @@ class Watched:
         replicas = (body.get("spec") or {}).get("replicas")
         ready = (body.get("status") or {}).get("readyReplicas")
         obs = DeploymentObs(replicas=1 if replicas is None else int(replicas), ready=int(ready or 0))
-        return self.deployments.put(_key(meta), _revision(meta), obs)
+        return self.deployments.put(key_of(meta), revision_of(meta), obs)
 
     def scaled(self, namespace: str, name: str, replicas: int, resource_version: str | None) -> None:
         """Our own scale landed (its response carries the Deployment's new resourceVersion)."""
         held = self.deployments.get((namespace, name))
         obs = DeploymentObs(replicas, held.ready if held is not None else 0)
-        self.deployments.put((namespace, name), _revision({"resourceVersion": resource_version}), obs)
+        self.deployments.put((namespace, name), revision_of({"resourceVersion": resource_version}), obs)
 
     def deployment(self, namespace: str, name: str) -> DeploymentObs | None:
         return self.deployments.get((namespace, name))
@@ -125,8 +129,8 @@ class Watched:
     def offer_config_map(self, body: Mapping[str, Any]) -> bool:
         """Keep the ConfigMap's body; True when its data or labels changed (our own write's echo: False)."""
         meta = body.get("metadata") or {}
-        before = self.config_maps.get(_key(meta))
-        if not self.config_maps.put(_key(meta), _revision(meta), slim(body)):
+        before = self.config_maps.get(key_of(meta))
+        if not self.config_maps.put(key_of(meta), revision_of(meta), slim(body)):
             return False
         return before is None or _content(before) != _content(body)
 

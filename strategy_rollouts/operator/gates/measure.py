@@ -1,0 +1,21 @@
+"""A gate's (or KPI's) one measurement: a Prometheus query, a comparison with a baseline, or a judge's
+two populations. Shared by every kind that measures gates."""
+
+from __future__ import annotations
+
+from strategy_rollouts.api.gates import GateSpec
+from strategy_rollouts.api.placeholders import substitute
+from strategy_rollouts.engine.gates import Measurement
+from strategy_rollouts.operator.gates import judge as judge_measure
+from strategy_rollouts.read import prometheus
+
+
+async def measure(conn: prometheus.Connection, gate: GateSpec, values: dict[str, str]) -> Measurement:
+    values = {**values, "interval": gate.interval}
+    if gate.judge is not None:
+        return await judge_measure.populations(conn, gate.judge, values)
+    assert gate.query is not None  # threshold or compare (validated)
+    query = substitute(gate.query, values)
+    if gate.baseline is not None:
+        return await prometheus.compare(conn, query, substitute(gate.baseline, values))
+    return await prometheus.instant(conn, query)
