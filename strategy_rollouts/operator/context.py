@@ -46,12 +46,16 @@ class Context:
     leader: Leadership = field(default_factory=Leadership)  # disabled: acts always (no --leader-elect)
     shadow_cache: ShadowCache = field(default_factory=ShadowCache)  # ShadowRuns' watch-fed reads
 
-    async def connection(self, namespace: str, override: PrometheusConnection | None) -> Connection:
-        """The operator default, overridden per object (clients/credentials.py)."""
+    async def connection(
+        self, namespace: str, override: PrometheusConnection | None, owner: tuple[str, str, str] | None = None
+    ) -> Connection:
+        """The operator default, overridden per object (clients/credentials.py); within `owner`'s
+        budget of queries in flight (kind, namespace, name) when given."""
         s = self.settings
-        return await prometheus_connection(
+        conn = await prometheus_connection(
             self.kube, self.prometheus, self.ca_files, s.prometheus_url, s.prometheus_timeout_s, namespace, override
         )
+        return conn.for_object(*owner) if owner is not None else conn
 
     async def secret(self, namespace: str, ref: SecretKeyRef) -> str:
         """One key of a Secret labelled as credentials (CredentialsError otherwise)."""

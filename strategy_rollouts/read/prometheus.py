@@ -7,29 +7,41 @@ a query Prometheus rejects (HTTP 400, bad_data) is Error.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import itertools
 import math
 import re
+import socket
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.parity import Series
 
 T = TypeVar("T")
+C = TypeVar("C", bound=HTTPConnection)
+
+
+PER_OBJECT: Final = 4  # queries one object may have in flight: a hung endpoint delays only its own object
 
 
 class Pool:
     """The process's Prometheus clients (Context.prometheus): one client and HTTP session per distinct
-    connection, reused across reconciles, and bounded concurrency whatever the number of objects."""
+    connection, reused across reconciles; bounded concurrency whatever the number of objects (`limit`),
+    and a budget per object (`budget`) so one object's slow endpoint cannot take every slot."""
 
     def __init__(self, limit: int = 16) -> None:
         self.size = limit
@@ -38,17 +50,80 @@ class Pool:
         # Queries run on their own threads: a hung or slow-dripping Prometheus then never delays the
         # Kubernetes calls (a stop's writes) that share asyncio's default executor.
         self.executor = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="prometheus")
+        self.budgets: dict[tuple[str, ...], asyncio.Semaphore] = {}
+        # The socket each call in flight reads from, so its deadline can close it (see `_call`).
+        self.sockets: dict[int, socket.socket] = {}
+        self.local = threading.local()
+        self.calls = itertools.count()
+
+    def budget(self, owner: tuple[str, ...]) -> asyncio.Semaphore:
+        """The object's own slots (created on first use; `forget` drops them with the object)."""
+        if owner not in self.budgets:
+            self.budgets[owner] = asyncio.Semaphore(PER_OBJECT)
+        return self.budgets[owner]
+
+    def forget(self, owner: tuple[str, ...]) -> None:
+        self.budgets.pop(owner, None)
 
 
 async def _call(conn: Connection, fn: Callable[..., T], *args: Any) -> T:
-    """`fn` on the pool's threads, with a TOTAL deadline: requests' timeout is per read, so a server
-    that drips one byte a second would otherwise hold a query (and its slot) for ever."""
-    loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(conn.pool.executor, lambda: fn(*args))
-    try:
-        return await asyncio.wait_for(future, timeout=conn.timeout_s + 1.0)
-    except TimeoutError:
-        raise requests.Timeout(f"no complete answer within {conn.timeout_s:g}s") from None
+    """`fn` on the pool's threads within the object's budget, with a TOTAL deadline: requests' timeout
+    is per read, so a server that drips one byte a second would otherwise hold a query (its thread and
+    its slot) for ever. At the deadline the call's socket is shut down: the thread's read fails at once
+    and the thread is free again."""
+    pool = conn.pool
+    call = next(pool.calls)
+
+    def run() -> T:
+        pool.local.call = call  # the connection registers its socket under this call (_DeadlineAdapter)
+        try:
+            return fn(*args)
+        finally:
+            pool.local.call = None
+            pool.sockets.pop(call, None)
+
+    # The object's budget first, then a slot of the pool: an object waiting for its own budget holds
+    # no slot another object could use.
+    async with conn.budget if conn.budget is not None else contextlib.nullcontext(), pool.limit:
+        future = asyncio.wrap_future(pool.executor.submit(run))
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout=conn.timeout_s + 1.0)
+        except TimeoutError:
+            sock = pool.sockets.pop(call, None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(Exception):  # the thread ends now; its slot is the object's until then
+                await asyncio.wait_for(future, timeout=5.0)
+            raise requests.Timeout(f"no complete answer within {conn.timeout_s:g}s") from None
+
+
+def _deadline_adapter(pool: Pool, size: int) -> HTTPAdapter:
+    """requests' adapter whose connections register, per call, the socket they read from (pool.sockets),
+    so `_call` can end a call at its deadline whatever the server does."""
+
+    def registering(base: type[C]) -> type[C]:
+        class Registering(base):  # type: ignore[valid-type,misc]
+            def request(self, *args: Any, **kwargs: Any) -> None:
+                super().request(*args, **kwargs)
+                call = getattr(pool.local, "call", None)
+                if call is not None and self.sock is not None:
+                    pool.sockets[call] = self.sock
+
+        return Registering
+
+    class Plain(HTTPConnectionPool):
+        ConnectionCls = registering(HTTPConnection)
+
+    class Tls(HTTPSConnectionPool):
+        ConnectionCls = registering(HTTPSConnection)
+
+    class Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": Plain, "https": Tls}
+
+    return Adapter(max_retries=Retry(total=0), pool_maxsize=size)
 
 
 @dataclass(frozen=True)
@@ -59,6 +134,11 @@ class Connection:
     ca_file: str | None = None
     insecure_skip_verify: bool = False
     pool: Pool = field(default_factory=Pool, compare=False, hash=False, repr=False)
+    budget: asyncio.Semaphore | None = field(default=None, compare=False, hash=False, repr=False)
+
+    def for_object(self, *owner: str) -> Connection:
+        """This connection within `owner`'s budget of queries in flight (Pool.budget)."""
+        return dataclasses.replace(self, budget=self.pool.budget(owner))
 
 
 def client(conn: Connection) -> PrometheusConnect:
@@ -82,7 +162,7 @@ def client(conn: Connection) -> PrometheusConnect:
         # replaces the adapter the client mounts for its URL: one kept-alive connection per query in
         # flight (requests' default pool of 10 under a limit of 16 dropped a connection after each query
         # beyond the tenth: urllib3's "Connection pool is full" at N >= 100 in the scale benchmark)
-        session.mount(url, HTTPAdapter(max_retries=Retry(total=0), pool_maxsize=conn.pool.size))
+        session.mount(url, _deadline_adapter(conn.pool, conn.pool.size))
     return clients[conn]
 
 
@@ -129,15 +209,14 @@ def scalar_from(result: Any) -> float | None:
 
 
 async def instant(conn: Connection, query: str) -> Measurement:
-    async with conn.pool.limit:
-        try:
-            result = await _call(conn, client(conn).custom_query, query)
-            value = scalar_from(result)
-        except SeveralSeries as exc:
-            return Measurement(None, outcome="error", message=str(exc))
-        except Exception as exc:  # every failure becomes a measured cause, never a crash
-            outcome, message = _describe(exc, conn.address)
-            return Measurement(None, outcome=outcome, message=message)  # type: ignore[arg-type]
+    try:
+        result = await _call(conn, client(conn).custom_query, query)
+        value = scalar_from(result)
+    except SeveralSeries as exc:
+        return Measurement(None, outcome="error", message=str(exc))
+    except Exception as exc:  # every failure becomes a measured cause, never a crash
+        outcome, message = _describe(exc, conn.address)
+        return Measurement(None, outcome=outcome, message=message)  # type: ignore[arg-type]
     if value is None:
         return Measurement(None, outcome="inconclusive", message="empty result", empty=True)
     if not math.isfinite(value):
@@ -157,11 +236,10 @@ async def compare(conn: Connection, query: str, baseline: str) -> Measurement:
 
 async def range_series(conn: Connection, query: str, start: datetime, end: datetime, step_s: float) -> Series:
     """A range query that must return exactly one series (NaN points dropped)."""
-    async with conn.pool.limit:
-        try:
-            result = await _call(conn, client(conn).custom_query_range, query, start, end, f"{step_s:g}s")
-        except Exception as exc:
-            return Series([], _describe(exc, conn.address)[1])
+    try:
+        result = await _call(conn, client(conn).custom_query_range, query, start, end, f"{step_s:g}s")
+    except Exception as exc:
+        return Series([], _describe(exc, conn.address)[1])
     try:
         if not result:
             return Series([])
@@ -184,12 +262,11 @@ class Vector:
 
 async def vector(conn: Connection, query: str, label: str) -> Vector:
     """Instant query returning several series, keyed by `label` (e.g. a per-stage latency profile)."""
-    async with conn.pool.limit:
-        try:
-            result = await _call(conn, client(conn).custom_query, query)
-        except Exception as exc:  # every failure becomes a cause, never a crash
-            outcome, message = _describe(exc, conn.address)
-            return Vector({}, message, outcome)
+    try:
+        result = await _call(conn, client(conn).custom_query, query)
+    except Exception as exc:  # every failure becomes a cause, never a crash
+        outcome, message = _describe(exc, conn.address)
+        return Vector({}, message, outcome)
     if not isinstance(result, list):
         return Vector({}, f"Prometheus at {conn.address} answered a non-vector result", "inconclusive")
     values: dict[str, float] = {}
@@ -214,12 +291,11 @@ class Samples:
 
 
 async def range_samples(conn: Connection, query: str, start: datetime, end: datetime, step_s: float) -> Samples:
-    async with conn.pool.limit:
-        try:
-            result = await _call(conn, client(conn).custom_query_range, query, start, end, f"{step_s:g}s")
-        except Exception as exc:  # every failure becomes a cause, never a crash
-            outcome, message = _describe(exc, conn.address)
-            return Samples((), message, outcome)
+    try:
+        result = await _call(conn, client(conn).custom_query_range, query, start, end, f"{step_s:g}s")
+    except Exception as exc:  # every failure becomes a cause, never a crash
+        outcome, message = _describe(exc, conn.address)
+        return Samples((), message, outcome)
     try:
         points = [float(v) for series in result for _, v in series["values"]]
     except (TypeError, ValueError, KeyError, IndexError) as exc:

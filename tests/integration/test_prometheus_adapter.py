@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 
 from strategy_rollouts.read import prometheus
 from strategy_rollouts.testing.operator_process import free_port
+from tests.integration.conftest import wait_for
 
 if TYPE_CHECKING:
     from devcluster.cluster import DevCluster
@@ -140,3 +142,88 @@ async def test_queries_in_flight_keep_their_connections() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class _Hostile:
+    """A TCP endpoint that accepts and then never completes an answer: `drip` sends one byte of a
+    response a second, for ever (every read succeeds within requests' per-read timeout); otherwise it
+    never answers. Counts connections open at once."""
+
+    def __init__(self, drip: bool) -> None:
+        self.drip, self.open, self.peak, self.lock = drip, 0, 0, threading.Lock()
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(client,), daemon=True).start()
+
+    def serve(self, client: socket.socket) -> None:
+        with self.lock:
+            self.open += 1
+            self.peak = max(self.peak, self.open)
+        try:
+            client.recv(65536)
+            if self.drip:
+                client.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+            while True:
+                time.sleep(1)
+                if self.drip:
+                    client.sendall(b" ")
+                elif not client.recv(1):
+                    return
+        except OSError:
+            return  # the client closed it: the call's deadline ended it
+        finally:
+            with self.lock:
+                self.open -= 1
+            client.close()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+async def test_a_dripping_server_is_cut_at_the_deadline_and_frees_its_thread(cluster: DevCluster) -> None:
+    """requests' timeout is per read: one byte a second holds a plain call for ever. At the total
+    deadline the call's socket is shut down, so the one thread of this pool is free for the next query."""
+    drip = _Hostile(drip=True)
+    pool = prometheus.Pool(limit=1)
+    try:
+        started = time.monotonic()
+        m = await prometheus.instant(prometheus.Connection(drip.url, timeout_s=1, pool=pool), "vector(1)")
+        assert (m.outcome, m.value) == ("inconclusive", None) and "timed out" in m.message
+        assert time.monotonic() - started < 8
+        assert pool.sockets == {}
+        wait_for(lambda: drip.open == 0, 10, what="the dripping connection closed by the client")
+        ok = await prometheus.instant(
+            prometheus.Connection(cluster.prometheus_url, timeout_s=5, pool=pool), "vector(2)"
+        )
+        assert ok.value == 2.0, ok
+    finally:
+        drip.close()
+
+
+async def test_one_objects_hung_endpoint_takes_only_its_own_budget(cluster: DevCluster) -> None:
+    """Object A asks 12 queries of an endpoint that never answers: at most PER_OBJECT of them are in
+    flight; object B, on the same pool, is answered at once meanwhile."""
+    hole = _Hostile(drip=False)
+    pool = prometheus.Pool()
+    a = prometheus.Connection(hole.url, timeout_s=3, pool=pool).for_object("StrategyRollout", "ns", "a")
+    b = prometheus.Connection(cluster.prometheus_url, timeout_s=5, pool=pool).for_object("StrategyRollout", "ns", "b")
+    try:
+        hung = asyncio.gather(*(prometheus.instant(a, f"vector({i})") for i in range(12)))
+        await asyncio.sleep(1)
+        started = time.monotonic()
+        answers = await asyncio.gather(*(prometheus.instant(b, f"vector({i})") for i in range(6)))
+        assert [m.value for m in answers] == [float(i) for i in range(6)]
+        assert time.monotonic() - started < 2, "object B waited behind object A's hung endpoint"
+        results = await hung
+        assert {m.outcome for m in results} == {"inconclusive"}
+        assert hole.peak == prometheus.PER_OBJECT, hole.peak
+    finally:
+        hole.close()

@@ -46,8 +46,8 @@ def created_at(obj: dict[str, Any], now: datetime) -> datetime:
         return now
 
 
-async def measure(ctx: Context, namespace: str, spec: ParityCheckSpec, now: datetime) -> parity_run.Measured:
-    conn = await ctx.connection(namespace, spec.prometheus)
+async def measure(ctx: Context, namespace: str, name: str, spec: ParityCheckSpec, now: datetime) -> parity_run.Measured:
+    conn = await ctx.connection(namespace, spec.prometheus, ("ParityCheck", namespace, name))
     values = placeholder_values(spec, namespace)
     start = now - parse_duration(spec.window)
     step_s = parse_duration(spec.step).total_seconds()
@@ -186,7 +186,7 @@ class ParityAdapter(KindAdapter[ParityCheckSpec, ParityCheckStatus, Observed, pa
         created = created_at(p.obj, p.now)
         measured = target = None
         if plan.ranges and spec is not None:
-            measured = await measure(ctx, p.namespace, spec, p.now)
+            measured = await measure(ctx, p.namespace, p.name, spec, p.now)
         if plan.target and spec is not None:
             target = await observe_target(ctx, p.namespace, spec)
         return Observed(
@@ -226,6 +226,7 @@ class ParityAdapter(KindAdapter[ParityCheckSpec, ParityCheckStatus, Observed, pa
 def forget(ctx: Context, namespace: str, name: str) -> None:
     """The object is gone: its metric series go; the actions it took stay (lifting is a decision)."""
     ctx.watched.drop("ParityCheck", namespace, name)
+    ctx.prometheus.forget(("ParityCheck", namespace, name))
     metrics.forget_object(namespace, name, *metrics.PARITY_FAMILIES)
 
 

@@ -98,7 +98,7 @@ async def observe(
     for read in (live, shadow):
         for why in read.examples if read else ():
             log.warning("ShadowRun %s/%s: malformed decision %s", ns, name, why)
-    kpis = await shadow_measure.kpis(ctx, ns, spec, plan) if spec is not None else {}
+    kpis = await shadow_measure.kpis(ctx, ns, name, spec, plan) if spec is not None else {}
     obs = Observations(
         namespace=ns,
         name=name,
@@ -115,7 +115,7 @@ async def observe(
     )
     started = status.started_at
     if plan.latency and spec is not None and started is not None:
-        obs = replace(obs, latency=await shadow_measure.latency(ctx, ns, spec, started, now))
+        obs = replace(obs, latency=await shadow_measure.latency(ctx, ns, name, spec, started, now))
     return Observed(obs, world)
 
 
@@ -186,6 +186,7 @@ def record_metrics(ns: str, name: str, status: ShadowRunStatus) -> None:
 def forget(ctx: Context, namespace: str, name: str) -> None:
     """The ShadowRun is gone: drop what memory holds about it, and its series."""
     ctx.shadow.last_read.pop((namespace, name), None)
+    ctx.prometheus.forget(("ShadowRun", namespace, name))
     metrics.forget_object(namespace, name, *metrics.SHADOW_FAMILIES)
 
 

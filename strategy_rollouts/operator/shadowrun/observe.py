@@ -43,10 +43,12 @@ async def streams(ctx: Context, namespace: str, plan: ObservationPlan) -> tuple[
     return live, shadow
 
 
-async def kpis(ctx: Context, namespace: str, spec: ShadowRunSpec, plan: ObservationPlan) -> dict[str, Measurement]:
+async def kpis(
+    ctx: Context, namespace: str, name: str, spec: ShadowRunSpec, plan: ObservationPlan
+) -> dict[str, Measurement]:
     if not plan.measure:
         return {}
-    conn = await ctx.connection(namespace, spec.prometheus)
+    conn = await ctx.connection(namespace, spec.prometheus, ("ShadowRun", namespace, name))
     values = placeholder_values(spec, namespace)
     measured = await asyncio.gather(*(measure(conn, k, values) for k in plan.measure))
     for kpi, m in zip(plan.measure, measured, strict=True):
@@ -54,10 +56,12 @@ async def kpis(ctx: Context, namespace: str, spec: ShadowRunSpec, plan: Observat
     return {k.name: m for k, m in zip(plan.measure, measured, strict=True)}
 
 
-async def latency(ctx: Context, namespace: str, spec: ShadowRunSpec, started_at: datetime, now: datetime) -> Latency:
+async def latency(
+    ctx: Context, namespace: str, name: str, spec: ShadowRunSpec, started_at: datetime, now: datetime
+) -> Latency:
     lp = spec.latency_profile
     assert lp is not None
-    conn = await ctx.connection(namespace, spec.prometheus)
+    conn = await ctx.connection(namespace, spec.prometheus, ("ShadowRun", namespace, name))
     window = profile_window(lp, started_at, now)
     jobs = [
         (side, q, latency_query(lp, spec.strategy, version, quantile, window))

@@ -169,6 +169,7 @@ class RolloutAdapter(KindAdapter[StrategyRolloutSpec, StrategyRolloutStatus, Obs
 
     def forget(self, ctx: Context, namespace: str, name: str) -> None:
         ctx.rollouts.forget((namespace, name))
+        ctx.prometheus.forget(("StrategyRollout", namespace, name))
         metrics.forget_object(namespace, name, *metrics.ROLLOUT_FAMILIES)
 
 

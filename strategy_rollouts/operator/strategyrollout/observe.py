@@ -75,7 +75,7 @@ async def observe(
     measurements: dict[str, Measurement] = {}
     due = plan.measure
     if due:
-        conn = await ctx.connection(ns, spec.prometheus)
+        conn = await ctx.connection(ns, spec.prometheus, ("StrategyRollout", ns, name))
         index = min(status.stage_index or 0, len(spec.stages) - 1)
         stage = spec.stages[index]
         values = placeholder_values(spec, stage.namespace or ns, stage.name, "")
