@@ -119,8 +119,14 @@ def test_property_random_specs_crashes_and_requests_keep_every_invariant(
             world.now += timedelta(seconds=1)
             continue
         published_before = {ns: dict(a) for ns, a in world.published.items()}
+        stop_pending = any(r.action == "stopTrading" for r in before.requests.values())
         decision = world.reconcile(apply=crash != "crash-after-write")
         after = world.status
+        # -- a pending stop is applied in this very pass, whatever else is true (gates, holds, requests)
+        if stop_pending:
+            assert not any(r.action == "stopTrading" for r in after.requests.values()), "a stop waited a pass"
+            assert after.trading_stopped and after.reason == "TradingStopped", after.message
+            assert all(r.entries_enabled is False for r in decision.routing)
         # -- each request exactly once, removed in the same write that records its outcome
         for entry in after.handled_requests:
             if entry.id in outcomes:
