@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
@@ -39,6 +39,7 @@ from strategy_rollouts.dashboard.auth import (
     bearer,
 )
 from strategy_rollouts.dashboard.store import Store
+from strategy_rollouts.engine.allowlist import AllowList, allowed
 from strategy_rollouts.read.cluster import MERGE_PATCH, Cluster, ClusterError
 from strategy_rollouts.read.prometheus import Connection
 from strategy_rollouts.read.requests import new_id, rollout_request
@@ -55,6 +56,13 @@ class Dashboard:
     prometheus: Connection
     cluster: Cluster | None = None  # local mode: writes requests with the user's kubeconfig
     user_name: str | None = None  # local mode: `by` of those requests (SelfSubjectReview)
+    # Where the charts may query: the dashboard's own Prometheus always; an object's own address only
+    # within this list (the chart's security.* values, as the operator's).
+    allow: AllowList = field(default_factory=AllowList)
+
+    def __post_init__(self) -> None:
+        if not allowed(self.prometheus.address, self.allow):
+            self.allow = replace(self.allow, prefixes=(self.prometheus.address, *self.allow.prefixes))
 
     @property
     def read_only(self) -> bool:
@@ -162,11 +170,11 @@ def create_app(dash: Dashboard) -> ASGIApp:
             meta = obj["metadata"]
             results = dash.store.gate_results.get((meta["namespace"], meta["name"]), {})
             charts = await series.rollout_gates(
-                dash.prometheus, obj, now, dash.store.template, results, dash.store.template_errors
+                dash.prometheus, dash.allow, obj, now, dash.store.template, results, dash.store.template_errors
             )
             return JSONResponse(charts)
         if kind == "shadowruns":
-            return JSONResponse(await series.shadow_match_rate(dash.prometheus, obj, now))
+            return JSONResponse(await series.shadow_match_rate(dash.prometheus, dash.allow, obj, now))
         return JSONResponse({})
 
     async def events(request: Request) -> Response:
