@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 
 from strategy_rollouts.api.common import GROUP, VERSION
 from strategy_rollouts.dashboard.app import Dashboard, create_app
-from strategy_rollouts.dashboard.auth import ClusterAuth, LocalAuth
+from strategy_rollouts.dashboard.auth import RECHECK_S, REVIEWS_PER_S, ClusterAuth, LocalAuth
 from strategy_rollouts.dashboard.store import Store
 from strategy_rollouts.engine.allowlist import AllowList
 from strategy_rollouts.read.cluster import Cluster, Target
@@ -117,6 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--prometheus-url")
     allow_options(p)
+    p.add_argument(
+        "--recheck-interval",
+        type=float,
+        default=RECHECK_S,
+        metavar="SECONDS",
+        help="an open event stream's token is reviewed again this often (and at its expiry)",
+    )
+    p.add_argument(
+        "--token-reviews-per-second",
+        type=float,
+        default=REVIEWS_PER_S,
+        help="TokenReviews for tokens not in the cache, sustained (twice as many at once); beyond: 429",
+    )
     p.add_argument("--kubeconfig", help="the dashboard's own identity (default: in-cluster ServiceAccount)")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
@@ -125,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster = Cluster(Target(kubeconfig=args.kubeconfig))
     dash = Dashboard(
         Store(cluster.api),
-        ClusterAuth(cluster.api),
+        ClusterAuth(cluster.api, args.recheck_interval, args.token_reviews_per_second),
         Connection(prometheus_url(args.prometheus_url)),
         allow=allow_list(args),
     )
