@@ -51,14 +51,20 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="URL_PREFIX",
-        help="only these Prometheus addresses may be named in specs (repeatable; default any)",
+        help="Prometheus addresses specs may name, besides --prometheus-url (repeatable)",
     )
     run.add_argument(
         "--allowed-webhook",
         action="append",
         default=[],
         metavar="URL_PREFIX",
-        help="only these webhook gate URLs may be named in specs (repeatable; default any)",
+        help="webhook gate URLs specs may name (repeatable)",
+    )
+    run.add_argument(
+        "--allow-cluster-services",
+        action="store_true",
+        help="also allow in-cluster Service names (NAME.NS.svc[.cluster.local], one label). With none of the"
+        " three allow options, any address is allowed (local development only; the chart sets them)",
     )
     run.add_argument(
         "--peering", default=None, help="kopf peering name (needs kopf's peering CRDs); default standalone"
@@ -111,6 +117,20 @@ def elector(args: argparse.Namespace, ctx: Context) -> Elector | None:
     )
 
 
+def operator_settings(args: argparse.Namespace) -> Settings:
+    return Settings(
+        prometheus_url=args.prometheus_url,
+        prometheus_timeout_s=args.prometheus_timeout,
+        idle_recheck_s=args.idle_recheck,
+        gate_status_refresh_s=args.gate_status_refresh,
+        notify_retry_window_s=args.notify_retry_window,
+        allowed_prometheus=tuple(args.allowed_prometheus),
+        allowed_webhooks=tuple(args.allowed_webhook),
+        allow_cluster_services=args.allow_cluster_services,
+        namespaces=tuple(args.namespace),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -121,19 +141,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf logs every wake-up handler's success at INFO; our own loggers say what matters.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    ctx = Context(
-        kube=Kube.from_environment(args.kubeconfig),
-        settings=Settings(
-            prometheus_url=args.prometheus_url,
-            prometheus_timeout_s=args.prometheus_timeout,
-            idle_recheck_s=args.idle_recheck,
-            gate_status_refresh_s=args.gate_status_refresh,
-            notify_retry_window_s=args.notify_retry_window,
-            allowed_prometheus=tuple(args.allowed_prometheus),
-            allowed_webhooks=tuple(args.allowed_webhook),
-            namespaces=tuple(args.namespace),
-        ),
-    )
+    ctx = Context(kube=Kube.from_environment(args.kubeconfig), settings=operator_settings(args))
+    if not ctx.settings.restricted:
+        logging.getLogger(__name__).warning(
+            "no allow-list (--allowed-prometheus, --allowed-webhook, --allow-cluster-services): specs may name"
+            " any address; fine for local development, never in a cluster"
+        )
     campaign = elector(args, ctx)
     if args.metrics_port:
         start_http_server(args.metrics_port)

@@ -16,4 +16,11 @@ def dashboard(cluster: Cluster, args: argparse.Namespace) -> int:
         from strategy_rollouts.dashboard import server
     except ImportError as exc:
         raise CliError(f"the dashboard needs its extra: pip install 'strategy-rollouts[dashboard]' ({exc})") from None
-    return server.local(cluster, args.port, args.prometheus_url, args.read_only, lambda line: print(line, flush=True))
+    return server.local(
+        cluster,
+        args.port,
+        args.prometheus_url,
+        args.read_only,
+        lambda line: print(line, flush=True),
+        server.allow_list(args),
+    )

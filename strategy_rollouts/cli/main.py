@@ -120,6 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--prometheus-url", help="for the charts (default: $PROMETHEUS_URL, else http://127.0.0.1:9090)")
     p.add_argument("--read-only", action="store_true", help="no promote/abort/pause/approve buttons")
+    p.add_argument(
+        "--allowed-prometheus",
+        action="append",
+        default=[],
+        metavar="URL_PREFIX",
+        help="an object's own spec.prometheus.address is queried only under these (repeatable)",
+    )
+    p.add_argument(
+        "--allow-cluster-services",
+        action="store_true",
+        help="also query in-cluster Service names (NAME.NS.svc[.cluster.local], one label)",
+    )
     return parser
 
 

@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from sse_starlette.sse import EventSourceResponse
@@ -29,22 +30,27 @@ from strategy_rollouts.api.common import GROUP, VERSION
 from strategy_rollouts.api.requests import RolloutAction
 from strategy_rollouts.dashboard import series, signin, views
 from strategy_rollouts.dashboard.auth import (
-    BEARER_COOKIE,
-    COOKIE,
     Auth,
+    Busy,
     ClusterAuth,
     LocalAuth,
+    Revalidation,
     Unauthorized,
     User,
     bearer,
+    cookie_name,
 )
-from strategy_rollouts.dashboard.store import Store
+from strategy_rollouts.dashboard.store import Change, Store
+from strategy_rollouts.engine import allowlist
+from strategy_rollouts.engine.allowlist import AllowList
 from strategy_rollouts.read.cluster import MERGE_PATCH, Cluster, ClusterError
 from strategy_rollouts.read.prometheus import Connection
 from strategy_rollouts.read.requests import new_id, rollout_request
 
 STATIC = resources.files("strategy_rollouts.dashboard") / "static"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+LOCAL_SHELL = OPEN_PATHS | {"/"}  # and /static/: no data, and no credential a page load could carry
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ACTIONS: tuple[RolloutAction, ...] = ("promote", "promoteFull", "abort", "pause", "resume", "approve", "retry")
 
 
@@ -55,6 +61,13 @@ class Dashboard:
     prometheus: Connection
     cluster: Cluster | None = None  # local mode: writes requests with the user's kubeconfig
     user_name: str | None = None  # local mode: `by` of those requests (SelfSubjectReview)
+    # Where the charts may query: the dashboard's own Prometheus always; an object's own address only
+    # within this list (the chart's security.* values, as the operator's).
+    allow: AllowList = field(default_factory=AllowList)
+
+    def __post_init__(self) -> None:
+        if not allowlist.allowed(self.prometheus.address, self.allow):
+            self.allow = replace(self.allow, prefixes=(self.prometheus.address, *self.allow.prefixes))
 
     @property
     def read_only(self) -> bool:
@@ -62,26 +75,60 @@ class Dashboard:
 
 
 class Guard:
-    """ASGI middleware: authenticate every request (probes aside) and keep the user in scope.state."""
+    """ASGI middleware: refuse cross-origin writes, authenticate every request (probes aside) and keep
+    the user in scope.state."""
 
     def __init__(self, app: ASGIApp, auth: Auth) -> None:
         self.app, self.auth = app, auth
-        self.open = OPEN_PATHS | (signin.PATHS if isinstance(auth, ClusterAuth) else frozenset())
+        self.open = OPEN_PATHS | (signin.PATHS if isinstance(auth, ClusterAuth) else LOCAL_SHELL)
+
+    def _open(self, path: str) -> bool:
+        # local mode: the page shell carries no data; it reads the token from its URL (auth.py)
+        return path in self.open or (isinstance(self.auth, LocalAuth) and path.startswith("/static/"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in self.open:
-            conn = HTTPConnection(scope)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        conn = HTTPConnection(scope)
+        if scope["method"] not in SAFE_METHODS:
+            refused = cross_origin(conn)
+            if refused is not None:  # before any TokenReview: another site's post costs nothing
+                await PlainTextResponse(f"403 Forbidden: {refused}\n", 403)(scope, receive, send)
+                return
+        if not self._open(scope["path"]):
             try:
                 user = await self.auth.user(conn)
+            except Busy as exc:
+                await PlainTextResponse(f"429 {exc}\n", 429, headers={"Retry-After": "1"})(scope, receive, send)
+                return
             except Unauthorized as exc:
                 if isinstance(self.auth, ClusterAuth) and _page_load(scope, conn):
                     await RedirectResponse("/login", 303)(scope, receive, send)
                     return
                 headers = {"WWW-Authenticate": "Bearer"}
+                if isinstance(self.auth, ClusterAuth):
+                    headers["X-Sign-In"] = "/login"  # where the page sends its browser (app.js)
                 await PlainTextResponse(f"401 Unauthorized: {exc}\n", 401, headers=headers)(scope, receive, send)
                 return
             scope.setdefault("state", {})["user"] = user
         await self.app(scope, receive, send)
+
+
+def cross_origin(conn: HTTPConnection) -> str | None:
+    """Why a write is refused as another site's, or None. A browser names the page that makes a request
+    in `Origin` (every POST since 2020) or at least in `Sec-Fetch-Site`; a script sends neither, and
+    carries its credentials itself."""
+    origin = conn.headers.get("origin")
+    if origin is not None:
+        hosts = {conn.headers.get(h, "").split(",")[0].strip().lower() for h in ("host", "x-forwarded-host")}
+        if origin == "null" or urlsplit(origin).netloc.lower() not in hosts - {""}:
+            return f"a write from another origin ({origin}) is refused; use this dashboard's own page"
+        return None
+    site = conn.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return f"a write from another site (Sec-Fetch-Site: {site}) is refused; use this dashboard's own page"
+    return None
 
 
 def _page_load(scope: Scope, conn: HTTPConnection) -> bool:
@@ -102,13 +149,10 @@ async def _visible(dash: Dashboard, user: User, kind: str, objs: list[views.JSON
 
 def create_app(dash: Dashboard) -> ASGIApp:
     async def index(request: Request) -> Response:
-        if "token" in request.query_params and isinstance(dash.auth, LocalAuth):
-            # Jupyter's way: the token moves from the URL into a cookie only this origin sends.
-            page = request.query_params.get("page")
-            response: Response = RedirectResponse("/" + (f"#{page}" if page else ""), 303)
-            response.set_cookie(COOKIE, dash.auth.token, httponly=True, samesite="strict", path="/")
-            return response
-        return FileResponse(str(STATIC / "index.html"), headers={"Cache-Control": "no-store"})
+        # Local mode: app.js moves `?token=` from the URL into its tab's sessionStorage (never a cookie).
+        return FileResponse(
+            str(STATIC / "index.html"), headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        )
 
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -122,7 +166,7 @@ def create_app(dash: Dashboard) -> ASGIApp:
         user = _user(request)
         out: dict[str, Any] = {"user": user.name, "readOnly": dash.read_only, "errors": dash.store.errors}
         # signed in by the form (not by a proxy's header): the page offers to sign out
-        by_cookie = bearer(request) is None and BEARER_COOKIE in request.cookies
+        by_cookie = bearer(request) is None and cookie_name(request) in request.cookies
         out["signOut"] = isinstance(dash.auth, ClusterAuth) and by_cookie
         for kind in views.KINDS:
             objs = await _visible(dash, user, kind, dash.store.items(kind))
@@ -162,33 +206,52 @@ def create_app(dash: Dashboard) -> ASGIApp:
             meta = obj["metadata"]
             results = dash.store.gate_results.get((meta["namespace"], meta["name"]), {})
             charts = await series.rollout_gates(
-                dash.prometheus, obj, now, dash.store.template, results, dash.store.template_errors
+                dash.prometheus, dash.allow, obj, now, dash.store.template, results, dash.store.template_errors
             )
             return JSONResponse(charts)
         if kind == "shadowruns":
-            return JSONResponse(await series.shadow_match_rate(dash.prometheus, obj, now))
+            return JSONResponse(await series.shadow_match_rate(dash.prometheus, dash.allow, obj, now))
         return JSONResponse({})
 
     async def events(request: Request) -> Response:
         user = _user(request)
+        token = dash.auth.token(request) if isinstance(dash.auth, ClusterAuth) else None
+        # In the cluster the token is reviewed again while the stream is open: revoked or expired, it ends.
+        check = Revalidation(dash.auth, token) if isinstance(dash.auth, ClusterAuth) and token else None
 
         async def stream() -> AsyncIterator[dict[str, str]]:
             with dash.store.subscribe() as sub:
                 yield {"event": "hello", "data": "{}"}
-                while True:
-                    for change in await sub.changes():
-                        if not await dash.auth.allowed(user, change.namespace, change.kind, "list"):
+                pending = asyncio.ensure_future(sub.changes())
+                try:
+                    while True:
+                        done, _ = await asyncio.wait({pending}, timeout=check.wait() if check else None)
+                        if check is not None and check.wait() <= 0:
+                            ended = await check.run()
+                            if ended is not None:
+                                yield {"event": "signedOut", "data": json.dumps({"reason": ended})}
+                                return
+                        if not done:
                             continue
-                        obj = dash.store.get(change.kind, change.namespace, change.name)
-                        data: dict[str, Any] = {
-                            "kind": change.kind,
-                            "namespace": change.namespace,
-                            "name": change.name,
-                            "deleted": obj is None,
-                        }
-                        if obj is not None:
-                            data["row"] = views.row(change.kind, obj)
-                        yield {"event": "change", "data": json.dumps(data)}
+                        changes, pending = pending.result(), asyncio.ensure_future(sub.changes())
+                        for change in changes:
+                            if not await dash.auth.allowed(user, change.namespace, change.kind, "list"):
+                                continue
+                            yield {"event": "change", "data": json.dumps(_change(change))}
+                finally:
+                    pending.cancel()
+
+        def _change(change: Change) -> dict[str, Any]:
+            obj = dash.store.get(change.kind, change.namespace, change.name)
+            data: dict[str, Any] = {
+                "kind": change.kind,
+                "namespace": change.namespace,
+                "name": change.name,
+                "deleted": obj is None,
+            }
+            if obj is not None:
+                data["row"] = views.row(change.kind, obj)
+            return data
 
         return EventSourceResponse(stream(), ping=15)
 

@@ -21,6 +21,7 @@ from strategy_rollouts.api.gates import GateSpec
 from strategy_rollouts.api.placeholders import placeholder_values, substitute
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.dashboard.views import JSON
+from strategy_rollouts.engine.allowlist import AllowList, allowed
 from strategy_rollouts.engine.gate_templates import Template, TemplateKey, key_of, resolve
 from strategy_rollouts.read import prometheus
 from strategy_rollouts.read.views import status_of
@@ -35,16 +36,32 @@ def _step(start: datetime, end: datetime) -> float:
 
 def connection(default: prometheus.Connection, spec: dict[str, Any]) -> prometheus.Connection:
     """The object's own Prometheus when it names one without credentials (the dashboard reads no
-    Secrets), else the dashboard's."""
+    Secrets), else the dashboard's. Whether it may be queried is `_range`'s check."""
     override = spec.get("prometheus") or {}
     if override.get("address") and not override.get("bearerTokenSecretRef") and not override.get("caSecretRef"):
         return prometheus.Connection(str(override["address"]), default.timeout_s, pool=default.pool)
     return default
 
 
+def refusal(address: str, allow: AllowList) -> str | None:
+    """Why the dashboard does not query `address`, or None when the allow-list admits it."""
+    if allowed(address, allow):
+        return None
+    return f"not queried: {address} is outside the dashboard's allowed Prometheus ({allow.describe()})"
+
+
 async def _range(
-    conn: prometheus.Connection, query: str, start: datetime, end: datetime, step_s: float | None = None
+    conn: prometheus.Connection,
+    allow: AllowList,
+    query: str,
+    start: datetime,
+    end: datetime,
+    step_s: float | None = None,
 ) -> JSON:
+    # The one place the dashboard calls out: an address a spec names is checked before any connection.
+    refused = refusal(conn.address, allow)
+    if refused is not None:
+        return {"points": [], "error": refused}
     series = await prometheus.range_series(conn, query, start, end, step_s or _step(start, end))
     return {"points": series.points, "error": series.error}
 
@@ -151,6 +168,7 @@ def gate_charts(
 
 async def rollout_gates(
     default: prometheus.Connection,
+    allow: AllowList,
     obj: JSON,
     now: datetime,
     templates: Callable[[TemplateKey], Template | None] = lambda key: None,
@@ -174,20 +192,20 @@ async def rollout_gates(
         spec, stage.namespace or namespace, stage.name, held, results or {}, start, now, template_errors
     )
     conn = connection(default, obj.get("spec") or {})
-    answers = await asyncio.gather(*(_range(conn, j.query, j.start, j.end, j.step_s) for j in jobs))
+    answers = await asyncio.gather(*(_range(conn, allow, j.query, j.start, j.end, j.step_s) for j in jobs))
     for job, answer in zip(jobs, answers, strict=True):
         out[job.gate][job.line] = answer
     return {"gates": out, "start": start.timestamp(), "end": now.timestamp()}
 
 
-async def shadow_match_rate(default: prometheus.Connection, obj: JSON, now: datetime) -> JSON:
+async def shadow_match_rate(default: prometheus.Connection, allow: AllowList, obj: JSON, now: datetime) -> JSON:
     """The operator's `shadow_match_rate` gauge over the run (empty when Prometheus does not scrape it)."""
     meta = obj["metadata"]
     started = (obj.get("status") or {}).get("startedAt")
     start = datetime.fromisoformat(started.replace("Z", "+00:00")) if started else now - DEFAULT_WINDOW
     start = min(start, now - timedelta(minutes=2))
     query = f'shadow_match_rate{{namespace="{meta["namespace"]}",shadowrun="{meta["name"]}"}}'
-    return await _range(connection(default, obj.get("spec") or {}), query, start, now)
+    return await _range(connection(default, obj.get("spec") or {}), allow, query, start, now)
 
 
 def now_utc() -> datetime:

@@ -1,9 +1,12 @@
 """Run the dashboard: local mode (`kubectl strategy dashboard`) or in-cluster mode (the chart's Deployment).
 
-    python -m strategy_rollouts.dashboard --in-cluster --address 0.0.0.0 --port 8080 --prometheus-url URL
+    python -m strategy_rollouts.dashboard --in-cluster --address 0.0.0.0 --port 8080 --prometheus-url URL \
+        [--allowed-prometheus URL_PREFIX]... [--allow-cluster-services]
 
 In-cluster mode connects with the pod's ServiceAccount (or --kubeconfig, to run it beside a cluster)
-and authenticates every viewer by their bearer token; it is read-only.
+and authenticates every viewer by their bearer token; it is read-only. The charts query --prometheus-url,
+and an object's own credential-less spec.prometheus.address only within the allow-list (the chart passes
+the operator's): the dashboard has no unrestricted mode.
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from kubernetes.client.exceptions import ApiException
 
 from strategy_rollouts.api.common import GROUP, VERSION
 from strategy_rollouts.dashboard.app import Dashboard, create_app
-from strategy_rollouts.dashboard.auth import ClusterAuth, LocalAuth
+from strategy_rollouts.dashboard.auth import RECHECK_S, REVIEWS_PER_S, ClusterAuth, LocalAuth
 from strategy_rollouts.dashboard.store import Store
+from strategy_rollouts.engine.allowlist import AllowList
 from strategy_rollouts.read.cluster import Cluster, Target
 from strategy_rollouts.read.prometheus import Connection
 
@@ -32,6 +36,26 @@ DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
 
 def prometheus_url(given: str | None) -> str:
     return given or os.environ.get("PROMETHEUS_URL") or DEFAULT_PROMETHEUS
+
+
+def allow_options(p: argparse.ArgumentParser) -> None:
+    """The allow-list options, as the operator's (`strategy-rollouts run`)."""
+    p.add_argument(
+        "--allowed-prometheus",
+        action="append",
+        default=[],
+        metavar="URL_PREFIX",
+        help="an object's own spec.prometheus.address is queried only under these (repeatable)",
+    )
+    p.add_argument(
+        "--allow-cluster-services",
+        action="store_true",
+        help="also query in-cluster Service names (NAME.NS.svc[.cluster.local], one label)",
+    )
+
+
+def allow_list(args: argparse.Namespace) -> AllowList:
+    return AllowList(tuple(args.allowed_prometheus), args.allow_cluster_services)
 
 
 def watch_scope(cluster: Cluster) -> str | None:
@@ -64,6 +88,7 @@ def local(
     prometheus: str | None,
     read_only: bool,
     announce: Callable[[str], None],
+    allow: AllowList | None = None,
 ) -> int:
     """`kubectl strategy dashboard`: 127.0.0.1 only, the kubeconfig's user, a random token."""
     user = cluster.user_name()
@@ -75,6 +100,7 @@ def local(
         Connection(prometheus_url(prometheus)),
         cluster=None if read_only else cluster,
         user_name=user,
+        allow=allow or AllowList(),
     )
     sock = bind("127.0.0.1", port)
     where = "every namespace" if scope is None else f"namespace {scope}"
@@ -90,13 +116,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--address", default="0.0.0.0")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--prometheus-url")
+    allow_options(p)
+    p.add_argument(
+        "--recheck-interval",
+        type=float,
+        default=RECHECK_S,
+        metavar="SECONDS",
+        help="an open event stream's token is reviewed again this often (and at its expiry)",
+    )
+    p.add_argument(
+        "--token-reviews-per-second",
+        type=float,
+        default=REVIEWS_PER_S,
+        help="TokenReviews for tokens not in the cache, sustained (twice as many at once); beyond: 429",
+    )
     p.add_argument("--kubeconfig", help="the dashboard's own identity (default: in-cluster ServiceAccount)")
     p.add_argument("--log-level", default="info")
     args = p.parse_args(argv)
     # the app's own log (sign-ins by user name, watch errors); uvicorn keeps its own handlers
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
     cluster = Cluster(Target(kubeconfig=args.kubeconfig))
-    dash = Dashboard(Store(cluster.api), ClusterAuth(cluster.api), Connection(prometheus_url(args.prometheus_url)))
+    dash = Dashboard(
+        Store(cluster.api),
+        ClusterAuth(cluster.api, args.recheck_interval, args.token_reviews_per_second),
+        Connection(prometheus_url(args.prometheus_url)),
+        allow=allow_list(args),
+    )
     sock = bind(args.address, args.port)
     print(f"dashboard (in-cluster, read-only) on {args.address}:{sock.getsockname()[1]}", file=sys.stderr, flush=True)
     serve(dash, sock, args.log_level)

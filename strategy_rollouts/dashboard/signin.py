@@ -2,8 +2,9 @@
 
 GET /login serves the form without auth. POST /login checks the token with a TokenReview at once and, if
 it authenticates, keeps it in an HttpOnly, SameSite=Strict cookie (Secure over https or behind
-`X-Forwarded-Proto: https`) that ClusterAuth reads as it reads an Authorization header. A double-submit
-nonce (a SameSite=Strict cookie and a hidden field) keeps other sites from posting the form (login CSRF).
+`X-Forwarded-Proto: https`), named per server (auth.cookie_name), that ClusterAuth reads as it reads an
+Authorization header. A double-submit nonce (a SameSite=Strict cookie and a hidden field) and the
+Origin check every write gets (app.Guard) keep other sites from posting the form (login CSRF).
 GET /logout clears the cookie. The token is never logged, echoed or kept beyond the browser's cookie.
 """
 
@@ -19,11 +20,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from urllib3.exceptions import HTTPError
 
-from strategy_rollouts.dashboard.auth import BEARER_COOKIE, ClusterAuth, Unauthorized
+from strategy_rollouts.dashboard.auth import Busy, ClusterAuth, Unauthorized, cookie_name
 
 log = logging.getLogger(__name__)
 PATHS = frozenset({"/login", "/logout"})  # served without auth
-NONCE_COOKIE = "strategy_dashboard_login"
+NONCE_COOKIE = "strategy_dashboard_login"  # a prefix: per server, as the sign-in cookie
 MAX_BODY = 64 * 1024
 MAX_TOKEN = 3800  # a browser keeps ~4 KB per cookie, name and attributes included
 HEADERS = {
@@ -63,7 +64,8 @@ def form(request: Request, message: str = "", status: int = 200) -> Response:
     nonce = secrets.token_urlsafe(18)
     shown = f'<p class="error" id="message" role="alert">{html.escape(message)}</p>' if message else ""
     response = HTMLResponse(PAGE.format(message=shown, nonce=nonce), status, headers=HEADERS)
-    response.set_cookie(NONCE_COOKIE, nonce, httponly=True, samesite="strict", secure=secure(request), path="/login")
+    name = cookie_name(request, NONCE_COOKIE)
+    response.set_cookie(name, nonce, httponly=True, samesite="strict", secure=secure(request), path="/login")
     return response
 
 
@@ -86,7 +88,8 @@ async def login(request: Request, auth: ClusterAuth) -> Response:
         return form(request, "That was too long for a token.", 413)
     fields = parse_qs(body.decode(errors="replace"), max_num_fields=8)
     nonce = (fields.get("nonce") or [""])[0]
-    if not nonce or not secrets.compare_digest(nonce.encode(), request.cookies.get(NONCE_COOKIE, "").encode()):
+    expected = request.cookies.get(cookie_name(request, NONCE_COOKIE), "")
+    if not nonce or not secrets.compare_digest(nonce.encode(), expected.encode()):
         return form(request, "This form expired or was posted from another page: sign in again.", 403)
     token = (fields.get("token") or [""])[0].strip()
     if token[:7].lower() == "bearer ":
@@ -102,6 +105,8 @@ async def login(request: Request, auth: ClusterAuth) -> Response:
         )
     try:
         user = await auth.authenticate(token, fresh=True)
+    except Busy as exc:
+        return form(request, f"Sign-in not checked: {exc}.", 429)
     except Unauthorized:
         return form(
             request,
@@ -115,12 +120,14 @@ async def login(request: Request, auth: ClusterAuth) -> Response:
         return form(request, f"Sign-in failed: the TokenReview could not be made ({why}).", 503)
     log.info("signed in: %s", user.name)  # the name, never the token
     response = RedirectResponse("/", 303)
-    response.set_cookie(BEARER_COOKIE, token, httponly=True, samesite="strict", secure=secure(request), path="/")
-    response.delete_cookie(NONCE_COOKIE, path="/login", httponly=True, samesite="strict", secure=secure(request))
+    response.set_cookie(cookie_name(request), token, httponly=True, samesite="strict", secure=secure(request), path="/")
+    response.delete_cookie(
+        cookie_name(request, NONCE_COOKIE), path="/login", httponly=True, samesite="strict", secure=secure(request)
+    )
     return response
 
 
 async def logout(request: Request) -> Response:
     response = RedirectResponse("/login", 303)
-    response.delete_cookie(BEARER_COOKIE, path="/", httponly=True, samesite="strict", secure=secure(request))
+    response.delete_cookie(cookie_name(request), path="/", httponly=True, samesite="strict", secure=secure(request))
     return response

@@ -119,7 +119,9 @@ async def promql_errors(
     # The allow-list first: no query (and no credential) goes to an address the operator may not use,
     # a server-side dry run included.
     address = override.address if override is not None and override.address else ctx.settings.prometheus_url
-    refused = address_errors("spec.prometheus.address", address, ctx.settings.allowed_prometheus, "allowed Prometheus")
+    refused = address_errors(
+        "spec.prometheus.address", address, ctx.settings.prometheus_allow, "security.allowedPrometheus"
+    )
     if refused:
         return refused, []
     conn = await ctx.connection(namespace, override)

@@ -84,9 +84,10 @@ class Console:
 def open_page(browser: Browser, dash: DashboardProcess, width: int = 1400) -> tuple[Page, Console]:
     page = browser.new_context(viewport={"width": width, "height": 1000}).new_page()
     console = Console(page)
-    page.goto(dash.url)  # the token URL: the server moves it into a cookie and redirects to /
+    page.goto(dash.url)  # the token URL: the page moves the token into its tab's sessionStorage
     page.wait_for_selector("#table-strategyrollouts")
     assert "token=" not in page.url
+    assert page.context.cookies() == [], "no cookie: other ports of 127.0.0.1 would receive it"
     return page, console
 
 
@@ -221,14 +222,23 @@ def test_requests_without_the_token_get_401_and_writes_need_the_dashboard_header
             err.close()
             return err.code
 
-    for path in ("/", "/api/overview", "/api/events", "/static/app.js", "/api/overview?token=wrong"):
+    for path in ("/api/overview", "/api/events", "/api/overview?token=wrong", "/api/strategyrollouts/default/x"):
         assert code(local_dashboard.base + path) == 401, path
+    for path in ("/", "/static/app.js"):  # the page shell: no data, and no cookie a page load could carry
+        assert code(local_dashboard.base + path) == 200, path
     auth = {"Authorization": f"Bearer {local_dashboard.token}", "Content-Type": "application/json"}
-    req = urllib.request.Request(
-        local_dashboard.base + "/api/strategyrollouts/default/x/requests", b'{"action":"abort"}', auth, method="POST"
-    )
+    path = local_dashboard.base + "/api/strategyrollouts/default/x/requests"
+    req = urllib.request.Request(path, b'{"action":"abort"}', auth, method="POST")
     assert code(req) == 403  # no X-Dashboard header: a cross-site form cannot make it
     assert code(urllib.request.Request(local_dashboard.base + "/api/overview", headers=auth)) == 200
+    # another origin's write (a page on another port of 127.0.0.1 included) is refused, token or not
+    for headers in ({"Origin": "http://127.0.0.1:1"}, {"Origin": "null"}, {"Sec-Fetch-Site": "same-site"}):
+        write = {**auth, "X-Dashboard": "1", **headers}
+        req = urllib.request.Request(path, b'{"action":"abort","reason":"x"}', write, method="POST")
+        assert code(req) == 403, headers
+    same = {**auth, "X-Dashboard": "1", "Origin": local_dashboard.base, "Sec-Fetch-Site": "same-origin"}
+    req = urllib.request.Request(path, b'{"action":"abort","reason":"x"}', same, method="POST")
+    assert code(req) == 404, "its own page's write passes the check (and finds no rollout default/x)"
 
 
 # ---- a shadow run and a parity check, both run by the real operator ------------------------------

@@ -5,6 +5,7 @@ Needs the cached `helm` binary (`make binaries`); promtool (Debian prometheus) c
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shutil
@@ -18,7 +19,11 @@ from typing import Any
 import pytest
 import yaml
 
+from strategy_rollouts.dashboard import server
+from strategy_rollouts.engine.allowlist import AllowList, allowed
+from strategy_rollouts.main import operator_settings
 from strategy_rollouts.main import parser as operator_parser
+from strategy_rollouts.read.prometheus import Connection
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "strategy-rollouts"
@@ -718,3 +723,54 @@ def test_web_dashboard_is_a_restricted_read_only_deployment_with_probes_and_revi
     labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert not set(operator["spec"]["selector"].items()) <= set(labels.items())
     assert set(one(docs, "Service")["spec"]["selector"].items()) <= set(labels.items())
+
+
+def dashboard_allow(docs: list[dict[str, Any]]) -> tuple[str, AllowList]:
+    """The in-cluster dashboard's Prometheus and allow-list, as its own command line parses them."""
+    from strategy_rollouts.dashboard.app import Dashboard
+
+    pods = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-dashboard")]
+    (c,) = pods[0]["spec"]["template"]["spec"]["containers"]
+    p = argparse.ArgumentParser()
+    p.add_argument("--in-cluster", action="store_true")
+    p.add_argument("--address")
+    p.add_argument("--port")
+    p.add_argument("--prometheus-url")
+    server.allow_options(p)
+    args = p.parse_args(c["args"])
+    dash = Dashboard(None, None, Connection(args.prometheus_url), allow=server.allow_list(args))  # type: ignore[arg-type]
+    return args.prometheus_url, dash.allow
+
+
+@pytest.mark.parametrize("cluster_services", [True, False])
+def test_the_default_allow_list_is_what_the_chart_names_and_in_cluster_services(cluster_services: bool) -> None:
+    """Never "empty = any": the operator and the dashboard allow prometheus.url, in-cluster Service names
+    (security.allowClusterServices, on by default) and what security.allowed* lists, nothing else."""
+    values = ["--set", "dashboard.enabled=true", "--set", "prometheus.url=http://prom.example:9090"]
+    values += [] if cluster_services else ["--set", "security.allowClusterServices=false"]
+    docs = render(*values)
+    operator = next(d for d in docs if d["kind"] == "Deployment" and not d["metadata"]["name"].endswith("-dashboard"))
+    s = operator_settings(operator_parser().parse_args(operator["spec"]["template"]["spec"]["containers"][0]["args"]))
+    prometheus_url, dash = dashboard_allow(docs)
+    assert s.restricted and prometheus_url == "http://prom.example:9090"
+    for allow in (s.prometheus_allow, dash):
+        assert allowed("http://prom.example:9090/api/v1/query", allow)
+        assert allowed("http://thanos.monitoring.svc:9090", allow) is cluster_services
+        assert allowed("http://thanos.monitoring.svc.cluster.local:9090", allow) is cluster_services
+        assert not allowed("http://metrics.evil.example:9090", allow)
+        assert not allowed("http://169.254.169.254/latest/meta-data", allow)
+    assert allowed("http://risk.trading.svc/hook", s.webhook_allow) is cluster_services
+    assert not allowed("https://risk.example/hook", s.webhook_allow), "the chart names no webhook target"
+    listed = render(
+        *values,
+        "--set",
+        "security.allowedPrometheus={http://thanos.example:9090}",
+        "--set",
+        "security.allowedWebhooks={https://risk.example/}",
+    )
+    operator = next(d for d in listed if d["kind"] == "Deployment" and not d["metadata"]["name"].endswith("-dashboard"))
+    s = operator_settings(operator_parser().parse_args(operator["spec"]["template"]["spec"]["containers"][0]["args"]))
+    assert allowed("https://risk.example/hook", s.webhook_allow)
+    for allow in (s.prometheus_allow, dashboard_allow(listed)[1]):
+        assert allowed("http://thanos.example:9090/api", allow) and allowed("http://prom.example:9090", allow)
+        assert not allowed("http://other.example:9090", allow)

@@ -19,10 +19,29 @@ const ago = (t) => {
 const link = (r) => `#/${r.kind}/${encodeURIComponent(r.namespace)}/${encodeURIComponent(r.name)}`;
 const rowKey = (r) => `${r.kind}/${r.namespace}/${r.name}`;
 
+// Local mode: the token of the printed URL, kept in this tab only and sent as a header. sessionStorage
+// is per origin, port included: unlike a cookie of 127.0.0.1, no other local port ever receives it.
+const TOKEN_KEY = "strategy-dashboard-token";
+(() => {
+  const q = new URLSearchParams(location.search);
+  if (!q.has("token")) return;
+  sessionStorage.setItem(TOKEN_KEY, q.get("token"));
+  const page = q.get("page");
+  history.replaceState(null, "", "/" + (page ? `#${page}` : location.hash));
+})();
+const token = () => sessionStorage.getItem(TOKEN_KEY);
+
 async function api(path, opts) {
-  const res = await fetch(path, Object.assign({ credentials: "same-origin" }, opts || {}));
-  // Signed out or the token expired: "/" sends a browser to the sign-in page (in-cluster) or says why.
-  if (res.status === 401) { location.assign("/"); throw new Error("401: sign in again"); }
+  const o = Object.assign({ credentials: "same-origin" }, opts || {});
+  if (token()) o.headers = Object.assign({ Authorization: `Bearer ${token()}` }, o.headers || {});
+  const res = await fetch(path, o);
+  if (res.status === 401) {
+    // In the cluster: signed out, or the token expired or was revoked: the server names its sign-in page.
+    const signIn = res.headers.get("X-Sign-In");
+    if (signIn) { location.assign(signIn); throw new Error("401: sign in again"); }
+    sessionStorage.removeItem(TOKEN_KEY);
+    throw new Error("401: no valid token: open the URL `kubectl strategy dashboard` printed");
+  }
   if (!res.ok) throw new Error(`${res.status}: ${(await res.text()).trim()}`);
   return res.json();
 }
@@ -330,9 +349,12 @@ function onChange(ev) {
 }
 
 function connect() {
-  const es = new EventSource("/api/events");
+  // an EventSource cannot send a header: the local token goes in its URL (no log, no history keeps it)
+  const es = new EventSource("/api/events" + (token() ? `?token=${encodeURIComponent(token())}` : ""));
   es.addEventListener("hello", () => $("#live").className = "live on");
   es.addEventListener("change", onChange);
+  // the token stopped being valid while the stream was open (in the cluster): back to the sign-in page
+  es.addEventListener("signedOut", () => { es.close(); $("#live").className = "live off"; location.assign("/"); });
   es.onerror = () => { $("#live").className = "live off"; };
 }
 

@@ -18,7 +18,7 @@ def trust_errors(
     """Addresses outside `--allowed-prometheus` / `--allowed-webhook`: InvalidSpec, the object does not act."""
     address = prometheus.address if prometheus is not None else None
     s = ctx.settings
-    return spec_errors(address, gates, field, s.allowed_prometheus, s.allowed_webhooks)
+    return spec_errors(address, gates, field, s.prometheus_allow, s.webhook_allow)
 
 
 async def secret_errors(ctx: Context, namespace: str, refs: Iterable[tuple[str, SecretKeyRef | None]]) -> list[str]:
