@@ -71,10 +71,12 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNam
   resources: ["gatetemplates"]
   verbs: ["get", "list", "watch"]
 # The stable and canary deployments: observed (read + kopf's watch), and scaled through the scale
-# subresource only (kube.py patch_namespaced_deployment_scale); the Deployment itself is never written.
+# subresource only (kube.py patch_namespaced_deployment_scale). The Deployment itself is patched only
+# to record its rollout's claim, the metadata annotation strategyrollouts.io/claimed-by, guarded by its
+# resourceVersion (kube.py annotate_deployment; docs/safety.md "Tenancy"): never its spec.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["apps"]
   resources: ["deployments/scale"]
   verbs: ["patch"]
@@ -107,10 +109,11 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNam
   resources: ["clustergatetemplates"]
   verbs: ["get", "list", "watch"]
 # kopf: runtime observation of namespaces, in both modes (namespaced: whether the watched ones exist;
-# without it kopf's probe is a 403 at every start, seen in the e2e audit log).
+# without it kopf's probe is a 403 at every start, seen in the e2e audit log). Read by name: whether a
+# stage's namespace lets the rollout's namespace in (annotation strategyrollouts.io/allow-rollouts-from).
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 {{- if .Values.operator.peering }}
 # kopf peering (operator.peering): the ClusterKopfPeering / KopfPeering objects.
 - apiGroups: ["kopf.dev"]

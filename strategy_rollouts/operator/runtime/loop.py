@@ -18,6 +18,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from strategy_rollouts.operator.clients.kube import Conflict, Rejected
+from strategy_rollouts.operator.clients.routing import NotOwned
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.runtime import metrics
 from strategy_rollouts.operator.runtime.leader import NotLeader
@@ -69,6 +70,10 @@ async def run_loop(
             except NotLeader:  # fenced before a write: wait for the leadership, then start over
                 log.info("%s %s/%s: not the leader any more, nothing written", kind, namespace, name)
                 delay = 0.0
+            except NotOwned as exc:  # the next pass's tenancy check reports it (InvalidSpec); nothing written
+                log.warning("%s %s/%s: %s", kind, namespace, name, exc)
+                metrics.reconcile_errors_total.labels(kind).inc()
+                delay = ctx.settings.error_backoff_s
             except Rejected as exc:
                 rejected += 1
                 delay = backoff(ctx.settings.error_backoff_s, rejected)
