@@ -19,6 +19,7 @@ from strategy_rollouts.operator.gates import templates as gate_templates
 from strategy_rollouts.operator.pipeline import KindAdapter, Pass
 from strategy_rollouts.operator.runtime import metrics
 from strategy_rollouts.operator.runtime import objects as runtime
+from strategy_rollouts.operator.strategyrollout import tenancy
 from strategy_rollouts.operator.strategyrollout.observe import DEPLOYMENT_COUNTS, KIND, Routings, observe
 from strategy_rollouts.operator.strategyrollout.writes import (
     PLURAL,
@@ -63,6 +64,11 @@ class RolloutAdapter(KindAdapter[StrategyRolloutSpec, StrategyRolloutStatus, Obs
         auth, errors = await webhook_client.credentials(ctx, p.namespace, "spec.gates", gates)
         p.context["auth"] = auth
         return errors
+
+    async def check_tenancy(self, ctx: Context, p: RolloutPass, act: bool) -> list[str]:
+        # Its namespaces must let it in, and the Deployments and routing ConfigMaps must be its alone:
+        # claims are recorded here, before the pass routes or scales anything (tenancy.py).
+        return await tenancy.problems(ctx, p.obj, act)
 
     def relax(self, p: RolloutPass) -> bool:
         # A finished run measures no gate: a template or Secret removed since must not turn it Invalid

@@ -3,6 +3,10 @@
 Owner references cannot cross namespaces, so the garbage collector cannot do this. They carry
 owner labels instead (routing_writer.owner_labels): removed on the rollout's DELETED event, and by a
 sweep at startup for rollouts deleted while the operator was down.
+
+Only a ConfigMap created for that rollout and no other (routing_writer.owned_by: its owner label and
+any StrategyRollout ownerReference name that uid alone) is removed, and the delete carries its uid and
+resourceVersion as preconditions: one changed, relabelled or taken over since it was listed stays.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import logging
 from kubernetes import client
 
 from strategy_rollouts.operator.clients.kube import Conflict, Kube
-from strategy_rollouts.operator.clients.routing import OWNER_NAME, OWNER_NAMESPACE, OWNER_UID
+from strategy_rollouts.operator.clients.routing import OWNER_NAME, OWNER_NAMESPACE, OWNER_UID, owner_uids
 
 log = logging.getLogger(__name__)
 GLOB = set("*?[!")
@@ -43,9 +47,15 @@ async def _labelled(kube: Kube, selector: str, namespaces: tuple[str, ...]) -> l
 
 
 async def remove_owned(kube: Kube, uid: str, namespaces: tuple[str, ...] = ()) -> int:
-    """Delete every ConfigMap labelled as written for the rollout `uid`. Returns how many."""
+    """Delete every ConfigMap created for the rollout `uid` (and for no other). Returns how many."""
     removed = 0
     for cm in await _labelled(kube, f"{OWNER_UID}={uid}", namespaces):
+        if owner_uids(kube.body(cm)) != {uid}:
+            namespace, name, _ = _meta(cm)
+            log.warning(
+                "configmap %s/%s is labelled for %s but names another owner too: left in place", namespace, name, uid
+            )
+            continue
         if await _delete(kube, cm):
             removed += 1
     return removed
@@ -55,9 +65,12 @@ async def sweep(kube: Kube, namespaces: tuple[str, ...] = ()) -> int:
     """Delete labelled ConfigMaps whose rollout no longer exists (or is a new object of the same name)."""
     removed = 0
     for cm in await _labelled(kube, OWNER_UID, namespaces):
-        labels = _meta(cm)[2]
+        _, _, labels = _meta(cm)
+        uid = labels.get(OWNER_UID, "")
+        if owner_uids(kube.body(cm)) != {uid}:
+            continue  # names another owner too: not ours to judge
         owner = await kube.get("strategyrollouts", labels.get(OWNER_NAMESPACE, ""), labels.get(OWNER_NAME, ""))
-        if owner is not None and owner["metadata"].get("uid") == labels.get(OWNER_UID):
+        if owner is not None and owner["metadata"].get("uid") == uid:
             continue
         if await _delete(kube, cm):
             removed += 1
