@@ -15,6 +15,7 @@ Deliberate differences between kinds live in the adapters' class attributes, eac
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -96,7 +97,7 @@ def post(obj: Mapping[str, Any], events: Sequence[Event]) -> None:
         kopf.event(cast(kopf.Body, obj), type=e.type, reason=e.reason, message=e.message[:EVENT_MESSAGE_MAX])
 
 
-class KindAdapter(Generic[SpecT, StatusT, ObsT, DecisionT]):
+class KindAdapter(ABC, Generic[SpecT, StatusT, ObsT, DecisionT]):
     """What a kind plugs into the pipeline. Defaults cover the common case."""
 
     kind: ClassVar[str]  # "StrategyRollout"
@@ -154,11 +155,13 @@ class KindAdapter(Generic[SpecT, StatusT, ObsT, DecisionT]):
         return False
 
     # -- observe, decide, act ---------------------------------------------------------------------
+    @abstractmethod
     async def observe(self, ctx: Context, p: Pass[SpecT, StatusT]) -> ObsT:
-        raise NotImplementedError
+        """What the kind's engine needs, as plain data."""
 
+    @abstractmethod
     def decide(self, p: Pass[SpecT, StatusT], obs: ObsT) -> DecisionT:
-        raise NotImplementedError
+        """The kind's engine call (its invalid path when `p.valid` is False)."""
 
     def new_status(self, decision: DecisionT) -> StatusT:
         return cast(StatusT, decision.status)  # type: ignore[attr-defined]

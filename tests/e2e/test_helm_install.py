@@ -129,8 +129,8 @@ def test_helm_install_upgrade_uninstall(cluster: DevCluster, namespace: str, rel
     assert eventually(lambda: deployment_available(cluster, namespace, fullname))
     get(cluster, "role", fullname, "-n", namespace)
     get(cluster, "rolebinding", fullname, "-n", namespace)
-    assert can_i(cluster, sa, "patch", "deployments.apps/scale", namespace)
-    assert eventually(lambda: not can_i(cluster, sa, "patch", "deployments.apps/scale", "default"), timeout=30)
+    assert can_i(cluster, sa, "update", "deployments.apps/scale", namespace)
+    assert eventually(lambda: not can_i(cluster, sa, "update", "deployments.apps/scale", "default"), timeout=30)
     # Secrets: get by name in the granted namespace only (rbac.secretNamespaces), never list
     get(cluster, "role", f"{fullname}-secrets", "-n", namespace)
     assert eventually(lambda: can_i(cluster, sa, "get", "secrets", namespace), timeout=30)

@@ -89,7 +89,7 @@ def test_kubectl_apply_k(cluster: DevCluster, installed: list[dict[str, Any]]) -
     assert dep["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "kustomize"
     sa = "system:serviceaccount:strategy-rollouts:strategy-rollouts"
     r = cluster.kubectl(
-        "auth", "can-i", "patch", "deployments.apps", "--subresource=scale", "-n", "default", f"--as={sa}"
+        "auth", "can-i", "update", "deployments.apps", "--subresource=scale", "-n", "default", f"--as={sa}"
     )  # fmt: skip
     assert r.stdout.strip() == "yes"
     # The status admission policies are installed, cluster-scoped, and bound with their parameter (docs/rbac.md).

@@ -31,7 +31,8 @@ from strategy_rollouts.api.rollout import (
     TargetStatus,
 )
 from strategy_rollouts.engine.notifications import PENDING_LIMIT
-from strategy_rollouts.engine.rollout import HISTORY_LIMIT, Decision, routing_document
+from strategy_rollouts.engine.rollout import Decision, routing_document
+from strategy_rollouts.engine.rollout.state import HISTORY_LIMIT
 from strategy_rollouts.engine.size import size_errors
 from tests.unit.rollout_sim import T0, World
 

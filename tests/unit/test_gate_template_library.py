@@ -9,7 +9,7 @@ from strategy_rollouts.api.gate_templates import GateTemplateSpec
 from strategy_rollouts.api.gates import GateSpec
 from strategy_rollouts.engine.gate_templates import Template, resolve
 from strategy_rollouts.engine.validation import gate_errors
-from tests.unit.test_chart_static import kinds, one, render
+from tests.unit.test_chart_static import kinds, render
 
 STANDARD = ["deadline-misses", "partial-fills", "risk-budget", "stage-regression", "tick-p95"]
 
@@ -36,6 +36,8 @@ def test_each_template_resolves_with_its_defaults_into_a_valid_gate(name: str) -
 
 
 def test_the_operator_may_read_both_template_kinds() -> None:
-    rules = one(render(), "ClusterRole")["rules"]
+    # the operator's own ClusterRole (the action roles strategy-rollouts-operate/-approve/-risk are for people)
+    [role] = [d for d in render() if d["kind"] == "ClusterRole" and not d["metadata"]["name"].startswith("strategy-")]
+    rules = role["rules"]
     readable = {r for rule in rules if "list" in rule["verbs"] and "watch" in rule["verbs"] for r in rule["resources"]}
     assert {"gatetemplates", "clustergatetemplates"} <= readable
