@@ -1,21 +1,18 @@
-"""Tenancy (operator/strategyrollout/tenancy.py, clients/routing.py, strategyrollout/orphans.py) against a
-fake API server: which namespaces, which claims, what is written and with which precondition."""
+"""Tenancy's decisions as pure functions (operator/strategyrollout/tenancy.py, clients/routing.py,
+strategyrollout/orphans.py): which namespaces, whose claim, what a takeover writes, what deleting removes.
+
+What needs the API server (reads, conditional writes, a Conflict, what is never read) is in
+tests/integration/test_tenancy.py, against the real control plane."""
 
 from __future__ import annotations
 
-import copy
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from kubernetes import client
 
 from strategy_rollouts.operator.clients import routing
-from strategy_rollouts.operator.clients.kube import Conflict, Kube
-from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.strategyrollout import orphans, tenancy
-from strategy_rollouts.operator.strategyrollout.tenancy import CLAIMED_BY, Me, scope
-
-SERIALIZER = client.ApiClient()
+from strategy_rollouts.operator.strategyrollout.tenancy import CLAIMED_BY, PREPARED, Found, Me, scope
 
 
 def rollout_body(ns: str, name: str, uid: str, stages: list[dict[str, Any]] | None = None, **spec: Any) -> dict:
@@ -32,90 +29,27 @@ def rollout_body(ns: str, name: str, uid: str, stages: list[dict[str, Any]] | No
     }
 
 
-class FakeKube:
-    """Just what tenancy, routing and orphans call; every write recorded with its precondition."""
-
-    def __init__(self) -> None:
-        self.namespaces: dict[str, dict[str, str]] = {}
-        self.deployments: dict[tuple[str, str], dict[str, Any]] = {}
-        self.config_maps: dict[tuple[str, str], dict[str, Any]] = {}
-        self.rollouts: dict[tuple[str, str], dict[str, Any]] = {}
-        self.writes: list[tuple[str, Any]] = []
-        self.reads: list[tuple[str, str, str]] = []
-        self.version = 100
-
-    def _bump(self, body: dict[str, Any]) -> dict[str, Any]:
-        self.version += 1
-        body["metadata"]["resourceVersion"] = str(self.version)
-        return copy.deepcopy(body)
-
-    def body(self, model: Any) -> dict[str, Any]:
-        return model if isinstance(model, dict) else cast(dict[str, Any], SERIALIZER.sanitize_for_serialization(model))
-
-    async def namespace_annotations(self, name: str) -> dict[str, str] | None:
-        self.reads.append(("namespace", "", name))
-        return self.namespaces.get(name)
-
-    async def deployment_body(self, ns: str, name: str) -> dict[str, Any] | None:
-        self.reads.append(("deployment", ns, name))
-        dep = self.deployments.get((ns, name))
-        return copy.deepcopy(dep) if dep else None
-
-    async def annotate_deployment(self, ns: str, name: str, annotations: dict[str, str], rv: str) -> dict[str, Any]:
-        self.writes.append(("annotate", (ns, name, annotations, rv)))
-        dep = self.deployments[(ns, name)]
-        if dep["metadata"]["resourceVersion"] != rv:
-            raise Conflict("changed")
-        dep["metadata"].setdefault("annotations", {}).update(annotations)
-        return self._bump(dep)
-
-    async def config_map_body(self, ns: str, name: str) -> dict[str, Any] | None:
-        self.reads.append(("configmap", ns, name))
-        cm = self.config_maps.get((ns, name))
-        return copy.deepcopy(cm) if cm else None
-
-    async def replace_config_map(self, body: dict[str, Any]) -> dict[str, Any]:
-        meta = body["metadata"]
-        self.writes.append(("replace", copy.deepcopy(body)))
-        held = self.config_maps[(meta["namespace"], meta["name"])]
-        if held["metadata"]["resourceVersion"] != meta["resourceVersion"]:
-            raise Conflict("changed")
-        self.config_maps[(meta["namespace"], meta["name"])] = copy.deepcopy(body)
-        return self._bump(self.config_maps[(meta["namespace"], meta["name"])])
-
-    async def write_config_map(self, ns: str, name: str, data: dict[str, str], **kw: Any) -> dict[str, Any]:
-        self.writes.append(("create", (ns, name, kw)))
-        body = {"metadata": {"namespace": ns, "name": name, "labels": kw.get("labels") or {}}, "data": data}
-        self.config_maps[(ns, name)] = body
-        return self._bump(body)
-
-    async def get(self, plural: str, ns: str, name: str) -> dict[str, Any] | None:
-        return copy.deepcopy(self.rollouts.get((ns, name)))
-
-    def deployment(self, ns: str, name: str, claim: str | None = None) -> None:
-        annotations = {CLAIMED_BY: claim} if claim else {}
-        meta = {"namespace": ns, "name": name, "resourceVersion": "7", "annotations": annotations}
-        self.deployments[(ns, name)] = {"metadata": meta, "spec": {"replicas": 2}}
-
-    def config_map(self, ns: str, name: str, labels: dict[str, str], refs: list[dict[str, Any]] | None = None) -> None:
-        meta = {"namespace": ns, "name": name, "resourceVersion": "9", "labels": labels, "ownerReferences": refs or []}
-        self.config_maps[(ns, name)] = {"metadata": meta, "data": {"routing.json": "{}"}}
+def me(body: dict[str, Any]) -> Me:
+    meta = body["metadata"]
+    return Me(meta["namespace"], meta["name"], meta["uid"], body)
 
 
-@pytest.fixture
-def kube() -> FakeKube:
-    return FakeKube()
+def deployment(ns: str, name: str, claim: str | None = None) -> dict[str, Any]:
+    annotations = {CLAIMED_BY: claim} if claim else {}
+    return {"metadata": {"namespace": ns, "name": name, "resourceVersion": "7", "annotations": annotations}}
 
 
-def context(kube: FakeKube) -> Context:
-    return Context(kube=cast(Kube, kube))
+def config_map(ns: str, name: str, labels: dict[str, str], refs: list[dict[str, Any]] | None = None) -> dict:
+    meta = {"namespace": ns, "name": name, "resourceVersion": "9", "labels": labels, "ownerReferences": refs or []}
+    return {"metadata": meta, "data": {"routing.json": "{}"}}
 
 
-def labels_for(owner: dict[str, Any]) -> dict[str, str]:
-    return routing.owner_labels(owner)
+def reference(name: str, uid: str, kind: str = "StrategyRollout") -> dict[str, Any]:
+    api = "strategyrollouts.io/v1alpha1" if kind == "StrategyRollout" else "v1"
+    return {"apiVersion": api, "kind": kind, "name": name, "uid": uid}
 
 
-# ---- pure parts ---------------------------------------------------------------------------------
+# ---- what a rollout acts on ---------------------------------------------------------------------
 
 
 def test_scope_is_every_stage_namespace_and_the_current_runs_targets_with_their_fields() -> None:
@@ -138,67 +72,58 @@ def test_allowed_sources_and_claims_parse() -> None:
     assert tenancy.allowed_sources({}) == set()
     assert tenancy.parse_claim("a/b/c") == ("a", "b", "c")
     assert tenancy.parse_claim("a/b") is None and tenancy.parse_claim("a//c") is None
-    me = Me("dev", "r", "u2")
-    assert me.holds("dev", "r", "u2") and not me.holds("dev", "r", "u1") and me.earlier("dev", "r", "u1")
+    m = Me("dev", "r", "u2")
+    assert m.holds("dev", "r", "u2") and not m.holds("dev", "r", "u1") and m.earlier("dev", "r", "u1")
     assert Me("dev", "r", None).holds("dev", "r", "anything")  # admission: no uid yet
-
-
-def test_owned_by_needs_exactly_that_uid_in_labels_and_references() -> None:
-    owner = rollout_body("dev", "r", "u1")
-    cm = {"metadata": {"labels": labels_for(owner)}}
-    assert routing.owned_by(cm, owner)
-    foreign_ref = {"apiVersion": "strategyrollouts.io/v1alpha1", "kind": "StrategyRollout", "name": "x", "uid": "u9"}
-    assert not routing.owned_by({"metadata": {**cm["metadata"], "ownerReferences": [foreign_ref]}}, owner)
-    assert not routing.owned_by({"metadata": {"labels": {routing.LABEL: "true"}}}, owner)
 
 
 # ---- namespaces ---------------------------------------------------------------------------------
 
 
-async def test_a_namespace_that_does_not_allow_it_is_named_and_nothing_there_is_read_or_written(kube: FakeKube) -> None:
-    kube.namespaces["prod"] = {tenancy.ALLOW_FROM: "staging"}
-    kube.deployment("prod", "legacy")
-    body = rollout_body("dev", "r", "u1", [{"name": "a"}, {"name": "b", "namespace": "prod"}])
-    errors = await tenancy.problems(context(kube), body, act=True)
-    assert errors == [
-        "spec.stages[1].namespace: namespace prod does not allow rollouts from dev"
-        " (annotation strategyrollouts.io/allow-rollouts-from)"
-    ]
-    assert not [r for r in kube.reads if r[1] == "prod"] and kube.writes == []
-    kube.namespaces["prod"] = {tenancy.ALLOW_FROM: "staging,dev"}
-    assert await tenancy.problems(context(kube), body, act=True) == []
-    missing = rollout_body("dev", "r", "u1", [{"name": "b", "namespace": "nowhere"}])
-    assert "namespace nowhere does not exist" in (await tenancy.problems(context(kube), missing, act=True))[0]
+def test_a_namespace_lets_in_itself_and_exactly_the_namespaces_its_annotation_lists() -> None:
+    verdict = tenancy.namespace_verdict
+    assert verdict("dev", "dev", None) is None  # a namespace allows itself, annotation or not
+    assert verdict("prod", "dev", {tenancy.ALLOW_FROM: "staging"}) == (
+        "namespace prod does not allow rollouts from dev (annotation strategyrollouts.io/allow-rollouts-from)"
+    )
+    assert verdict("prod", "dev", {}) is not None
+    assert verdict("prod", "dev", {tenancy.ALLOW_FROM: "staging,dev"}) is None
+    assert verdict("prod", "dev", {tenancy.ALLOW_FROM: "*"}) is not None  # no wildcards
+    assert verdict("prod", "dev", {tenancy.ALLOW_FROM: "dev-2"}) is not None  # whole names only
+    assert verdict("nowhere", "dev", None) == (
+        "namespace nowhere does not exist (annotation strategyrollouts.io/allow-rollouts-from must list dev)"
+    )
 
 
 # ---- Deployments --------------------------------------------------------------------------------
 
 
-async def test_a_free_deployment_is_claimed_with_its_resource_version_and_then_read_from_the_cache(
-    kube: FakeKube,
-) -> None:
-    kube.deployment("dev", "legacy")
-    kube.deployment("dev", "pipeline")
-    ctx = context(kube)
+def test_a_free_deployment_is_claimed_as_read_and_one_claimed_by_me_needs_nothing() -> None:
     body = rollout_body("dev", "r", "u1")
-    assert await tenancy.problems(ctx, body, act=False) == [] and kube.writes == []  # invalid: claims nothing
-    assert await tenancy.problems(ctx, body, act=True) == []
-    assert sorted(w[1] for w in kube.writes if w[0] == "annotate") == [
-        ("dev", "legacy", {CLAIMED_BY: "dev/r/u1"}, "7"),
-        ("dev", "pipeline", {CLAIMED_BY: "dev/r/u1"}, "7"),
-    ]
-    kube.reads.clear()
-    assert await tenancy.problems(ctx, body, act=True) == []
-    assert [r for r in kube.reads if r[0] == "deployment"] == []  # its claims come from the cache now
+    free = deployment("dev", "legacy")
+    assert tenancy.judge_deployment(me(body), "spec.stable.deployment", free) == Found(claim=free)
+    assert tenancy.judge_deployment(me(body), "f", deployment("dev", "legacy", "dev/r/u1")) == Found()
+    # An earlier object of my name (deleted and made again) is gone: its claim is mine to take, unread.
+    earlier = deployment("dev", "legacy", "dev/r/u0")
+    assert tenancy.judge_deployment(me(body), "f", earlier) == Found(claim=earlier)
+    assert tenancy.judge_deployment(Me("dev", "r", None), "f", earlier) == Found()  # admission: by name
 
 
-async def test_a_deployment_claimed_by_a_live_rollout_is_refused_naming_it(kube: FakeKube) -> None:
-    first = rollout_body("trading", "fib-rsi", "u1")
-    kube.rollouts[("trading", "fib-rsi")] = first
-    kube.deployment("trading", "legacy", "trading/fib-rsi/u1")
-    errors = await tenancy.problems(context(kube), rollout_body("trading", "other", "u2"), act=True)
-    assert errors == ["spec.stable.deployment: deployment trading/legacy is claimed by strategyrollout trading/fib-rsi"]
-    assert kube.writes == []
+def test_a_deployment_claimed_by_another_waits_for_that_one_and_the_message_names_it() -> None:
+    held = deployment("trading", "legacy", "trading/fib-rsi/u1")
+    found = tenancy.judge_deployment(me(rollout_body("trading", "other", "u2")), "spec.stable.deployment", held)
+    assert found.problem is None and found.holders == [("trading", "fib-rsi", "u1")]
+    assert tenancy.claimed("spec.stable.deployment", "deployment", ("trading", "legacy"), found.holders[0]) == (
+        "spec.stable.deployment: deployment trading/legacy is claimed by strategyrollout trading/fib-rsi"
+    )
+
+
+def test_a_claim_annotation_that_names_no_rollout_is_named_and_never_overwritten() -> None:
+    found = tenancy.judge_deployment(me(rollout_body("dev", "r", "u1")), "spec.stable.deployment",
+                                     deployment("dev", "legacy", "not-a-claim"))  # fmt: skip
+    assert found.claim is None and found.problem is not None
+    assert found.problem.startswith("spec.stable.deployment: deployment dev/legacy has annotation")
+    assert "which names no strategyrollout" in found.problem
 
 
 @pytest.mark.parametrize(
@@ -209,131 +134,112 @@ async def test_a_deployment_claimed_by_a_live_rollout_is_refused_naming_it(kube:
         rollout_body("trading", "fib-rsi", "u1", stable={"deployment": "elsewhere"}),  # no longer names it
     ],
 )
-async def test_a_claim_whose_holder_is_gone_is_taken_over_conditionally(kube: FakeKube, holder: Any) -> None:
-    if holder is not None:
-        kube.rollouts[("trading", "fib-rsi")] = holder
-    kube.deployment("trading", "legacy", "trading/fib-rsi/u1")
-    assert await tenancy.problems(context(kube), rollout_body("trading", "other", "u2"), act=True) == []
-    assert kube.writes == [("annotate", ("trading", "legacy", {CLAIMED_BY: "trading/other/u2"}, "7"))]
+def test_a_claim_whose_holder_is_gone_no_longer_holds(holder: dict[str, Any] | None) -> None:
+    assert not tenancy.still_names(holder, "u1", "deployment", ("trading", "legacy"))
 
 
-async def test_a_claim_by_a_rollout_its_namespace_does_not_let_in_holds_nothing(kube: FakeKube) -> None:
-    kube.rollouts[("dev", "evil")] = rollout_body("dev", "evil", "u6", [{"name": "p", "namespace": "prod"}])
-    kube.namespaces["prod"] = {}
-    kube.deployment("prod", "legacy", "dev/evil/u6")
-    assert await tenancy.problems(context(kube), rollout_body("prod", "fib-rsi", "u1"), act=True) == []
-    assert kube.writes[0][1][2] == {CLAIMED_BY: "prod/fib-rsi/u1"}
-
-
-async def test_a_claim_written_meanwhile_is_a_conflict_and_garbage_is_named(kube: FakeKube) -> None:
-    kube.deployment("dev", "legacy")
-    ctx = context(kube)
-    body = rollout_body("dev", "r", "u1")
-    real = kube.deployment_body
-
-    async def racing(ns: str, name: str) -> dict[str, Any] | None:
-        seen = await real(ns, name)
-        kube.deployments[("dev", "legacy")]["metadata"]["resourceVersion"] = "8"  # someone wrote first
-        return seen
-
-    kube.deployment_body = racing  # type: ignore[method-assign]
-    with pytest.raises(Conflict):
-        await tenancy.problems(ctx, body, act=True)
-    kube.deployment_body = real  # type: ignore[method-assign]
-    kube.deployment("dev", "legacy", "not-a-claim")
-    errors = await tenancy.problems(ctx, body, act=True)
-    assert errors and "which names no strategyrollout" in errors[0]
+def test_a_live_holder_still_holds_what_its_spec_or_its_current_run_names() -> None:
+    holder = rollout_body("trading", "fib-rsi", "u1")
+    assert tenancy.still_names(holder, "u1", "deployment", ("trading", "legacy"))
+    assert tenancy.still_names(holder, "u1", "configmap", ("trading", "fib-rsi-routing"))
+    assert not tenancy.still_names(holder, "u1", "configmap", ("trading", "legacy"))
+    holder["status"] = {"targets": [{"namespace": "old", "configMap": "fib-rsi-routing"}]}  # a run goes on there
+    assert tenancy.still_names(holder, "u1", "deployment", ("old", "pipeline"))
 
 
 # ---- routing ConfigMaps -------------------------------------------------------------------------
 
 
-async def test_config_maps_of_nobody_or_of_a_live_rollout_are_refused_and_never_written(kube: FakeKube) -> None:
-    kube.config_map("trading", "r-routing", {})
-    errors = await tenancy.problems(context(kube), rollout_body("trading", "r", "u2"), act=True)
-    assert errors and errors[0].startswith("spec.routing.configMap: configmap trading/r-routing exists and was not")
+def test_owned_by_needs_exactly_that_uid_in_labels_and_references() -> None:
+    owner = rollout_body("dev", "r", "u1")
+    cm = {"metadata": {"labels": routing.owner_labels(owner)}}
+    assert routing.owned_by(cm, owner)
+    foreign_ref = reference("x", "u9")
+    assert not routing.owned_by({"metadata": {**cm["metadata"], "ownerReferences": [foreign_ref]}}, owner)
+    assert not routing.owned_by({"metadata": {"labels": {routing.LABEL: "true"}}}, owner)
+
+
+def test_config_map_owners_are_its_owner_labels_and_its_rollout_references() -> None:
+    owner = rollout_body("trading", "fib-rsi", "u1")
+    labels = routing.owner_labels(owner)
+    assert tenancy.config_map_owners(config_map("trading", "c", labels)) == [("trading", "fib-rsi", "u1")]
+    refs = [reference("fib-rsi", "u1"), reference("b", "u2"), reference("keep", "k", kind="ConfigMap")]
+    assert tenancy.config_map_owners(config_map("trading", "c", labels, refs)) == [
+        ("trading", "fib-rsi", "u1"),
+        ("trading", "b", "u2"),
+    ]
+    handed = {routing.OWNER_NAME: "fib-rsi"}  # made before the rollout, namespace implied
+    assert tenancy.config_map_owners(config_map("trading", "c", handed)) == [("trading", "fib-rsi", PREPARED)]
+    assert tenancy.config_map_owners(config_map("trading", "c", {routing.LABEL: "true"})) == []
+
+
+def test_config_maps_of_nobody_are_refused_and_of_another_wait_for_it() -> None:
+    nobody = config_map("trading", "r-routing", {})
+    found = tenancy.judge_config_map(me(rollout_body("trading", "r", "u2")), "spec.routing.configMap", nobody)
+    assert found.claim is None and found.problem is not None
+    assert found.problem.startswith("spec.routing.configMap: configmap trading/r-routing exists and was not")
     first = rollout_body("trading", "fib-rsi", "u1", routing={"configMap": "shared"})
-    kube.rollouts[("trading", "fib-rsi")] = first
-    kube.config_map("trading", "shared", labels_for(first))
-    second = rollout_body("trading", "second", "u2", routing={"configMap": "shared"})
-    errors = await tenancy.problems(context(kube), second, act=True)
-    assert errors == ["spec.routing.configMap: configmap trading/shared is claimed by strategyrollout trading/fib-rsi"]
-    assert kube.writes == []
+    shared = config_map("trading", "shared", routing.owner_labels(first))
+    second = me(rollout_body("trading", "second", "u2", routing={"configMap": "shared"}))
+    found = tenancy.judge_config_map(second, "spec.routing.configMap", shared)
+    assert found.holders == [("trading", "fib-rsi", "u1")]
+    assert tenancy.claimed("spec.routing.configMap", "configmap", ("trading", "shared"), found.holders[0]) == (
+        "spec.routing.configMap: configmap trading/shared is claimed by strategyrollout trading/fib-rsi"
+    )
+    assert tenancy.judge_config_map(me(first), "f", shared) == Found()  # created for it: nothing to write
 
 
-async def test_a_config_map_of_a_gone_rollout_is_taken_over_with_labels_and_reference(kube: FakeKube) -> None:
+def test_a_config_map_handed_to_a_rollout_by_name_is_that_rollouts_alone() -> None:
+    handed = config_map("trading", "shared", {routing.OWNER_NAMESPACE: "trading", routing.OWNER_NAME: "fib-rsi"})
+    other = me(rollout_body("trading", "other", "u2", routing={"configMap": "shared"}))
+    assert tenancy.judge_config_map(other, "spec.routing.configMap", handed).holders == [("trading", "fib-rsi", "")]
+    mine = me(rollout_body("trading", "fib-rsi", "u1", routing={"configMap": "shared"}))
+    assert tenancy.judge_config_map(mine, "spec.routing.configMap", handed) == Found(claim=handed)
+    written = tenancy.taken_over(mine, handed, reference("fib-rsi", "u1"))
+    assert written["metadata"]["labels"] == routing.owner_labels(rollout_body("trading", "fib-rsi", "u1"))
+    assert [r["uid"] for r in written["metadata"]["ownerReferences"]] == ["u1"]
+
+
+def test_a_config_map_of_a_gone_rollout_is_taken_over_with_labels_and_reference() -> None:
     gone = rollout_body("trading", "r", "u0")
-    ref = {"apiVersion": "strategyrollouts.io/v1alpha1", "kind": "StrategyRollout", "name": "r", "uid": "u0"}
-    other = {"apiVersion": "v1", "kind": "Something", "name": "keep", "uid": "k"}
-    kube.config_map("trading", "r-routing", labels_for(gone), [ref, other])
-    me = rollout_body("trading", "r", "u1")
-    assert await tenancy.problems(context(kube), me, act=True) == []
-    (kind, written), *_ = kube.writes
-    assert kind == "replace" and written["metadata"]["resourceVersion"] == "9"
-    assert written["metadata"]["labels"][routing.OWNER_UID] == "u1"
+    refs = [reference("r", "u0"), reference("keep", "k", kind="Something")]
+    cm = config_map("trading", "r-routing", routing.owner_labels(gone), refs)
+    m = me(rollout_body("trading", "r", "u1"))
+    assert tenancy.judge_config_map(m, "f", cm) == Found(claim=cm)  # u0: an earlier r, gone
+    mine = reference("r", "u1")
+    written = tenancy.taken_over(m, cm, mine)
+    assert written["metadata"]["resourceVersion"] == "9"  # the precondition: as judged
+    assert written["metadata"]["labels"] == routing.owner_labels(rollout_body("trading", "r", "u1"))
     assert [r["uid"] for r in written["metadata"]["ownerReferences"]] == ["k", "u1"]
-
-
-async def test_the_writer_never_overwrites_a_config_map_made_for_another(kube: FakeKube) -> None:
-    first = rollout_body("trading", "fib-rsi", "u1")
-    kube.config_map("trading", "fib-rsi-routing", labels_for(first))
-    evil = rollout_body("dev", "evil", "u6")
-    with pytest.raises(routing.NotOwned):
-        await routing.update(cast(Kube, kube), "trading", "fib-rsi-routing", {"weight": 100}, owner=evil)
-    assert kube.writes == []
-    revision, written = await routing.update(cast(Kube, kube), "trading", "fib-rsi-routing", {"weight": 5}, owner=first)
-    assert written and revision == 1
-    assert kube.config_maps[("trading", "fib-rsi-routing")]["metadata"]["labels"] == labels_for(first)
+    assert written["data"] == cm["data"]
+    # In a stage namespace (no reference across namespaces): labels only, other references kept.
+    cross = tenancy.taken_over(Me("dev", "r", "u1", rollout_body("dev", "r", "u1")), cm, None)
+    assert [r["uid"] for r in cross["metadata"]["ownerReferences"]] == ["k"]
+    assert cross["metadata"]["labels"][routing.OWNER_NAMESPACE] == "dev"
 
 
 # ---- deleting a rollout -------------------------------------------------------------------------
 
 
-class ListingKube(FakeKube):
-    """orphans' generated-client calls: a list by label and a delete with preconditions."""
-
-    def __init__(self, items: list[client.V1ConfigMap]) -> None:
-        super().__init__()
-        self.items = items
-        self.deleted: list[tuple[str, str, str, str]] = []
-        self.core = self
-
-    async def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
-
-    def list_config_map_for_all_namespaces(self, label_selector: str) -> client.V1ConfigMapList:
-        key, _, value = label_selector.partition("=")
-        return client.V1ConfigMapList(items=[c for c in self.items if (c.metadata.labels or {}).get(key) == value])
-
-    async def delete_config_map(self, ns: str, name: str, uid: str, rv: str) -> bool:
-        self.deleted.append((ns, name, uid, rv))
-        return True
-
-
-async def test_deleting_a_rollout_removes_only_what_was_created_for_it_alone_with_preconditions() -> None:
+def test_deleting_a_rollout_removes_only_what_was_created_for_it_alone() -> None:
     owner = rollout_body("dev", "r", "u1")
-
-    def cm(name: str, refs: list[client.V1OwnerReference] | None = None) -> client.V1ConfigMap:
-        meta = client.V1ObjectMeta(namespace="prod", name=name, uid=f"cm-{name}", resource_version="5",
-                                   labels=labels_for(owner), owner_references=refs)  # fmt: skip
-        return client.V1ConfigMap(metadata=meta)
-
-    foreign = client.V1OwnerReference(api_version="strategyrollouts.io/v1alpha1", kind="StrategyRollout",
-                                      name="fib-rsi", uid="u9")  # fmt: skip
-    kube = ListingKube([cm("mine"), cm("shared", [foreign])])
-    assert await orphans.remove_owned(cast(Kube, kube), "u1") == 1
-    assert kube.deleted == [("prod", "mine", "cm-mine", "5")]
+    mine = config_map("prod", "mine", routing.owner_labels(owner))
+    shared = config_map("prod", "shared", routing.owner_labels(owner), [reference("fib-rsi", "u9")])
+    referenced = config_map("dev", "ref", {}, [reference("r", "u1")])
+    other = config_map("prod", "other", routing.owner_labels(rollout_body("prod", "fib-rsi", "u9")))
+    assert orphans.removed_with(mine, "u1")
+    assert not orphans.removed_with(shared, "u1") and not orphans.removed_with(shared, "u9")
+    assert not orphans.removed_with(other, "u1")
+    assert not orphans.removed_with(config_map("prod", "made-by-hand", {}), "u1")
+    assert orphans.removed_with(referenced, "u1")  # (the garbage collector removes it anyway)
 
 
-async def test_a_config_map_handed_to_a_rollout_by_name_is_taken_by_it_alone(kube: FakeKube) -> None:
-    handed = {routing.OWNER_NAMESPACE: "trading", routing.OWNER_NAME: "fib-rsi"}  # made before the rollout
-    kube.config_map("trading", "shared", handed)
-    other = rollout_body("trading", "other", "u2", routing={"configMap": "shared"})
-    errors = await tenancy.problems(context(kube), other, act=True)
-    assert errors == ["spec.routing.configMap: configmap trading/shared is claimed by strategyrollout trading/fib-rsi"]
-    assert kube.writes == []
-    me = rollout_body("trading", "fib-rsi", "u1", routing={"configMap": "shared"})
-    assert await tenancy.problems(context(kube), me, act=True) == []
-    (kind, written), *_ = kube.writes
-    assert kind == "replace" and written["metadata"]["labels"] == labels_for(me)
-    assert [r["uid"] for r in written["metadata"]["ownerReferences"]] == ["u1"]
+def test_the_sweep_removes_only_what_was_created_for_one_rollout_that_is_gone() -> None:
+    owner = rollout_body("dev", "r", "u1")
+    mine = config_map("prod", "mine", routing.owner_labels(owner))
+    assert not orphans.orphaned(mine, owner)  # its rollout exists
+    assert orphans.orphaned(mine, None)  # deleted
+    assert orphans.orphaned(mine, rollout_body("dev", "r", "u2"))  # deleted and made again
+    shared = config_map("prod", "shared", routing.owner_labels(owner), [reference("fib-rsi", "u9")])
+    assert not orphans.orphaned(shared, None)  # names another owner too: not the sweep's to judge
+    assert not orphans.orphaned(config_map("prod", "handed", {routing.OWNER_NAME: "r"}), None)  # no uid

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from kubernetes import client
 
@@ -46,11 +48,26 @@ async def _labelled(kube: Kube, selector: str, namespaces: tuple[str, ...]) -> l
     return out
 
 
+def removed_with(cm: Mapping[str, Any], uid: str) -> bool:
+    """Does deleting the rollout `uid` remove this ConfigMap? Only if it was created for that rollout and
+    no other: its owner label and every StrategyRollout ownerReference name that uid alone."""
+    return owner_uids(cm) == {uid}
+
+
+def orphaned(cm: Mapping[str, Any], owner: Mapping[str, Any] | None) -> bool:
+    """Does the sweep remove this ConfigMap? `owner`: the rollout its owner labels name, as read (None:
+    absent). Only one created for one rollout alone, when that rollout is gone or is a new object."""
+    uid = str(((cm.get("metadata") or {}).get("labels") or {}).get(OWNER_UID) or "")
+    if not uid or not removed_with(cm, uid):
+        return False  # names another owner too: not ours to judge
+    return owner is None or (owner.get("metadata") or {}).get("uid") != uid
+
+
 async def remove_owned(kube: Kube, uid: str, namespaces: tuple[str, ...] = ()) -> int:
     """Delete every ConfigMap created for the rollout `uid` (and for no other). Returns how many."""
     removed = 0
     for cm in await _labelled(kube, f"{OWNER_UID}={uid}", namespaces):
-        if owner_uids(kube.body(cm)) != {uid}:
+        if not removed_with(kube.body(cm), uid):
             namespace, name, _ = _meta(cm)
             log.warning(
                 "configmap %s/%s is labelled for %s but names another owner too: left in place", namespace, name, uid
@@ -65,14 +82,11 @@ async def sweep(kube: Kube, namespaces: tuple[str, ...] = ()) -> int:
     """Delete labelled ConfigMaps whose rollout no longer exists (or is a new object of the same name)."""
     removed = 0
     for cm in await _labelled(kube, OWNER_UID, namespaces):
-        _, _, labels = _meta(cm)
-        uid = labels.get(OWNER_UID, "")
-        if owner_uids(kube.body(cm)) != {uid}:
-            continue  # names another owner too: not ours to judge
+        body, (_, _, labels) = kube.body(cm), _meta(cm)
+        if not removed_with(body, labels.get(OWNER_UID, "")):
+            continue  # names another owner too: not ours to judge (and nothing to read)
         owner = await kube.get("strategyrollouts", labels.get(OWNER_NAMESPACE, ""), labels.get(OWNER_NAME, ""))
-        if owner is not None and owner["metadata"].get("uid") == uid:
-            continue
-        if await _delete(kube, cm):
+        if orphaned(body, owner) and await _delete(kube, cm):
             removed += 1
     return removed
 

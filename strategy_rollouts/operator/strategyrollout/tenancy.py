@@ -41,6 +41,7 @@ ALLOW_FROM = "strategyrollouts.io/allow-rollouts-from"
 # labels, no owner-uid): only the rollout of that name takes it over (docs/safety.md "Tenancy").
 PREPARED = ""
 ObjectRef = tuple[str, str]  # (namespace, name)
+Holder = tuple[str, str, str]  # (namespace, name, uid) of a StrategyRollout holding an object
 
 
 @dataclass(frozen=True)
@@ -126,15 +127,11 @@ def allowed_sources(annotations: Mapping[str, str]) -> set[str]:
     return {part.strip() for part in str(annotations.get(ALLOW_FROM) or "").split(",") if part.strip()}
 
 
-async def namespace_problem(ctx: Context, target: str, source: str) -> str | None:
-    """None when rollouts of `source` may act in `target`, else why not."""
+def namespace_verdict(target: str, source: str, annotations: Mapping[str, str] | None) -> str | None:
+    """None when rollouts of `source` may act in `target`, else why not (`annotations`: the target
+    Namespace's as read, None when it does not exist)."""
     if target == source:
         return None
-    try:
-        annotations = await ctx.kube.namespace_annotations(target)
-    except ApiException as exc:  # RBAC or a transient error: not allowed until it can be read
-        why = f"{exc.status} {exc.reason}"
-        return f"namespace {target} cannot be read ({why}), so it does not allow rollouts from {source}"
     if annotations is None:
         return f"namespace {target} does not exist (annotation {ALLOW_FROM} must list {source})"
     if source in allowed_sources(annotations):
@@ -142,8 +139,30 @@ async def namespace_problem(ctx: Context, target: str, source: str) -> str | Non
     return f"namespace {target} does not allow rollouts from {source} (annotation {ALLOW_FROM})"
 
 
-async def _holds(ctx: Context, namespace: str, name: str, uid: str, what: str, ref: ObjectRef) -> bool:
-    """Does the rollout (namespace, name) with this uid exist, still act on `ref` and may it? Unsure: yes."""
+async def namespace_problem(ctx: Context, target: str, source: str) -> str | None:
+    """namespace_verdict on the Namespace as the API server has it now."""
+    if target == source:
+        return None
+    try:
+        annotations = await ctx.kube.namespace_annotations(target)
+    except ApiException as exc:  # RBAC or a transient error: not allowed until it can be read
+        why = f"{exc.status} {exc.reason}"
+        return f"namespace {target} cannot be read ({why}), so it does not allow rollouts from {source}"
+    return namespace_verdict(target, source, annotations)
+
+
+def still_names(holder: Mapping[str, Any] | None, uid: str, what: str, ref: ObjectRef) -> bool:
+    """Is `holder` (the StrategyRollout a claim names, as read; None: absent) the object with that uid,
+    and does its spec or status still name `ref` (a `what`: "deployment" or "configmap")?"""
+    if holder is None or str(_dict(holder.get("metadata")).get("uid")) != uid:
+        return False  # deleted, or deleted and made again (another object)
+    s = scope(holder)
+    return ref in (s.deployments if what == "deployment" else s.config_maps)
+
+
+async def _holds(ctx: Context, holder: Holder, what: str, ref: ObjectRef) -> bool:
+    """Does the holder exist, still act on `ref` and may it? Unsure: yes."""
+    namespace, name, uid = holder
     if not namespace or not name or uid == PREPARED:
         # A uid alone (owner labels cut short by hand) cannot be looked up; a ConfigMap prepared for a
         # rollout by name is that rollout's, whenever it comes: either way the claim stands.
@@ -152,10 +171,7 @@ async def _holds(ctx: Context, namespace: str, name: str, uid: str, what: str, r
         body = await objects.read(ctx, "strategyrollouts", namespace, name)
     except ApiException:
         return True  # cannot prove it gone: the claim stands
-    if body is None or str(_dict(body.get("metadata")).get("uid")) != uid:
-        return False
-    s = scope(body)
-    if ref not in (s.deployments if what == "deployment" else s.config_maps):
+    if not still_names(body, uid, what, ref):
         return False
     # A rollout the namespace does not let in holds nothing there (e.g. it wrote its labels before tenancy).
     return await namespace_problem(ctx, ref[0], namespace) is None
@@ -167,7 +183,7 @@ def _wait_for(ctx: Context, me: Me, namespace: str, name: str) -> None:
         ctx.wakers.watch(KIND, (me.namespace, me.name), KIND, [(namespace, name)])
 
 
-def parse_claim(value: str) -> tuple[str, str, str] | None:
+def parse_claim(value: str) -> Holder | None:
     parts = value.split("/")
     return (parts[0], parts[1], parts[2]) if len(parts) == 3 and all(parts) else None
 
@@ -178,6 +194,43 @@ class Found:
 
     problem: str | None = None
     claim: dict[str, Any] | None = None  # the object as read, to be claimed with its resourceVersion
+    # Other rollouts that hold it while they exist and still name it (_holds): the claim waits for them.
+    holders: list[Holder] = field(default_factory=list)
+
+
+def claimed(field_path: str, what: str, ref: ObjectRef, holder: Holder) -> str:
+    """The InvalidSpec message for an object another rollout holds: names that rollout."""
+    ns, name, uid = holder
+    who = f"{ns}/{name}" if ns and name else f"with uid {uid}"
+    return f"{field_path}: {what} {ref[0]}/{ref[1]} is claimed by strategyrollout {who}"
+
+
+def judge_deployment(me: Me, field_path: str, body: Mapping[str, Any]) -> Found:
+    """The Deployment's claim annotation, as read: ours (nothing to write), free or an earlier `me`'s
+    (claim it), not a claim (the problem), or another's (claim it only once that one no longer holds it)."""
+    meta = _dict(body.get("metadata"))
+    ns, dep = str(meta.get("namespace")), str(meta.get("name"))
+    value = _str(_dict(meta.get("annotations")).get(CLAIMED_BY))
+    if value is None:
+        return Found(claim=dict(body))
+    holder = parse_claim(value)
+    if holder is None:
+        return Found(
+            f"{field_path}: deployment {ns}/{dep} has annotation {CLAIMED_BY}={value!r}, which names no"
+            " strategyrollout (<namespace>/<name>/<uid>); remove it to let this rollout claim it"
+        )
+    if me.holds(*holder):
+        return Found()
+    return Found(claim=dict(body), holders=[] if me.earlier(*holder) else [holder])
+
+
+async def _settle(ctx: Context, me: Me, what: str, field_path: str, ref: ObjectRef, found: Found) -> Found:
+    """A holder that still holds the object makes it a problem naming it (and `me` waits for it to change)."""
+    for holder in found.holders:
+        if await _holds(ctx, holder, what, ref):
+            _wait_for(ctx, me, holder[0], holder[1])
+            return Found(claimed(field_path, what, ref, holder))
+    return Found(found.problem, found.claim)
 
 
 async def deployment_check(ctx: Context, me: Me, field_path: str, ref: ObjectRef) -> Found:
@@ -189,21 +242,7 @@ async def deployment_check(ctx: Context, me: Me, field_path: str, ref: ObjectRef
     if body is None:
         return Found()  # nothing to act on (readiness reports it); claimed once it exists
     ctx.watched.offer_claim(body)
-    value = _str(_dict(_dict(body.get("metadata")).get("annotations")).get(CLAIMED_BY))
-    if value is None:
-        return Found(claim=body)
-    holder = parse_claim(value)
-    if holder is None:
-        return Found(
-            f"{field_path}: deployment {ns}/{dep} has annotation {CLAIMED_BY}={value!r}, which names no"
-            " strategyrollout (<namespace>/<name>/<uid>); remove it to let this rollout claim it"
-        )
-    if me.holds(*holder):
-        return Found()
-    if not me.earlier(*holder) and await _holds(ctx, *holder, "deployment", ref):
-        _wait_for(ctx, me, holder[0], holder[1])
-        return Found(f"{field_path}: deployment {ns}/{dep} is claimed by strategyrollout {holder[0]}/{holder[1]}")
-    return Found(claim=body)
+    return await _settle(ctx, me, "deployment", field_path, ref, judge_deployment(me, field_path, body))
 
 
 async def claim_deployment(ctx: Context, me: Me, body: Mapping[str, Any]) -> None:
@@ -218,11 +257,12 @@ async def claim_deployment(ctx: Context, me: Me, body: Mapping[str, Any]) -> Non
     )
 
 
-def _owners(cm: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(namespace, name, uid) of every StrategyRollout the ConfigMap says it belongs to."""
+def config_map_owners(cm: Mapping[str, Any]) -> list[Holder]:
+    """(namespace, name, uid) of every StrategyRollout the ConfigMap says it belongs to: its owner labels
+    (uid PREPARED: handed to a rollout by name) and its StrategyRollout ownerReferences."""
     meta = _dict(cm.get("metadata"))
     labels = _dict(meta.get("labels"))
-    out: list[tuple[str, str, str]] = []
+    out: list[Holder] = []
     uid = _str(labels.get(routing_writer.OWNER_UID))
     owner_ns, owner_name = labels.get(routing_writer.OWNER_NAMESPACE), labels.get(routing_writer.OWNER_NAME)
     if uid is not None:
@@ -236,6 +276,24 @@ def _owners(cm: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return out
 
 
+def judge_config_map(me: Me, field_path: str, cm: Mapping[str, Any]) -> Found:
+    """The routing ConfigMap, as read: created for `me` (nothing to write), for nobody (never adopted:
+    the problem), or for others (taken over only once every one of them, earlier `me`s aside, is gone)."""
+    meta = _dict(cm.get("metadata"))
+    ns, name = str(meta.get("namespace")), str(meta.get("name"))
+    owners = config_map_owners(cm)
+    if not owners:
+        return Found(
+            f"{field_path}: configmap {ns}/{name} exists and was not created by the operator for a strategyrollout"
+            " (no owner label or ownerReference); it is never adopted: delete it, name another ConfigMap, or hand"
+            f" it over with the labels {routing_writer.OWNER_NAMESPACE}/{routing_writer.OWNER_NAME} naming this rollout"
+        )
+    others = [o for o in owners if not me.holds(*o)]
+    if not others:
+        return Found()
+    return Found(claim=dict(cm), holders=[o for o in others if not me.earlier(*o)])
+
+
 async def config_map_check(ctx: Context, me: Me, field_path: str, ref: ObjectRef) -> Found:
     """The routing ConfigMap: absent (the writer creates it for `me`), created for `me`, held by a gone
     rollout (to take over), or another's / nobody's (never adopted)."""
@@ -243,42 +301,35 @@ async def config_map_check(ctx: Context, me: Me, field_path: str, ref: ObjectRef
     cm = (await routing_writer.read(ctx.kube, ns, name, ctx.watched)).config_map
     if cm is None:
         return Found()
-    owners = _owners(cm)
-    others = [o for o in owners if not me.holds(*o)]
-    if me.uid is not None and (others or not owners):
+    found = judge_config_map(me, field_path, cm)
+    if me.uid is not None and (found.problem is not None or found.claim is not None):
         # Woken when it changes or goes (the watch of our routing label): it may be ours to use then.
         ctx.wakers.watch(KIND, (me.namespace, me.name), routing_writer.WAKER_KIND, [ref])
-    if not owners:
-        return Found(
-            f"{field_path}: configmap {ns}/{name} exists and was not created by the operator for a strategyrollout"
-            " (no owner label or ownerReference); it is never adopted: delete it, name another ConfigMap, or hand"
-            f" it over with the labels {routing_writer.OWNER_NAMESPACE}/{routing_writer.OWNER_NAME} naming this rollout"
-        )
-    if not others:
-        return Found()
-    for o_ns, o_name, o_uid in others:
-        if not me.earlier(o_ns, o_name, o_uid) and await _holds(ctx, o_ns, o_name, o_uid, "configmap", ref):
-            _wait_for(ctx, me, o_ns, o_name)
-            who = f"{o_ns}/{o_name}" if o_ns and o_name else f"with uid {o_uid}"
-            return Found(f"{field_path}: configmap {ns}/{name} is claimed by strategyrollout {who}")
-    return Found(claim=cm)
+    return await _settle(ctx, me, "configmap", field_path, ref, found)
+
+
+def taken_over(me: Me, cm: Mapping[str, Any], reference: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ConfigMap as `me` takes it over: `me`'s owner labels, every StrategyRollout ownerReference
+    replaced by `reference` (`me`'s; None outside its namespace: references cannot cross namespaces),
+    anything else kept, its resourceVersion kept as the write's precondition."""
+    assert me.body is not None
+    meta = _dict(cm.get("metadata"))
+    refs = [r for r in _list(meta.get("ownerReferences")) if _dict(r).get("kind") != "StrategyRollout"]
+    if reference is not None:
+        refs.append(dict(reference))
+    labels = {**_dict(meta.get("labels")), **routing_writer.owner_labels(dict(me.body))}
+    return {**cm, "metadata": {**meta, "labels": labels, "ownerReferences": refs}}
 
 
 async def take_config_map(ctx: Context, me: Me, cm: Mapping[str, Any]) -> None:
     """Every other holder is gone: the ConfigMap becomes `me`'s (labels, ownerReference), guarded by the
     resourceVersion it was judged with (else Conflict: the pass starts over)."""
     assert me.body is not None
-    owner = dict(me.body)
     meta = _dict(cm.get("metadata"))
     ns, name = str(meta.get("namespace")), str(meta.get("name"))
-    refs = [r for r in _list(meta.get("ownerReferences")) if _dict(r).get("kind") != "StrategyRollout"]
-    if ns == me.namespace:
-        refs.append(ctx.kube.body(owner_reference(owner)))
-    labels = {**_dict(meta.get("labels")), **routing_writer.owner_labels(owner)}
+    reference = ctx.kube.body(owner_reference(dict(me.body))) if ns == me.namespace else None
     try:
-        written = await ctx.kube.replace_config_map(
-            {**cm, "metadata": {**meta, "labels": labels, "ownerReferences": refs}}
-        )
+        written = await ctx.kube.replace_config_map(taken_over(me, cm, reference))
     except Conflict:
         ctx.watched.drop_config_map(ns, name)
         raise
