@@ -5,8 +5,9 @@ validation, so the same checks still report InvalidSpec when the webhook is down
 Ignore), unknown calendars, GateTemplates / ClusterGateTemplates that do not exist, and PromQL that
 Prometheus itself cannot parse (asked with an instant query at time 0, so nothing is scanned; this
 Prometheus has no /api/v1/parse_query). Prometheus unreachable: allowed with a warning. For a
-StrategyRollout also tenancy (strategyrollout/tenancy.py, read-only): a stage namespace that does not
-let the rollout's namespace in, and a Deployment or routing ConfigMap another rollout holds.
+StrategyRollout also tenancy (strategyrollout/tenancy.py, read-only), once the spec has no other error
+(its reads are not spent on a spec refused anyway): a stage namespace that does not let the rollout's
+namespace in, and a Deployment or routing ConfigMap another rollout holds or nobody created for it.
 
 Served by every replica, leader or standby: it only reads. Registered only with --admission-webhook
 (kopf refuses to start with admission handlers and no server).
@@ -182,10 +183,10 @@ async def review(
     except ValidationError as exc:
         raise kopf.AdmissionError(f"spec: {validation_message(exc)}", code=422) from None
     errors, queries = await checker(ctx, namespace, spec)
-    if plural == "strategyrollouts":
-        errors += await tenancy_errors(ctx, namespace, body)
     bad, warnings = await promql_errors(ctx, namespace, getattr(spec, "prometheus", None), queries)
     errors += bad
+    if not errors and plural == "strategyrollouts":  # its reads only for a spec fine otherwise
+        errors += await tenancy_errors(ctx, namespace, body)
     if errors:
         raise kopf.AdmissionError("; ".join(errors), code=422)
     return warnings

@@ -28,22 +28,9 @@ def body(spec: dict[str, Any], **meta: Any) -> dict[str, Any]:
     return {"metadata": {"name": "r", "namespace": "ns", **meta}, "spec": spec}
 
 
-def run(
-    obj: dict[str, Any], old: dict[str, Any] | None = None, namespaces: dict[str, dict[str, str]] | None = None
-) -> list[str]:
-    kube = Kube(client.ApiClient())  # opens no connection: nothing below reaches a server
-    # Tenancy's reads (strategyrollout/tenancy.py) answered here: `namespaces` exist, nothing else does.
-    known = namespaces or {}
-
-    async def namespace_annotations(name: str) -> dict[str, str] | None:
-        return known.get(name)
-
-    async def absent(*_: str) -> None:
-        return None
-
-    kube.namespace_annotations = namespace_annotations  # type: ignore[method-assign]
-    kube.deployment_body = kube.config_map_body = absent  # type: ignore[method-assign,assignment]
-    return asyncio.run(review(Context(kube=kube), "strategyrollouts", "ns", obj, old))
+def run(obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
+    ctx = Context(kube=Kube(client.ApiClient()))  # opens no connection: nothing below reaches a server
+    return asyncio.run(review(ctx, "strategyrollouts", "ns", obj, old))
 
 
 def test_an_unknown_placeholder_is_refused_naming_the_field() -> None:
@@ -71,15 +58,3 @@ def test_an_address_outside_the_allow_list_is_refused_before_any_query() -> None
     with pytest.raises(kopf.AdmissionError) as refused:
         asyncio.run(review(ctx, "strategyrollouts", "ns", body(spec), None))
     assert str(refused.value).startswith("spec.prometheus.address: http://10.0.0.9:80 is outside")
-
-
-def test_a_stage_in_a_namespace_that_does_not_let_it_in_is_refused_naming_the_field() -> None:
-    spec = {**SPEC, "gates": [], "stages": [{"name": "prod", "namespace": "trading-prod", "steps": [{"setWeight": 5}]}]}
-    with pytest.raises(kopf.AdmissionError) as err:
-        run(body(spec), namespaces={"trading-prod": {}})
-    assert str(err.value) == (
-        "spec.stages[0].namespace: namespace trading-prod does not allow rollouts from ns"
-        " (annotation strategyrollouts.io/allow-rollouts-from)"
-    )
-    allowed = {"trading-prod": {"strategyrollouts.io/allow-rollouts-from": "dev,ns"}}
-    assert run(body(spec), namespaces=allowed) == []

@@ -74,6 +74,8 @@ async def run_loop(
                 delay = 0.0
             except Unanswered as exc:  # a request's deadline passed (never re-sent): back off, then re-read
                 log.warning("reconcile of %s %s/%s: %s", kind, namespace, name, exc)
+                metrics.reconcile_errors_total.labels(kind).inc()
+                delay = ctx.settings.error_backoff_s
             except NotOwned as exc:  # the next pass's tenancy check reports it (InvalidSpec); nothing written
                 log.warning("%s %s/%s: %s", kind, namespace, name, exc)
                 metrics.reconcile_errors_total.labels(kind).inc()
