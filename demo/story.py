@@ -19,6 +19,7 @@ from rich.table import Table
 
 from demo.show import follow_rollout, heading, rollout_view
 from demo.world import KEYS, ROUTING, World, wait
+from strategy_rollouts.operator.clients.routing import OWNER_NAME, OWNER_NAMESPACE
 
 if TYPE_CHECKING:
     from quoter.testing import QuoterEndpoints
@@ -108,7 +109,11 @@ def prepare(world: World) -> None:
         "entriesEnabled": True,
         "revision": 1,
     }
-    world.apply(config_map(ROUTING, {"routing.json": json.dumps(routing)}))
+    # Made before the rollout exists, so it is handed to it by name (docs/safety.md "Tenancy"): the
+    # rollout fib-rsi, and no other, takes it over and publishes here.
+    handed = config_map(ROUTING, {"routing.json": json.dumps(routing)})
+    handed["metadata"]["labels"] = {OWNER_NAMESPACE: world.namespace, OWNER_NAME: ROLLOUT}
+    world.apply(handed)
     # p95 budgets per stage (ms) for the ShadowRun's latency profile; the quoter's mean tick is 40 ms
     world.apply(config_map(BUDGETS, {s: "100" for s in ("fetch", "signal", "risk", "order", "tick_total")}))
     world.start_quoter("v1", V1)

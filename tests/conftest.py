@@ -58,9 +58,10 @@ SESSION_NAMESPACE_PREFIX = f"t{uuid.uuid4().hex[:6]}-"
 
 
 @contextlib.contextmanager
-def fresh_namespace(cluster: DevCluster) -> Iterator[str]:
-    """A fresh namespace t<session>-<random>, deleted afterwards (without waiting for finalization)."""
-    name = f"{SESSION_NAMESPACE_PREFIX}{uuid.uuid4().hex[:8]}"
+def fresh_namespace(cluster: DevCluster, prefix: str = SESSION_NAMESPACE_PREFIX) -> Iterator[str]:
+    """A fresh namespace t<session>-<random> (or `prefix`<random>), deleted afterwards (without waiting
+    for finalization)."""
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", name)
     # Pods are admitted only once the namespace's default ServiceAccount exists
     cluster.kubectl("wait", "--for=create", "serviceaccount/default", "-n", name, "--timeout=30s")

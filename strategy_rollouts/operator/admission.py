@@ -4,7 +4,10 @@ At `kubectl apply` it refuses what the CRD schema cannot: unknown placeholders (
 validation, so the same checks still report InvalidSpec when the webhook is down: failurePolicy
 Ignore), unknown calendars, GateTemplates / ClusterGateTemplates that do not exist, and PromQL that
 Prometheus itself cannot parse (asked with an instant query at time 0, so nothing is scanned; this
-Prometheus has no /api/v1/parse_query). Prometheus unreachable: allowed with a warning.
+Prometheus has no /api/v1/parse_query). Prometheus unreachable: allowed with a warning. For a
+StrategyRollout also tenancy (strategyrollout/tenancy.py, read-only), once the spec has no other error
+(its reads are not spent on a spec refused anyway): a stage namespace that does not let the rollout's
+namespace in, and a Deployment or routing ConfigMap another rollout holds or nobody created for it.
 
 Served by every replica, leader or standby: it only reads. Registered only with --admission-webhook
 (kopf refuses to start with admission handlers and no server).
@@ -34,6 +37,7 @@ from strategy_rollouts.engine.gate_templates import key_of, resolve
 from strategy_rollouts.operator.checks.calendars import market_calendar
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.gates import templates as gate_templates
+from strategy_rollouts.operator.strategyrollout import tenancy
 from strategy_rollouts.read import prometheus
 
 PROMQL_TIMEOUT_S = 3.0  # per query, all in parallel: well inside the webhook's timeoutSeconds
@@ -109,6 +113,14 @@ async def check_paritycheck(ctx: Context, namespace: str, spec: ParityCheckSpec)
     return errors, queries
 
 
+async def tenancy_errors(ctx: Context, namespace: str, body: Mapping[str, Any]) -> list[str]:
+    """What the operator would report as InvalidSpec for tenancy, judged on the spec (its status is the
+    operator's, never a reason to refuse a spec edit). Reads only; the claims are recorded by the operator."""
+    name = str((body.get("metadata") or {}).get("name") or "")
+    spec_only = {"metadata": {"namespace": namespace, "name": name}, "spec": body.get("spec") or {}}
+    return await tenancy.problems(ctx, spec_only, act=False, me=tenancy.Me(namespace, name, None))
+
+
 async def promql_errors(
     ctx: Context, namespace: str, override: PrometheusConnection | None, queries: Queries
 ) -> tuple[list[str], list[str]]:
@@ -174,6 +186,8 @@ async def review(
     errors, queries = await checker(ctx, namespace, spec)
     bad, warnings = await promql_errors(ctx, namespace, getattr(spec, "prometheus", None), queries)
     errors += bad
+    if not errors and plural == "strategyrollouts":  # its reads only for a spec fine otherwise
+        errors += await tenancy_errors(ctx, namespace, body)
     if errors:
         raise kopf.AdmissionError("; ".join(errors), code=422)
     return warnings

@@ -104,6 +104,7 @@ async def strategyrollout_changed(
     ctx = context(memo)
     if not await _follow(ctx, "StrategyRollout", event, namespace, name, rollouts.ADAPTER.run):
         rollouts.ADAPTER.forget(ctx, namespace, name)
+        ctx.wakers.wake(rollouts.KIND, (namespace, name))  # rollouts waiting for its claims (tenancy.py)
         uid = (event["object"].get("metadata") or {}).get("uid")
         try:
             if uid and ctx.leader.acting():  # a standby's delete would be fenced; the leader (or its sweep) does it

@@ -1,8 +1,8 @@
 """THE reconcile pass, written once for every kind.
 
 read the cached body -> parse status (hold on failure) -> parse and check the spec (calendar,
-Secrets, allow-lists, gate templates) -> the engine's observation plan -> observe it -> engine ->
-record (one guarded status write) -> events -> enforce -> metrics.
+Secrets, allow-lists, gate templates, tenancy: claims recorded here) -> the engine's observation plan
+-> observe it -> engine -> record (one guarded status write) -> events -> enforce -> metrics.
 
 A kind plugs in a `KindAdapter`: its models, its engine calls, what it observes and how it makes the
 world match its status. The pipeline owns everything that must be the same for all kinds: the hold
@@ -137,6 +137,11 @@ class KindAdapter(ABC, Generic[SpecT, StatusT, ObsT, DecisionT]):
         """Kind-specific checks after the common ones (e.g. webhook credentials); errors make the spec invalid."""
         return []
 
+    async def check_tenancy(self, ctx: Context, p: Pass[SpecT, StatusT], act: bool) -> list[str]:
+        """Where the spec may act and on what (docs/safety.md "Tenancy"); never relaxed. With `act` (no
+        other error) the adapter records its claims here, before anything of the pass acts."""
+        return []
+
     def relax(self, p: Pass[SpecT, StatusT]) -> bool:
         """True when template/credential errors must not turn a settled object Invalid (see rollouts)."""
         return False
@@ -250,6 +255,8 @@ async def checked(
     if late and adapter.relax(p):
         late = []
     p.errors = errors + late
+    # Tenancy is never relaxed: a settled object that may not act there or on that acts nowhere.
+    p.errors += await adapter.check_tenancy(ctx, p, act=not p.errors)
     if not p.errors and adapter.gates_field is not None:
         p.spec = adapter.with_gates(spec, gates)
     return p

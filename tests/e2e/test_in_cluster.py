@@ -137,6 +137,8 @@ def world(cluster: DevCluster) -> Iterator[InCluster]:
     namespace(cluster, ns, {"pod-security.kubernetes.io/enforce": "restricted"})
     namespace(cluster, staging)
     namespace(cluster, prod)
+    # prod lets staging's rollouts in (docs/safety.md "Tenancy"): its stage acts there
+    cluster.kubectl("annotate", "namespace", prod, f"strategyrollouts.io/allow-rollouts-from={staging}")
     prom_port = int(cluster.prometheus_url.rsplit(":", 1)[1])
     exporter = Exporter(seed=12)
     job = f"e2e-gates-{prefix}"

@@ -27,7 +27,15 @@ from tests.integration.conftest import wait_for
 from tests.integration.test_paritycheck_operator import paritycheck
 from tests.integration.test_rollout_operator import rollout
 from tests.integration.test_shadowrun_operator import shadowrun
-from tests.integration.workloads import apply, get, status
+from tests.integration.workloads import (
+    ROLLOUT_AUTHOR_RULES,
+    allow_rollouts_from,
+    apply,
+    deployment,
+    get,
+    role_writer,
+    status,
+)
 
 if TYPE_CHECKING:
     from devcluster.cluster import DevCluster
@@ -157,3 +165,41 @@ def test_with_the_operator_down_apply_succeeds_and_invalid_spec_follows(hooked: 
 
     st = wait_for(invalid, 60, 0.5, "InvalidSpec")
     assert st["reason"] == "InvalidSpec" and "spec.gates[0].query: unknown placeholder {{strategyy}}" in st["message"]
+
+
+def test_a_foreign_namespace_and_a_claimed_deployment_are_refused_at_apply(hooked: Hooked, tmp_path: Path) -> None:
+    """docs/safety.md "Tenancy": what the operator would report as InvalidSpec is refused at apply."""
+    h = hooked
+    victim = f"{h.ns}-victim"
+    h.cluster.kubectl("create", "namespace", victim)
+    try:
+        # A user who may create rollouts in her own namespace only, pointing a stage at another one.
+        mallory, _ = role_writer(h.cluster, h.ns, "mallory", ROLLOUT_AUTHOR_RULES, tmp_path)
+        stages = [{"name": "prod", "namespace": victim, "steps": [{"setWeight": 100}]}]
+        evil = rollout("evil", h.ns, f"s_{h.ns}", gates=[GOOD_GATE], stages=stages)
+        result = mallory.apply(evil)
+        assert result.returncode != 0 and "denied the request" in result.stderr, result
+        assert (
+            f"spec.stages[0].namespace: namespace {victim} does not allow rollouts from {h.ns}"
+            " (annotation strategyrollouts.io/allow-rollouts-from)"
+        ) in result.stderr, result.stderr
+        assert get(h.cluster, "strategyrollout", "evil", h.ns) is None
+        # Once the namespace lets h.ns in, the same apply is admitted.
+        allow_rollouts_from(h.cluster, victim, h.ns)
+        assert mallory.apply(evil).returncode == 0
+        # One Deployment, two rollouts: the operator records the first's claim; the second is refused.
+        apply(h.cluster, deployment("legacy", h.ns, 2, "v1.0.0"), deployment("pipeline", h.ns, 0, "v2.0.0"))
+        assert h.apply(rollout("first", h.ns, f"s_{h.ns}", gates=[GOOD_GATE])).returncode == 0
+
+        def claim() -> str | None:
+            dep = get(h.cluster, "deployment", "legacy", h.ns) or {}
+            return (dep["metadata"].get("annotations") or {}).get("strategyrollouts.io/claimed-by")
+
+        assert str(wait_for(claim, 60, 0.5, "the first's claim")).startswith(f"{h.ns}/first/")
+        second = rollout("second", h.ns, f"s_{h.ns}", gates=[GOOD_GATE])
+        second["spec"]["canary"]["deployment"] = "pipeline-2"
+        refused(
+            h, second, f"spec.stable.deployment: deployment {h.ns}/legacy is claimed by strategyrollout {h.ns}/first"
+        )
+    finally:
+        h.cluster.kubectl("delete", "namespace", victim, "--wait=false", "--ignore-not-found", check=False)

@@ -44,7 +44,7 @@ from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.test_paritycheck_operator import CRITICAL_BANDS, EMERGENCY_BANDS, NEVER, paritycheck
 from tests.integration.test_rollout_operator import rollout
 from tests.integration.test_shadowrun_operator import shadowrun
-from tests.integration.workloads import apply, deployment, patch_status
+from tests.integration.workloads import allow_rollouts_from, apply, deployment, patch_status
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "quoter"))
 from quoter.testing import QuoterProcess, start_quoter
@@ -399,6 +399,8 @@ def chaos(cluster: DevCluster, namespace: str, other_namespace: str, live_operat
     job = f"chaos-{namespace}"
     cluster.add_scrape_target(job, exporter.target)
     c = Chaos(cluster, namespace, other_namespace, f"c_{namespace.replace('-', '_')}", exporter)
+    # the multi-ns rollout's prod stage acts there: the namespace lets it in (docs/safety.md "Tenancy")
+    allow_rollouts_from(cluster, other_namespace, namespace)
     stop = threading.Event()
     cfg = client.Configuration()
     config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]

@@ -24,7 +24,15 @@ import pytest
 from strategy_rollouts.api.common import rfc3339
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
-from tests.integration.workloads import apply, deployment, replicas, routing, service_account_writer, status
+from tests.integration.workloads import (
+    allow_rollouts_from,
+    apply,
+    deployment,
+    replicas,
+    routing,
+    service_account_writer,
+    status,
+)
 
 if TYPE_CHECKING:
     from devcluster.cluster import DevCluster
@@ -207,9 +215,11 @@ def test_a_hand_edited_status_the_model_rejects_holds_the_rollout_and_keys_stay(
 
 @pytest.fixture
 def stage_namespace(cluster: DevCluster, namespace: str) -> Iterator[str]:
-    """A second namespace of this session (the operator watches it) for a stage of its own."""
+    """A second namespace of this session (the operator watches it) for a stage of its own; it lets
+    `namespace`'s rollouts in (docs/safety.md "Tenancy")."""
     name = f"{namespace}-stg"
     cluster.kubectl("create", "namespace", name)
+    allow_rollouts_from(cluster, name, namespace)
     try:
         yield name
     finally:
@@ -224,9 +234,11 @@ def test_a_stage_namespaces_routing_config_map_goes_with_its_rollout_also_when_d
     cluster: DevCluster, namespace: str, stage_namespace: str, live_operator: OperatorProcess
 ) -> None:
     for ns in (namespace, stage_namespace):
-        apply(cluster, deployment("legacy", ns, 2, "v1.0.0"), deployment("pipeline", ns, 0, "v2.0.0"))
+        for name in ("gone-live", "gone-down"):  # one rollout per Deployment
+            apply(cluster, deployment(f"{name}-a", ns, 2, "v1.0.0"), deployment(f"{name}-b", ns, 0, "v2.0.0"))
     for name in ("gone-live", "gone-down"):
         body = rollout(name, namespace)
+        body["spec"]["stable"]["deployment"], body["spec"]["canary"]["deployment"] = f"{name}-a", f"{name}-b"
         body["spec"]["stages"] = [
             {"name": "staging", "namespace": stage_namespace, "steps": [{"setWeight": 20}, {"pause": {}}]},
             {"name": "prod", "steps": [{"setWeight": 20}]},

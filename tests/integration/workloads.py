@@ -45,6 +45,14 @@ def deployment(
     }
 
 
+ALLOW_FROM = "strategyrollouts.io/allow-rollouts-from"  # on a Namespace: whose rollouts may act there
+
+
+def allow_rollouts_from(cluster: DevCluster, namespace: str, *sources: str) -> None:
+    """Let rollouts of `sources` act in `namespace` (docs/safety.md "Tenancy")."""
+    cluster.kubectl("annotate", "--overwrite", "namespace", namespace, f"{ALLOW_FROM}={','.join(sources)}")
+
+
 def apply(cluster: DevCluster, *objects: dict[str, Any], check: bool = True) -> Any:
     text = yaml.safe_dump_all(list(objects))
     return cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=text, check=check)
@@ -98,8 +106,11 @@ class Writer:
     def argv(self, *args: str) -> list[str]:
         return [str(self.cluster.bin_dir / "kubectl"), f"--kubeconfig={self.kubeconfig}", *args]
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=60, check=False)
+    def run(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.argv(*args), input=input, capture_output=True, text=True, timeout=60, check=False)
+
+    def apply(self, *objects: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        return self.run("apply", "--server-side", "-f", "-", input=yaml.safe_dump_all(list(objects)))
 
 
 # Every request verb (docs/rbac.md): each action is its own verb on <kind>/actions.
@@ -109,39 +120,16 @@ ROLLOUT_VERBS = (
 )  # fmt: skip
 
 
-def service_account_writer(
-    cluster: DevCluster,
-    ns: str,
-    name: str,
-    tmp_dir: Path,
-    verbs: tuple[str, ...] = ROLLOUT_VERBS,
-    parity_verbs: tuple[str, ...] = ("run",),
+def role_writer(
+    cluster: DevCluster, ns: str, name: str, rules: list[dict[str, Any]], tmp_dir: Path
 ) -> tuple[Writer, str]:
-    """A ServiceAccount `name` allowed to read objects and patch their status in `ns` (with the action verbs
-    `verbs` on strategyrollouts/actions, `parity_verbs` on paritychecks/actions), as kubectl, and its user name."""
+    """A ServiceAccount `name` of `ns` with a Role of `rules` in `ns` only, as kubectl (a token), and its user name."""
     cluster.kubectl("create", "serviceaccount", name, "-n", ns)
-    actions = [
-        {"apiGroups": ["strategyrollouts.io"], "resources": [resource], "verbs": list(granted)}
-        for resource, granted in (("strategyrollouts/actions", verbs), ("paritychecks/actions", parity_verbs))
-        if granted
-    ]
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
         "metadata": {"name": name, "namespace": ns},
-        "rules": [
-            {
-                "apiGroups": ["strategyrollouts.io"],
-                "resources": ["strategyrollouts", "paritychecks", "shadowruns"],
-                "verbs": ["get"],
-            },
-            {
-                "apiGroups": ["strategyrollouts.io"],
-                "resources": ["strategyrollouts/status", "paritychecks/status", "shadowruns/status"],
-                "verbs": ["get", "patch"],
-            },
-            *actions,
-        ],
+        "rules": rules,
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(role))
     cluster.kubectl("create", "rolebinding", name, "-n", ns, f"--role={name}", f"--serviceaccount={ns}:{name}")
@@ -157,3 +145,44 @@ def service_account_writer(
     user = writer.run("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
     assert user == f"system:serviceaccount:{ns}:{name}"
     return writer, user
+
+
+def service_account_writer(
+    cluster: DevCluster,
+    ns: str,
+    name: str,
+    tmp_dir: Path,
+    verbs: tuple[str, ...] = ROLLOUT_VERBS,
+    parity_verbs: tuple[str, ...] = ("run",),
+) -> tuple[Writer, str]:
+    """A ServiceAccount `name` allowed to read objects and patch their status in `ns` (with the action verbs
+    `verbs` on strategyrollouts/actions, `parity_verbs` on paritychecks/actions), as kubectl, and its user name."""
+    actions = [
+        {"apiGroups": ["strategyrollouts.io"], "resources": [resource], "verbs": list(granted)}
+        for resource, granted in (("strategyrollouts/actions", verbs), ("paritychecks/actions", parity_verbs))
+        if granted
+    ]
+    rules = [
+        {
+            "apiGroups": ["strategyrollouts.io"],
+            "resources": ["strategyrollouts", "paritychecks", "shadowruns"],
+            "verbs": ["get"],
+        },
+        {
+            "apiGroups": ["strategyrollouts.io"],
+            "resources": ["strategyrollouts/status", "paritychecks/status", "shadowruns/status"],
+            "verbs": ["get", "patch"],
+        },
+        *actions,
+    ]
+    return role_writer(cluster, ns, name, rules, tmp_dir)
+
+
+# What a team member may do with rollouts in their own namespace, and nothing anywhere else.
+ROLLOUT_AUTHOR_RULES: list[dict[str, Any]] = [
+    {
+        "apiGroups": ["strategyrollouts.io"],
+        "resources": ["strategyrollouts"],
+        "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"],
+    },
+]

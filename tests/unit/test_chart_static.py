@@ -410,7 +410,8 @@ NAMESPACED = {
     ("strategyrollouts.io", "shadowruns/status"): {"get", "patch", "update"},
     ("strategyrollouts.io", "paritychecks/status"): {"get", "patch", "update"},
     ("strategyrollouts.io", "gatetemplates"): {"get", "list", "watch"},
-    ("apps", "deployments"): {"get", "list", "watch"},
+    # patch: the claim annotation only (docs/safety.md "Tenancy"); replicas through deployments/scale
+    ("apps", "deployments"): {"get", "list", "watch", "patch"},
     ("apps", "deployments/scale"): {"get", "update"},
     ("", "configmaps"): {"get", "list", "watch", "create", "update", "delete"},
     ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch", "create", "update", "delete"},
@@ -504,7 +505,7 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_needs() -> None:
     for key, wanted in NAMESPACED.items():
         assert granted[key] == wanted, key
     assert granted[("apiextensions.k8s.io", "customresourcedefinitions")] == {"list", "watch"}
-    assert granted[("", "namespaces")] == {"list", "watch"}
+    assert granted[("", "namespaces")] == {"get", "list", "watch"}
     assert not [d for d in docs if d["kind"] in {"Role", "RoleBinding"} and not is_lease_rbac(d)]
     for (group, resource), v in granted.items():
         assert "*" not in v and resource != "*" and group != "*"
@@ -548,8 +549,9 @@ def test_watch_namespaces_gets_a_role_per_namespace_and_a_tiny_cluster_role() ->
     assert verbs(docs, "ClusterRole") == {
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
         ("strategyrollouts.io", "clustergatetemplates"): {"get", "list", "watch"},
-        # kopf probes the watched namespaces (a 403 otherwise: tests/e2e/test_in_cluster.py reads the audit log)
-        ("", "namespaces"): {"list", "watch"},
+        # kopf probes the watched namespaces (a 403 otherwise: tests/e2e/test_in_cluster.py reads the audit log);
+        # get: a stage namespace's strategyrollouts.io/allow-rollouts-from annotation
+        ("", "namespaces"): {"get", "list", "watch"},
     }
     for b in bindings:
         assert b["subjects"][0]["namespace"] == "ops" and b["roleRef"]["kind"] == "Role"

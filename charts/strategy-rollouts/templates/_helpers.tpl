@@ -72,11 +72,12 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNam
   verbs: ["get", "list", "watch"]
 # The stable and canary deployments: observed (read + kopf's watch), and scaled through the scale
 # subresource only, by a replace carrying the resourceVersion (kube.py scale: a conditional write; its
-# version read from the scale subresource when no watch holds the Deployment); the Deployment itself is
-# never written.
+# version read from the scale subresource when no watch holds the Deployment). The Deployment itself is
+# patched only to record its rollout's claim, the metadata annotation strategyrollouts.io/claimed-by,
+# guarded by its resourceVersion (kube.py annotate_deployment; docs/safety.md "Tenancy"): never its spec.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["apps"]
   resources: ["deployments/scale"]
   verbs: ["get", "update"]
@@ -109,10 +110,11 @@ Shared by the ClusterRole (all namespaces) and the per-namespace Roles (watchNam
   resources: ["clustergatetemplates"]
   verbs: ["get", "list", "watch"]
 # kopf: runtime observation of namespaces, in both modes (namespaced: whether the watched ones exist;
-# without it kopf's probe is a 403 at every start, seen in the e2e audit log).
+# without it kopf's probe is a 403 at every start, seen in the e2e audit log). Read by name: whether a
+# stage's namespace lets the rollout's namespace in (annotation strategyrollouts.io/allow-rollouts-from).
 - apiGroups: [""]
   resources: ["namespaces"]
-  verbs: ["list", "watch"]
+  verbs: ["get", "list", "watch"]
 {{- if .Values.operator.peering }}
 # kopf peering (operator.peering): the ClusterKopfPeering / KopfPeering objects.
 - apiGroups: ["kopf.dev"]

@@ -175,6 +175,39 @@ class Kube:
         meta = getattr(result, "metadata", None)
         return getattr(meta, "resource_version", None)
 
+    async def deployment_body(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Deployment as a plain body (the shape its watch delivers), None when absent."""
+        dep = await self.maybe(self.apps.read_namespaced_deployment, name, namespace)
+        return None if dep is None else self.body(dep)
+
+    async def annotate_deployment(
+        self, namespace: str, name: str, annotations: dict[str, str], resource_version: str
+    ) -> dict[str, Any]:
+        """Set annotations on a Deployment only if nobody wrote it since `resource_version` (else Conflict).
+
+        A merge patch carrying metadata.resourceVersion is the API server's precondition: a 409 when the
+        object changed. Only metadata is sent: the pod template (and so the pods) is untouched."""
+        patch = {"metadata": {"resourceVersion": resource_version, "annotations": annotations}}
+        try:
+            written = await self.call(
+                self.apps.patch_namespaced_deployment,
+                name,
+                namespace,
+                patch,
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            raise classify(exc, f"deployment {namespace}/{name}") from exc
+        return self.body(written)
+
+    # ---- namespaces --------------------------------------------------------------------------
+    async def namespace_annotations(self, name: str) -> dict[str, str] | None:
+        """The Namespace's annotations, None when it does not exist."""
+        ns = await self.maybe(self.core.read_namespace, name)
+        if ns is None:
+            return None
+        return dict((ns.metadata.annotations if ns.metadata else None) or {})
+
     # ---- config maps -----------------------------------------------------------------------
     async def config_map(self, namespace: str, name: str) -> client.V1ConfigMap | None:
         return await self.maybe(self.core.read_namespaced_config_map, name, namespace)

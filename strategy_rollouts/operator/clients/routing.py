@@ -2,14 +2,20 @@
 
 Rollouts own strategy/versions/weight/assignments; parity checks own sizeMultiplier/entriesEnabled.
 `revision` increases on every change, whoever makes it.
+
+A ConfigMap written for a rollout is created for it (owner labels, and an ownerReference in the
+rollout's own namespace) and only ever written for that same rollout: an existing one made for
+another rollout, or for none, is refused (`NotOwned`), never relabelled (docs/safety.md "Tenancy").
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from strategy_rollouts.api.common import GROUP
 from strategy_rollouts.operator.clients.kube import Conflict, Kube, parse_json
 from strategy_rollouts.operator.runtime.cache import WatchCache
 
@@ -21,6 +27,25 @@ WAKER_KIND = "routing"  # a routing ConfigMap changed (someone else's edit, or d
 OWNER_UID = "strategyrollouts.io/owner-uid"
 OWNER_NAMESPACE = "strategyrollouts.io/owner-namespace"
 OWNER_NAME = "strategyrollouts.io/owner-name"
+
+
+class NotOwned(Exception):
+    """An existing ConfigMap not created for the rollout that would write it: left as it is."""
+
+
+def owner_uids(cm: Mapping[str, Any]) -> set[str]:
+    """Every StrategyRollout a ConfigMap says it belongs to: its owner label and its ownerReferences."""
+    meta = cm.get("metadata") or {}
+    uids = {str(uid) for uid in [(meta.get("labels") or {}).get(OWNER_UID)] if uid}
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("kind") == "StrategyRollout" and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/"):
+            uids.add(str(ref.get("uid")))
+    return uids
+
+
+def owned_by(cm: Mapping[str, Any], owner: Mapping[str, Any]) -> bool:
+    """True when the ConfigMap was created for exactly this incarnation of `owner` (uid), and no other."""
+    return owner_uids(cm) == {str(owner["metadata"]["uid"])}
 
 
 def owner_labels(owner: dict[str, Any] | None) -> dict[str, str]:
@@ -80,10 +105,21 @@ async def update(
 
     `current` is the ConfigMap as the caller just read it (saves a GET); a Conflict drops the cached
     copy and reads it fresh. What we wrote feeds `cache`, so the next pass sees its own write.
+
+    With an `owner`, an existing ConfigMap must have been created for it (`owned_by`), else NotOwned
+    and nothing is written: the writer never adopts. Its metadata is never changed here.
     """
     for _ in range(attempts):
         if current is None:
             current = await read(kube, namespace, name, cache)
+        if owner is not None and current.config_map is not None and not owned_by(current.config_map, owner):
+            if cache is not None:
+                cache.drop_config_map(namespace, name)  # the next pass's ownership check reads it fresh
+            meta = owner["metadata"]
+            raise NotOwned(
+                f"configmap {namespace}/{name} was not created for strategyrollout {meta['namespace']}/{meta['name']}:"
+                " not written"
+            )
         base = {**DEFAULTS, **(current.document or {})}
         merged = {**base, **changes}
         if current.document is not None and merged == base:
@@ -108,7 +144,7 @@ async def update(
                 body = {
                     **cm,
                     "data": {**(cm.get("data") or {}), ROUTING_KEY: text},
-                    "metadata": {**meta, "labels": {**(meta.get("labels") or {}), **owner_labels(owner)}},
+                    "metadata": {**meta, "labels": {**(meta.get("labels") or {}), LABEL: "true"}},
                 }
                 written = await kube.replace_config_map(body)
         except Conflict:

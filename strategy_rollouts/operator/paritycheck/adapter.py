@@ -7,6 +7,7 @@ to the same end state on the next pass.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -104,13 +105,16 @@ async def observe_target(ctx: Context, namespace: str, spec: ParityCheckSpec) ->
     return acts.Target(namespace, label, spec.target.rollout, spec.target.deployment, routing, seen, replicas)
 
 
-async def enforce(ctx: Context, effects: acts.Effects) -> None:
-    """Apply what the written status still needs; every effect is tried, the first failure re-raised."""
+async def enforce(ctx: Context, effects: acts.Effects, owner: dict[str, Any] | None = None) -> None:
+    """Apply what the written status still needs; every effect is tried, the first failure re-raised.
+
+    `owner`: the target rollout. Its routing ConfigMaps are written only as created for it (a missing
+    one is created for it, one made for another rollout or none is refused: routing_writer.NotOwned)."""
     failures: list[Exception] = []
     for change in effects.routing:
         try:
             await routing_writer.update(
-                ctx.kube, change.namespace, change.config_map, change.changes, cache=ctx.watched
+                ctx.kube, change.namespace, change.config_map, change.changes, owner=owner, cache=ctx.watched
             )
         except Exception as exc:  # the next pass derives the same change again
             failures.append(exc)
@@ -213,7 +217,13 @@ class ParityAdapter(KindAdapter[ParityCheckSpec, ParityCheckStatus, Observed, pa
         new = decision.status
         if observed.obs.measured is not None and new.last_run is not None:
             log.info("ParityCheck %s/%s run %d: %s", p.namespace, p.name, new.run_seq, new.last_run.level)
-        await enforce(ctx, decision.effects)
+        effects, owner = decision.effects, None
+        target = (p.obj.get("spec") or {}).get("target") or {}
+        if target.get("rollout") and effects.routing:
+            owner = await runtime.read(ctx, "strategyrollouts", p.namespace, str(target["rollout"]))
+            if owner is None:  # gone since observed: its ConfigMaps go with it; never create one for nobody
+                effects = dataclasses.replace(effects, routing=())
+        await enforce(ctx, effects, owner)
 
     def record_metrics(self, p: ParityPass, decision: parity_run.Decision, observed: Observed) -> None:
         if p.spec is not None:

@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 from strategy_rollouts.engine.rollout import DeploymentObs
 
 ObjectKey = tuple[str, str]  # (namespace, name)
+CLAIMED_BY = "strategyrollouts.io/claimed-by"  # on a Deployment: <namespace>/<name>/<uid> of its rollout
 BodyKey = tuple[str, str, str]  # (kind, namespace, name)
 V = TypeVar("V")
 K = TypeVar("K")
@@ -85,6 +86,8 @@ class Newest(Generic[K, V]):
 class WatchCache:
     bodies: Newest[BodyKey, dict[str, Any]] = field(default_factory=Newest)
     deployments: Newest[ObjectKey, DeploymentObs] = field(default_factory=Newest)
+    # Deployments' strategyrollouts.io/claimed-by annotation (None: unclaimed), from the same watch.
+    claims: Newest[ObjectKey, str | None] = field(default_factory=Newest)
     # Routing ConfigMaps (label-selected server-side, so no other ConfigMap reaches this process).
     config_maps: Newest[ObjectKey, dict[str, Any]] = field(default_factory=Newest)
 
@@ -107,7 +110,18 @@ class WatchCache:
         replicas = (body.get("spec") or {}).get("replicas")
         ready = (body.get("status") or {}).get("readyReplicas")
         obs = DeploymentObs(replicas=1 if replicas is None else int(replicas), ready=int(ready or 0))
+        self.offer_claim(body)
         return self.deployments.put(key_of(meta), revision_of(meta), obs)
+
+    def offer_claim(self, body: Mapping[str, Any]) -> None:
+        """Keep a Deployment's claim annotation (its watch event, or the response to our claim write)."""
+        meta = body.get("metadata") or {}
+        value = (meta.get("annotations") or {}).get(CLAIMED_BY)
+        self.claims.put(key_of(meta), revision_of(meta), None if value is None else str(value))
+
+    def claim(self, namespace: str, name: str) -> str | None:
+        """The claim annotation as last delivered (None: unclaimed or not delivered: read it)."""
+        return self.claims.get((namespace, name))
 
     def scaled(self, namespace: str, name: str, replicas: int, resource_version: str | None) -> None:
         """Our own scale landed (its response carries the Deployment's new resourceVersion)."""
@@ -123,6 +137,7 @@ class WatchCache:
         return self.deployments.version((namespace, name))
 
     def drop_deployment(self, namespace: str, name: str) -> bool:
+        self.claims.pop((namespace, name))
         return self.deployments.pop((namespace, name))
 
     # ---- routing ConfigMaps ------------------------------------------------------------------

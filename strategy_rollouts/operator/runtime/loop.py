@@ -20,6 +20,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from strategy_rollouts.operator.clients.kube import Conflict, Rejected, Unanswered
+from strategy_rollouts.operator.clients.routing import NotOwned
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.runtime import metrics
 from strategy_rollouts.operator.runtime.leader import NotLeader
@@ -73,6 +74,10 @@ async def run_loop(
                 delay = 0.0
             except Unanswered as exc:  # a request's deadline passed (never re-sent): back off, then re-read
                 log.warning("reconcile of %s %s/%s: %s", kind, namespace, name, exc)
+                metrics.reconcile_errors_total.labels(kind).inc()
+                delay = ctx.settings.error_backoff_s
+            except NotOwned as exc:  # the next pass's tenancy check reports it (InvalidSpec); nothing written
+                log.warning("%s %s/%s: %s", kind, namespace, name, exc)
                 metrics.reconcile_errors_total.labels(kind).inc()
                 delay = ctx.settings.error_backoff_s
             except Rejected as exc:

@@ -30,6 +30,7 @@ from strategy_rollouts.operator.gates import templates as gate_templates
 from strategy_rollouts.operator.pipeline import KindAdapter, Pass
 from strategy_rollouts.operator.runtime import metrics
 from strategy_rollouts.operator.runtime import objects as runtime
+from strategy_rollouts.operator.strategyrollout import tenancy
 from strategy_rollouts.operator.strategyrollout.observe import DEPLOYMENT_COUNTS, KIND, Routings, observe
 from strategy_rollouts.operator.strategyrollout.writes import (
     PLURAL,
@@ -75,6 +76,11 @@ class RolloutAdapter(KindAdapter[StrategyRolloutSpec, StrategyRolloutStatus, Obs
         auth, errors = await webhook_client.credentials(ctx, p.namespace, "spec.gates", gates)
         p.context["auth"] = auth
         return errors
+
+    async def check_tenancy(self, ctx: Context, p: RolloutPass, act: bool) -> list[str]:
+        # Its namespaces must let it in, and the Deployments and routing ConfigMaps must be its alone:
+        # claims are recorded here, before the pass routes or scales anything (tenancy.py).
+        return await tenancy.problems(ctx, p.obj, act)
 
     def relax(self, p: RolloutPass) -> bool:
         # A finished run measures no gate: a template or Secret removed since must not turn it Invalid
@@ -154,13 +160,11 @@ class RolloutAdapter(KindAdapter[StrategyRolloutSpec, StrategyRolloutStatus, Obs
         return held_stop(obj.get("status"))
 
     async def stop_while_held(self, ctx: Context, obj: dict[str, Any], stops: tuple[Ref, ...]) -> None:
-        """Every key to none and entries off in each routing ConfigMap this rollout wrote (its owner
-        label; never one it did not write, never created); nothing else (no scale, no status)."""
-        uid = obj["metadata"].get("uid")
+        """Every key to none and entries off in each routing ConfigMap created for this rollout
+        (`owned_by`; never one it did not create, never created now); nothing else (no scale, no status)."""
         for namespace, config_map in stops:
             read = await routing_writer.read(ctx.kube, namespace, config_map, ctx.watched)
-            labels = ((read.config_map or {}).get("metadata") or {}).get("labels") or {}
-            if read.document is None or uid is None or labels.get(routing_writer.OWNER_UID) != uid:
+            if read.document is None or read.config_map is None or not routing_writer.owned_by(read.config_map, obj):
                 continue
             changes = {"assignments": dict.fromkeys(sorted(read.assignments), NONE), "entriesEnabled": False}
             await routing_writer.update(

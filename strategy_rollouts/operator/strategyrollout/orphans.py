@@ -3,17 +3,23 @@
 Owner references cannot cross namespaces, so the garbage collector cannot do this. They carry
 owner labels instead (routing_writer.owner_labels): removed on the rollout's DELETED event, and by a
 sweep at startup for rollouts deleted while the operator was down.
+
+Only a ConfigMap created for that rollout and no other (routing_writer.owned_by: its owner label and
+any StrategyRollout ownerReference name that uid alone) is removed, and the delete carries its uid and
+resourceVersion as preconditions: one changed, relabelled or taken over since it was listed stays.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from kubernetes import client
 
 from strategy_rollouts.operator.clients.kube import Conflict, Kube
-from strategy_rollouts.operator.clients.routing import OWNER_NAME, OWNER_NAMESPACE, OWNER_UID
+from strategy_rollouts.operator.clients.routing import OWNER_NAME, OWNER_NAMESPACE, OWNER_UID, owner_uids
 
 log = logging.getLogger(__name__)
 GLOB = set("*?[!")
@@ -42,10 +48,31 @@ async def _labelled(kube: Kube, selector: str, namespaces: tuple[str, ...]) -> l
     return out
 
 
+def removed_with(cm: Mapping[str, Any], uid: str) -> bool:
+    """Does deleting the rollout `uid` remove this ConfigMap? Only if it was created for that rollout and
+    no other: its owner label and every StrategyRollout ownerReference name that uid alone."""
+    return owner_uids(cm) == {uid}
+
+
+def orphaned(cm: Mapping[str, Any], owner: Mapping[str, Any] | None) -> bool:
+    """Does the sweep remove this ConfigMap? `owner`: the rollout its owner labels name, as read (None:
+    absent). Only one created for one rollout alone, when that rollout is gone or is a new object."""
+    uid = str(((cm.get("metadata") or {}).get("labels") or {}).get(OWNER_UID) or "")
+    if not uid or not removed_with(cm, uid):
+        return False  # names another owner too: not ours to judge
+    return owner is None or (owner.get("metadata") or {}).get("uid") != uid
+
+
 async def remove_owned(kube: Kube, uid: str, namespaces: tuple[str, ...] = ()) -> int:
-    """Delete every ConfigMap labelled as written for the rollout `uid`. Returns how many."""
+    """Delete every ConfigMap created for the rollout `uid` (and for no other). Returns how many."""
     removed = 0
     for cm in await _labelled(kube, f"{OWNER_UID}={uid}", namespaces):
+        if not removed_with(kube.body(cm), uid):
+            namespace, name, _ = _meta(cm)
+            log.warning(
+                "configmap %s/%s is labelled for %s but names another owner too: left in place", namespace, name, uid
+            )
+            continue
         if await _delete(kube, cm):
             removed += 1
     return removed
@@ -55,11 +82,11 @@ async def sweep(kube: Kube, namespaces: tuple[str, ...] = ()) -> int:
     """Delete labelled ConfigMaps whose rollout no longer exists (or is a new object of the same name)."""
     removed = 0
     for cm in await _labelled(kube, OWNER_UID, namespaces):
-        labels = _meta(cm)[2]
+        body, (_, _, labels) = kube.body(cm), _meta(cm)
+        if not removed_with(body, labels.get(OWNER_UID, "")):
+            continue  # names another owner too: not ours to judge (and nothing to read)
         owner = await kube.get("strategyrollouts", labels.get(OWNER_NAMESPACE, ""), labels.get(OWNER_NAME, ""))
-        if owner is not None and owner["metadata"].get("uid") == labels.get(OWNER_UID):
-            continue
-        if await _delete(kube, cm):
+        if orphaned(body, owner) and await _delete(kube, cm):
             removed += 1
     return removed
 
