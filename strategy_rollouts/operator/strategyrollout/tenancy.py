@@ -32,7 +32,7 @@ from strategy_rollouts.operator.clients import routing as routing_writer
 from strategy_rollouts.operator.clients.kube import Conflict, owner_reference
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.runtime import objects
-from strategy_rollouts.operator.runtime.watched import CLAIMED_BY
+from strategy_rollouts.operator.runtime.cache import CLAIMED_BY
 from strategy_rollouts.operator.strategyrollout.observe import KIND
 
 log = logging.getLogger(__name__)
