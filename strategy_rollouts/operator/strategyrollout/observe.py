@@ -30,10 +30,13 @@ KIND = "rollout"  # waker kind
 DEPLOYMENT_COUNTS = "deployment-counts"
 
 
-async def measure(conn: prometheus.Connection, gate: GateSpec, values: dict[str, str]) -> Measurement:
+async def measure(
+    conn: prometheus.Connection, gate: GateSpec, values: dict[str, str], step_started: datetime | None = None
+) -> Measurement:
+    """One gate's observation; `step_started`: where a sequential judge's samples begin."""
     values = {**values, "interval": gate.interval}
     if gate.judge is not None:
-        return await judge_measure.populations(conn, gate.judge, values)
+        return await judge_measure.populations(conn, gate.judge, values, step_started)
     assert gate.query is not None  # threshold or compare (validated)
     query = substitute(gate.query, values)
     if gate.baseline is not None:
@@ -94,7 +97,7 @@ async def observe(
         auth = webhooks or {}
         results = await asyncio.gather(
             *(
-                measure(conn, g, values)
+                measure(conn, g, values, status.step_started_at)
                 if g.webhook is None
                 else webhook_client.ask(g, body, auth.get(g.name, webhook_client.Auth()))
                 for g in due
