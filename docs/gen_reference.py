@@ -84,7 +84,7 @@ DESCRIPTIONS: dict[str, str] = {
     "spec.gates[].judge.window": "mannWhitneyU: range of the query, ending now (sequential: since the step started).",
     "spec.gates[].judge.step": "Resolution of the range query.",
     "spec.gates[].judge.worseWhen": "Which direction is a regression for the canary: `lower` or `higher`.",
-    "spec.gates[].judge.confidence": "mannWhitneyU: Fail when p < 1 - confidence; sequential: each error rate <= 1 - it.",
+    "spec.gates[].judge.confidence": "mannWhitneyU: Fail if p < 1 - confidence; sequential: each error rate <= 1 - it.",
     "spec.gates[].judge.minSamples": "Samples needed (per side; sequential: pairs) before any decision.",
     "spec.gates[].judge.margin": "sequential: Pass when the canary is no worse than this, in the query's unit.",
     "spec.gates[].judge.marginPercent": "sequential: the margin in percent of stable's mean level (not with margin).",
