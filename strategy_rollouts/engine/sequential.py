@@ -224,9 +224,11 @@ def _decide(spec: JudgeSpec, canary: Points, stable: Points) -> SequentialOutcom
         margins = np.abs(level[m0:]) * spec.margin_percent / 100
     else:
         margins = np.full(len(t), spec.margin or 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        evidence = np.where(sd > 0, -oriented * t / sd, np.where(oriented < 0, np.inf, -np.inf))
-    log_m = np.maximum.accumulate(log_mixture(evidence, t, rho2))
+    # No spread: the differences are one constant; worse is then certain (log M = inf), else no evidence.
+    spread = sd > 0
+    evidence = -oriented * t / np.where(spread, sd, 1.0)
+    exact = np.where(oriented < 0, np.inf, -np.inf)
+    log_m = np.maximum.accumulate(np.where(spread, log_mixture(evidence, t, rho2), exact))
     fails = np.flatnonzero(upper < 0)
     passes = np.flatnonzero(lower > -margins)
     first_fail = int(fails[0]) if len(fails) else len(t)
