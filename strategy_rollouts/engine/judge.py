@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.gates import JudgeSpec
@@ -64,6 +64,18 @@ def one_sided_p(canary: Sequence[float], stable: Sequence[float], worse_when: Li
         return 1.0  # one value on both sides: no evidence of any difference (scipy would answer NaN)
     alternative = "less" if worse_when == "lower" else "greater"
     return float(mannwhitneyu(canary, stable, alternative=alternative, method="auto").pvalue)
+
+
+def one_sided_p_rows(canary: Any, stable: Any, worse_when: Literal["lower", "higher"]) -> Any:
+    """one_sided_p of every row of two 2-D arrays at once (the same scipy test, vectorised): for simulate."""
+    import numpy as np
+    from scipy.stats import mannwhitneyu
+
+    alternative = "less" if worse_when == "lower" else "greater"
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = mannwhitneyu(canary, stable, alternative=alternative, method="auto", axis=1).pvalue
+    tied = np.ptp(np.concatenate([canary, stable], axis=1), axis=1) == 0
+    return np.where(tied, 1.0, p)
 
 
 def evaluate(spec: JudgeSpec, canary: Sequence[float], stable: Sequence[float]) -> JudgeOutcome:
