@@ -134,6 +134,14 @@ def test_bad_objects_are_refused_at_apply_naming_the_field(hooked: Hooked) -> No
     wide["spec"]["routing"]["keys"] = [f"SYM{i:04d}USD" for i in range(5000)]
     wide["spec"]["stages"] = [{"name": f"s{i}", "namespace": f"ns{i}", "steps": [{"setWeight": 100}]} for i in range(4)]
     refused(h, wide, "spec.routing.keys: 5000 keys across 4 stage namespaces exceed the status size budget")
+    # A sequential judge that could never decide, or whose sides cannot be paired by time (docs/judge.md).
+    judge = {"test": "sequential", "query": 'pnl{version="{{version}}"}', "worseWhen": "lower", "step": "1m"}
+    short = bad_rollout(h, "seq-short")
+    short["spec"]["gates"] = [{"name": "j", "judge": {**judge, "minSamples": 30, "decideWithin": "20m"}}]
+    refused(h, short, "spec.gates[0].judge.decideWithin: 20m is shorter than minSamples x step (30 x 1m = 30m)")
+    pinned = bad_rollout(h, "seq-pinned")
+    pinned["spec"]["gates"] = [{"name": "j", "judge": {**judge, "query": 'pnl{version="{{version}}"} @ end()'}}]
+    refused(h, pinned, "spec.gates[0].judge.query: pairing: time cannot align the sides")
     parity = paritycheck("parity", h.ns, f"s_{h.ns}", {"rollout": "fib-rsi"})
     parity["spec"]["live"]["query"] = 'sum(pnl{strategy="{{strategy}}", v="{{nope}}"})'
     refused(h, parity, "spec.live.query", "{{nope}}")

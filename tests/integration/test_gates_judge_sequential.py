@@ -86,7 +86,8 @@ def test_a_clearly_worse_canary_rolls_back_with_the_interval_and_replay_agrees(
     args += ["--from", st["stepStartedAt"], "--to", g["evaluatedAt"], "--strategy", obj["spec"]["strategy"]]
     assert cli([*args, "--canary", "v2.0.0", "--stable", "v1.0.0"]) == 0
     evaluations = json.loads(capsys.readouterr().out)["evaluations"]
-    assert evaluations[-1]["result"] == "Fail"
+    shown = json.dumps({"status": {k: st.get(k) for k in ("stepStartedAt", "history", "gates")}, "replay": evaluations})
+    assert evaluations[-1]["result"] == "Fail", shown[:6000]
     assert all(e["result"] in ("Undecided", "Fail") for e in evaluations)
     first_fail = next(e for e in evaluations if e["result"] == "Fail")
     assert first_fail["samples"]["pairs"] >= MIN_SAMPLES

@@ -164,3 +164,28 @@ def test_the_vectorised_mann_whitney_p_is_the_gates_own() -> None:
     rows = one_sided_p_rows(canary, stable, "lower")
     for i in range(20):
         assert rows[i] == pytest.approx(one_sided_p(list(canary[i]), list(stable[i]), "lower"), rel=1e-12)
+
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "results" / "judge.json"
+
+
+@pytest.mark.parametrize(
+    ("test", "minutes", "dist", "shift"),
+    [("sequential", 60, "normal", -1.0), ("sequential", 240, "market", 0.0), ("mannWhitneyU", 60, "normal", 0.0)],
+)
+def test_simulate_reproduces_the_bench_within_sampling_error(test: str, minutes: int, dist: str, shift: float) -> None:
+    """The committed bench rows (bench/judge.py, seed 20261207): the same seed gives them exactly; another
+    seed within three binomial standard errors."""
+    from bench.judge import MANN_WHITNEY, SEED, SEQUENTIAL
+
+    doc = json.loads(BENCH.read_text())
+    row = next(
+        r for r in doc["rows"] if (r["test"], r["minutes"], r["dist"], r["shift"]) == (test, minutes, dist, shift)
+    )
+    gate = GateSpec.model_validate(SEQUENTIAL if test == "sequential" else MANN_WHITNEY)
+    same = judge_replay.simulate(gate, minutes * 60.0, shift, dist, row["runs"], SEED)  # type: ignore[arg-type]
+    assert (same.fail, same.passed) == (row["fail"], row["pass"])
+    other = judge_replay.simulate(gate, minutes * 60.0, shift, dist, row["runs"], SEED + 1)  # type: ignore[arg-type]
+    for ours, theirs in ((other.fail, row["fail"]), (other.passed, row["pass"])):
+        se = max(np.sqrt(theirs * (1 - theirs) / row["runs"]), 1 / row["runs"])
+        assert abs(ours - theirs) <= 3 * np.sqrt(2) * se + 1e-9
