@@ -8,6 +8,7 @@ the operator would have read then: sequential every sample so far, mannWhitneyU 
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Mapping, Sequence
@@ -211,6 +212,37 @@ def simulate(
         minutes_to_fail=statistics.median(fails) / 60 if fails else None,
         minutes_to_pass=statistics.median(passes) / 60 if passes else None,
         times_fail=fails,
+    )
+
+
+WARN_RUNS = 200  # admission's estimate: about +-3 points at a 20 % rate, in well under a second per duration
+WARN_SEED = 20261207
+
+
+@functools.lru_cache(maxsize=256)
+def _false_fail_rate(gate_json: str, duration_s: float) -> float:
+    gate = GateSpec.model_validate_json(gate_json)
+    return simulate(gate, duration_s, 0.0, "normal", WARN_RUNS, WARN_SEED).fail
+
+
+def repeated_look_warning(gate: GateSpec, durations_s: Sequence[float], where: str) -> str | None:
+    """The admission warning for a mannWhitneyU judge: over the longest step of known duration, how often
+    `simulate` (identical iid normal sides) rolls back a version that is not worse, when that is more than
+    twice 1 - confidence. Memoized per (gate, duration): a function of its arguments only."""
+    spec = gate.judge
+    if spec is None or spec.test != "mannWhitneyU" or not durations_s:
+        return None
+    longest = max(durations_s)
+    if longest < parse_duration(gate.interval).total_seconds():
+        return None
+    rate = _false_fail_rate(gate.model_dump_json(), longest)
+    alpha = 1 - spec.confidence
+    if rate <= 2 * alpha:
+        return None
+    return (
+        f"{where}: a mannWhitneyU judge evaluated every {gate.interval} over a {longest / 60:g}-minute step rolls"
+        f" back a version that is not worse in about {rate:.0%} of steps (judge simulate, {WARN_RUNS} runs),"
+        f" more than twice 1 - confidence ({alpha:.2g}); consider test: sequential (docs/judge.md)"
     )
 
 

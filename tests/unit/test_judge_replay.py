@@ -189,3 +189,25 @@ def test_simulate_reproduces_the_bench_within_sampling_error(test: str, minutes:
     for ours, theirs in ((other.fail, row["fail"]), (other.passed, row["pass"])):
         se = max(np.sqrt(theirs * (1 - theirs) / row["runs"]), 1 / row["runs"])
         assert abs(ours - theirs) <= 3 * np.sqrt(2) * se + 1e-9
+
+
+def test_the_admission_warning_names_the_rate_of_a_mann_whitney_judge_in_a_long_step() -> None:
+    gate = GateSpec.model_validate({**MANN_WHITNEY, "failureLimit": 0})
+    warn = judge_replay.repeated_look_warning(gate, [600.0, 3600.0], "spec.gates[0].judge")
+    assert warn is not None
+    assert warn.startswith("spec.gates[0].judge: a mannWhitneyU judge evaluated every 1m over a 60-minute step")
+    rate = float(warn.split("in about ")[1].split("%")[0]) / 100
+    assert 0.15 <= rate <= 0.32  # the bench's 21 %, within the 200-run estimate's error
+    assert judge_replay.repeated_look_warning(gate, [600.0], "w") is None  # 10 looks, none with 30 samples
+    assert judge_replay.repeated_look_warning(GateSpec.model_validate(SEQUENTIAL), [3600.0], "w") is None
+    assert judge_replay.repeated_look_warning(gate, [], "w") is None  # no step of known duration
+
+
+def test_steps_of_known_duration_are_the_timed_pauses() -> None:
+    from strategy_rollouts.api.rollout import StrategyRolloutSpec
+    from strategy_rollouts.operator.admission import step_durations
+    from tests.unit.rollout_sim import EXAMPLE
+
+    data = yaml.safe_load(EXAMPLE)
+    data["stages"][0]["steps"].append({"pause": {}})  # waits for promote: no known duration
+    assert step_durations(StrategyRolloutSpec.model_validate(data)) == [60.0, 60.0, 60.0]
