@@ -3,6 +3,7 @@ Undecided step holds, decideWithin with onUndecided: hold pauses with reason Jud
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -73,7 +74,7 @@ def test_every_step_waits_for_its_own_min_samples_then_the_rollout_succeeds() ->
         w.now += timedelta(seconds=10)
         assert w.status.phase != "RolledBack" and w.now < spec_start(w) + timedelta(hours=3)
     # every step that ended while serving took at least minSamples - 1 steps of samples (the first is at 0 s)
-    durations = [(b[2] - a[2]).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    durations = [(b[2] - a[2]).total_seconds() for a, b in itertools.pairwise(starts)]
     assert all(d >= 9 * STEP_S for d in durations[1:]), durations
 
 
