@@ -42,12 +42,15 @@ async def streams(ctx: Context, namespace: str, plan: Plan) -> tuple[StreamRead 
     return live, shadow
 
 
-async def kpis(ctx: Context, namespace: str, spec: ShadowRunSpec, plan: Plan) -> dict[str, Measurement]:
+async def kpis(
+    ctx: Context, namespace: str, spec: ShadowRunSpec, plan: Plan, started_at: datetime | None = None
+) -> dict[str, Measurement]:
+    """Every due KPI; a sequential judge reads (and pairs by timestamp) from the start of the run."""
     if not plan.due_kpis:
         return {}
     conn = await ctx.connection(namespace, spec.prometheus)
     values = placeholder_values(spec, namespace)
-    measured = await asyncio.gather(*(measure(conn, k, values) for k in plan.due_kpis))
+    measured = await asyncio.gather(*(measure(conn, k, values, started_at) for k in plan.due_kpis))
     for kpi, m in zip(plan.due_kpis, measured, strict=True):
         metrics.gate_evaluations_total.labels("ShadowRun", kpi.name, "Pass" if m.outcome == "ok" else m.outcome).inc()
     return {k.name: m for k, m in zip(plan.due_kpis, measured, strict=True)}
