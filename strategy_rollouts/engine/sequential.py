@@ -171,14 +171,39 @@ def evaluate(
     elapsed: timedelta | None = None,
 ) -> SequentialOutcome:
     """The decision on every sample since the current step started (`elapsed` ago), in time order."""
-    out = _decide(spec, canary, stable)
+    out, _ = _decide(spec, canary, stable)
     result, message, past = _overdue(spec, out.result, out.message, elapsed)
     if (result, message) == (out.result, out.message):
         return out
     return replace(out, result=result, message=message, past_deadline=past)
 
 
-def _decide(spec: JudgeSpec, canary: Points, stable: Points) -> SequentialOutcome:
+@dataclass(frozen=True)
+class Trace:
+    """The confidence sequence over the step, for a chart: one entry per sample from minSamples on (the
+    interval as every look from then on saw it), the margin line, and the decision with its time."""
+
+    times: tuple[float, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+    effect: tuple[float, ...]
+    margin_line: float | None  # -margin (worseWhen lower) or +margin (higher), in the query's unit
+    outcome: SequentialOutcome
+
+
+def trace(spec: JudgeSpec, canary: Points, stable: Points) -> Trace:
+    out, arrays = _decide(spec, canary, stable, with_trace=True)
+    times, lower, upper, effect = arrays or ((), (), (), ())
+    line = None if out.margin is None else (-out.margin if spec.worse_when == "lower" else out.margin)
+    return Trace(times, lower, upper, effect, line, out)
+
+
+Arrays = tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...], tuple[float, ...]]
+
+
+def _decide(
+    spec: JudgeSpec, canary: Points, stable: Points, with_trace: bool = False
+) -> tuple[SequentialOutcome, Arrays | None]:
     import numpy as np
 
     tc, vc = per_timestamp(canary)
@@ -187,7 +212,7 @@ def _decide(spec: JudgeSpec, canary: Points, stable: Points) -> SequentialOutcom
     missing = [side for side, n in (("canary", nc), ("stable", ns)) if n == 0]
     if missing:
         why = f"no {' and no '.join(missing)} samples since the step started (missing data never passes)"
-        return SequentialOutcome("Inconclusive", why, nc, ns)
+        return SequentialOutcome("Inconclusive", why, nc, ns), None
     if spec.pairing == "time":
         times, ic, is_ = np.intersect1d(tc, ts, assume_unique=True, return_indices=True)
         if len(times) == 0:
@@ -195,7 +220,7 @@ def _decide(spec: JudgeSpec, canary: Points, stable: Points) -> SequentialOutcom
                 f"sides cannot be aligned by time: canary {nc} and stable {ns} timestamps, none shared"
                 " (pairing: time needs both sides' samples at the same step timestamps)"
             )
-            return SequentialOutcome("Inconclusive", why, nc, ns)
+            return SequentialOutcome("Inconclusive", why, nc, ns), None
         mean, var = prefix_mean_var(vc[ic] - vs[is_])
         level, _ = prefix_mean_var(vs[is_])
     else:  # the k-th canary sample with the k-th stable one, variance as for two independent samples
@@ -210,7 +235,7 @@ def _decide(spec: JudgeSpec, canary: Points, stable: Points) -> SequentialOutcom
     counts = f"{n} {paired}samples (canary {nc}, stable {ns})"
     if n < spec.min_samples:
         why = f"{n} of minSamples {spec.min_samples} {paired}samples (canary {nc}, stable {ns}): no decision before"
-        return SequentialOutcome("Undecided", why, nc, ns, n, effect=effect)
+        return SequentialOutcome("Undecided", why, nc, ns, n, effect=effect), None
     sign = 1.0 if spec.worse_when == "lower" else -1.0  # oriented: worse is negative
     m0 = spec.min_samples - 1
     t = np.arange(1, n + 1, dtype=float)[m0:]
@@ -239,12 +264,16 @@ def _decide(spec: JudgeSpec, canary: Points, stable: Points) -> SequentialOutcom
     p = float(min(1.0, math.exp(-log_m[-1]))) if math.isfinite(log_m[-1]) else 0.0
     lo, hi = (float(lower[-1]), float(upper[-1])) if sign > 0 else (-float(upper[-1]), -float(lower[-1]))
     numbers = SequentialOutcome("Undecided", "", nc, ns, n, p, effect, lo, hi, margin)
+    arrays: Arrays | None = None
+    if with_trace:
+        lows, highs = (lower, upper) if sign > 0 else (-upper, -lower)
+        arrays = (tuple(times[m0:].tolist()), tuple(lows.tolist()), tuple(highs.tolist()), tuple(mean[m0:].tolist()))
     shown = f"interval [{_fmt(lo)}, {_fmt(hi)}]"
     if decided == len(t):
         why = (
             f"undecided: effect {effect:+.4g}, {shown} holds 0 or reaches beyond margin {-sign * margin:+.4g}, {counts}"
         )
-        return replace(numbers, message=why)
+        return replace(numbers, message=why), arrays
     when = float(times[m0 + decided])
     if first_fail <= first_pass:
         why = (
@@ -252,9 +281,9 @@ def _decide(spec: JudgeSpec, canary: Points, stable: Points) -> SequentialOutcom
             f" {'below' if sign > 0 else 'above'} 0 at {spec.confidence:g} confidence, anytime p={p:.3g},"
             f" decided at sample {m0 + decided + 1} of {counts}"
         )
-        return replace(numbers, result="Fail", message=why, decided_at=when)
+        return replace(numbers, result="Fail", message=why, decided_at=when), arrays
     why = (
         f"canary not worse than margin {margin:.4g}: effect {effect:+.4g}, {shown} clear of {-sign * margin:+.4g}"
         f" at {spec.confidence:g} confidence, decided at sample {m0 + decided + 1} of {counts}"
     )
-    return replace(numbers, result="Pass", message=why, decided_at=when)
+    return replace(numbers, result="Pass", message=why, decided_at=when), arrays

@@ -95,7 +95,8 @@ def decide(run: Run) -> None:
         else:
             if st.phase == "Paused":
                 run.set_phase("Progressing", "Resumed", "continuing")
-            restarting = bool(gatelib.per_step(spec.gates))
+            per_step = gatelib.per_step(spec.gates)
+            restarting = any(g.name in per_step and not g.dry_run for g in spec.gates)
             for _ in range(4 * sum(len(s.steps) + 1 for s in spec.stages) + 4):
                 if not advance(run, summary) or st.phase not in ACTIVE:
                     break
