@@ -97,3 +97,18 @@ def test_a_worse_canary_rolls_back_at_min_samples() -> None:
     w = world(judge_gate(margin=1.0), shift=-5.0, noise=1.0)
     w.run_until("RolledBack", limit=3600, tick=30)
     assert w.status.reason == "GateFailed" and "entirely below 0" in (w.status.message or "")
+
+
+def test_samples_read_from_an_earlier_step_are_not_this_steps_decision() -> None:
+    """An observation that read the status from before the step changed measures from the last step's
+    start: the engine drops it (and measures again) rather than decide on the last step's samples."""
+    from strategy_rollouts.api.gates import GateSpec
+    from strategy_rollouts.engine.rollout.gates import read_an_earlier_step
+
+    gate = GateSpec.model_validate(judge_gate())
+    w = world(judge_gate())
+    now = w.now
+    old = Measurement(None, points=(((1.0,), (1.0,)), ((1.0,), (1.0,))), started=now - timedelta(minutes=5))
+    assert read_an_earlier_step(gate, old, now)
+    assert not read_an_earlier_step(gate, old, now - timedelta(minutes=5, microseconds=-900))  # ms rounding
+    assert not read_an_earlier_step(gate, Measurement(1.0), now)
