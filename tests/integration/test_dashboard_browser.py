@@ -125,10 +125,11 @@ def gate_rollout(name: str, namespace: str) -> dict[str, Any]:
         "interval": "2s",
         "dryRun": True,
     }
-    # A sequential judge (dry-run): its confidence sequence over the step, zero, the margin, the decision.
+    # A sequential judge (dry-run; the canary fills 15 ms slower): its confidence sequence over the step, zero,
+    # the margin and the Fail marked.
     sequential = {
         "name": "fill-seq",
-        "judge": {**judge["judge"], "test": "sequential", "margin": 1000.0, "window": "30m"},  # type: ignore[dict-item]
+        "judge": {**judge["judge"], "test": "sequential", "margin": 5.0, "window": "30m"},  # type: ignore[dict-item]
         "interval": "2s",
         "dryRun": True,
     }
@@ -193,11 +194,11 @@ def test_rollout_page_is_live_and_its_abort_button_rolls_back_in_the_users_name(
         page.wait_for_function(
             "() => { const el = document.querySelector('[data-gate=\"fill-seq\"]');"
             " return el && el.dataset.kind === 'judge' && Number(el.dataset.sequence) > 0"
-            " && el.dataset.decision === 'Pass' && el.querySelector('canvas'); }",
+            " && el.dataset.decision === 'Fail' && el.querySelector('canvas'); }",
             timeout=60_000,
         )
         drawn = page.inner_text('[data-gate="fill-seq"]')
-        for label in ("upper bound", "lower bound", "canary - stable", "margin 1000", "sequential judge", "Pass at"):
+        for label in ("upper bound", "lower bound", "canary - stable", "margin 5", "sequential judge", "Fail at"):
             assert label in drawn, drawn
         page.wait_for_function(
             "() => { const el = document.querySelector('[data-gate=\"tpl-ms\"]');"
