@@ -67,7 +67,9 @@ def read_csv(path: str) -> dict[str, judge_replay.Run]:
             reader = csv.DictReader(f)
             missing = {"t", "canary", "stable"} - set(reader.fieldnames or [])
             if missing:
-                raise CliError(f"{path}: header needs run (optional), t, canary, stable; missing {sorted(missing)}")
+                raise CliError(
+                    f"{path}: header needs run (optional), t, canary, stable; missing {sorted(missing)}", USAGE
+                )
             for i, row in enumerate(reader, start=2):
                 where = f"{path}:{i}"
                 t = _number(row["t"], f"{where} t")

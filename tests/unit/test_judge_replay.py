@@ -211,3 +211,16 @@ def test_steps_of_known_duration_are_the_timed_pauses() -> None:
     data = yaml.safe_load(EXAMPLE)
     data["stages"][0]["steps"].append({"pause": {}})  # waits for promote: no known duration
     assert step_durations(StrategyRolloutSpec.model_validate(data)) == [60.0, 60.0, 60.0]
+
+
+def test_a_csv_without_the_header_or_with_a_bad_number_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gate = gate_file(tmp_path, SEQUENTIAL)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,canary,stable\n0,1,2\n")
+    assert cli(["judge", "replay", "-f", gate, "--data", str(bad)]) == 2
+    assert "header needs run (optional), t, canary, stable; missing ['t']" in capsys.readouterr().err
+    bad.write_text("t,canary,stable\n0,1,2\n60,one,2\n")
+    assert cli(["judge", "replay", "-f", gate, "--data", str(bad)]) == 2
+    assert "bad.csv:3: not a number: 'one'" in capsys.readouterr().err
