@@ -56,7 +56,28 @@ GATES = [
 ]
 
 
-def rollout(strategy: str, stable: tuple[str, str], canary: tuple[str, str], shadow_run: bool) -> dict[str, Any]:
+# v3 also has a sequential judge (docs/judge.md): its tick p95 against stable's, paired second by second; Fail
+# once the confidence sequence for canary - stable lies entirely above 0, with the interval in the message.
+JUDGE: dict[str, Any] = {
+    "name": "tick-p95-vs-stable",
+    "interval": "1s",
+    "failureLimit": 0,
+    "inconclusiveLimit": 30,
+    "judge": {
+        "test": "sequential",
+        "query": p95_ms("{{version}}"),
+        "step": "1s",
+        "worseWhen": "higher",
+        "confidence": 0.95,
+        "margin": 20.0,  # ms: a p95 up to 20 ms slower than stable's is acceptable
+        "minSamples": 5,
+    },
+}
+
+
+def rollout(
+    strategy: str, stable: tuple[str, str], canary: tuple[str, str], shadow_run: bool, judge: bool = False
+) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "strategy": strategy,
         "stable": {"deployment": stable[0], "version": stable[1]},
@@ -76,7 +97,8 @@ def rollout(strategy: str, stable: tuple[str, str], canary: tuple[str, str], sha
             },
         ],
         # failureLimit 3: blips are tolerated, the fourth Fail within a step rolls back
-        "gates": [{**g, "interval": "2s", "failureLimit": 3, "inconclusiveLimit": 10} for g in GATES],
+        "gates": [{**g, "interval": "2s", "failureLimit": 3, "inconclusiveLimit": 10} for g in GATES]
+        + ([JUDGE] if judge else []),
         "scaleDownDelay": "3s",
     }
     if shadow_run:
@@ -239,7 +261,7 @@ def reject_v3(world: World) -> str:
     heading(world.console, f"3/4 A worse canary v3 (quoter --latency-ms {WORSE_LATENCY_MS:g}): its gate rolls it back")
     world.start_quoter("v3", V3, knobs={"latency_ms": WORSE_LATENCY_MS})
     world.wait_scraped("tick_duration_seconds_bucket", V3)
-    world.apply(rollout(world.strategy, (PIPELINE, V2), (NEXT, V3), shadow_run=False))
+    world.apply(rollout(world.strategy, (PIPELINE, V2), (NEXT, V3), shadow_run=False, judge=True))
     seen = follow_rollout(world, ROLLOUT, V3, 120)
     st = seen.obj.get("status") or {}
     failed = [g for g in st.get("gates") or [] if g.get("result") == "Fail"]
@@ -247,6 +269,7 @@ def reject_v3(world: World) -> str:
     for column in ("GATE", "VALUE", "THRESHOLD", "RESULT"):
         table.add_column(column)
     conditions = {g["name"]: g["condition"] for g in GATES}
+    conditions[JUDGE["name"]] = f"sequential, margin {JUDGE['judge']['margin']:g} ms"
     for g in st.get("gates") or []:
         value = "-" if g.get("value") is None else f"{g['value']:.4g}"
         table.add_row(g["name"], value, conditions.get(g["name"], "-"), str(g.get("result")))
@@ -263,9 +286,21 @@ def reject_v3(world: World) -> str:
     rollout_view(world.console, world.get("strategyrollout", ROLLOUT) or {})
     world.stop_quoter("v3")
     gate = failed[0]
+    judged: dict[str, Any] = next((g for g in st.get("gates") or [] if g["name"] == JUDGE["name"]), {})
+    ci = judged.get("confidenceInterval") or {}
+    interval = (
+        f"; judge {judged.get('result')}: v3 - v2 p95 in [{ci['lower']:.4g}, {ci['upper']:.4g}] ms"
+        if ci.get("lower") is not None and ci.get("upper") is not None
+        else f"; judge {judged.get('result', '-')}"
+    )
+    what = (
+        f"{gate['name']} = {gate['value']:.4g}, threshold {conditions.get(gate['name'])}"
+        if gate["name"] != JUDGE["name"]
+        else f"{gate['name']} (sequential)"
+    )
     return (
-        f"RolledBack ({st.get('reason')}): {gate['name']} = {gate['value']:.4g}, threshold "
-        f"{conditions.get(gate['name'])}, after v3 traded {seen.most_canary_keys} symbol(s); every symbol back on v2"
+        f"RolledBack ({st.get('reason')}): {what}{interval}, after v3 traded {seen.most_canary_keys} symbol(s);"
+        " every symbol back on v2"
     )
 
 

@@ -1,4 +1,4 @@
-"""Gates: threshold, compare, judge (Mann-Whitney U), webhook, or a reference to a (Cluster)GateTemplate.
+"""Gates: threshold, compare, judge (Mann-Whitney U or sequential), webhook, or a reference to a (Cluster)GateTemplate.
 
 Shared by StrategyRollout.spec.gates and ShadowRun.spec.kpis. Exactly one kind per gate; a gate with
 `templateRef` takes the template's body, and the fields given beside it override the template's.
@@ -30,17 +30,37 @@ TemplateKind = Literal["GateTemplate", "ClusterGateTemplate"]
 
 
 class JudgeSpec(ApiModel):
-    """Mann-Whitney U of the canary population against the stable one, over a range query per side."""
+    """The canary population against the stable one, over a range query per side (docs/judge.md).
 
-    test: Literal["mannWhitneyU"] = "mannWhitneyU"
+    `mannWhitneyU`: one fixed-sample test over the last `window` at every evaluation. `sequential`: an
+    anytime-valid confidence sequence for canary - stable over the samples since the current step started.
+    """
+
+    model_config = with_rules(
+        {
+            "rule": "!(has(self.margin) && has(self.marginPercent))",
+            "message": "set margin or marginPercent, not both",
+        },
+    )
+
+    test: Literal["mannWhitneyU", "sequential"] = "mannWhitneyU"
     # `{{version}}` is the canary version for one run and the stable version for the other.
     query: Query
-    window: Duration = "30m"
+    window: Duration = "30m"  # mannWhitneyU only: sequential reads from the start of the current step
     step: Duration = "1m"
     worse_when: Literal["lower", "higher"]
-    # Fail when the canary is worse with one-sided p < 1 - confidence.
+    # mannWhitneyU: Fail when one-sided p < 1 - confidence. sequential: P(ever Fail | canary not worse) and
+    # P(ever Pass | canary worse by more than the margin) are each at most 1 - confidence.
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
     min_samples: Annotated[int, Field(ge=3, le=1_000_000)] = 30
+    # sequential only. The non-inferiority margin in the query's unit, or in percent of stable's mean level;
+    # neither: 0 (Pass only on evidence that the canary is not worse at all).
+    margin: Annotated[float, Field(ge=0, le=1e15)] | None = None
+    margin_percent: Annotated[float, Field(ge=0, le=1000)] | None = None
+    # time: the samples of both sides at one timestamp make one paired difference; none: two samples.
+    pairing: Literal["time", "none"] = "time"
+    decide_within: Duration | None = None
+    on_undecided: Literal["hold", "rollback"] = "hold"  # never promote
 
 
 class WebhookSpec(ApiModel):
@@ -106,12 +126,21 @@ class GateSpec(ApiModel):
 
 
 # Rejected: a webhook said no with `onReject: hold` (wait and ask again; never counted as a failure).
-GateResult = Literal["Pass", "Fail", "Inconclusive", "Error", "Rejected"]
+# Undecided: a sequential judge with data but no decision yet (holds the step; not an inconclusive).
+GateResult = Literal["Pass", "Fail", "Inconclusive", "Error", "Rejected", "Undecided"]
 
 
 class JudgeSamples(StatusModel):
     canary: int = 0
     stable: int = 0
+    pairs: int | None = None  # sequential: the differences the confidence sequence used
+
+
+class ConfidenceInterval(StatusModel):
+    """A sequential judge's current confidence sequence for canary - stable, in the query's unit."""
+
+    lower: float | None = None
+    upper: float | None = None
 
 
 class TemplateUse(StatusModel):
@@ -124,11 +153,14 @@ class TemplateUse(StatusModel):
 
 class GateStatus(StatusModel):
     name: str
-    value: float | None = None  # judge: the one-sided p-value; webhook: the HTTP status
+    # judge: the one-sided p-value (sequential: anytime-valid); webhook: the HTTP status
+    value: float | None = None
     baseline: float | None = None
     # judge: Hodges-Lehmann shift, canary - stable, in the query's unit
     effect: float | None = None
     samples: JudgeSamples | None = None
+    confidence_interval: ConfidenceInterval | None = None  # sequential judge
+    margin: float | None = None  # sequential judge: the margin in the query's unit (marginPercent resolved)
     template: TemplateUse | None = None
     result: GateResult | None = None
     failures: int = Field(default=0, ge=0)  # since the current step started
@@ -137,3 +169,5 @@ class GateStatus(StatusModel):
     evaluated_at: Timestamp | None = None
     message: str | None = None
     dry_run: bool | None = None
+    # sequential judge: no decision by decideWithin, onUndecided: hold (the rollout holds, reason JudgeUndecided)
+    undecided_overdue: bool | None = None

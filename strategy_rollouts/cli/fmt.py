@@ -9,8 +9,15 @@ from rich.text import Text
 
 from strategy_rollouts.read.views import DASH
 
-RESULT_MARK = {"Pass": "✓", "Fail": "✗", "Inconclusive": "?", "Error": "!", "Rejected": "✋"}
-RESULT_STYLE = {"Pass": "green", "Fail": "red", "Inconclusive": "yellow", "Error": "red", "Rejected": "yellow"}
+RESULT_MARK = {"Pass": "✓", "Fail": "✗", "Inconclusive": "?", "Error": "!", "Rejected": "✋", "Undecided": "…"}
+RESULT_STYLE = {
+    "Pass": "green",
+    "Fail": "red",
+    "Inconclusive": "yellow",
+    "Error": "red",
+    "Rejected": "yellow",
+    "Undecided": "cyan",
+}
 PHASE_STYLE = {
     "Succeeded": "green",
     "Completed": "green",

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TypeAlias
 
 from strategy_rollouts.api.durations import parse_duration
-from strategy_rollouts.cli import cmd_dashboard, cmd_parity, cmd_rollout, cmd_shadow
+from strategy_rollouts.cli import cmd_dashboard, cmd_judge, cmd_parity, cmd_rollout, cmd_shadow
 from strategy_rollouts.cli.errors import EXIT_ERROR, CliError
 from strategy_rollouts.read.cluster import Cluster, ClusterError, Target
 
@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also query in-cluster Service names (NAME.NS.svc[.cluster.local], one label)",
     )
+
+    judge = command("judge", _usage, "judge gates: replay, simulate (no cluster needed)").add_subparsers(
+        dest="judge_command", required=True, metavar="COMMAND"
+    )
+    cmd_judge.add_commands(judge, [common])
     return parser
 
 
@@ -141,8 +146,11 @@ def _usage(cluster: Cluster, args: argparse.Namespace) -> int:  # pragma: no cov
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler: Handler = args.handler
+    local: Callable[[argparse.Namespace], int] | None = getattr(args, "local_handler", None)
     try:
+        if local is not None:  # judge replay / simulate: files and Prometheus only, no cluster
+            return local(args)
+        handler: Handler = args.handler
         cluster = Cluster(Target(args.kubeconfig, args.context, args.namespace))
         return handler(cluster, args)
     except CliError as exc:

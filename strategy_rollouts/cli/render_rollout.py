@@ -36,10 +36,16 @@ def judge_value(gate: GateStatus) -> str:
 
 
 def judge_detail(gate: GateStatus) -> str:
-    """`effect -4.93, n 20/20`: Hodges-Lehmann shift (canary - stable) and samples per side."""
+    """`effect -4.93, n 20/20`: the shift (canary - stable) and samples per side; a sequential judge's
+    `effect -4.93 in [-5.9, -4.1], margin 2, n 20 pairs`: its confidence sequence and margin."""
     assert gate.samples is not None
     effect = DASH if gate.effect is None else f"{gate.effect:+.4g}"
-    return f"effect {effect}, n {gate.samples.canary}/{gate.samples.stable}"
+    ci = gate.confidence_interval
+    if ci is None and gate.samples.pairs is None:
+        return f"effect {effect}, n {gate.samples.canary}/{gate.samples.stable}"
+    interval = "" if ci is None else f" in [{num(ci.lower)}, {num(ci.upper)}]"
+    margin = "" if gate.margin is None else f", margin {gate.margin:.4g}"
+    return f"effect {effect}{interval}{margin}, n {gate.samples.pairs or 0} pairs"
 
 
 def gate_text(gate: GateStatus) -> Text:

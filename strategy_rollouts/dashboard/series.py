@@ -17,12 +17,14 @@ from pydantic import ValidationError
 
 from strategy_rollouts.api.conditions import parse_condition
 from strategy_rollouts.api.durations import parse_duration
-from strategy_rollouts.api.gates import GateSpec
+from strategy_rollouts.api.gates import GateSpec, JudgeSpec
 from strategy_rollouts.api.placeholders import placeholder_values, substitute
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.dashboard.views import JSON
+from strategy_rollouts.engine import sequential
 from strategy_rollouts.engine.allowlist import AllowList, allowed
 from strategy_rollouts.engine.gate_templates import Template, TemplateKey, key_of, resolve
+from strategy_rollouts.engine.judge import sample_range
 from strategy_rollouts.read import prometheus
 from strategy_rollouts.read.views import status_of
 
@@ -88,14 +90,21 @@ class Job:
     step_s: float
 
 
-def _query_gate(gate: GateSpec, values: dict[str, str], start: datetime, now: datetime) -> tuple[JSON, list[Job]]:
-    """Threshold / compare: the query (and baseline) since `start`; judge: both sides over its window."""
+def _query_gate(
+    gate: GateSpec, values: dict[str, str], start: datetime, now: datetime, step_start: datetime | None = None
+) -> tuple[JSON, list[Job]]:
+    """Threshold / compare: the query (and baseline) since `start`; judge: both sides over its window
+    (sequential: since the current step started, on the operator's own grid, so its sequence is redrawn)."""
     values = {**values, "interval": gate.interval}
     if gate.judge is not None:
         judge = gate.judge
         window_start = now - parse_duration(judge.window)
         step_s = max(parse_duration(judge.step).total_seconds(), _step(window_start, now) / 8)
         entry: JSON = {"worseWhen": judge.worse_when, "window": judge.window, "start": window_start.timestamp()}
+        if judge.test == "sequential":
+            window_start = sample_range(judge, step_start, now)
+            step_s = parse_duration(judge.step).total_seconds()
+            entry.update(sequential=True, start=window_start.timestamp(), window="the current step")
         # as the operator measures it (operator/gates/judge.py): `{{version}}` is each side's version
         jobs = [
             Job(
@@ -130,6 +139,7 @@ def gate_charts(
     start: datetime,
     now: datetime,
     template_errors: Mapping[str, str] | None = None,
+    step_start: datetime | None = None,
 ) -> tuple[dict[str, JSON], list[Job]]:
     """Pure: per gate of the spec, what its chart shows and the range queries that fill it.
 
@@ -159,7 +169,7 @@ def gate_charts(
             entry["timeline"] = [list(r) for r in results.get(written.name, ())]
             entry["note"] = "webhook: no series; its results as this dashboard saw them"
         else:
-            more, gate_jobs = _query_gate(gate, values, start, now)
+            more, gate_jobs = _query_gate(gate, values, start, now, step_start)
             entry.update(more)
             jobs += gate_jobs
         out[written.name] = entry
@@ -189,12 +199,24 @@ async def rollout_gates(
     keys = [k for k in (key_of(g, namespace) for g in spec.gates) if k is not None]
     held = {k: templates(k) for k in keys}
     out, jobs = gate_charts(
-        spec, stage.namespace or namespace, stage.name, held, results or {}, start, now, template_errors
+        spec,
+        stage.namespace or namespace,
+        stage.name,
+        held,
+        results or {},
+        start,
+        now,
+        template_errors,
+        status.step_started_at,
     )
     conn = connection(default, obj.get("spec") or {})
     answers = await asyncio.gather(*(_range(conn, allow, j.query, j.start, j.end, j.step_s) for j in jobs))
     for job, answer in zip(jobs, answers, strict=True):
         out[job.gate][job.line] = answer
+    for gate in resolve("spec.gates", spec.gates, namespace, held).gates:
+        entry = out.get(gate.name) or {}
+        if gate.judge is not None and entry.get("sequential"):
+            entry["sequence"] = sequence_chart(gate.judge, entry.get("canary") or {}, entry.get("stable") or {})
     return {"gates": out, "start": start.timestamp(), "end": now.timestamp()}
 
 
@@ -206,6 +228,24 @@ async def shadow_match_rate(default: prometheus.Connection, allow: AllowList, ob
     start = min(start, now - timedelta(minutes=2))
     query = f'shadow_match_rate{{namespace="{meta["namespace"]}",shadowrun="{meta["name"]}"}}'
     return await _range(connection(default, obj.get("spec") or {}), allow, query, start, now)
+
+
+def sequence_chart(judge: JudgeSpec, canary: JSON, stable: JSON) -> JSON:
+    """A sequential judge's confidence sequence over the step, by the engine's own evaluation on the points
+    drawn: lower / upper / effect per sample from minSamples on, the margin line, the decision and when."""
+    sides = [tuple(zip(*(side.get("points") or []), strict=False)) or ((), ()) for side in (canary, stable)]
+    out = sequential.trace(judge, (sides[0][0], sides[0][1]), (sides[1][0], sides[1][1]))
+    decided = out.outcome.result in ("Pass", "Fail") and out.outcome.decided_at is not None
+    return {
+        "t": list(out.times),
+        "lower": list(out.lower),
+        "upper": list(out.upper),
+        "effect": list(out.effect),
+        "margin": out.margin_line,
+        "result": out.outcome.result,
+        "decidedAt": out.outcome.decided_at if decided else None,
+        "message": out.outcome.message,
+    }
 
 
 def now_utc() -> datetime:

@@ -6,14 +6,15 @@ Shared by StrategyRollout gates, risk budgets and ShadowRun KPIs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
 from strategy_rollouts.api.conditions import parse_condition
 from strategy_rollouts.api.durations import parse_duration
-from strategy_rollouts.api.gates import GateResult, GateSpec, GateStatus, JudgeSamples
+from strategy_rollouts.api.gates import ConfidenceInterval, GateResult, GateSpec, GateStatus, JudgeSamples
 from strategy_rollouts.engine import judge as judgelib
+from strategy_rollouts.engine import sequential
 
 Outcome = Literal["ok", "inconclusive", "error"]
 
@@ -30,6 +31,9 @@ class Measurement:
     empty: bool = False
     # judge gates: every sample of the canary and of the stable side (the engine runs the test)
     populations: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    # the same with their timestamps, (times, values) per side (a sequential judge pairs by time)
+    points: tuple[sequential.Points, sequential.Points] | None = None
+    started: datetime | None = None  # where the judge's samples begin (sequential: the current step's start)
 
 
 def _num(value: float | None) -> str:
@@ -68,7 +72,21 @@ def record(prev: GateStatus | None, spec: GateSpec, m: Measurement, now: datetim
     step starts); `consecutiveFailures` and `inconclusives` count in a row, so a Pass resets them."""
     extra: dict[str, object] = {}
     result: GateResult
-    if spec.judge is not None and m.outcome == "ok" and m.populations is not None:
+    overdue = None
+    if spec.judge is not None and spec.judge.test == "sequential" and m.outcome == "ok" and m.points is not None:
+        seq = sequential.evaluate(spec.judge, *m.points, judgelib.elapsed_since(m.started, now))
+        result, message = seq.result, seq.message
+        m = Measurement(seq.p_value)
+        extra = {
+            "effect": seq.effect,
+            "samples": JudgeSamples(canary=seq.canary, stable=seq.stable, pairs=seq.pairs),
+            "confidence_interval": None
+            if seq.lower is None
+            else ConfidenceInterval(lower=_finite(seq.lower), upper=_finite(seq.upper)),
+            "margin": seq.margin,
+        }
+        overdue = seq.past_deadline or None
+    elif spec.judge is not None and m.outcome == "ok" and m.populations is not None:
         out = judgelib.evaluate(spec.judge, *m.populations)
         result, message = out.result, out.message
         m = Measurement(out.p_value)
@@ -83,7 +101,7 @@ def record(prev: GateStatus | None, spec: GateSpec, m: Measurement, now: datetim
     elif result == "Fail":
         failures += 1
         consecutive += 1
-    elif result == "Rejected":
+    elif result in ("Rejected", "Undecided"):
         inconclusives = 0  # an answer, not missing data: it holds, and is asked again every interval
     else:
         inconclusives += 1
@@ -98,8 +116,13 @@ def record(prev: GateStatus | None, spec: GateSpec, m: Measurement, now: datetim
         evaluated_at=now,
         message=message,
         dry_run=spec.dry_run or None,
+        undecided_overdue=overdue,
         **extra,
     )
+
+
+def _finite(v: float | None) -> float | None:
+    return v if v is not None and math.isfinite(v) else None
 
 
 def interval(spec: GateSpec) -> timedelta:
@@ -125,6 +148,8 @@ class GateSummary:
     failed: list[GateStatus]  # failures beyond failureLimit (non-dry-run)
     held: list[GateStatus]  # inconclusive/error beyond inconclusiveLimit (non-dry-run)
     all_pass: bool  # every non-dry-run gate's latest fresh measurement is Pass
+    # sequential judges past decideWithin without a decision, onUndecided: hold (reason JudgeUndecided)
+    undecided: list[GateStatus] = field(default_factory=list)
 
     def failure_reason(self) -> str:
         gate = self.failed[0]
@@ -137,6 +162,10 @@ class GateSummary:
         gate = self.held[0]
         return f"gate {gate.name} {gate.result}: {gate.message} ({gate.inconclusives} in a row)"
 
+    def undecided_reason(self) -> str:
+        gate = self.undecided[0]
+        return f"gate {gate.name} undecided: {gate.message}"
+
 
 def exceeded(spec: GateSpec, status: GateStatus) -> bool:
     """failureLimit (since the step started) or consecutiveFailureLimit (in a row) exceeded."""
@@ -146,14 +175,27 @@ def exceeded(spec: GateSpec, status: GateStatus) -> bool:
     return limit is not None and status.consecutive_failures > limit
 
 
-def reset_step_counts(statuses: list[GateStatus]) -> list[GateStatus]:
-    """A new step starts counting failures afresh (failureLimit is per step)."""
-    return [g if g.failures == 0 else g.model_copy(update={"failures": 0}) for g in statuses]
+def per_step(specs: list[GateSpec]) -> frozenset[str]:
+    """Gates whose evidence starts with each step (sequential judges): a new step starts them afresh."""
+    return frozenset(g.name for g in specs if g.judge is not None and g.judge.test == "sequential")
+
+
+def reset_step_counts(statuses: list[GateStatus], restart: frozenset[str] = frozenset()) -> list[GateStatus]:
+    """A new step starts counting failures afresh (failureLimit is per step); the gates in `restart` start
+    over (no result, due now): the last step's decision is not this step's."""
+    out = []
+    for g in statuses:
+        if g.name in restart:
+            out.append(GateStatus(name=g.name, template=g.template, dry_run=g.dry_run))
+        else:
+            out.append(g if g.failures == 0 else g.model_copy(update={"failures": 0}))
+    return out
 
 
 def summarize(specs: list[GateSpec], statuses: dict[str, GateStatus], now: datetime) -> GateSummary:
     failed: list[GateStatus] = []
     held: list[GateStatus] = []
+    undecided: list[GateStatus] = []
     all_pass = True
     for spec in specs:
         if spec.dry_run:
@@ -163,8 +205,10 @@ def summarize(specs: list[GateSpec], statuses: dict[str, GateStatus], now: datet
             failed.append(status)
         if status is not None and status.inconclusives > spec.inconclusive_limit:
             held.append(status)
+        if status is not None and status.result == "Undecided" and status.undecided_overdue:
+            undecided.append(status)
         if spec.webhook is not None and spec.webhook.at != "continuous":
             continue  # confirms one transition, checked there (engine/webhook_gates.py)
         if status is None or status.result != "Pass" or not is_fresh(spec, status, now):
             all_pass = False
-    return GateSummary(failed, held, all_pass)
+    return GateSummary(failed, held, all_pass, undecided)

@@ -26,7 +26,9 @@ from typing import Any, Final, Literal, TypeAlias
 
 MismatchKind: TypeAlias = Literal["price", "quantity", "side", "type", "missing_live", "missing_shadow"]
 PairMismatch: TypeAlias = Literal["type", "side", "price", "quantity"]
-GateResult: TypeAlias = Literal["Pass", "Fail", "Inconclusive", "Error", "Rejected"]  # as api.gates.GateResult
+GateResult: TypeAlias = Literal[
+    "Pass", "Fail", "Inconclusive", "Error", "Rejected", "Undecided"
+]  # as api.gates.GateResult
 VerdictValue: TypeAlias = Literal["Pass", "Hold", "Fail"]
 Side: TypeAlias = Literal["live", "shadow"]
 
@@ -672,6 +674,8 @@ def _kpi_reasons(kpis: Sequence[KpiResult], finished: bool) -> tuple[list[str], 
             early = early or kpi.beyond_limit
         elif kpi.result == "Inconclusive":
             hold.append(f"kpi {kpi.name} inconclusive{detail}")
+        elif kpi.result == "Undecided":  # a sequential judge without a decision: no Pass at the end
+            hold.append(f"kpi {kpi.name} undecided{detail}")
         elif kpi.result == "Error":
             # A broken query cannot judge the strategy: no Pass, but not a Fail of the strategy either.
             hold.append(f"kpi {kpi.name} error{detail}")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
-from strategy_rollouts.api.durations import parse_duration
-from strategy_rollouts.api.gates import GateSpec
+from strategy_rollouts.api.durations import format_duration, parse_duration
+from strategy_rollouts.api.gates import GateSpec, JudgeSpec
 from strategy_rollouts.api.notify import EVENTS_BY_KIND, NotifyRule
 from strategy_rollouts.api.placeholders import (
     ROLLOUT_PLACEHOLDERS,
@@ -89,7 +90,40 @@ def judge_errors(where: str, gate: GateSpec, known: frozenset[str]) -> list[str]
         errors.append(f"{where}.step: must be > 0")
     elif window < step:
         errors.append(f"{where}.window: {judge.window} is shorter than step {judge.step}")
+    errors += sequential_errors(where, judge)
     return errors  # minSamples >= 3 and 0.5 < confidence < 1 are the model's (field-named when they fail)
+
+
+# A PromQL `@` modifier pins every point of a range query to one instant: nothing left to pair by time.
+AT_MODIFIER = re.compile(r"@\s*(start\s*\(\s*\)|end\s*\(\s*\)|[-+]?[0-9.]+|\{\{)")
+
+
+def sequential_errors(where: str, judge: JudgeSpec) -> list[str]:
+    """Fields of `test: sequential` (a negative margin and onUndecided: promote are the schema's)."""
+    extra = {
+        "margin": judge.margin is not None,
+        "marginPercent": judge.margin_percent is not None,
+        "decideWithin": judge.decide_within is not None,
+    }
+    if judge.test != "sequential":
+        return [f"{where}.{name}: only with test: sequential" for name, present in extra.items() if present]
+    errors = []
+    if judge.margin is not None and judge.margin_percent is not None:
+        errors.append(f"{where}.marginPercent: set margin or marginPercent, not both")
+    step = parse_duration(judge.step)
+    if judge.decide_within is not None and step.total_seconds() > 0:
+        least = step * judge.min_samples
+        if parse_duration(judge.decide_within) < least:
+            errors.append(
+                f"{where}.decideWithin: {judge.decide_within} is shorter than minSamples x step"
+                f" ({judge.min_samples} x {judge.step} = {format_duration(least)}): it could never decide"
+            )
+    if judge.pairing == "time" and AT_MODIFIER.search(judge.query):
+        errors.append(
+            f"{where}.query: pairing: time cannot align the sides of a query with an @ modifier (every point is"
+            " one fixed instant, not the step's timestamps); remove the @ or use pairing: none"
+        )
+    return errors
 
 
 def rollout_errors(spec: StrategyRolloutSpec) -> list[str]:

@@ -16,6 +16,8 @@ Served by every replica, leader or standby: it only reads. Registered only with 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import threading
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -25,13 +27,14 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from pydantic import BaseModel, ValidationError
 
 from strategy_rollouts.api.common import GROUP, VERSION, PrometheusConnection
+from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.errors import validation_message
 from strategy_rollouts.api.gates import GateSpec
 from strategy_rollouts.api.paritycheck import ParityCheckSpec
 from strategy_rollouts.api.placeholders import placeholder_values, substitute, unknown_placeholders
 from strategy_rollouts.api.rollout import StrategyRolloutSpec
 from strategy_rollouts.api.shadowrun import ShadowRunSpec
-from strategy_rollouts.engine import parity_run, rollout, shadow_run
+from strategy_rollouts.engine import judge_replay, parity_run, rollout, shadow_run
 from strategy_rollouts.engine.allowlist import address_errors
 from strategy_rollouts.engine.gate_templates import key_of, resolve
 from strategy_rollouts.operator.checks.calendars import market_calendar
@@ -70,6 +73,38 @@ async def _calendar(ctx: Context, code: str | None, avoid: str | None) -> list[s
         return []
     _, problem = await market_calendar(ctx.calendars, "spec.market", code, avoid, datetime.now(UTC))
     return [problem] if problem else []
+
+
+WARN_TIMEOUT_S = 2.0  # the repeated-look estimate never holds admission up longer than this
+
+
+def step_durations(spec: StrategyRolloutSpec) -> list[float]:
+    """Seconds of every pause step with a duration: the steps of known duration a judge looks at."""
+    return [
+        parse_duration(step.pause.duration).total_seconds()
+        for stage in spec.stages
+        for step in stage.steps
+        if step.pause is not None and step.pause.duration is not None
+    ]
+
+
+async def judge_warnings(gates: list[GateSpec], durations: list[float]) -> list[str]:
+    """mannWhitneyU judges that would roll back a not-worse version too often (engine/judge_replay.py;
+    memoized, computed off the event loop and bounded in time: a slow estimate is skipped, not waited for)."""
+    warnings: list[str] = []
+    for i, gate in enumerate(gates):
+        if gate.judge is None or gate.judge.test != "mannWhitneyU" or gate.dry_run:
+            continue
+        where = f"spec.gates[{i}].judge"
+        try:
+            warn = await asyncio.wait_for(
+                asyncio.to_thread(judge_replay.repeated_look_warning, gate, durations, where), WARN_TIMEOUT_S
+            )
+        except TimeoutError:
+            continue
+        if warn:
+            warnings.append(warn)
+    return warnings
 
 
 async def check_rollout(ctx: Context, namespace: str, spec: StrategyRolloutSpec) -> Checked:
@@ -190,6 +225,8 @@ async def review(
         errors += await tenancy_errors(ctx, namespace, body)
     if errors:
         raise kopf.AdmissionError("; ".join(errors), code=422)
+    if isinstance(spec, StrategyRolloutSpec):  # (a templateRef judge is not estimated)
+        warnings += await judge_warnings(spec.gates, step_durations(spec))
     return warnings
 
 
@@ -206,6 +243,8 @@ async def validate(
 
 def register() -> None:
     """The three validating handlers (kopf's webhook ids: validate-<plural>)."""
+    # scipy loads in seconds: load it now, off the loop, so the first judge warning fits WARN_TIMEOUT_S.
+    threading.Thread(target=lambda: importlib.import_module("scipy.stats"), name="warm-scipy", daemon=True).start()
     for plural in KINDS:
         kopf.on.validate(
             GROUP,

@@ -283,11 +283,13 @@ async def vector(conn: Connection, query: str, label: str) -> Vector:
 
 @dataclass(frozen=True)
 class Samples:
-    """Every finite point of every series of a range query (a judge's population), or why not."""
+    """Every finite point of every series of a range query (a judge's population), or why not; `times`
+    (unix seconds) parallel to `values`, a timestamp repeated once per series that has a point there."""
 
     values: tuple[float, ...]
     error: str | None = None
     outcome: str = "ok"  # ok | inconclusive | error
+    times: tuple[float, ...] = ()
 
 
 async def range_samples(conn: Connection, query: str, start: datetime, end: datetime, step_s: float) -> Samples:
@@ -297,7 +299,8 @@ async def range_samples(conn: Connection, query: str, start: datetime, end: date
         outcome, message = _describe(exc, conn.address)
         return Samples((), message, outcome)
     try:
-        points = [float(v) for series in result for _, v in series["values"]]
+        points = [(float(t), float(v)) for series in result for t, v in series["values"]]
     except (TypeError, ValueError, KeyError, IndexError) as exc:
         return Samples((), f"unparseable range answer ({type(exc).__name__})", "inconclusive")
-    return Samples(tuple(v for v in points if math.isfinite(v)))
+    kept = [(t, v) for t, v in points if math.isfinite(v)]
+    return Samples(tuple(v for _, v in kept), times=tuple(t for t, _ in kept))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -142,9 +143,33 @@ def test_bad_objects_are_refused_at_apply_naming_the_field(hooked: Hooked) -> No
     wide["spec"]["routing"]["keys"] = [f"SYM{i:04d}USD" for i in range(5000)]
     wide["spec"]["stages"] = [{"name": f"s{i}", "namespace": f"ns{i}", "steps": [{"setWeight": 100}]} for i in range(4)]
     refused(h, wide, "spec.routing.keys: 5000 keys across 4 stage namespaces exceed the status size budget")
+    # A sequential judge that could never decide, or whose sides cannot be paired by time (docs/judge.md).
+    judge = {"test": "sequential", "query": 'pnl{version="{{version}}"}', "worseWhen": "lower", "step": "1m"}
+    short = bad_rollout(h, "seq-short")
+    short["spec"]["gates"] = [{"name": "j", "judge": {**judge, "minSamples": 30, "decideWithin": "20m"}}]
+    refused(h, short, "spec.gates[0].judge.decideWithin: 20m is shorter than minSamples x step (30 x 1m = 30m)")
+    pinned = bad_rollout(h, "seq-pinned")
+    pinned["spec"]["gates"] = [{"name": "j", "judge": {**judge, "query": 'pnl{version="{{version}}"} @ end()'}}]
+    refused(h, pinned, "spec.gates[0].judge.query: pairing: time cannot align the sides")
     parity = paritycheck("parity", h.ns, f"s_{h.ns}", {"rollout": "fib-rsi"})
     parity["spec"]["live"]["query"] = 'sum(pnl{strategy="{{strategy}}", v="{{nope}}"})'
     refused(h, parity, "spec.live.query", "{{nope}}")
+    # A mannWhitneyU judge over an hour-long pause: admitted, with the repeated-look warning (its rate).
+    warned = ""
+    for attempt in range(15):  # an estimate that outlasts its bound is skipped, then cached for the next apply
+        mw = rollout(f"mw-{attempt}", h.ns, f"s_{h.ns}", gates=[GOOD_GATE])
+        mw["spec"]["gates"].append(
+            {"name": "j", "interval": "1m", "judge": {**judge, "test": "mannWhitneyU", "window": "30m"}}
+        )
+        mw["spec"]["stages"] = [{"name": "only", "steps": [{"setWeight": 20}, {"pause": {"duration": "1h"}}]}]
+        result = h.apply(mw)
+        assert result.returncode == 0, result.stderr
+        if "judge simulate" in result.stderr:
+            warned = result.stderr
+            break
+        time.sleep(1)
+    assert "spec.gates[1].judge: a mannWhitneyU judge evaluated every 1m over a 60-minute step" in warned
+    assert "rolls back a version that is not worse in about" in warned
     # A good object passes, and the admission never wrote anything (the standby acts on nothing).
     assert h.apply(rollout("fine", h.ns, f"s_{h.ns}", gates=[GOOD_GATE])).returncode == 0
     assert h.standby.metric_samples("strategy_rollouts_leader") == [0.0]

@@ -126,9 +126,17 @@ def gate_rollout(name: str, namespace: str) -> dict[str, Any]:
         "interval": "2s",
         "dryRun": True,
     }
+    # A sequential judge (dry-run; the canary fills 15 ms slower): its confidence sequence over the step, zero,
+    # the margin and the Fail marked.
+    sequential = {
+        "name": "fill-seq",
+        "judge": {**judge["judge"], "test": "sequential", "margin": 5.0, "window": "30m"},  # type: ignore[dict-item]
+        "interval": "2s",
+        "dryRun": True,
+    }
     # A templateRef gate: its chart is the threshold gate the template resolves to.
     templated = {"name": "tpl-ms", "templateRef": {"kind": "GateTemplate", "name": "dash-tpl"}, "args": {"metric": TPL}}
-    obj = gate_world.rollout(name, namespace, [gate, judge, templated])
+    obj = gate_world.rollout(name, namespace, [gate, judge, sequential, templated])
     # Long enough at weight 0 for the page to be open before the first step; then a pause until promoted.
     obj["spec"]["stages"] = [
         {"name": "staging", "steps": [{"pause": {"duration": "12s"}}, {"setWeight": 50}, {"pause": {}}]},
@@ -183,6 +191,16 @@ def test_rollout_page_is_live_and_its_abort_button_rolls_back_in_the_users_name(
         )
         legend = page.inner_text('[data-gate="fill-ms"]')
         assert "stable v1.0.0" in legend and "canary v2.0.0" in legend, legend
+        # the sequential judge: its interval narrowing over the step, 0 and the margin, the decision marked
+        page.wait_for_function(
+            "() => { const el = document.querySelector('[data-gate=\"fill-seq\"]');"
+            " return el && el.dataset.kind === 'judge' && Number(el.dataset.sequence) > 0"
+            " && el.dataset.decision === 'Fail' && el.querySelector('canvas'); }",
+            timeout=60_000,
+        )
+        drawn = page.inner_text('[data-gate="fill-seq"]')
+        for label in ("upper bound", "lower bound", "canary - stable", "margin 5", "sequential judge", "Fail at"):
+            assert label in drawn, drawn
         page.wait_for_function(
             "() => { const el = document.querySelector('[data-gate=\"tpl-ms\"]');"
             " return el && el.dataset.kind === 'threshold' && Number(el.dataset.points) > 0; }",

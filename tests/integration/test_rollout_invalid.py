@@ -55,6 +55,7 @@ def mutate(path: str, value: Any) -> dict[str, Any]:
 
 DELETE = object()
 JUDGE = {"query": 'pnl{version="{{version}}"}', "worseWhen": "lower"}
+SEQ = {**JUDGE, "test": "sequential"}
 
 
 def durations(min_duration: str, max_duration: str) -> dict[str, Any]:
@@ -116,6 +117,30 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("judge-no-query", mutate("gates.0", {"name": "j", "judge": {"worseWhen": "lower"}}), "admission", "query"),
     ("judge-no-version", mutate("gates.0", {"name": "j", "judge": {**JUDGE, "query": "q"}}), "operator", "{{version}}"),
+    (
+        "sequential-margin-and-percent",
+        mutate("gates.0", {"name": "j", "judge": {**SEQ, "margin": 1, "marginPercent": 5}}),
+        "admission",
+        "set margin or marginPercent, not both",
+    ),
+    (
+        "sequential-negative-margin",
+        mutate("gates.0", {"name": "j", "judge": {**SEQ, "margin": -1}}),
+        "admission",
+        "margin",
+    ),
+    (
+        "sequential-promote-when-undecided",
+        mutate("gates.0", {"name": "j", "judge": {**SEQ, "onUndecided": "promote"}}),
+        "admission",
+        "onUndecided",
+    ),
+    (
+        "sequential-decide-within-too-short",
+        mutate("gates.0", {"name": "j", "judge": {**SEQ, "decideWithin": "10m", "minSamples": 30, "step": "1m"}}),
+        "operator",
+        "spec.gates[0].judge.decideWithin: 10m is shorter than minSamples x step",
+    ),
     ("webhook-not-http", mutate("gates.0", {"name": "w", "webhook": {"url": "ftp://desk/x"}}), "admission", "url"),
     (
         "prometheus-secret-missing",  # never a query sent without it (API.md "Credentials and trust")

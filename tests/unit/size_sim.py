@@ -15,7 +15,7 @@ from typing import Any
 
 from strategy_rollouts.api.approvals import Approval
 from strategy_rollouts.api.common import Condition, SecretKeyRef
-from strategy_rollouts.api.gates import GateStatus, JudgeSamples, TemplateUse
+from strategy_rollouts.api.gates import ConfidenceInterval, GateStatus, JudgeSamples, TemplateUse
 from strategy_rollouts.api.market import MarketStatus
 from strategy_rollouts.api.notify import NotificationStatus, PendingNotification, SentNotification
 from strategy_rollouts.api.requests import HANDLED_LIMIT, HandledRequest
@@ -233,7 +233,9 @@ def rest_at_limits(namespaces: int = 16) -> StrategyRolloutStatus:
     condition_types = ("InvalidSpec", "Progressing", "Paused", "Completed", "Degraded", "Frozen")
     big = 1.2345678901234567e300
     gate = GateStatus(
-        name="g" * 63, value=big, baseline=big, effect=big, samples=JudgeSamples(canary=10**9, stable=10**9),
+        name="g" * 63, value=big, baseline=big, effect=big,
+        samples=JudgeSamples(canary=10**9, stable=10**9, pairs=10**9),
+        confidence_interval=ConfidenceInterval(lower=big, upper=big), margin=big, undecided_overdue=True,
         template=TemplateUse(kind="ClusterGateTemplate", name="t" * 253, resource_version="9" * 20),
         result="Inconclusive", failures=10**6, consecutive_failures=10**6, inconclusives=10**6,
         evaluated_at=now, message="x" * 420, dry_run=True,

@@ -138,3 +138,25 @@ def test_the_store_holds_templates_for_the_charts() -> None:
     held = store.template(TPL_KEY)
     assert held is not None and held.name == "tick-p95" and held.spec.gate == {"query": "q", "condition": "< 1"}
     assert store.template(("GateTemplate", "trading", "tick-p95")) is None
+
+
+def test_a_sequential_judge_reads_since_the_step_started_and_draws_its_confidence_sequence() -> None:
+    from strategy_rollouts.api.gates import JudgeSpec
+    from strategy_rollouts.dashboard.series import sequence_chart
+
+    seq = {"name": "pnl", "judge": {**JUDGE["judge"], "test": "sequential", "minSamples": 5, "margin": 2.0}}
+    step_start = NOW - timedelta(minutes=7)
+    out, jobs = charts([seq], step_start=step_start)
+    assert out["pnl"]["sequential"] is True and out["pnl"]["start"] == step_start.timestamp()
+    assert all(j.start == step_start and j.step_s == 30 for j in jobs)  # the operator's own grid
+    judge = JudgeSpec.model_validate(seq["judge"])
+    t0 = step_start.timestamp()
+    stable = {"points": [[t0 + 30 * i, 100.0 + (i % 3)] for i in range(14)]}
+    canary = {"points": [[t0 + 30 * i, 110.0 + (i % 3)] for i in range(14)]}  # 10 higher: worse
+    drawn = sequence_chart(judge, canary, stable)
+    assert drawn["result"] == "Fail" and drawn["decidedAt"] == t0 + 30 * 4  # at minSamples
+    assert len(drawn["t"]) == len(drawn["lower"]) == len(drawn["upper"]) == 10
+    assert all(lo <= hi for lo, hi in zip(drawn["lower"], drawn["upper"], strict=True))
+    assert drawn["lower"][-1] > 0 and drawn["margin"] == 2.0  # worse when higher: the margin line is +2
+    empty = sequence_chart(judge, {"points": []}, stable)
+    assert empty["result"] == "Inconclusive" and empty["t"] == [] and "no canary samples" in empty["message"]

@@ -34,3 +34,43 @@ def test_a_judge_kpi_with_too_few_samples_holds_at_the_end() -> None:
     assert mid.kpis[0].result == "Inconclusive"
     end = reconcile(spec, mid, obs(), T0 + timedelta(seconds=12))
     assert end.status.verdict == "Hold"
+
+
+SEQ_KPI = {
+    "name": "pnl-seq",
+    "interval": "1s",
+    "judge": {
+        "test": "sequential",
+        "query": 'pnl{version="{{version}}"}',
+        "worseWhen": "lower",
+        "step": "1s",
+        "minSamples": 10,
+        "margin": 1.0,
+    },
+}
+
+
+def paired(shadow: list[float], live: list[float]) -> Measurement:
+    times = tuple(float(t) for t in range(len(shadow)))
+    return Measurement(None, points=((times, tuple(shadow)), (times, tuple(live))), started=T0)
+
+
+def test_a_sequential_kpi_with_the_shadow_worse_fails_the_run_early_with_its_interval() -> None:
+    spec = make_spec(kpis=[SEQ_KPI], decisions=None)
+    status = started(spec).status
+    live = [10.0 + (i % 3) for i in range(12)]
+    out = reconcile(spec, status, obs(kpis={"pnl-seq": paired([v - 5 for v in live], live)}), T0 + timedelta(seconds=1))
+    assert out.status.verdict == "Fail" and "pnl-seq" in out.status.reasons[0]
+    [kpi] = out.status.kpis
+    assert kpi.result == "Fail" and kpi.confidence_interval is not None
+    assert kpi.confidence_interval.upper is not None and kpi.confidence_interval.upper < 0
+
+
+def test_an_undecided_sequential_kpi_holds_at_the_end_never_passes() -> None:
+    spec = make_spec(kpis=[SEQ_KPI], decisions=None)
+    status = started(spec).status
+    swings = [5.0 * (-1) ** i for i in range(12)]  # mean 0, sd 5: no evidence within 12 samples
+    mid = reconcile(spec, status, obs(kpis={"pnl-seq": paired(swings, [0.0] * 12)}), T0 + timedelta(seconds=1))
+    assert mid.status.kpis[0].result == "Undecided"
+    end = reconcile(spec, mid.status, obs(), T0 + timedelta(seconds=12))
+    assert end.status.verdict == "Hold" and any("undecided" in r for r in end.status.reasons)

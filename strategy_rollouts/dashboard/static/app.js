@@ -136,7 +136,8 @@ function chart(el, title, lines, opts) {
     } else {
       data.push(xs.map(() => l.value));
     }
-    series.push({ label: l.label, stroke: l.color, width: l.width || 2, dash: l.dash, spanGaps: true, points: { show: false } });
+    const points = l.marker ? { show: true, size: 12, fill: l.color } : { show: false };
+    series.push({ label: l.label, stroke: l.color, width: l.marker ? 0 : l.width || 2, dash: l.dash, spanGaps: true, points });
   }
   el.innerHTML = "";
   const width = Math.max(320, el.clientWidth || 480);
@@ -200,6 +201,29 @@ function resultTimeline(el, title, got) {
   el.innerHTML = `<div class="chart-title"><b>${esc(title)}</b></div>${tl.length ? `<div class="ticks">${ticks}</div>` : ""}<div class="dim">${esc(got.note)}${tl.length ? `: ${tl.length} since ${esc(new Date(tl[0][0] * 1000).toLocaleTimeString())}` : " (none yet)"}</div>`;
 }
 
+// A sequential judge: its confidence sequence for canary - stable narrowing over the step, with zero and
+// the margin as lines and the decision marked where (and when) it was made.
+function sequenceChart(el, title, got) {
+  const q = got.sequence;
+  const at = (ys) => q.t.map((t, i) => [t, ys[i]]);
+  const lines = [
+    { label: "upper bound", points: at(q.upper), color: "#3b6fd8" },
+    { label: "lower bound", points: at(q.lower), color: "#3b6fd8" },
+    { label: "canary - stable", points: at(q.effect), color: "#e8891b" },
+    { label: "0", value: 0, color: "#555555", dash: [2, 3] },
+  ];
+  if (q.margin !== null && q.margin !== undefined) lines.push({ label: `margin ${num(q.margin, 3)}`, value: q.margin, color: "#d93025", dash: [6, 4] });
+  const when = q.decidedAt === null ? "" : ` at ${new Date(q.decidedAt * 1000).toLocaleTimeString()}`;
+  if (q.decidedAt !== null) {
+    const i = q.t.indexOf(q.decidedAt);
+    lines.push({ label: `${q.result}${when}`, points: [[q.decidedAt, i >= 0 ? q.effect[i] : 0]], color: q.result === "Fail" ? "#d93025" : "#188038", marker: true });
+  }
+  el.dataset.decision = q.result;
+  el.dataset.sequence = String(q.t.length);
+  const errors = ["stable", "canary"].filter((k) => got[k] && got[k].error).map((k) => `${k}: ${got[k].error}`);
+  chart(el, `${title}: sequential judge, worse when ${got.worseWhen}: ${q.result}${when}`, lines, { note: errors.concat(q.t.length ? [] : [q.message]).join("; ") });
+}
+
 const seriesOf = (d) => api(`/api/${d.kind}/${encodeURIComponent(d.namespace)}/${encodeURIComponent(d.name)}/series`);
 
 function rolloutCharts(d, s) {
@@ -211,6 +235,7 @@ function rolloutCharts(d, s) {
     el.dataset.kind = got.resolvedKind || got.kind;
     const title = got.template ? `${g.name} (${got.template})` : g.name;
     if (got.timeline) { resultTimeline(el, title, got); return; }
+    if (got.sequence) { sequenceChart(el, title, got); return; }
     if (got.stable || got.canary) {  // a judge: both versions over its window
       const lines = [
         { label: `stable ${d.stable}`, points: (got.stable || {}).points || [], color: "#3b6fd8" },

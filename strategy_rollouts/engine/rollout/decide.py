@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from datetime import datetime
 
 from strategy_rollouts.api.common import set_condition
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine import approvals as approvallib
+from strategy_rollouts.engine import gates as gatelib
 from strategy_rollouts.engine import market, requests
 from strategy_rollouts.engine.rollout.assignments import route
 from strategy_rollouts.engine.rollout.gates import record_gates
@@ -81,6 +83,8 @@ def decide(run: Run) -> None:
             fail(run, "ProgressDeadlineExceeded", deadline)
         elif summary.held:
             run.set_phase("Paused", "Inconclusive", f"holding: {summary.hold_reason()}")
+        elif summary.undecided:
+            run.set_phase("Paused", "JudgeUndecided", f"holding: {summary.undecided_reason()}")
         elif spec.paused or st.manual_pause is not None:
             who = st.manual_pause
             why = f"paused by {who.by}: {who.reason or ''}" if who else "spec.paused is true"
@@ -91,9 +95,13 @@ def decide(run: Run) -> None:
         else:
             if st.phase == "Paused":
                 run.set_phase("Progressing", "Resumed", "continuing")
+            per_step = gatelib.per_step(spec.gates)
+            restarting = any(g.name in per_step and not g.dry_run for g in spec.gates)
             for _ in range(4 * sum(len(s.steps) + 1 for s in spec.stages) + 4):
                 if not advance(run, summary) or st.phase not in ACTIVE:
                     break
+                if restarting:  # a sequential judge's Pass was the last step's: this step waits for its own
+                    summary = dataclasses.replace(summary, all_pass=False)
     route(run)
     finish_if_complete(run)
     scale_downs(run)

@@ -51,11 +51,26 @@ def due_gates(spec: StrategyRolloutSpec, status: StrategyRolloutStatus, now: dat
     return [g for g in active_gates(spec, status, now) if gatelib.is_due(g, by_name.get(g.name), now)]
 
 
+# Status timestamps are written with millisecond precision: a start read back may be up to 1 ms earlier.
+STAMP_SLACK = timedelta(milliseconds=1)
+
+
+def read_an_earlier_step(gate: GateSpec, m: gatelib.Measurement, step_started: datetime | None) -> bool:
+    """A sequential judge measured from an earlier start than the current step's (the observation read a
+    status from before the step changed): its decision would count samples of the last step."""
+    if gate.judge is None or gate.judge.test != "sequential" or m.started is None or step_started is None:
+        return False
+    return m.started < step_started - STAMP_SLACK
+
+
 def record_gates(run: Run) -> gatelib.GateSummary:
     specs = active_gates(run.spec, run.st, run.now)
     by_name = {g.name: g for g in run.st.gates}
     for gate in specs:
         m = run.obs.measurements.get(gate.name)
+        if m is not None and read_an_earlier_step(gate, m, run.st.step_started_at):
+            m = None  # a sequential judge's samples from before this step: not this step's; measured again
+            run.wake(run.now)
         if m is not None:
             prev = by_name.get(gate.name)
             by_name[gate.name] = gatelib.record(prev, gate, m, run.now)

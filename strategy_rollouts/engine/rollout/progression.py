@@ -18,7 +18,15 @@ from strategy_rollouts.engine.rollout.state import Run
 def next_step(run: Run) -> None:
     run.st.step_index = (run.st.step_index or 0) + 1
     run.st.step_started_at = run.now
-    run.st.gates = webhook_gates.consume(run.spec.gates, gatelib.reset_step_counts(run.st.gates))
+    restart_gates(run)
+
+
+def restart_gates(run: Run) -> None:
+    """Failure counts start afresh; a sequential judge starts over on this step's samples, measured now."""
+    restart = gatelib.per_step(run.spec.gates)
+    run.st.gates = webhook_gates.consume(run.spec.gates, gatelib.reset_step_counts(run.st.gates, restart))
+    if restart:
+        run.wake(run.now)
 
 
 def next_stage(run: Run) -> None:
@@ -34,7 +42,7 @@ def next_stage(run: Run) -> None:
     run.st.stage_index, run.st.step_index = index, 0
     run.st.stage = run.spec.stages[index].name
     run.st.stage_started_at = run.st.step_started_at = run.now
-    run.st.gates = webhook_gates.consume(run.spec.gates, gatelib.reset_step_counts(run.st.gates))
+    restart_gates(run)
     run.st.canary_weight = run.target(run.stage_ns(index)).weight
 
 

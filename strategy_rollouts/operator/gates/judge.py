@@ -9,13 +9,17 @@ from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.gates import JudgeSpec
 from strategy_rollouts.api.placeholders import substitute
 from strategy_rollouts.engine.gates import Measurement, Outcome
+from strategy_rollouts.engine.judge import sample_range
 from strategy_rollouts.read import prometheus
 
 
-async def populations(conn: prometheus.Connection, judge: JudgeSpec, values: dict[str, str]) -> Measurement:
-    """Both sides over the same window ending now; the engine runs the test (engine/judge.py)."""
+async def populations(
+    conn: prometheus.Connection, judge: JudgeSpec, values: dict[str, str], step_started: datetime | None = None
+) -> Measurement:
+    """Both sides over the same range ending now (mannWhitneyU: the last window; sequential: since the step
+    started, on a grid anchored there so every evaluation sees the same timestamps); the engine decides."""
     end = datetime.now(UTC)
-    start = end - parse_duration(judge.window)
+    start = sample_range(judge, step_started, end)
     step_s = parse_duration(judge.step).total_seconds()
     sides = ("canary.version", "stable.version")
     queries = [substitute(judge.query, {**values, "version": values[side]}) for side in sides]
@@ -24,4 +28,9 @@ async def populations(conn: prometheus.Connection, judge: JudgeSpec, values: dic
         if got.outcome != "ok":
             outcome: Outcome = "error" if got.outcome == "error" else "inconclusive"
             return Measurement(None, outcome=outcome, message=f"{side}: {got.error}")
-    return Measurement(None, populations=(canary.values, stable.values))
+    return Measurement(
+        None,
+        populations=(canary.values, stable.values),
+        points=((canary.times, canary.values), (stable.times, stable.values)),
+        started=start,
+    )

@@ -3,6 +3,8 @@ two populations. Shared by every kind that measures gates."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from strategy_rollouts.api.gates import GateSpec
 from strategy_rollouts.api.placeholders import substitute
 from strategy_rollouts.engine.gates import Measurement
@@ -10,10 +12,13 @@ from strategy_rollouts.operator.gates import judge as judge_measure
 from strategy_rollouts.read import prometheus
 
 
-async def measure(conn: prometheus.Connection, gate: GateSpec, values: dict[str, str]) -> Measurement:
+async def measure(
+    conn: prometheus.Connection, gate: GateSpec, values: dict[str, str], step_started: datetime | None = None
+) -> Measurement:
+    """One gate's observation; `step_started`: where a sequential judge's samples begin."""
     values = {**values, "interval": gate.interval}
     if gate.judge is not None:
-        return await judge_measure.populations(conn, gate.judge, values)
+        return await judge_measure.populations(conn, gate.judge, values, step_started)
     assert gate.query is not None  # threshold or compare (validated)
     query = substitute(gate.query, values)
     if gate.baseline is not None:

@@ -98,7 +98,7 @@ async def observe(
     for read in (live, shadow):
         for why in read.examples if read else ():
             log.warning("ShadowRun %s/%s: malformed decision %s", ns, name, why)
-    kpis = await shadow_measure.kpis(ctx, ns, name, spec, plan) if spec is not None else {}
+    kpis = await shadow_measure.kpis(ctx, ns, name, spec, plan, status.started_at) if spec is not None else {}
     obs = Observations(
         namespace=ns,
         name=name,

@@ -44,13 +44,19 @@ async def streams(ctx: Context, namespace: str, plan: ObservationPlan) -> tuple[
 
 
 async def kpis(
-    ctx: Context, namespace: str, name: str, spec: ShadowRunSpec, plan: ObservationPlan
+    ctx: Context,
+    namespace: str,
+    name: str,
+    spec: ShadowRunSpec,
+    plan: ObservationPlan,
+    started_at: datetime | None = None,
 ) -> dict[str, Measurement]:
+    """Every due KPI; a sequential judge reads (and pairs by timestamp) from the start of the run."""
     if not plan.measure:
         return {}
     conn = await ctx.connection(namespace, spec.prometheus, ("ShadowRun", namespace, name))
     values = placeholder_values(spec, namespace)
-    measured = await asyncio.gather(*(measure(conn, k, values) for k in plan.measure))
+    measured = await asyncio.gather(*(measure(conn, k, values, started_at) for k in plan.measure))
     for kpi, m in zip(plan.measure, measured, strict=True):
         metrics.gate_evaluations_total.labels("ShadowRun", kpi.name, "Pass" if m.outcome == "ok" else m.outcome).inc()
     return {k.name: m for k, m in zip(plan.measure, measured, strict=True)}

@@ -83,7 +83,7 @@ async def observe(
         auth = webhooks or {}
         results = await asyncio.gather(
             *(
-                measure(conn, g, values)
+                measure(conn, g, values, status.step_started_at)
                 if g.webhook is None
                 else webhook_client.ask(g, body, auth.get(g.name, webhook_client.Auth()))
                 for g in due
