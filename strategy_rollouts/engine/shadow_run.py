@@ -468,8 +468,22 @@ def _progress(spec: ShadowRunSpec, status: ShadowRunStatus, obs: Observations, n
     kpi_statuses = [by_name[k.name] for k in spec.kpis if k.name in by_name]
     kpis = kpi_results(spec, kpi_statuses)
     early = verdict_for(spec, state.counts, kpis, [], finished=False, fail=problems)
-    complete = (past_end and caught_up) or early.verdict == "Fail"
+    complete = (past_end and caught_up) or early.verdict == "Fail" or decided_pass(spec, kpi_statuses, problems)
     return _Progress(state, cursors, kpi_statuses, kpis, problems, source_error, caught_up, conditions, end, complete)
+
+
+def decided_pass(spec: ShadowRunSpec, kpis: Sequence[GateStatus], problems: Sequence[str]) -> bool:
+    """A run whose verdict rests only on anytime-valid tests ends at their decision: every KPI that
+    counts is a sequential judge, each has decided Pass (its guarantee holds however often it looks,
+    so stopping at the decision is sound), and nothing else needs the full duration (no decision
+    comparison, no latency profile). A Fail ends any run early already."""
+    counted = [k for k in spec.kpis if not k.dry_run]
+    if problems or not counted or spec.decisions is not None or spec.latency_profile is not None:
+        return False
+    if any(k.judge is None or k.judge.test != "sequential" for k in counted):
+        return False
+    by_name = {k.name: k for k in kpis}
+    return all(k.name in by_name and by_name[k.name].result == "Pass" for k in counted)
 
 
 def _ending(conditions: list[Condition], ending: bool, now: datetime, gen: int) -> list[Condition]:

@@ -74,3 +74,21 @@ def test_an_undecided_sequential_kpi_holds_at_the_end_never_passes() -> None:
     assert mid.status.kpis[0].result == "Undecided"
     end = reconcile(spec, mid.status, obs(), T0 + timedelta(seconds=12))
     assert end.status.verdict == "Hold" and any("undecided" in r for r in end.status.reasons)
+
+
+def test_a_run_resting_only_on_sequential_kpis_ends_early_with_pass_at_their_decision() -> None:
+    """Anytime-valid: stopping at the decision keeps the guarantee, so the run ends at once (not at its
+    end) with Pass; the same decision with a decision comparison configured waits for the end."""
+    spec = make_spec(kpis=[SEQ_KPI], decisions=None, duration="1h")
+    status = started(spec).status
+    live = [10.0 + (i % 3) for i in range(60)]
+    same = paired(list(live), live)  # identical: the interval closes around 0, inside the margin
+    out = reconcile(spec, status, obs(kpis={"pnl-seq": same}), T0 + timedelta(seconds=1))
+    assert out.status.kpis[0].result == "Pass"
+    assert out.status.phase == "Completed" and out.status.verdict == "Pass"
+    compared = make_spec(kpis=[SEQ_KPI], duration="1h")  # decisions configured: needs the full duration
+    running = reconcile(compared, started(compared).status, obs(kpis={"pnl-seq": same}), T0 + timedelta(seconds=1))
+    assert running.status.kpis[0].result == "Pass" and running.status.phase == "Running"
+    mixed = make_spec(kpis=[SEQ_KPI, {**KPI, "name": "fixed"}], decisions=None, duration="1h")  # a fixed-sample KPI
+    half = reconcile(mixed, started(mixed).status, obs(kpis={"pnl-seq": same}), T0 + timedelta(seconds=1))
+    assert half.status.phase == "Running"
