@@ -54,13 +54,29 @@ DESCRIPTIONS: dict[str, str] = {
     "spec.routing.keys": "The universe of keys (symbols, accounts, users). Required in symbols mode."
     " Keys x stage namespaces are bounded by the status size budget (docs/safety.md).",
     "spec.routing.salt": "Salt of the sha256 key ranking; default: `spec.strategy`.",
+    "spec.routing.keysFrom": "Keys from a ConfigMap, one per line, up to 100,000 (instead of `keys`).",
+    "spec.routing.keysFrom.configMapKeyRef": "The ConfigMap (this namespace) and its data key holding the list.",
+    "spec.routing.buckets": "Open universe (instead of `keys`): an id's bucket is sha256(salt:id) mod buckets;"
+    " the canary owns the buckets below weight x buckets / 100. Weights may be fractional (whole buckets).",
+    "spec.routing.order": "Which keys go first: `tiers` or a rank `query` (+ `label`); hash order within a tier.",
+    "spec.routing.order.tiers": "Explicit tiers, first tier first; each key at most once;"
+    " keys no tier names form a last tier.",
+    "spec.routing.order.query": "PromQL with one series per key; its value ranks the key (e.g. traded volume).",
+    "spec.routing.order.label": "The series label naming the key (required with `query`).",
+    "spec.routing.order.ascending": "Lowest rank first (e.g. low-volume symbols first).",
+    "spec.routing.maxQuarantined": "Keys per-key gates may quarantine (a count or a percent of the keys);"
+    " beyond it: `onFailure`.",
+    "spec.gates[].perKey": "Judge per key: a failing key is quarantined (back to stable alone), not the rollout.",
+    "spec.gates[].perKey.label": "The series label naming the key; the query is measured `by (label)`.",
+    "status.keys.quarantined": "Keys a per-key gate sent back to stable (key, gate, value, when);"
+    " `releaseKey` returns one.",
     "spec.routing.configMap": "Routing ConfigMap the apps read; default `<name>-routing`.",
     "spec.routing.handoff": "Drain time of a key that changes owner (owned by nobody meanwhile).",
     "spec.stages": "Ordered stages (e.g. staging, prod); names are unique.",
     "spec.stages[].name": "Stage name, shown in status and `kubectl get`.",
     "spec.stages[].namespace": "Target namespace of this stage; default: the rollout's namespace.",
     "spec.stages[].steps": "`setWeight` and `pause` steps, weights non-decreasing.",
-    "spec.stages[].steps[].setWeight": "Canary share in percent.",
+    "spec.stages[].steps[].setWeight": "Canary share in percent; fractional only with `spec.routing.buckets`.",
     "spec.stages[].steps[].pause": "Wait; without `duration`, wait for `promote`.",
     "spec.stages[].steps[].pause.duration": "How long to wait before the next step.",
     "spec.stages[].riskBudget": "Stage-wide risk limit; exceeding it triggers `onFailure`.",

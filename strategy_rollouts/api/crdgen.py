@@ -51,7 +51,7 @@ KINDS = [
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Stage", "type": "string", "jsonPath": ".status.stage"},
             {"name": "Step", "type": "integer", "jsonPath": ".status.stepIndex"},
-            {"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight"},
+            {"name": "Weight", "type": "number", "jsonPath": ".status.canaryWeight"},
             {"name": "Canary", "type": "string", "jsonPath": ".spec.canary.version"},
             {"name": "Market", "type": "string", "jsonPath": ".status.market.summary"},
             {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "priority": 1},

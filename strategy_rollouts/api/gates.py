@@ -74,6 +74,12 @@ class WebhookSpec(ApiModel):
     ca_secret_ref: SecretKeyRef | None = None
 
 
+class PerKey(ApiModel):
+    """Judge the gate per key: the query is measured `by (label)` and each key's value is judged alone."""
+
+    label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=128)]
+
+
 class TemplateRef(ApiModel):
     kind: TemplateKind = "ClusterGateTemplate"
     name: Name
@@ -116,6 +122,8 @@ class GateSpec(ApiModel):
     consecutive_failure_limit: Annotated[int, Field(ge=0, le=1000)] | None = None
     inconclusive_limit: Annotated[int, Field(ge=0, le=1000)] = 2
     dry_run: bool = False
+    # A failing key is quarantined (back to stable alone), up to spec.routing.maxQuarantined.
+    per_key: PerKey | None = None
 
     @field_validator("condition")
     @classmethod

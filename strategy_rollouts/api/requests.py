@@ -18,7 +18,9 @@ from strategy_rollouts.api.common import StatusModel, Timestamp
 
 HANDLED_LIMIT = 20  # handledRequests keeps the last 20, newest last
 RequestId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", min_length=1, max_length=128)]
-RolloutAction = Literal["promote", "promoteFull", "abort", "retry", "pause", "resume", "approve", "stopTrading"]
+RolloutAction = Literal[
+    "promote", "promoteFull", "abort", "retry", "pause", "resume", "approve", "stopTrading", "releaseKey"
+]
 ParityAction = Literal["run"]
 Outcome = Literal["Applied", "Rejected", "Superseded"]
 UserName = Annotated[str, Field(min_length=1, max_length=512)]
@@ -38,6 +40,8 @@ class Request(StatusModel):
 
 class RolloutRequest(Request):
     action: RolloutAction
+    # releaseKey: the quarantined key to return to the canary
+    key: Annotated[str, Field(min_length=1, max_length=128)] | None = None
 
 
 class ParityRequest(Request):
@@ -56,3 +60,4 @@ class HandledRequest(StatusModel):
     message: Annotated[str, Field(max_length=1024)] = ""
     requested_at: Timestamp | None = None
     at: Timestamp
+    key: Annotated[str, Field(max_length=128)] | None = None  # releaseKey

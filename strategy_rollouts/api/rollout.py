@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, WithJsonSchema, model_validator
 
 from strategy_rollouts.api.approvals import Approval, Approvals
 from strategy_rollouts.api.common import (
@@ -21,17 +21,89 @@ from strategy_rollouts.api.common import (
     with_rules,
 )
 from strategy_rollouts.api.gates import GateSpec, GateStatus
+from strategy_rollouts.api.keyhash import DRAINING as DRAINING
 from strategy_rollouts.api.market import FreezeWindows, MarketSpec, MarketStatus
 from strategy_rollouts.api.notify import NotificationStatus, NotifyRules
 from strategy_rollouts.api.requests import HandledRequest, RolloutRequest
 
 Key = Annotated[str, Field(min_length=1, max_length=128)]
-DRAINING = "draining"  # a key owned by nobody while it changes owner (engine/routing.py)
+
+
+MAX_LISTED_KEYS = 100_000  # spec.routing.keysFrom: the largest listed universe (issue 33)
+MAX_BUCKETS = 1_000_000
+# A canary share in percent. Whole in listed mode; fractional (0.5) in buckets mode, where it must name a
+# whole number of buckets (engine/validation.py). An int stays an int, so 10 is written back as 10, not 10.0.
+Weight = Annotated[int | float, Field(ge=0, le=100), WithJsonSchema({"type": "number", "minimum": 0, "maximum": 100})]
+PERCENT = r"^(100|[1-9]?[0-9])(\.[0-9]+)?%$"
+# A count of keys, or a percent of the universe ("10%"): Kubernetes' int-or-string, as maxUnavailable.
+CountOrPercent = Annotated[
+    Annotated[int, Field(ge=0, strict=True)] | Annotated[str, Field(pattern=PERCENT, max_length=16)],
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": PERCENT},
+            ],
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+
+
+class KeyOrder(ApiModel):
+    """Which keys go to the canary first: explicit tiers, or a query ranking them (hash order within a tier)."""
+
+    model_config = with_rules(
+        {"rule": "has(self.tiers) != has(self.query)", "message": "set tiers or query, not both"},
+        {
+            "rule": "has(self.query) == has(self.label)",
+            "message": "a rank query needs label (and label a query)",
+            "fieldPath": ".label",
+        },
+    )
+
+    tiers: (
+        Annotated[
+            list[Annotated[list[Key], Field(min_length=1, max_length=5000)]],
+            Field(min_length=1, max_length=64),
+        ]
+        | None
+    ) = None
+    # One series per key, its value the rank (e.g. traded volume); `label` names the key in each series.
+    query: Query | None = None
+    label: Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=128)] | None = None
+    ascending: bool = True
+
+
+class ConfigMapKeyRef(ApiModel):
+    name: Name
+    key: Annotated[str, Field(pattern=r"^[-._a-zA-Z0-9]+$", min_length=1, max_length=253)]
+
+
+class KeysFrom(ApiModel):
+    """Keys read from a ConfigMap (one per line) for lists too long for a spec."""
+
+    config_map_key_ref: ConfigMapKeyRef
 
 
 class Routing(ApiModel):
+    model_config = with_rules(
+        {
+            "rule": "[has(self.buckets), size(self.keys) > 0, has(self.keysFrom)].filter(x, x).size() <= 1",
+            "message": "set one of keys, keysFrom or buckets",
+            "fieldPath": ".buckets",
+        },
+    )
+
     mode: Literal["symbols", "replicas"] = "symbols"
     keys: Annotated[list[Key], Field(max_length=5000, json_schema_extra={"x-kubernetes-list-type": "set"})] = []
+    keys_from: KeysFrom | None = None
+    # An open universe: ids never listed, routed by sha256(salt:id) mod buckets (api/keyhash.py).
+    buckets: Annotated[int, Field(ge=1, le=MAX_BUCKETS)] | None = None
+    order: KeyOrder | None = None
+    # Keys a per-key gate may quarantine before the whole rollout fails (onFailure). Default 0: the first
+    # quarantine is already one too many, so per-key gates never act alone unless this is set.
+    max_quarantined: CountOrPercent = 0
     salt: Annotated[str, Field(max_length=253)] | None = None
     config_map: Name | None = None
     handoff: Duration = "5s"
@@ -49,7 +121,7 @@ class Step(ApiModel):
         }
     )
 
-    set_weight: Annotated[int, Field(ge=0, le=100)] | None = None
+    set_weight: Weight | None = None
     pause: Pause | None = None
 
 
@@ -93,8 +165,9 @@ class StrategyRolloutSpec(ApiModel):
             "fieldPath": ".canary.deployment",
         },
         {
-            "rule": "!has(self.routing) || self.routing.mode != 'symbols' || size(self.routing.keys) > 0",
-            "message": "symbols mode needs at least one key in routing.keys",
+            "rule": "!has(self.routing) || self.routing.mode != 'symbols' || size(self.routing.keys) > 0"
+            " || has(self.routing.keysFrom) || has(self.routing.buckets)",
+            "message": "symbols mode needs routing.keys, routing.keysFrom or routing.buckets",
             "fieldPath": ".routing.keys",
         },
     )
@@ -155,7 +228,7 @@ class TargetStatus(StatusModel):
 
     namespace: str
     config_map: str
-    weight: int = 0
+    weight: Weight = 0
     revision: int = 0
     assignments: dict[str, str] = {}
     # key -> owner it will get once the handoff is over
@@ -179,6 +252,23 @@ class TargetStatus(StatusModel):
         if self.pending and self.draining_until is None:
             raise ValueError("pending owners without drainingUntil")
         return self
+
+
+class QuarantinedKey(StatusModel):
+    """A key a per-key gate failed: back on stable alone until a `releaseKey` request returns it."""
+
+    key: str
+    gate: str
+    value: float | None = None
+    at: Timestamp
+    message: str | None = None
+
+
+QUARANTINE_LIMIT = 1000  # status.keys.quarantined never grows past this: beyond maxQuarantined is onFailure
+
+
+class KeysStatus(StatusModel):
+    quarantined: Annotated[list[QuarantinedKey], Field(max_length=QUARANTINE_LIMIT)] = []
 
 
 class RiskBudgetStatus(StatusModel):
@@ -208,7 +298,7 @@ class StrategyRolloutStatus(StatusModel):
     stage: str | None = None
     stage_index: int | None = None
     step_index: int | None = None
-    canary_weight: int | None = None
+    canary_weight: Weight | None = None
     started_at: Timestamp | None = None
     stage_started_at: Timestamp | None = None
     step_started_at: Timestamp | None = None
@@ -217,6 +307,7 @@ class StrategyRolloutStatus(StatusModel):
     replicas: ReplicaStatus | None = None
     routing: RoutingStatus | None = None
     targets: list[TargetStatus] = []
+    keys: KeysStatus | None = None
     gates: list[GateStatus] = []
     risk_budget: RiskBudgetStatus | None = None
     history: list[HistoryEntry] = []

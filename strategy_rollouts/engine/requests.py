@@ -26,6 +26,7 @@ def handled(request_id: str, request: Request, outcome: Outcome, message: str, n
         outcome=outcome,
         message=message[:1024],
         requested_at=request.at,
+        key=getattr(request, "key", None),
         at=now,
     )
 

@@ -6,32 +6,31 @@ nobody) for the handoff time, and only then given to its new owner.
 
 from __future__ import annotations
 
-import hashlib
-import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from strategy_rollouts.api.keyhash import NONE as NONE
+from strategy_rollouts.api.keyhash import digest, share
 from strategy_rollouts.api.rollout import DRAINING as DRAINING
-
-NONE = "none"  # nobody trades the key (stopTrading)
 
 
 def rank_keys(keys: Iterable[str], salt: str) -> list[str]:
     """Keys sorted by hex sha256(salt + ":" + key), ascending; ties (impossible in practice) by key."""
-    return sorted(set(keys), key=lambda k: (hashlib.sha256(f"{salt}:{k}".encode()).hexdigest(), k))
+    return sorted(set(keys), key=lambda k: (digest(salt, k), k))
 
 
-def canary_count(weight: int, total: int) -> int:
-    """ceil(w * N / 100) in integer arithmetic, so 10% of 10 is exactly 1."""
-    if not 0 <= weight <= 100:
-        raise ValueError(f"weight {weight} is outside 0..100")
-    return math.ceil(weight * total / 100) if total else 0
+def canary_count(weight: float, total: int) -> int:
+    """ceil(w * N / 100) in exact arithmetic (10% of 10 is exactly 1; 0.5% of 10,000 is exactly 50)."""
+    return share(weight, total)
 
 
-def desired_assignments(ranked: Sequence[str], weight: int, stable: str, canary: str) -> dict[str, str]:
+def desired_assignments(
+    ranked: Sequence[str], weight: float, stable: str, canary: str, quarantined: Collection[str] = ()
+) -> dict[str, str]:
+    """The first canary_count keys of the ranked order go to the canary, except quarantined ones (stable)."""
     cut = canary_count(weight, len(ranked))
-    return {key: (canary if index < cut else stable) for index, key in enumerate(ranked)}
+    return {key: (canary if index < cut and key not in quarantined else stable) for index, key in enumerate(ranked)}
 
 
 @dataclass(frozen=True)

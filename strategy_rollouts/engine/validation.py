@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from fractions import Fraction
 
 from strategy_rollouts.api.durations import format_duration, parse_duration
 from strategy_rollouts.api.gates import GateSpec, JudgeSpec
@@ -73,6 +74,10 @@ def gate_errors(
             errors += judge_errors(f"{where}.judge", gate, known)
         if gate.webhook is not None and not webhooks:
             errors.append(f"{where}.webhook: webhook gates are for StrategyRollouts only")
+        if gate.per_key is not None and not webhooks:
+            errors.append(f"{where}.perKey: per-key gates are for StrategyRollouts only")
+        elif gate.per_key is not None and gate.query is None:
+            errors.append(f"{where}.perKey: only a threshold or compare gate (query) can be judged per key")
         if parse_duration(gate.interval).total_seconds() <= 0:
             errors.append(f"{where}.interval: must be > 0")
     return errors
@@ -133,9 +138,7 @@ def rollout_errors(spec: StrategyRolloutSpec) -> list[str]:
         errors.append("spec.canary.deployment: must differ from spec.stable.deployment")
     if spec.stable.version == spec.canary.version:
         errors.append("spec.canary.version: must differ from spec.stable.version")
-    if spec.routing.mode == "symbols" and not spec.routing.keys:
-        errors.append("spec.routing.keys: symbols mode needs at least one key")
-    errors += [f"spec.routing.keys: duplicate key {k!r}" for k in _duplicates(spec.routing.keys)]
+    errors += keys_errors(spec)
     errors += [f"spec.stages: duplicate stage name {n!r}" for n in _duplicates(s.name for s in spec.stages)]
     for i, stage in enumerate(spec.stages):
         where = f"spec.stages[{i}]"
@@ -157,7 +160,86 @@ def rollout_errors(spec: StrategyRolloutSpec) -> list[str]:
     return errors
 
 
-__all__ = ["SHADOW_PLACEHOLDERS", "gate_errors", "notify_errors", "query_errors", "rollout_errors"]
+def keys_errors(spec: StrategyRolloutSpec) -> list[str]:
+    """The universe (keys, keysFrom or buckets), its order, quarantine and weights (docs/keys.md)."""
+    routing = spec.routing
+    errors = [f"spec.routing.keys: duplicate key {k!r}" for k in _duplicates(routing.keys)]
+    sources = [
+        name
+        for name, given in (
+            ("keys", bool(routing.keys)),
+            ("keysFrom", routing.keys_from is not None),
+            ("buckets", routing.buckets is not None),
+        )
+        if given
+    ]
+    if routing.mode == "replicas":
+        errors += [f"spec.routing.{name}: only in symbols mode" for name in sources if name != "keys"]
+        errors += ["spec.routing.order: only in symbols mode"] if routing.order is not None else []
+        sources = []
+    elif not sources:
+        errors.append("spec.routing.keys: symbols mode needs keys, keysFrom or buckets")
+    elif len(sources) > 1:
+        errors.append(f"spec.routing.{sources[1]}: set one of keys, keysFrom or buckets (got {', '.join(sources)})")
+    buckets = routing.buckets is not None and sources == ["buckets"]
+    errors += _order_errors(spec, buckets)
+    for i, gate in enumerate(spec.gates):
+        if gate.per_key is not None and buckets:
+            errors.append(f"spec.gates[{i}].perKey: buckets are not keys; per-key gates need keys or keysFrom")
+    for i, stage in enumerate(spec.stages):
+        for j, step in enumerate(stage.steps):
+            errors += _weight_errors(
+                f"spec.stages[{i}].steps[{j}].setWeight", step.set_weight, routing.buckets if buckets else None
+            )
+    return errors
+
+
+def _order_errors(spec: StrategyRolloutSpec, buckets: bool) -> list[str]:
+    order = spec.routing.order
+    if order is None:
+        return []
+    where = "spec.routing.order"
+    if buckets:
+        return [f"{where}: buckets go to the canary in number order; an order needs keys or keysFrom"]
+    errors = []
+    if (order.tiers is None) == (order.query is None):
+        errors.append(f"{where}: set tiers or query, not both")
+    if order.query is not None and order.label is None:
+        errors.append(f"{where}.label: required with query (the series label that names each key)")
+    if order.label is not None and order.query is None:
+        errors.append(f"{where}.label: only with query")
+    errors += query_errors(f"{where}.query", order.query, ROLLOUT_PLACEHOLDERS)
+    # keysFrom: the universe is read by the operator, which checks the tiers against it then.
+    universe = set(spec.routing.keys) if spec.routing.keys else None
+    first: dict[str, str] = {}
+    for i, tier in enumerate(order.tiers or []):
+        for j, key in enumerate(tier):
+            here = f"{where}.tiers[{i}][{j}]"
+            if key in first:
+                errors.append(f"{here}: key {key!r} is named twice (first at {first[key]})")
+                continue
+            first[key] = here
+            if universe is not None and key not in universe:
+                errors.append(f"{here}: key {key!r} is not in spec.routing.keys")
+    return errors
+
+
+def _weight_errors(where: str, weight: float | None, buckets: int | None) -> list[str]:
+    """A weight names an exact share: whole percents of a listed universe, whole buckets of an open one."""
+    if weight is None or float(weight).is_integer():
+        return []
+    if buckets is None:
+        return [
+            f"{where}: {weight} is fractional; listed keys and replicas take whole percents (fractional weights"
+            " need spec.routing.buckets)"
+        ]
+    share = Fraction(str(weight)) * buckets / 100
+    if share.denominator != 1:
+        return [f"{where}: {weight}% of {buckets} buckets is {float(share):g} buckets, not a whole number"]
+    return []
+
+
+__all__ = ["SHADOW_PLACEHOLDERS", "gate_errors", "keys_errors", "notify_errors", "query_errors", "rollout_errors"]
 
 
 def notify_errors(kind: str, rules: Sequence[NotifyRule]) -> list[str]:

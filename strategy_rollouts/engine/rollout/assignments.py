@@ -69,7 +69,7 @@ def routing_settled(run: Run, t: TargetStatus) -> bool:
     return settled(RoutingState(t.assignments, t.pending, t.draining_until), _desired(run, t.weight))
 
 
-def _desired(run: Run, weight: int) -> Mapping[str, str]:
+def _desired(run: Run, weight: float) -> Mapping[str, str]:
     """desired_assignments for `weight`, once per reconcile (read-only: shared between callers)."""
     desired = run.desired_by_weight.get(weight)
     if desired is None:

@@ -44,7 +44,7 @@ class Observations:
 class RoutingPayload:
     namespace: str
     config_map: str
-    weight: int
+    weight: float
     assignments: dict[str, str]
     # False while trading is stopped; None leaves entriesEnabled to its other writer (a ParityCheck).
     entries_enabled: bool | None = None

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 
+from strategy_rollouts.api.keyhash import share
 from strategy_rollouts.api.rollout import ScaleDown, TargetStatus
 from strategy_rollouts.engine.rollout.state import Run
 
@@ -19,12 +19,12 @@ def canary_size(run: Run, t: TargetStatus) -> int:
     return max(t.base_replicas or 1, 1)
 
 
-def want_canary(run: Run, t: TargetStatus, weight: int) -> bool:
+def want_canary(run: Run, t: TargetStatus, weight: float) -> bool:
     """Scale the canary for `weight`; True once it is Ready to be given keys (or pods)."""
     if run.symbols:
         wanted = canary_size(run, t) if weight > 0 else (t.canary_replicas or 0)
     else:
-        wanted = math.ceil(total(run, t) * weight / 100)
+        wanted = share(weight, total(run, t))
     if (t.canary_replicas or 0) < wanted:
         t.canary_scaled_at = run.now
     t.canary_replicas = max(wanted, t.canary_replicas or 0) if run.symbols else wanted

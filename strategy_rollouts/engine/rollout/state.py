@@ -57,7 +57,7 @@ class Run:
         self.ranked = ranked_keys(tuple(spec.routing.keys), spec.routing.salt or spec.strategy)
         self.symbols = spec.routing.mode == "symbols"
         self.unpublished: set[str] = set()
-        self.desired_by_weight: dict[int, Mapping[str, str]] = {}
+        self.desired_by_weight: dict[float, Mapping[str, str]] = {}
         # Market hours and freeze windows (engine/market.py): what holds progress now, read fresh from
         # the spec every pass, so an edit applies at once (reconcile() made sure a named calendar came).
         self.calendar = market.resolve(spec.market.calendar if spec.market else None, obs.calendar) or (
