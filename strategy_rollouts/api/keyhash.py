@@ -47,8 +47,8 @@ def owner(document: Mapping[str, object], id_: str) -> str | None:
     """Who owns `id_` by a routing.json document (a version, `draining`, `none`), or None: not routed.
 
     Listed universes carry `assignments` (key -> owner); open universes carry `buckets`, `salt`,
-    `canaryBuckets` and, while buckets change owner, `drainingBuckets: [from, to)` (owned by nobody).
-    An id named in `assignments` of an open universe (a pin) wins over its bucket.
+    `canaryBuckets` and, while buckets change owner, `drainingBuckets: [from, to)` (owned by nobody);
+    `stopped: true` after a stop (every id to none). An id named in `assignments` wins over its bucket.
     """
     assignments = document.get("assignments")
     if isinstance(assignments, Mapping) and id_ in assignments:
@@ -57,6 +57,8 @@ def owner(document: Mapping[str, object], id_: str) -> str | None:
     buckets = document.get("buckets")
     if not isinstance(buckets, int) or isinstance(buckets, bool):
         return None
+    if document.get("stopped") is True:
+        return NONE
     salt, canary_buckets = document.get("salt"), document.get("canaryBuckets")
     if not isinstance(salt, str) or not isinstance(canary_buckets, int):
         return None

@@ -234,6 +234,12 @@ class TargetStatus(StatusModel):
     # key -> owner it will get once the handoff is over
     pending: dict[str, str] = {}
     draining_until: Timestamp | None = None
+    # Open universes (spec.routing.buckets), in O(1): buckets below canaryBuckets are the canary's; while
+    # buckets change owner, [canaryBuckets, drainingBuckets) are owned by nobody and nextBuckets is the
+    # canary's share once drainingUntil has passed (engine/keys.py BucketState).
+    canary_buckets: int | None = None
+    draining_buckets: int | None = None
+    next_buckets: int | None = None
     # Desired replicas the operator enforces (None: leave the deployment alone).
     stable_replicas: int | None = None
     canary_replicas: int | None = None
@@ -251,6 +257,12 @@ class TargetStatus(StatusModel):
             raise ValueError(f"keys {odd} must be draining in assignments exactly when they have a pending owner")
         if self.pending and self.draining_until is None:
             raise ValueError("pending owners without drainingUntil")
+        if self.draining_buckets is not None:
+            lo, hi, nxt = self.canary_buckets, self.draining_buckets, self.next_buckets
+            if lo is None or nxt is None or not lo <= nxt <= hi or self.draining_until is None:
+                raise ValueError(
+                    "drainingBuckets needs canaryBuckets <= nextBuckets <= drainingBuckets and drainingUntil"
+                )
         return self
 
 

@@ -8,7 +8,8 @@ the functions of each section; a section imports only sections listed above it (
   model        what goes in and out: Observations, Decision, RoutingPayload, Scale
   state        Run and its small helpers (events, wake-ups, history, phase)
   replicas     pods per deployment, delayed scale-downs
-  assignments  key assignments per target, one handoff step at a time
+  assignments  key assignments per target (or bucket ranges), one handoff step at a time
+  quarantine   per-key gates: a failing key back to stable alone, releaseKey, maxQuarantined
   lifecycle    start, success, rollback / freeze on failure, emergency stop
   progression  stages and steps, durations, approvals, webhook confirmations
   requests     status.requests, one outcome each

@@ -77,7 +77,9 @@ def decide(run: Run) -> None:
             run.set_phase("Paused", "GateFailed", f"frozen (onFailure: pause): {st.manual_pause.reason}")
         elif summary.failed:
             gate = summary.failed[0]
+            per_key = {g.name for g in spec.gates if g.per_key is not None}
             reason = "RiskBudgetExceeded" if gate.name.startswith("risk-budget:") else "GateFailed"
+            reason = "KeysQuarantined" if gate.name in per_key else reason
             fail(run, reason, summary.failure_reason())
         elif deadline:
             fail(run, "ProgressDeadlineExceeded", deadline)

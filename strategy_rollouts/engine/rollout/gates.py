@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 from strategy_rollouts.api.gates import GateSpec
 from strategy_rollouts.api.rollout import RiskBudgetStatus, Stage, StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine import gates as gatelib
 from strategy_rollouts.engine import market, webhook_gates
+from strategy_rollouts.engine.rollout.quarantine import judge_keys, over_limit
 from strategy_rollouts.engine.rollout.state import ACTIVE, Run
 
 
@@ -48,7 +50,17 @@ def due_gates(spec: StrategyRolloutSpec, status: StrategyRolloutStatus, now: dat
     if status.phase not in ACTIVE:
         return []
     by_name = {g.name: g for g in status.gates}
-    return [g for g in active_gates(spec, status, now) if gatelib.is_due(g, by_name.get(g.name), now)]
+    return [
+        g for g in active_gates(spec, status, now) if g.per_key is None and gatelib.is_due(g, by_name.get(g.name), now)
+    ]
+
+
+def due_per_key_gates(spec: StrategyRolloutSpec, status: StrategyRolloutStatus, now: datetime) -> list[GateSpec]:
+    """Per-key gates due now: measured `by (label)`, one value per key (engine/rollout/quarantine.py)."""
+    if status.phase not in ACTIVE:
+        return []
+    by_name = {g.name: g for g in status.gates}
+    return [g for g in spec.gates if g.per_key is not None and gatelib.is_due(g, by_name.get(g.name), now)]
 
 
 # Status timestamps are written with millisecond precision: a start read back may be up to 1 ms earlier.
@@ -67,6 +79,12 @@ def record_gates(run: Run) -> gatelib.GateSummary:
     specs = active_gates(run.spec, run.st, run.now)
     by_name = {g.name: g for g in run.st.gates}
     for gate in specs:
+        if gate.per_key is not None:
+            judged = judge_keys(run, gate, by_name.get(gate.name))
+            if judged is not None:
+                by_name[gate.name] = judged
+            run.wake(gatelib.next_due(gate, by_name.get(gate.name), run.now))
+            continue
         m = run.obs.measurements.get(gate.name)
         if m is not None and read_an_earlier_step(gate, m, run.st.step_started_at):
             m = None  # a sequential judge's samples from before this step: not this step's; measured again
@@ -84,4 +102,9 @@ def record_gates(run: Run) -> gatelib.GateSummary:
         run.st.risk_budget = RiskBudgetStatus(
             used_percent=risk.value if risk else None, max_percent=stage.risk_budget.max_percent
         )
-    return gatelib.summarize(specs, by_name, run.now)
+    summary = gatelib.summarize(specs, by_name, run.now)
+    if over_limit(run):  # more quarantined keys than allowed: onFailure at once, whatever failureLimit
+        over = [by_name[g.name] for g in specs if g.per_key is not None and g.name in by_name]
+        failed = [s for s in over if s.result == "Fail"] or over
+        summary = dataclasses.replace(summary, failed=[*failed[:1], *summary.failed], all_pass=False)
+    return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.rollout import HistoryEntry, HistoryOutcome, StrategyRolloutSpec, TargetStatus
 from strategy_rollouts.engine.rollout.assignments import routing_settled
+from strategy_rollouts.engine.rollout.quarantine import set_quarantined
 from strategy_rollouts.engine.rollout.replicas import schedule_scale_down, total, want_canary
 from strategy_rollouts.engine.rollout.state import OPERATOR, Run
 from strategy_rollouts.engine.routing import DRAINING, NONE
@@ -46,6 +47,7 @@ def start(run: Run) -> None:
     run.st.manual_pause = None
     run.st.scale_downs = []
     run.st.gates = []
+    set_quarantined(run, [])  # a quarantine lasts for the run it was decided in
     run.st.started_at = run.st.stage_started_at = run.st.step_started_at = run.now
     run.st.stage_index, run.st.step_index, run.st.canary_weight = 0, 0, 0
     run.st.stage = spec.stages[0].name

@@ -34,10 +34,23 @@ class Observations:
     # target namespace -> assignments its ConfigMap shows, for targets status has no record of (a
     # status lost or reset): the apps may be trading those keys, so they are drained, never handed over.
     routed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # per-key gate name -> key -> the key's measurement (canary side), for gates with perKey
+    per_key: Mapping[str, Mapping[str, Measurement]] = field(default_factory=dict)
     shadow_found: bool = False
     shadow_verdict: str | None = None
     # spec.market's calendar (operator/checks/calendars.py); None: 24/7, or no market.
     calendar: market.Calendar | None = None
+
+
+@dataclass(frozen=True)
+class BucketRouting:
+    """An open universe's routing (api/keyhash.py `owner`): O(1) whatever the number of ids."""
+
+    buckets: int
+    salt: str
+    canary: int
+    draining: tuple[int, int] | None = None
+    stopped: bool = False  # trading stopped: every bucket to none
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class RoutingPayload:
     assignments: dict[str, str]
     # False while trading is stopped; None leaves entriesEnabled to its other writer (a ParityCheck).
     entries_enabled: bool | None = None
+    buckets: BucketRouting | None = None
 
 
 @dataclass(frozen=True)

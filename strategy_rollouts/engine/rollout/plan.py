@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
-from strategy_rollouts.engine.rollout.gates import due_gates
+from strategy_rollouts.engine.rollout.gates import due_gates, due_per_key_gates
 from strategy_rollouts.engine.rollout.lifecycle import target_namespaces
 from strategy_rollouts.engine.types import ObservationPlan, Ref
 
@@ -36,6 +36,7 @@ def plan(
         ),
         objects=(("shadowruns", (namespace, spec.shadow_run)),) if spec.shadow_run else (),
         measure=() if urgent(status) else tuple(due_gates(spec, status, now)),
+        measure_per_key=() if urgent(status) else tuple(due_per_key_gates(spec, status, now)),
     )
 
 

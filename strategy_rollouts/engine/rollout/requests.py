@@ -8,6 +8,7 @@ from strategy_rollouts.engine import approvals as approvallib
 from strategy_rollouts.engine import requests as reqlib
 from strategy_rollouts.engine.rollout.lifecycle import rollback, stop_trading
 from strategy_rollouts.engine.rollout.progression import begin_completion, next_stage, next_step
+from strategy_rollouts.engine.rollout.quarantine import release_key
 from strategy_rollouts.engine.rollout.replicas import want_canary
 from strategy_rollouts.engine.rollout.state import ACTIVE, Run
 
@@ -100,6 +101,8 @@ def _apply(run: Run, req: RolloutRequest) -> tuple[Outcome, str]:
         return "Rejected", f"{action} does not apply in phase {phase}"
     if action == "approve":
         return approve(run, req)
+    if action == "releaseKey":
+        return release_key(run, req.key)
     if action == "pause":
         if run.st.manual_pause is not None:
             return "Rejected", f"already paused by {run.st.manual_pause.by}"

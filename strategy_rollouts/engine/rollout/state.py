@@ -14,6 +14,7 @@ from strategy_rollouts.api.rollout import (
     TargetStatus,
 )
 from strategy_rollouts.engine import market
+from strategy_rollouts.engine.keys import tiered_rank
 from strategy_rollouts.engine.rollout.model import DeploymentObs, Observations
 from strategy_rollouts.engine.routing import rank_keys
 from strategy_rollouts.engine.types import Event, EventType
@@ -24,9 +25,9 @@ OPERATOR = "strategy-rollouts"
 
 
 @functools.lru_cache(maxsize=4096)
-def ranked_keys(keys: tuple[str, ...], salt: str) -> tuple[str, ...]:
-    """The ranking only changes with the universe or the salt: one sha256 per key, once."""
-    return tuple(rank_keys(keys, salt))
+def ranked_keys(keys: tuple[str, ...], salt: str, tiers: tuple[tuple[str, ...], ...] = ()) -> tuple[str, ...]:
+    """The ranking only changes with the universe, the salt or the tiers: one sha256 per key, once."""
+    return tuple(tiered_rank(keys, salt, tiers) if tiers else rank_keys(keys, salt))
 
 
 def _copy_target(t: TargetStatus) -> TargetStatus:
@@ -54,8 +55,14 @@ class Run:
         self.now = now
         self.events: list[Event] = []
         self.wakes: list[datetime] = []
-        self.ranked = ranked_keys(tuple(spec.routing.keys), spec.routing.salt or spec.strategy)
+        order = spec.routing.order
+        tiers = tuple(tuple(tier) for tier in order.tiers) if order is not None and order.tiers else ()
+        self.salt = spec.routing.salt or spec.strategy
+        self.ranked = ranked_keys(tuple(spec.routing.keys), self.salt, tiers)
         self.symbols = spec.routing.mode == "symbols"
+        # An open universe: routed by bucket ranges, no keys in status (engine/keys.py).
+        self.buckets = spec.routing.buckets if self.symbols else None
+        self.quarantined = frozenset(q.key for q in status.keys.quarantined) if status.keys else frozenset()
         self.unpublished: set[str] = set()
         self.desired_by_weight: dict[float, Mapping[str, str]] = {}
         # Market hours and freeze windows (engine/market.py): what holds progress now, read fresh from

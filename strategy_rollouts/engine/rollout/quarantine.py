@@ -1,0 +1,105 @@
+"""Per-key gates: a key failing one goes back to stable alone (quarantined), up to maxQuarantined.
+
+A gate with `perKey` is measured once per key (Observations.per_key). Each key the canary owns is judged
+alone; a failing key is recorded in `status.keys.quarantined` (with the gate, the value and why) and from
+then on desired on stable, so the handoff drains it there like any other key that changes owner. It stays
+there for the rest of the run unless a `releaseKey` request returns it. More quarantined keys than
+`spec.routing.maxQuarantined` allows is a failure of the whole rollout (`onFailure`).
+"""
+
+from __future__ import annotations
+
+from strategy_rollouts.api.gates import GateSpec, GateStatus
+from strategy_rollouts.api.requests import Outcome
+from strategy_rollouts.api.rollout import KeysStatus, QuarantinedKey
+from strategy_rollouts.engine import gates as gatelib
+from strategy_rollouts.engine.keys import quarantine_limit
+from strategy_rollouts.engine.rollout.state import Run
+
+
+def set_quarantined(run: Run, entries: list[QuarantinedKey]) -> None:
+    run.st.keys = KeysStatus(quarantined=entries) if entries else None
+    run.quarantined = frozenset(q.key for q in entries)
+    run.desired_by_weight.clear()  # the desired assignments depend on the quarantined keys
+
+
+def limit(run: Run) -> int:
+    return quarantine_limit(run.spec.routing.max_quarantined, len(run.ranked))
+
+
+def canary_keys(run: Run) -> set[str]:
+    """Keys the canary trades now (published as its own) in any target."""
+    canary = run.spec.canary.version
+    return {k for t in run.st.targets for k, owner in t.assignments.items() if owner == canary}
+
+
+def judge_keys(run: Run, gate: GateSpec, prev: GateStatus | None) -> GateStatus | None:
+    """Judge this pass' per-key measurements of `gate`; None: nothing measured (the status stays as it was,
+    and goes stale: a per-key gate never measured holds the rollout, like any gate without a fresh Pass).
+
+    The gate's own status summarizes: Pass when no key it judged failed or the failures were quarantined
+    within the limit; Fail (counted at once, whatever failureLimit) when the quarantined keys exceed it;
+    Inconclusive when the canary trades keys and none of them was measured.
+    """
+    measured = run.obs.per_key.get(gate.name)
+    if measured is None:
+        return None
+    trading = canary_keys(run) - run.quarantined
+    judged = sorted(k for k in measured if k in trading)
+    entries = list(run.st.keys.quarantined) if run.st.keys else []
+    newly: list[str] = []
+    for key in judged:
+        result, message = gatelib.judge(gate, measured[key])
+        if result != "Fail" or gate.dry_run:  # a dry-run gate is shown, never acts
+            continue
+        value = measured[key].value
+        entries.append(QuarantinedKey(key=key, gate=gate.name, value=value, at=run.now, message=message))
+        newly.append(key)
+        run.event("Warning", "KeyQuarantined", f"{key} back to stable: gate {gate.name} {message}")
+    if newly:
+        set_quarantined(run, entries)
+    allowed = limit(run)
+    over = len(entries) > allowed
+    failures = prev.failures if prev else 0
+    inconclusives = prev.inconclusives if prev else 0
+    if over:
+        result, failures, inconclusives = "Fail", failures + 1, 0
+        message = (
+            f"{len(entries)} keys quarantined, more than spec.routing.maxQuarantined allows ({allowed}):"
+            f" {', '.join(q.key for q in entries[:10])}"
+        )
+    elif trading and not judged:
+        result, inconclusives = "Inconclusive", inconclusives + 1
+        message = f"none of the {len(trading)} canary keys was measured"
+    else:
+        result, inconclusives = "Pass", 0
+        message = f"{len(judged)} keys judged; {len(newly)} quarantined now, {len(entries)} in all (at most {allowed})"
+    return GateStatus(
+        name=gate.name,
+        value=float(len(entries)),
+        result=result,
+        failures=failures,
+        consecutive_failures=(prev.consecutive_failures if prev else 0) + 1 if over else 0,
+        inconclusives=inconclusives,
+        evaluated_at=run.now,
+        message=message,
+        dry_run=gate.dry_run or None,
+    )
+
+
+def over_limit(run: Run) -> bool:
+    return run.st.keys is not None and len(run.st.keys.quarantined) > limit(run)
+
+
+def release_key(run: Run, key: str | None) -> tuple[Outcome, str]:
+    """`releaseKey`: the key leaves quarantine and goes back to the canary when its weight reaches it
+    (with a drain, as every change of owner)."""
+    if key is None:
+        return "Rejected", "releaseKey needs the key to release (request field key)"
+    entries = list(run.st.keys.quarantined) if run.st.keys else []
+    if key not in {q.key for q in entries}:
+        quarantined = ", ".join(q.key for q in entries[:10]) or "none"
+        return "Rejected", f"{key} is not quarantined (quarantined: {quarantined})"
+    set_quarantined(run, [q for q in entries if q.key != key])
+    run.event("Normal", "KeyReleased", f"{key} released from quarantine")
+    return "Applied", f"{key} released: it goes back to the canary with its weight"
