@@ -11,7 +11,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from strategy_rollouts.api.keyhash import DRAINING, exact, share
+from strategy_rollouts.api.keyhash import DRAINING, NONE, exact, share
 from strategy_rollouts.engine.routing import rank_keys
 
 # ---- order -------------------------------------------------------------------------------------
@@ -106,43 +106,71 @@ def step_buckets(state: BucketState, desired: int, now: datetime, handoff: timed
 # ---- compact assignments ------------------------------------------------------------------------
 
 
+UNASSIGNED = ""  # an exception: a ranked key the assignment does not name
+
+
 @dataclass(frozen=True)
 class CompactAssignment:
-    """An assignment of N ranked keys in O(exceptions): the first `canary` keys of the ranked order are
-    the canary's and the rest stable's, except the keys in `exceptions` (key -> owner: draining,
-    quarantined back to stable, none). What status and routing.json can carry at 100,000 keys."""
+    """An assignment of N ranked keys in O(exceptions): ranked keys [0, canary) are the canary's,
+    [canary, draining_to) are draining (a weight change drains one contiguous range of the ranked order),
+    the rest stable's; `exceptions` (key -> owner) override single keys: a quarantined key back on stable,
+    a key draining alone, `none`. What status and routing.json can carry at 100,000 keys."""
 
     canary: int
+    draining_to: int
     exceptions: dict[str, str] = field(default_factory=dict)
+    rest: str | None = None  # the owner of the keys past draining_to; None: stable (`none` after a stop)
 
 
 def compact(ranked: Sequence[str], assignments: Mapping[str, str], stable: str, canary: str) -> CompactAssignment:
-    """The shortest prefix form of `assignments` over `ranked`: the prefix length that leaves the fewest
-    exceptions (ties: the shorter prefix). Keys of `assignments` outside `ranked` are exceptions too."""
-    # exceptions(p) = canary-owned keys at index >= p + non-canary keys at index < p (+ keys not ranked)
-    owners = [assignments.get(k) for k in ranked]
-    cost = sum(1 for o in owners if o != stable)  # prefix 0: every key not stable's is an exception
-    best, best_cost = 0, cost
-    for p, owner in enumerate(owners, start=1):
-        # the boundary moves past index p - 1: that key is expected to be the canary's now
-        cost += (owner != canary) - (owner != stable)
-        if cost < best_cost:
-            best, best_cost = p, cost
+    """The form of `assignments` over `ranked` with the fewest exceptions (exact: the three regions canary,
+    draining, rest follow each other in ranked order, so the best boundaries are a shortest path). The rest
+    is stable's, or `none` when more keys are (a stop). Keys outside `ranked` are exceptions too."""
+    forms = [_compact(ranked, assignments, stable, canary, rest) for rest in (None, NONE)]
+    return min(forms, key=lambda f: len(f.exceptions))
+
+
+def _compact(
+    ranked: Sequence[str], assignments: Mapping[str, str], stable: str, canary: str, rest: str | None
+) -> CompactAssignment:
+    regions = (canary, DRAINING, rest or stable)
+    owners = [assignments.get(k, UNASSIGNED) for k in ranked]
+    cost = [0, 0, 0]
+    back: list[tuple[int, int, int]] = []  # per key: the region the previous key was in, for each region
+    for owner in owners:
+        prev = (0, 0 if cost[0] <= cost[1] else 1, min(range(3), key=lambda r: (cost[r], r)))
+        cost = [cost[prev[r]] + (owner != regions[r]) for r in range(3)]
+        back.append(prev)
+    region = min(range(3), key=lambda r: (cost[r], r))
+    ends = [0, 0, len(owners)]  # ends[r]: one past the last key in region r
+    seen = [False, False, False]
+    for index in range(len(owners) - 1, -1, -1):
+        if not seen[region]:
+            ends[region], seen[region] = index + 1, True
+        region = back[index][region]
+    canary_end = ends[0] if seen[0] else 0
+    draining_end = ends[1] if seen[1] else canary_end
+    form = CompactAssignment(canary_end, draining_end, rest=rest)
     exceptions = {}
     for index, (key, owner) in enumerate(zip(ranked, owners, strict=True)):
-        expected = canary if index < best else stable
-        if owner != expected:
-            exceptions[key] = owner if owner is not None else "unassigned"
+        if owner != _expected(form, index, stable, canary):
+            exceptions[key] = owner
     ranked_set = set(ranked)
     exceptions.update({k: v for k, v in assignments.items() if k not in ranked_set})
-    return CompactAssignment(best, exceptions)
+    return CompactAssignment(canary_end, draining_end, exceptions, rest)
+
+
+def _expected(form: CompactAssignment, index: int, stable: str, canary: str) -> str:
+    if index < form.canary:
+        return canary
+    return DRAINING if index < form.draining_to else (form.rest or stable)
 
 
 def expand(ranked: Sequence[str], form: CompactAssignment, stable: str, canary: str) -> dict[str, str]:
     """The full key -> owner map a compact assignment stands for (the inverse of `compact`)."""
-    out = {key: (canary if index < form.canary else stable) for index, key in enumerate(ranked)}
+    out = {key: _expected(form, index, stable, canary) for index, key in enumerate(ranked)}
     for key, owner in form.exceptions.items():
-        if owner == "unassigned":
+        if owner == UNASSIGNED:
             out.pop(key, None)
         else:
             out[key] = owner

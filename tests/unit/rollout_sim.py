@@ -12,9 +12,11 @@ from typing import Any
 import yaml
 
 from strategy_rollouts.api.requests import RolloutAction, RolloutRequest
-from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
+from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus, TargetStatus
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.rollout import Decision, DeploymentObs, Observations, plan, reconcile
+from strategy_rollouts.engine.rollout.model import BucketRouting
+from strategy_rollouts.engine.rollout.world import desired_routing
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
 
@@ -55,6 +57,11 @@ class World:
     published: dict[str, dict[str, str]] = field(default_factory=dict)
     revisions: dict[str, int] = field(default_factory=dict)
     gate_values: dict[str, float | None] = field(default_factory=dict)
+    # per-key gates: gate -> key -> value (a key not named: 100.0)
+    key_values: dict[str, dict[str, float]] = field(default_factory=dict)
+    # open universes: what each namespace's routing.json publishes about its buckets
+    published_buckets: dict[str, BucketRouting | None] = field(default_factory=dict)
+    bucket_snapshots: list[BucketRouting] = field(default_factory=list)
     shadow: tuple[bool, str | None] = (False, None)
     decisions: list[Decision] = field(default_factory=list)
     snapshots: list[dict[str, str]] = field(default_factory=list)
@@ -68,17 +75,29 @@ class World:
 
     def observe(self) -> Observations:
         measurements = {}
-        for gate in plan(self.spec, self.status, self.namespace, "fib-rsi", self.now).measure:  # as the operator
+        planned = plan(self.spec, self.status, self.namespace, "fib-rsi", self.now)
+        per_key = {
+            gate.name: {
+                k: Measurement(self.key_values.get(gate.name, {}).get(k, 100.0)) for k in self.spec.routing.keys
+            }
+            for gate in planned.measure_per_key
+        }
+        for gate in planned.measure:  # as the operator
             value = self.gate_values.get(gate.name, 100.0)
             measurements[gate.name] = (
                 Measurement(value) if value is not None else Measurement(None, outcome="inconclusive", message="empty")
             )
-        published = {t.namespace: self.published.get(t.namespace) == t.assignments for t in self.status.targets}
+        published = {
+            t.namespace: self.published.get(t.namespace) == t.assignments
+            and (self.spec.routing.buckets is None or self.published_buckets.get(t.namespace) == self._buckets_of(t))
+            for t in self.status.targets
+        }
         return Observations(
             namespace=self.namespace,
             name="fib-rsi",
             deployments={k: DeploymentObs(v, v) for k, v in self.replicas.items()},
             measurements=measurements,
+            per_key=per_key,
             published=published,
             revisions=dict(self.revisions),
             shadow_found=self.shadow[0],
@@ -94,8 +113,16 @@ class World:
         self.decisions.append(decision)
         return decision
 
+    def _buckets_of(self, t: TargetStatus) -> BucketRouting | None:
+        """What status says a namespace should publish about its buckets (as the engine's payload)."""
+        payloads = [p for p in desired_routing(self.spec, self.status) if p.namespace == t.namespace]
+        return payloads[0].buckets if payloads else None
+
     def apply(self, decision: Decision) -> None:
         for payload in decision.routing:
+            if payload.buckets is not None and self.published_buckets.get(payload.namespace) != payload.buckets:
+                self.published_buckets[payload.namespace] = payload.buckets
+                self.bucket_snapshots.append(payload.buckets)
             if self.published.get(payload.namespace) != payload.assignments:
                 self.published[payload.namespace] = dict(payload.assignments)
                 self.revisions[payload.namespace] = self.revisions.get(payload.namespace, 0) + 1
@@ -111,6 +138,10 @@ class World:
     ) -> None:
         """What a writer's merge patch does: add one pending request under its own id."""
         req = RolloutRequest(action=action, by=by, reason=reason, source=source, at=self.now)
+        self.status = self.status.model_copy(update={"requests": {**self.status.requests, id_: req}})
+
+    def release(self, id_: str, key: str, by: str = "alice") -> None:
+        req = RolloutRequest(action="releaseKey", by=by, key=key, at=self.now)
         self.status = self.status.model_copy(update={"requests": {**self.status.requests, id_: req}})
 
     def outcome(self, id_: str) -> str | None:

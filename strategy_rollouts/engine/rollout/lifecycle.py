@@ -85,6 +85,17 @@ def finish_if_complete(run: Run) -> None:
         return
     if not all(want_canary(run, t, 100) and routing_settled(run, t) for t in run.st.targets):
         return
+    if run.quarantined:
+        # The stable deployment still trades these keys: it must not be scaled down under them. A person
+        # decides: releaseKey returns a key to the canary (and then this completes), abort rolls back.
+        held = sorted(run.quarantined)
+        run.set_phase(
+            "Paused",
+            "KeysQuarantined",
+            f"every other key is on {run.spec.canary.version}; {len(held)} quarantined keys still trade on"
+            f" {run.spec.stable.version} ({', '.join(held[:10])}): release them (releaseKey) to complete, or abort",
+        )
+        return
     delay = max(parse_duration(run.spec.scale_down_delay), parse_duration(run.spec.routing.handoff))
     for t in run.st.targets:
         schedule_scale_down(run, t.namespace, run.spec.stable.deployment, run.now + delay)

@@ -1,0 +1,260 @@
+"""Keys as first-class (issue 33), the engine half: tiers, buckets, quarantine, the compact form.
+
+Scenarios run the pure engine in the simulated world (rollout_sim.py); the routing hash is checked
+against an independent computation, and the compact form against its expansion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from strategy_rollouts.api import keyhash
+from strategy_rollouts.api.rollout import StrategyRolloutSpec
+from strategy_rollouts.engine.keys import (
+    BucketState,
+    compact,
+    expand,
+    quarantine_limit,
+    step_buckets,
+    tiered_rank,
+    tiers_from_ranks,
+)
+from strategy_rollouts.engine.rollout import routing_document
+from strategy_rollouts.engine.routing import DRAINING, NONE, desired_assignments, rank_keys
+from tests.unit.rollout_sim import EXAMPLE, T0, World
+
+V1, V2 = "v1.0.0", "v2.0.0"
+KEYS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "ADAUSDT", "XRPUSDT", "DOGEUSDT", "AVAXUSDT", "DOTUSDT", "LINKUSDT"]
+NET_BPS = {"name": "net-bps", "query": "q", "condition": "> -5", "interval": "10s", "perKey": {"label": "symbol"}}
+
+
+def spec(routing: dict[str, Any] | None = None, **extra: Any) -> StrategyRolloutSpec:
+    data = yaml.safe_load(EXAMPLE)
+    data["routing"] = {**data["routing"], **(routing or {})}
+    data.update(extra)
+    return StrategyRolloutSpec.model_validate(data)
+
+
+def canary_keys(w: World) -> set[str]:
+    return {k for k, v in w.published["trading"].items() if v == V2}
+
+
+# ---- the routing hash, shared with the apps -----------------------------------------------------
+
+
+def test_bucket_of_is_sha256_of_salt_and_id_mod_buckets() -> None:
+    for i in range(200):
+        uid = f"user-{i}"
+        independent = int(hashlib.sha256(f"copy:{uid}".encode()).hexdigest(), 16) % 10_000
+        assert keyhash.bucket_of("copy", uid, 10_000) == independent
+
+
+def test_weights_are_exact_decimals() -> None:
+    assert keyhash.share(0.5, 10_000) == 50
+    assert keyhash.share(0.29, 10_000) == 29  # 0.29 * 10_000 / 100 is 28.999... in floats
+    assert keyhash.share(10, 10) == 1 and keyhash.share(10, 5) == 1 and keyhash.share(0, 7) == 0
+
+
+def test_owner_reads_both_universes_from_routing_json() -> None:
+    doc: dict[str, object] = {
+        "stableVersion": V1,
+        "canaryVersion": V2,
+        "assignments": {},
+        "buckets": 100,
+        "salt": "s",
+        "canaryBuckets": 10,
+        "drainingBuckets": [10, 20],
+    }
+    for i in range(300):
+        uid = str(i)
+        bucket = keyhash.bucket_of("s", uid, 100)
+        expected = V2 if bucket < 10 else DRAINING if bucket < 20 else V1
+        assert keyhash.owner(doc, uid) == expected
+        assert keyhash.owns(doc, uid, V2) == (bucket < 10)
+    assert keyhash.owner({**doc, "stopped": True}, "7") == NONE
+    assert keyhash.owner({"assignments": {"BTCUSDT": V2}}, "BTCUSDT") == V2
+    assert keyhash.owner({"assignments": {"BTCUSDT": V2}}, "ETHUSDT") is None
+
+
+# ---- tiers ---------------------------------------------------------------------------------------
+
+
+def test_tiers_come_first_and_keep_hash_order_within() -> None:
+    tiers = [["DOTUSDT", "LINKUSDT", "ADAUSDT"], ["XRPUSDT"]]
+    ranked = tiered_rank(KEYS, "fib_rsi", tiers)
+    assert ranked[:3] == rank_keys(tiers[0], "fib_rsi") and ranked[3] == "XRPUSDT"
+    assert ranked[4:] == rank_keys(set(KEYS) - {"DOTUSDT", "LINKUSDT", "ADAUSDT", "XRPUSDT"}, "fib_rsi")
+    assert tiers_from_ranks({"A": 3.0, "B": 1.0, "C": 3.0, "D": float("nan")}) == [["B"], ["A", "C"]]
+    assert tiers_from_ranks({"A": 3.0, "B": 1.0}, ascending=False) == [["A"], ["B"]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    tiers=st.lists(st.lists(st.integers(0, 45), max_size=6), max_size=4),
+    weights=st.lists(st.integers(0, 100), min_size=2, max_size=5),
+)
+def test_property_tiered_assignments_are_deterministic_and_monotonic(
+    n: int, tiers: list[list[int]], weights: list[int]
+) -> None:
+    keys = [f"K{i}" for i in range(n)]
+    named = [[f"K{i}" for i in tier] for tier in tiers]
+    ranked = tiered_rank(keys, "salt", named)
+    assert sorted(ranked) == sorted(keys) and ranked == tiered_rank(list(reversed(keys)), "salt", named)
+    previous: set[str] = set()
+    for w in sorted(weights):
+        owned = {k for k, v in desired_assignments(ranked, w, V1, V2).items() if v == V2}
+        assert previous <= owned and len(owned) == keyhash.share(w, n)
+        previous = owned
+    # a key of an earlier tier always goes before every key of a later tier
+    position = {k: i for i, k in enumerate(ranked)}
+    placed: set[str] = set()
+    for earlier, later in zip(named, named[1:], strict=False):
+        placed |= {k for k in earlier if k in position}
+        for k in later:
+            if k in position and k not in placed:
+                assert all(position[e] < position[k] for e in placed)
+
+
+def test_a_rollout_with_tiers_gives_the_first_tier_first() -> None:
+    w = World(spec({"order": {"tiers": [["DOTUSDT", "LINKUSDT"]]}}))
+    w.run(30)
+    assert w.status.canary_weight == 10 and canary_keys(w) <= {"DOTUSDT", "LINKUSDT"} and len(canary_keys(w)) == 1
+
+
+# ---- quarantine ----------------------------------------------------------------------------------
+
+
+def quarantine_world(max_quarantined: int | str, bad: dict[str, float]) -> World:
+    w = World(spec({"maxQuarantined": max_quarantined}, gates=[NET_BPS]))
+    w.key_values["net-bps"] = dict(bad)
+    return w
+
+
+def test_a_failing_key_goes_back_to_stable_alone_and_the_others_reach_100_percent() -> None:
+    w = quarantine_world(1, {"SOLUSDT": -12.0})
+    w.run_until("Paused", limit=3600)
+    while not (w.status.reason == "KeysQuarantined" and (w.status.stage_index or 0) >= 2):
+        assert w.now < T0 + timedelta(hours=2), (w.status.phase, w.status.reason, w.status.message)
+        w.reconcile()
+        w.now += timedelta(seconds=1)
+    assert w.status.keys is not None
+    [q] = w.status.keys.quarantined
+    assert (q.key, q.gate, q.value) == ("SOLUSDT", "net-bps", -12.0) and "> -5" in (q.message or "")
+    assert w.published["trading"]["SOLUSDT"] == V1
+    assert canary_keys(w) == set(KEYS) - {"SOLUSDT"}
+    assert "quarantined keys still trade on v1.0.0" in (w.status.message or "")
+    # the stable deployment is not scaled down under the key it still trades
+    assert (w.replicas[("trading", "fib-rsi-legacy")]) > 0
+    # SOLUSDT was drained, never handed from v2 to v1 directly
+    owners = [snap.get("SOLUSDT") for snap in w.snapshots]
+    for a, b in zip(owners, owners[1:], strict=False):
+        assert not (a == V2 and b == V1)
+    # released (its metric recovered): it returns to the canary and the rollout completes
+    w.key_values["net-bps"] = {}
+    w.release("rel-1", "SOLUSDT")
+    w.run_until("Succeeded", limit=600)
+    assert w.outcome("rel-1") == "Applied" and w.status.keys is None
+    assert canary_keys(w) == set(KEYS)
+
+
+def test_more_bad_keys_than_max_quarantined_roll_back_the_whole_rollout() -> None:
+    w = quarantine_world("10%", {"SOLUSDT": -12.0, "ETHUSDT": -30.0, "BTCUSDT": -9.0})
+    # let enough keys reach the canary for the bad ones to be judged
+    w.run_until("RolledBack", limit=3600)
+    assert w.status.reason == "KeysQuarantined", w.status.message
+    assert "more than spec.routing.maxQuarantined allows (1)" in (w.status.message or "")
+    w.run(30)
+    assert set(w.published["trading"].values()) == {V1}
+
+
+def test_release_key_of_a_key_not_quarantined_is_rejected() -> None:
+    w = quarantine_world(1, {})
+    w.run(20)
+    w.release("rel-1", "SOLUSDT")
+    w.reconcile()
+    assert w.outcome("rel-1") == "Rejected"
+    assert "not quarantined" in w.status.handled_requests[-1].message
+
+
+def test_quarantine_limit_counts_or_rounds_the_percent_down() -> None:
+    assert quarantine_limit(2, 100) == 2
+    assert quarantine_limit("10%", 15) == 1 and quarantine_limit("10%", 100_000) == 10_000
+    assert quarantine_limit("0.5%", 1000) == 5
+
+
+# ---- open universes ------------------------------------------------------------------------------
+
+
+def bucket_spec() -> StrategyRolloutSpec:
+    return spec(
+        {"keys": [], "buckets": 10_000, "salt": "copy"},
+        stages=[{"name": "prod", "steps": [{"setWeight": 0.5}, {"pause": {"duration": "1m"}}, {"setWeight": 100}]}],
+    )
+
+
+def test_a_bucket_rollout_at_half_a_percent_routes_the_expected_users_in_constant_size() -> None:
+    w = World(bucket_spec())
+    sizes = []
+    while (w.status.stage_index or 0) == 0 and (w.status.step_index or 0) < 1 or w.status.canary_weight != 0.5:
+        w.reconcile()
+        w.now += timedelta(seconds=1)
+    w.run(10)
+    payload = next(p for p in w.decisions[-1].routing)
+    document = routing_document(w.spec, payload, 1, 1.0, True)
+    assert document["canaryBuckets"] == 50 and "drainingBuckets" not in document
+    users = [f"user-{i}" for i in range(10_000)]
+    expected = {u for u in users if int(hashlib.sha256(f"copy:{u}".encode()).hexdigest(), 16) % 10_000 < 50}
+    assert {u for u in users if keyhash.owns(document, u, V2)} == expected
+    sizes.append(len(json.dumps(w.status.wire())))
+    w.run_until("Succeeded", limit=600)
+    sizes.append(len(json.dumps(w.status.wire())))
+    assert max(sizes) < 8192 and w.status.targets[0].assignments == {}
+    # every bucket went stable -> draining -> canary: no published revision gave one straight to the other
+    for a, b in zip(w.bucket_snapshots, w.bucket_snapshots[1:], strict=False):
+        assert b.canary <= a.canary or a.draining is not None and b.canary <= a.draining[1], (a, b)
+
+
+def test_step_buckets_drains_every_change_of_owner() -> None:
+    hand = timedelta(seconds=5)
+    s = step_buckets(BucketState(), 50, T0, hand, True)
+    assert (s.canary, s.draining, s.next) == (0, (0, 50), 50)
+    s = step_buckets(s, 80, T0 + timedelta(seconds=1), hand, True)  # more buckets join the drain
+    assert s.draining == (0, 80) and s.until == T0 + timedelta(seconds=6)
+    s = step_buckets(s, 80, T0 + timedelta(seconds=6), hand, True)
+    assert (s.canary, s.draining) == (80, None)
+    s = step_buckets(s, 0, T0 + timedelta(seconds=7), hand, False)  # a rollback drains them back
+    assert (s.canary, s.draining, s.next) == (0, (0, 80), 0)
+    s = step_buckets(s, 0, T0 + timedelta(seconds=30), hand, False)  # not published: the clock waits
+    assert s.draining == (0, 80)
+
+
+# ---- compact form --------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(owners=st.lists(st.sampled_from([V1, V2, DRAINING, NONE, ""]), max_size=30))
+def test_property_compact_expands_back_to_the_same_assignment(owners: list[str]) -> None:
+    ranked = [f"K{i}" for i in range(len(owners))]
+    assignments = {k: o for k, o in zip(ranked, owners, strict=True) if o}
+    form = compact(ranked, assignments, V1, V2)
+    assert expand(ranked, form, V1, V2) == assignments
+
+
+def test_compact_form_of_a_100000_key_abort_is_a_few_bytes() -> None:
+    ranked = [f"SYM{i:06d}" for i in range(100_000)]
+    at_half = desired_assignments(ranked, 50, V1, V2, quarantined={"SYM000007", "SYM000123"})
+    form = compact(ranked, at_half, V1, V2)
+    assert (form.canary, len(form.exceptions)) == (50_000, 2)
+    aborting = dict.fromkeys(ranked[:50_000], DRAINING) | dict.fromkeys(ranked[50_000:], V1)
+    form = compact(ranked, aborting, V1, V2)
+    assert (form.canary, form.draining_to, form.exceptions) == (0, 50_000, {})
+    stopped = dict.fromkeys(ranked, NONE)
+    assert compact(ranked, stopped, V1, V2).exceptions == {}
