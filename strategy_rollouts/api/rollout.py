@@ -276,7 +276,10 @@ class QuarantinedKey(StatusModel):
     message: str | None = None
 
 
-QUARANTINE_LIMIT = 1000  # status.keys.quarantined never grows past this: beyond maxQuarantined is onFailure
+# maxQuarantined may allow at most this many keys, so status.keys.quarantined stays small (engine/size.py):
+# the engine stops quarantining at one key beyond the limit, and fails the rollout then.
+MAX_QUARANTINED = 100
+QUARANTINE_LIMIT = MAX_QUARANTINED + 1
 
 
 class KeysStatus(StatusModel):

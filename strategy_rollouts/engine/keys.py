@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from strategy_rollouts.api.keyhash import DRAINING, NONE, exact, share
+from strategy_rollouts.api.rollout import MAX_QUARANTINED
 from strategy_rollouts.engine.routing import rank_keys
 
 # ---- order -------------------------------------------------------------------------------------
@@ -53,8 +54,10 @@ def quarantine_limit(max_quarantined: int | str, total: int) -> int:
     """How many keys may be quarantined before the whole rollout fails: a count, or a percent of the
     universe rounded down (Kubernetes' maxUnavailable convention: "10%" of 15 keys is 1)."""
     if isinstance(max_quarantined, int):
-        return max_quarantined
-    return math.floor(exact(float(max_quarantined.rstrip("%"))) * total / 100)
+        return min(max_quarantined, MAX_QUARANTINED)
+    # Validation refuses a percent above MAX_QUARANTINED where the universe is in the spec; with keysFrom
+    # the list is read later, and the cap keeps status small there too (docs/keys.md says so).
+    return min(math.floor(exact(float(max_quarantined.rstrip("%"))) * total / 100), MAX_QUARANTINED)
 
 
 # ---- open universes: buckets ----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from fractions import Fraction
@@ -15,7 +16,7 @@ from strategy_rollouts.api.placeholders import (
     placeholders_in,
     unknown_placeholders,
 )
-from strategy_rollouts.api.rollout import StrategyRolloutSpec
+from strategy_rollouts.api.rollout import MAX_QUARANTINED, StrategyRolloutSpec
 from strategy_rollouts.engine.market import market_errors
 from strategy_rollouts.engine.size import size_errors
 
@@ -182,6 +183,7 @@ def keys_errors(spec: StrategyRolloutSpec) -> list[str]:
     elif len(sources) > 1:
         errors.append(f"spec.routing.{sources[1]}: set one of keys, keysFrom or buckets (got {', '.join(sources)})")
     buckets = routing.buckets is not None and sources == ["buckets"]
+    errors += _quarantine_errors(spec)
     errors += _order_errors(spec, buckets)
     for i, gate in enumerate(spec.gates):
         if gate.per_key is not None and buckets:
@@ -192,6 +194,20 @@ def keys_errors(spec: StrategyRolloutSpec) -> list[str]:
                 f"spec.stages[{i}].steps[{j}].setWeight", step.set_weight, routing.buckets if buckets else None
             )
     return errors
+
+
+def _quarantine_errors(spec: StrategyRolloutSpec) -> list[str]:
+    given = spec.routing.max_quarantined
+    where = "spec.routing.maxQuarantined"
+    if isinstance(given, int):
+        allowed = given
+    elif spec.routing.keys:
+        allowed = math.floor(Fraction(given.rstrip("%")) * len(set(spec.routing.keys)) / 100)
+    else:
+        return []  # keysFrom: the engine caps it (docs/keys.md)
+    if allowed > MAX_QUARANTINED:
+        return [f"{where}: {given} allows {allowed} quarantined keys, at most {MAX_QUARANTINED} (status stays small)"]
+    return []
 
 
 def _order_errors(spec: StrategyRolloutSpec, buckets: bool) -> list[str]:

@@ -92,6 +92,7 @@ def test_whole_weights_stay_integers_on_the_wire() -> None:
         ),
         ({"buckets": 100}, None, "spec.routing.buckets: set one of keys, keysFrom or buckets (got keys, buckets)"),
         ({"keys": []}, None, "spec.routing.keys: symbols mode needs keys, keysFrom or buckets"),
+        ({"maxQuarantined": 101}, None, "spec.routing.maxQuarantined: 101 allows 101 quarantined keys, at most 100"),
         (
             {"order": {"query": 'v{x="{{nope}}"}', "label": "symbol"}},
             None,

@@ -48,17 +48,19 @@ def judge_keys(run: Run, gate: GateSpec, prev: GateStatus | None) -> GateStatus 
     judged = sorted(k for k in measured if k in trading)
     entries = list(run.st.keys.quarantined) if run.st.keys else []
     newly: list[str] = []
+    allowed = limit(run)
     for key in judged:
+        if len(entries) > allowed:
+            break  # one beyond the limit fails the rollout: more would only grow the status
         result, message = gatelib.judge(gate, measured[key])
         if result != "Fail" or gate.dry_run:  # a dry-run gate is shown, never acts
             continue
         value = measured[key].value
-        entries.append(QuarantinedKey(key=key, gate=gate.name, value=value, at=run.now, message=message))
+        entries.append(QuarantinedKey(key=key, gate=gate.name, value=value, at=run.now, message=message[:256]))
         newly.append(key)
         run.event("Warning", "KeyQuarantined", f"{key} back to stable: gate {gate.name} {message}")
     if newly:
         set_quarantined(run, entries)
-    allowed = limit(run)
     over = len(entries) > allowed
     failures = prev.failures if prev else 0
     inconclusives = prev.inconclusives if prev else 0
