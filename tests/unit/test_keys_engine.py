@@ -188,7 +188,8 @@ def test_release_key_of_a_key_not_quarantined_is_rejected() -> None:
 
 def test_quarantine_limit_counts_or_rounds_the_percent_down() -> None:
     assert quarantine_limit(2, 100) == 2
-    assert quarantine_limit("10%", 15) == 1 and quarantine_limit("10%", 100_000) == 10_000
+    assert quarantine_limit("10%", 15) == 1 and quarantine_limit("0.05%", 100_000) == 50
+    assert quarantine_limit("10%", 100_000) == 100 and quarantine_limit(500, 10) == 100  # capped: status stays small
     assert quarantine_limit("0.5%", 1000) == 5
 
 
