@@ -267,13 +267,13 @@ class TargetStatus(StatusModel):
 
 
 class QuarantinedKey(StatusModel):
-    """A key a per-key gate failed: back on stable alone until a `releaseKey` request returns it."""
+    """A key a per-key gate failed: back on stable alone until a `releaseKey` request returns it. Why: the
+    gate and its value for the key (its condition is in the spec; the Event says it in words)."""
 
     key: str
     gate: str
     value: float | None = None
     at: Timestamp
-    message: str | None = None
 
 
 # maxQuarantined may allow at most this many keys, so status.keys.quarantined stays small (engine/size.py):

@@ -20,7 +20,11 @@ from strategy_rollouts.api.market import MarketStatus
 from strategy_rollouts.api.notify import NotificationStatus, PendingNotification, SentNotification
 from strategy_rollouts.api.requests import HANDLED_LIMIT, HandledRequest
 from strategy_rollouts.api.rollout import (
+    MAX_BUCKETS,
+    QUARANTINE_LIMIT,
     HistoryEntry,
+    KeysStatus,
+    QuarantinedKey,
     ReplicaStatus,
     RiskBudgetStatus,
     Routing,
@@ -228,8 +232,13 @@ def rest_at_limits(namespaces: int = 16) -> StrategyRolloutStatus:
     entry = HistoryEntry(version=version, outcome="Superseded", at=now, by=by, reason=message)
     handled = HandledRequest(
         id=rid, action="promoteFull", by=by, source=source, reason=reason, outcome="Superseded",
-        message="m" * 1024, requested_at=now, at=now,
+        message="m" * 1024, requested_at=now, at=now, key="k" * 128,
     )  # fmt: skip
+    # maxQuarantined at its cap, one key beyond it, every field at its longest
+    quarantined = [
+        QuarantinedKey(key="k" * 128, gate="g" * 63, value=1.2345678901234567e300, at=now)
+        for _ in range(QUARANTINE_LIMIT)
+    ]
     condition_types = ("InvalidSpec", "Progressing", "Paused", "Completed", "Degraded", "Frozen")
     big = 1.2345678901234567e300
     gate = GateStatus(
@@ -261,9 +270,11 @@ def rest_at_limits(namespaces: int = 16) -> StrategyRolloutStatus:
             TargetStatus(
                 namespace=n, config_map="c" * 253, weight=100, revision=2**62, draining_until=now,
                 stable_replicas=10**4, canary_replicas=10**4, base_replicas=10**4, canary_scaled_at=now,
+                canary_buckets=MAX_BUCKETS, draining_buckets=MAX_BUCKETS, next_buckets=MAX_BUCKETS,
             )
             for n in ns
         ],
+        keys=KeysStatus(quarantined=quarantined),
         gates=[gate] * 33,  # 32 gates and the stage's risk budget
         risk_budget=RiskBudgetStatus(used_percent=big, max_percent=100.0),
         history=[entry] * HISTORY_LIMIT,

@@ -56,7 +56,7 @@ def judge_keys(run: Run, gate: GateSpec, prev: GateStatus | None) -> GateStatus 
         if result != "Fail" or gate.dry_run:  # a dry-run gate is shown, never acts
             continue
         value = measured[key].value
-        entries.append(QuarantinedKey(key=key, gate=gate.name, value=value, at=run.now, message=message[:256]))
+        entries.append(QuarantinedKey(key=key, gate=gate.name, value=value, at=run.now))
         newly.append(key)
         run.event("Warning", "KeyQuarantined", f"{key} back to stable: gate {gate.name} {message}")
     if newly:
