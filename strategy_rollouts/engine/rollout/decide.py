@@ -16,6 +16,7 @@ from strategy_rollouts.engine.rollout.gates import record_gates
 from strategy_rollouts.engine.rollout.lifecycle import fail, finish_if_complete, start
 from strategy_rollouts.engine.rollout.model import Decision, Observations
 from strategy_rollouts.engine.rollout.progression import advance, progress_deadline_exceeded
+from strategy_rollouts.engine.rollout.quarantine import over_limit
 from strategy_rollouts.engine.rollout.replicas import scale_downs
 from strategy_rollouts.engine.rollout.requests import handle_requests
 from strategy_rollouts.engine.rollout.state import ACTIVE, OPERATOR, Run
@@ -74,7 +75,8 @@ def decide(run: Run) -> None:
         frozen = st.manual_pause is not None and st.manual_pause.by == OPERATOR
         if frozen:
             assert st.manual_pause is not None
-            run.set_phase("Paused", "GateFailed", f"frozen (onFailure: pause): {st.manual_pause.reason}")
+            reason = "KeysQuarantined" if over_limit(run) else "GateFailed"  # the freeze's own reason
+            run.set_phase("Paused", reason, f"frozen (onFailure: pause): {st.manual_pause.reason}")
         elif summary.failed:
             gate = summary.failed[0]
             per_key = {g.name for g in spec.gates if g.per_key is not None}
