@@ -54,11 +54,11 @@ def owner(document: Mapping[str, object], id_: str) -> str | None:
     if isinstance(assignments, Mapping) and id_ in assignments:
         found = assignments[id_]
         return found if isinstance(found, str) else None
+    if document.get("stopped") is True:  # first: a stop holds whatever else the document says
+        return NONE
     buckets = document.get("buckets")
     if not isinstance(buckets, int) or isinstance(buckets, bool):
         return None
-    if document.get("stopped") is True:
-        return NONE
     salt, canary_buckets = document.get("salt"), document.get("canaryBuckets")
     if not isinstance(salt, str) or not isinstance(canary_buckets, int):
         return None

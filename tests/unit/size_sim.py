@@ -167,7 +167,8 @@ def _awaiting_promotion(world: World) -> bool:
 
 
 def _draining(world: World) -> bool:
-    return any(t.pending for t in world.status.targets)
+    """Keys waiting for their next owner, or (an open universe) a range of buckets."""
+    return any(t.pending or t.draining_buckets is not None for t in world.status.targets)
 
 
 def _settled(world: World) -> bool:

@@ -81,6 +81,7 @@ def test_owner_reads_both_universes_from_routing_json() -> None:
         assert keyhash.owner(doc, uid) == expected
         assert keyhash.owns(doc, uid, V2) == (bucket < 10)
     assert keyhash.owner({**doc, "stopped": True}, "7") == NONE
+    assert keyhash.owner({"stopped": True, "assignments": {}}, "7") == NONE  # even without the bucket fields
     assert keyhash.owner({"assignments": {"BTCUSDT": V2}}, "BTCUSDT") == V2
     assert keyhash.owner({"assignments": {"BTCUSDT": V2}}, "ETHUSDT") is None
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from strategy_rollouts.api.rollout import StrategyRolloutSpec
+from strategy_rollouts.api.rollout import MAX_BUCKETS, StrategyRolloutSpec
 from strategy_rollouts.engine.rollout import spec_errors
 from strategy_rollouts.engine.size import (
     ETCD_REQUEST_LIMIT,
@@ -164,3 +164,17 @@ def test_keys_are_counted_as_the_api_server_writes_them() -> None:
     assert routing_state_bytes(escaped) - routing_state_bytes(plain) == 2 * 5
     accented = sized_spec(["É"], 1)
     assert routing_state_bytes(accented) - routing_state_bytes(sized_spec(["E"], 1)) == 2 * 5
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_an_open_universe_at_its_maxima_writes_a_constant_size_in_every_phase(scenario: str) -> None:
+    """1,000,000 buckets in 16 stage namespaces with the longest versions: status and routing.json stay
+    the size of a handful of integers per namespace, whatever the phase (abort and stop included)."""
+    data = sized_spec(1, 16, version_length=128).model_dump(by_alias=True, exclude_none=True)
+    data["routing"] = {**data["routing"], "keys": [], "buckets": MAX_BUCKETS}
+    spec = StrategyRolloutSpec.model_validate(data)
+    assert spec_errors(spec, "ns") == []
+    sizes = measure(spec, scenario)
+    assert sizes.state <= 16 * 8  # no key anywhere: the routing state is the empty maps
+    assert sizes.rest <= REST_IN_PRACTICE
+    assert sizes.routing <= 2 * KIB
