@@ -16,7 +16,7 @@ from strategy_rollouts.api.placeholders import (
     placeholders_in,
     unknown_placeholders,
 )
-from strategy_rollouts.api.rollout import MAX_QUARANTINED, StrategyRolloutSpec
+from strategy_rollouts.api.rollout import MAX_LISTED_KEYS, MAX_QUARANTINED, StrategyRolloutSpec
 from strategy_rollouts.engine.market import market_errors
 from strategy_rollouts.engine.size import size_errors
 
@@ -192,6 +192,43 @@ def keys_errors(spec: StrategyRolloutSpec) -> list[str]:
         for j, step in enumerate(stage.steps):
             errors += _weight_errors(
                 f"spec.stages[{i}].steps[{j}].setWeight", step.set_weight, routing.buckets if buckets else None
+            )
+    return errors
+
+
+def listed_keys_errors(spec: StrategyRolloutSpec, listed: Sequence[str] | None) -> list[str]:
+    """spec.routing.keysFrom, once its ConfigMap is read: never act on a universe that was not read."""
+    ref = spec.routing.keys_from
+    if ref is None or spec.routing.mode != "symbols":
+        return []
+    where = "spec.routing.keysFrom"
+    cm = ref.config_map_key_ref
+    if listed is None:
+        return [f"{where}: the keys in ConfigMap {cm.name}, key {cm.key}, were not read"]
+    errors = []
+    if not listed:
+        errors.append(f"{where}: ConfigMap {cm.name}, key {cm.key}, lists no keys")
+    if len(listed) > MAX_LISTED_KEYS:
+        errors.append(f"{where}: ConfigMap {cm.name} lists {len(listed)} keys, at most {MAX_LISTED_KEYS:,}")
+    errors += [f"{where}: duplicate key {k!r} in ConfigMap {cm.name}" for k in _duplicates(listed)[:10]]
+    errors += [f"{where}: key {k!r} in ConfigMap {cm.name} is longer than 128 characters" for k in listed
+               if len(k) > 128][:10]  # fmt: skip
+    universe = set(listed)
+    # Status still records every key (engine/keys.py's compact form is not used yet): the same budget.
+    sized = spec.model_copy(update={"routing": spec.routing.model_copy(update={"keys": list(universe)})})
+    errors += [f"{where}: {e.removeprefix('spec.routing.keys: ')}" for e in size_errors(sized)
+               if e.startswith("spec.routing.keys")]  # fmt: skip
+    order = spec.routing.order
+    for i, tier in enumerate(order.tiers or [] if order else []):
+        for j, key in enumerate(tier):
+            if key not in universe:
+                errors.append(f"spec.routing.order.tiers[{i}][{j}]: key {key!r} is not in ConfigMap {cm.name}")
+    if isinstance(spec.routing.max_quarantined, str):
+        allowed = math.floor(Fraction(spec.routing.max_quarantined.rstrip("%")) * len(universe) / 100)
+        if allowed > MAX_QUARANTINED:
+            errors.append(
+                f"spec.routing.maxQuarantined: {spec.routing.max_quarantined} of {len(universe)} keys"
+                f" allows {allowed} quarantined keys, at most {MAX_QUARANTINED} (status stays small)"
             )
     return errors
 

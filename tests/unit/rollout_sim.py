@@ -62,6 +62,7 @@ class World:
     # open universes: what each namespace's routing.json publishes about its buckets
     published_buckets: dict[str, BucketRouting | None] = field(default_factory=dict)
     bucket_snapshots: list[BucketRouting] = field(default_factory=list)
+    listed_keys: tuple[str, ...] | None = None  # what spec.routing.keysFrom's ConfigMap lists, once read
     shadow: tuple[bool, str | None] = (False, None)
     decisions: list[Decision] = field(default_factory=list)
     snapshots: list[dict[str, str]] = field(default_factory=list)
@@ -78,7 +79,8 @@ class World:
         planned = plan(self.spec, self.status, self.namespace, "fib-rsi", self.now)
         per_key = {
             gate.name: {
-                k: Measurement(self.key_values.get(gate.name, {}).get(k, 100.0)) for k in self.spec.routing.keys
+                k: Measurement(self.key_values.get(gate.name, {}).get(k, 100.0))
+                for k in (self.spec.routing.keys or self.listed_keys or ())
             }
             for gate in planned.measure_per_key
         }
@@ -98,6 +100,7 @@ class World:
             deployments={k: DeploymentObs(v, v) for k, v in self.replicas.items()},
             measurements=measurements,
             per_key=per_key,
+            listed_keys=self.listed_keys,
             published=published,
             revisions=dict(self.revisions),
             shadow_found=self.shadow[0],

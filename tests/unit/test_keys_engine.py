@@ -275,3 +275,44 @@ def test_compact_form_of_a_100000_key_abort_is_a_few_bytes() -> None:
     assert (form.canary, form.draining_to, form.exceptions) == (0, 50_000, {})
     stopped = dict.fromkeys(ranked, NONE)
     assert compact(ranked, stopped, V1, V2).exceptions == {}
+
+
+# ---- keys from a ConfigMap -----------------------------------------------------------------------
+
+
+def keys_from_spec(**routing: Any) -> StrategyRolloutSpec:
+    ref = {"configMapKeyRef": {"name": "symbols", "key": "list"}}
+    return spec({"keys": [], "keysFrom": ref, **routing})
+
+
+def test_keys_from_a_configmap_not_read_act_on_nothing() -> None:
+    w = World(keys_from_spec())
+    decision = w.reconcile()
+    assert w.status.phase == "Invalid" and decision.routing == [] and decision.scales == []
+    assert "spec.routing.keysFrom: the keys in ConfigMap symbols, key list, were not read" in (w.status.message or "")
+
+
+def test_keys_from_a_configmap_are_routed_like_listed_keys() -> None:
+    w = World(keys_from_spec(order={"tiers": [["LINKUSDT"]]}))
+    w.listed_keys = tuple(KEYS)
+    w.run(30)
+    assert w.status.canary_weight == 10 and canary_keys(w) == {"LINKUSDT"}
+
+
+def test_keys_from_a_configmap_are_checked_when_read() -> None:
+    w = World(keys_from_spec(order={"tiers": [["PEPEUSDT"]]}, maxQuarantined="50%"))
+    w.listed_keys = (*KEYS, "BTCUSDT")
+    w.reconcile()
+    message = w.status.message or ""
+    assert "spec.routing.keysFrom: duplicate key 'BTCUSDT' in ConfigMap symbols" in message
+    assert "spec.routing.order.tiers[0][0]: key 'PEPEUSDT' is not in ConfigMap symbols" in message
+    w = World(keys_from_spec(maxQuarantined="50%"))
+    w.listed_keys = tuple(f"S{i:05d}" for i in range(300))
+    w.reconcile()
+    assert "spec.routing.maxQuarantined: 50% of 300 keys allows 150 quarantined keys, at most 100" in (
+        w.status.message or ""
+    )
+    w = World(keys_from_spec())
+    w.listed_keys = tuple(f"S{i:07d}" for i in range(100_000))
+    w.reconcile()
+    assert w.status.phase == "Invalid" and "spec.routing.keysFrom: 100000 keys" in (w.status.message or "")

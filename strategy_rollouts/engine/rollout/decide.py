@@ -24,7 +24,7 @@ from strategy_rollouts.engine.rollout.summary import summarize_status
 from strategy_rollouts.engine.rollout.world import desired_routing, desired_scales
 from strategy_rollouts.engine.routing import NONE
 from strategy_rollouts.engine.types import Event
-from strategy_rollouts.engine.validation import rollout_errors
+from strategy_rollouts.engine.validation import listed_keys_errors, rollout_errors
 
 
 def reconcile(
@@ -37,6 +37,7 @@ def reconcile(
     errors = spec_errors(spec, obs.namespace)
     if spec.market is not None and market.resolve(spec.market.calendar, obs.calendar) is None:
         errors = [*errors, f"spec.market.calendar: calendar {spec.market.calendar} is not available"]
+    errors = [*errors, *listed_keys_errors(spec, obs.listed_keys)]
     if errors:
         return invalid(status, errors, obs.generation, now)
     run = Run(spec, status, obs, now)

@@ -40,6 +40,9 @@ class Observations:
     shadow_verdict: str | None = None
     # spec.market's calendar (operator/checks/calendars.py); None: 24/7, or no market.
     calendar: market.Calendar | None = None
+    # spec.routing.keysFrom: the keys its ConfigMap lists, as read this pass; None: not read (the rollout
+    # acts on nothing then: an empty universe would route nothing and still complete).
+    listed_keys: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

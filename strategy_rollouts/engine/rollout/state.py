@@ -58,7 +58,8 @@ class Run:
         order = spec.routing.order
         tiers = tuple(tuple(tier) for tier in order.tiers) if order is not None and order.tiers else ()
         self.salt = spec.routing.salt or spec.strategy
-        self.ranked = ranked_keys(tuple(spec.routing.keys), self.salt, tiers)
+        listed = obs.listed_keys if spec.routing.keys_from is not None and obs.listed_keys is not None else ()
+        self.ranked = ranked_keys(tuple(spec.routing.keys) or listed, self.salt, tiers)
         self.symbols = spec.routing.mode == "symbols"
         # An open universe: routed by bucket ranges, no keys in status (engine/keys.py).
         self.buckets = spec.routing.buckets if self.symbols else None
