@@ -133,6 +133,14 @@ def role_writer(
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(role))
     cluster.kubectl("create", "rolebinding", name, "-n", ns, f"--role={name}", f"--serviceaccount={ns}:{name}")
+    writer = Writer(cluster, token_kubeconfig(cluster, ns, name, tmp_dir))
+    user = writer.run("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
+    assert user == f"system:serviceaccount:{ns}:{name}"
+    return writer, user
+
+
+def token_kubeconfig(cluster: DevCluster, ns: str, name: str, tmp_dir: Path) -> Path:
+    """A kubeconfig for the cluster as ServiceAccount `ns`/`name` (a one-hour token, no client certificate)."""
     token = cluster.kubectl("create", "token", name, "-n", ns, "--duration=1h").stdout.strip()
     config = yaml.safe_load(cluster.kubeconfig.read_text())
     context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
@@ -141,10 +149,7 @@ def role_writer(
     config["contexts"] = [context]
     path = tmp_dir / "kubeconfig"
     path.write_text(yaml.safe_dump(config))
-    writer = Writer(cluster, path)
-    user = writer.run("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
-    assert user == f"system:serviceaccount:{ns}:{name}"
-    return writer, user
+    return path
 
 
 def service_account_writer(
