@@ -152,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             return local(args)
         handler: Handler = args.handler
         cluster = Cluster(Target(args.kubeconfig, args.context, args.namespace))
-        return handler(cluster, args)
+        try:
+            return handler(cluster, args)
+        finally:
+            cluster.close()
     except CliError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.code

@@ -748,11 +748,15 @@ async def test_a_failed_identity_lookup_is_never_cached_and_the_next_pass_asks_a
     retried by the loop; nothing is cached, and the next lookup against the real API server gives the real
     name, which the status admission policy accepts (test_emergency_stops_trading_everywhere shows the
     stop landing with it). The old code cached "unknown" for the life of the process."""
-    down = kube_at(env.cluster, f"https://127.0.0.1:{free_port()}")
-    ctx = Context(kube=down)
-    with pytest.raises(Unanswered):
-        await identity(ctx)
-    assert ctx.identity is None, "a failed lookup is not remembered"
-    ctx.kube = kube_at(env.cluster)
-    assert await identity(ctx) == env.me
-    assert ctx.identity == env.me
+    down, up = kube_at(env.cluster, f"https://127.0.0.1:{free_port()}"), kube_at(env.cluster)
+    try:
+        ctx = Context(kube=down)
+        with pytest.raises(Unanswered):
+            await identity(ctx)
+        assert ctx.identity is None, "a failed lookup is not remembered"
+        ctx.kube = up
+        assert await identity(ctx) == env.me
+        assert ctx.identity == env.me
+    finally:
+        for kube in (down, up):
+            kube.api.close()  # its pooled TLS connections (a ResourceWarning wherever they are collected)
