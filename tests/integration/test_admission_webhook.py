@@ -35,6 +35,7 @@ from tests.integration.workloads import (
     deployment,
     get,
     role_writer,
+    self_signed,
     status,
 )
 
@@ -57,22 +58,12 @@ class Hooked:
         return apply(self.cluster, obj, check=False)  # type: ignore[no-any-return]
 
 
-def certificate(tmp: Path) -> tuple[Path, Path]:
-    cert, key = tmp / "webhook.crt", tmp / "webhook.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 @pytest.fixture
 def hooked(cluster: DevCluster, crds: None, tmp_path: Path) -> Iterator[Hooked]:
     ns = f"adm{uuid.uuid4().hex[:10]}"
     name = f"{ns}.strategyrollouts.io"
     cluster.kubectl("create", "namespace", ns)
-    cert, key = certificate(tmp_path)
+    cert, key = self_signed(tmp_path, "webhook")
     port = free_port()
     elect = ("--leader-elect", "--leader-elect-namespace", ns)
     webhook = ("--admission-webhook", str(port), "--admission-managed", name)

@@ -30,6 +30,7 @@ from strategy_rollouts.operator.clients.kube import Kube, Unanswered, configured
 from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.paritycheck.adapter import identity
 from strategy_rollouts.testing.operator_process import OperatorProcess, free_port
+from tests.integration.api_proxy import ApiProxy
 from tests.integration.conftest import wait_for
 from tests.integration.workloads import (
     apply,
@@ -760,3 +761,33 @@ async def test_a_failed_identity_lookup_is_never_cached_and_the_next_pass_asks_a
     finally:
         for kube in (down, up):
             kube.api.close()  # its pooled TLS connections (a ResourceWarning wherever they are collected)
+
+
+def test_an_emergency_stops_its_rollout_when_the_operators_first_identity_lookup_failed(
+    env: Env, live_operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """End to end, the real operator process: its first SelfSubjectReview (asked when the Emergency sends its
+    stop) is answered 503 by a proxy in front of the API server. The pass fails and is retried; the second
+    lookup gives the real name, which the status admission policy accepts, and the rollout stops. The old
+    code cached "unknown", and the policy refused that stop and every later one."""
+    e = env
+    e.start_quoters(EMERGENCY_NOISE)
+    start_progressing_rollout(e)
+    live_operator.stop()  # this namespace's operator is the one behind the proxy (the fixture restarts it)
+    with ApiProxy(e.cluster.kubeconfig, tmp_path, {"/selfsubjectreviews": 1}) as proxy:
+        op = OperatorProcess(proxy.kubeconfig, e.cluster.prometheus_url, tmp_path / "proxied.log", (e.namespace,))
+        op.start()
+        try:
+            apply(e.cluster, paritycheck("parity", e.namespace, e.strategy, {"rollout": "fib-rsi"}))
+            e.wait_samples()
+            st = e.run(timeout=60)
+            assert st["lastRun"]["level"] == "Emergency", st["lastRun"]
+            rst = wait_for(lambda: (r := e.rollout_status()).get("phase") == "RolledBack" and r, 30, what="stopped")
+            assert rst["reason"] == "TradingStopped"
+            wait_for(lambda: not owned_keys(e.routing()), 15, what="no key owned by anyone")
+            stop = next(h for h in rst["handledRequests"] if h["action"] == "stopTrading")
+            assert stop["by"] == e.me and stop["source"] == "paritycheck/parity"
+            assert proxy.failed["/selfsubjectreviews"] == 1, "the first lookup failed"
+            assert proxy.forwarded["/selfsubjectreviews"] == 1, "asked again once, then kept"
+        finally:
+            op.stop()

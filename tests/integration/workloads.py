@@ -139,6 +139,17 @@ def role_writer(
     return writer, user
 
 
+def self_signed(tmp: Path, name: str = "server", cn: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A one-day self-signed certificate for 127.0.0.1 and its key (PEM files in `tmp`)."""
+    cert, key = tmp / f"{name}.crt", tmp / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={cn}",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 def token_kubeconfig(cluster: DevCluster, ns: str, name: str, tmp_dir: Path) -> Path:
     """A kubeconfig for the cluster as ServiceAccount `ns`/`name` (a one-hour token, no client certificate)."""
     token = cluster.kubectl("create", "token", name, "-n", ns, "--duration=1h").stdout.strip()
