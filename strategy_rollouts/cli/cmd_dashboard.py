@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from strategy_rollouts.cli.errors import CliError
+from strategy_rollouts.read.allow_options import allow_list
 from strategy_rollouts.read.cluster import Cluster
 
 
@@ -22,5 +23,5 @@ def dashboard(cluster: Cluster, args: argparse.Namespace) -> int:
         args.prometheus_url,
         args.read_only,
         lambda line: print(line, flush=True),
-        server.allow_list(args),
+        allow_list(args),
     )

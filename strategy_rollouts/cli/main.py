@@ -11,6 +11,7 @@ from typing import TypeAlias
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.cli import cmd_dashboard, cmd_judge, cmd_parity, cmd_rollout, cmd_shadow
 from strategy_rollouts.cli.errors import EXIT_ERROR, CliError
+from strategy_rollouts.read.allow_options import allow_options
 from strategy_rollouts.read.cluster import Cluster, ClusterError, Target
 
 Handler = Callable[[Cluster, argparse.Namespace], int]
@@ -120,18 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--prometheus-url", help="for the charts (default: $PROMETHEUS_URL, else http://127.0.0.1:9090)")
     p.add_argument("--read-only", action="store_true", help="no promote/abort/pause/approve buttons")
-    p.add_argument(
-        "--allowed-prometheus",
-        action="append",
-        default=[],
-        metavar="URL_PREFIX",
-        help="an object's own spec.prometheus.address is queried only under these (repeatable)",
-    )
-    p.add_argument(
-        "--allow-cluster-services",
-        action="store_true",
-        help="also query in-cluster Service names (NAME.NS.svc[.cluster.local], one label)",
-    )
+    allow_options(p)
 
     judge = command("judge", _usage, "judge gates: replay, simulate (no cluster needed)").add_subparsers(
         dest="judge_command", required=True, metavar="COMMAND"
@@ -152,7 +142,10 @@ def main(argv: list[str] | None = None) -> int:
             return local(args)
         handler: Handler = args.handler
         cluster = Cluster(Target(args.kubeconfig, args.context, args.namespace))
-        return handler(cluster, args)
+        try:
+            return handler(cluster, args)
+        finally:
+            cluster.close()
     except CliError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.code

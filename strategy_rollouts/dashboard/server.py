@@ -28,6 +28,7 @@ from strategy_rollouts.dashboard.app import Dashboard, create_app
 from strategy_rollouts.dashboard.auth import RECHECK_S, REVIEWS_PER_S, ClusterAuth, LocalAuth
 from strategy_rollouts.dashboard.store import Store
 from strategy_rollouts.engine.allowlist import AllowList
+from strategy_rollouts.read.allow_options import allow_list, allow_options
 from strategy_rollouts.read.cluster import Cluster, Target
 from strategy_rollouts.read.prometheus import Connection
 
@@ -36,26 +37,6 @@ DEFAULT_PROMETHEUS = "http://127.0.0.1:9090"
 
 def prometheus_url(given: str | None) -> str:
     return given or os.environ.get("PROMETHEUS_URL") or DEFAULT_PROMETHEUS
-
-
-def allow_options(p: argparse.ArgumentParser) -> None:
-    """The allow-list options, as the operator's (`strategy-rollouts run`)."""
-    p.add_argument(
-        "--allowed-prometheus",
-        action="append",
-        default=[],
-        metavar="URL_PREFIX",
-        help="an object's own spec.prometheus.address is queried only under these (repeatable)",
-    )
-    p.add_argument(
-        "--allow-cluster-services",
-        action="store_true",
-        help="also query in-cluster Service names (NAME.NS.svc[.cluster.local], one label)",
-    )
-
-
-def allow_list(args: argparse.Namespace) -> AllowList:
-    return AllowList(tuple(args.allowed_prometheus), args.allow_cluster_services)
 
 
 def watch_scope(cluster: Cluster) -> str | None:

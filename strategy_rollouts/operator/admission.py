@@ -88,14 +88,17 @@ def step_durations(spec: StrategyRolloutSpec) -> list[float]:
     ]
 
 
-async def judge_warnings(gates: list[GateSpec], durations: list[float]) -> list[str]:
+async def judge_warnings(written: list[GateSpec], gates: list[GateSpec], durations: list[float]) -> list[str]:
     """mannWhitneyU judges that would roll back a not-worse version too often (engine/judge_replay.py;
-    memoized, computed off the event loop and bounded in time: a slow estimate is skipped, not waited for)."""
+    memoized, computed off the event loop and bounded in time: a slow estimate is skipped, not waited for).
+    `gates` are the `written` gates with their templateRefs resolved (same order): a template's judge warns
+    too, naming the template it came from."""
     warnings: list[str] = []
-    for i, gate in enumerate(gates):
+    for i, (own, gate) in enumerate(zip(written, gates, strict=True)):
         if gate.judge is None or gate.judge.test != "mannWhitneyU" or gate.dry_run:
             continue
-        where = f"spec.gates[{i}].judge"
+        ref = own.template_ref
+        where = f"spec.gates[{i}].judge" + (f" (from {ref.kind} {ref.name})" if ref is not None else "")
         try:
             warn = await asyncio.wait_for(
                 asyncio.to_thread(judge_replay.repeated_look_warning, gate, durations, where), WARN_TIMEOUT_S
@@ -225,8 +228,9 @@ async def review(
         errors += await tenancy_errors(ctx, namespace, body)
     if errors:
         raise kopf.AdmissionError("; ".join(errors), code=422)
-    if isinstance(spec, StrategyRolloutSpec):  # (a templateRef judge is not estimated)
-        warnings += await judge_warnings(spec.gates, step_durations(spec))
+    if isinstance(spec, StrategyRolloutSpec):  # admitted: every templateRef resolved (else it was refused)
+        gates, _ = await _resolved(ctx, "spec.gates", spec.gates, namespace)
+        warnings += await judge_warnings(spec.gates, gates, step_durations(spec))
     return warnings
 
 

@@ -103,7 +103,10 @@ def test_helm_install_upgrade_uninstall(cluster: DevCluster, namespace: str, rel
     sa = f"system:serviceaccount:{namespace}:{fullname}"
     get(cluster, "clusterrole", fullname)
     get(cluster, "clusterrolebinding", fullname)
-    assert not can_i(cluster, sa, "patch", "deployments.apps", "default"), "scaled through deployments/scale only"
+    # patch on deployments: the tenancy claim annotation only (docs/rbac.md); replicas via the scale below
+    assert can_i(cluster, sa, "patch", "deployments.apps", "default"), "the claim annotation (tenancy)"
+    assert not can_i(cluster, sa, "update", "deployments.apps", "default"), "never a whole Deployment"
+    assert can_i(cluster, sa, "get", "namespaces", None), "the opt-in annotation of a stage namespace (tenancy)"
     assert can_i(cluster, sa, "update", "deployments.apps/scale", "default"), "a conditional replace of the scale"
     assert not can_i(cluster, sa, "patch", "deployments.apps/scale", "default"), "never an unconditional patch"
     assert can_i(cluster, sa, "patch", "strategyrollouts.strategyrollouts.io/status", "default")

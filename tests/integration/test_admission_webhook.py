@@ -35,6 +35,7 @@ from tests.integration.workloads import (
     deployment,
     get,
     role_writer,
+    self_signed,
     status,
 )
 
@@ -57,22 +58,12 @@ class Hooked:
         return apply(self.cluster, obj, check=False)  # type: ignore[no-any-return]
 
 
-def certificate(tmp: Path) -> tuple[Path, Path]:
-    cert, key = tmp / "webhook.crt", tmp / "webhook.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
 @pytest.fixture
 def hooked(cluster: DevCluster, crds: None, tmp_path: Path) -> Iterator[Hooked]:
     ns = f"adm{uuid.uuid4().hex[:10]}"
     name = f"{ns}.strategyrollouts.io"
     cluster.kubectl("create", "namespace", ns)
-    cert, key = certificate(tmp_path)
+    cert, key = self_signed(tmp_path, "webhook")
     port = free_port()
     elect = ("--leader-elect", "--leader-elect-namespace", ns)
     webhook = ("--admission-webhook", str(port), "--admission-managed", name)
@@ -170,6 +161,21 @@ def test_bad_objects_are_refused_at_apply_naming_the_field(hooked: Hooked) -> No
         time.sleep(1)
     assert "spec.gates[1].judge: a mannWhitneyU judge evaluated every 1m over a 60-minute step" in warned
     assert "rolls back a version that is not worse in about" in warned
+    # The same judge from a GateTemplate warns too, naming the template (the estimate is cached by now).
+    mw_judge = {**judge, "test": "mannWhitneyU", "window": "30m"}
+    tpl = {
+        "apiVersion": "strategyrollouts.io/v1alpha1",
+        "kind": "GateTemplate",
+        "metadata": {"name": "mw-judge", "namespace": h.ns},
+        "spec": {"gate": {"interval": "1m", "judge": mw_judge}},  # no interval beside templateRef: the template's
+    }
+    assert h.apply(tpl).returncode == 0
+    via = rollout("mw-tpl", h.ns, f"s_{h.ns}", gates=[GOOD_GATE])
+    via["spec"]["gates"].append({"name": "j", "templateRef": {"kind": "GateTemplate", "name": "mw-judge"}})
+    via["spec"]["stages"] = mw["spec"]["stages"]
+    result = h.apply(via)
+    assert result.returncode == 0, result.stderr
+    assert "spec.gates[1].judge (from GateTemplate mw-judge): a mannWhitneyU judge evaluated every 1m" in result.stderr
     # A good object passes, and the admission never wrote anything (the standby acts on nothing).
     assert h.apply(rollout("fine", h.ns, f"s_{h.ns}", gates=[GOOD_GATE])).returncode == 0
     assert h.standby.metric_samples("strategy_rollouts_leader") == [0.0]

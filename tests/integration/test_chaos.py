@@ -9,6 +9,7 @@ the objects are still moving while the operator dies. `CHAOS_SEED` replays a run
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import random
@@ -18,6 +19,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -423,6 +425,11 @@ def chaos(cluster: DevCluster, namespace: str, other_namespace: str, live_operat
         for t in threads:
             t.join(10)
         api.close()  # its pooled TLS connections (a ResourceWarning in whichever test runs when it is collected)
+        # A watch stream broken by the API server's restart or still open when its thread stopped is out of
+        # the pool: collect it now, quietly (the test's own observers, not the operator's connections).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
         for q in c.quoters:
             q.stop()
         cluster.remove_scrape_target(job)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import pytest
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
 from tests.integration.gate_world import gate, rollout, start, wait_phase, wait_routed
-from tests.integration.workloads import apply, replicas, routing, status
+from tests.integration.workloads import apply, replicas, routing, self_signed, status
 
 if TYPE_CHECKING:
     from devcluster.cluster import DevCluster
@@ -195,13 +194,7 @@ def test_token_secret_without_the_credentials_label_is_invalid_spec(
 @pytest.fixture
 def tls_desk(live_operator: OperatorProcess, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """The desk over HTTPS with a self-signed certificate for 127.0.0.1: (url, certificate PEM)."""
-    cert, key = tmp_path / "desk.crt", tmp_path / "desk.key"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=desk",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed(tmp_path, "desk", cn="desk")
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(Desk()))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)

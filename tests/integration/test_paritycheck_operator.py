@@ -18,17 +18,29 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from kubernetes import client, config
 
-from strategy_rollouts.testing.operator_process import OperatorProcess
+from strategy_rollouts.operator.clients.kube import Kube, Unanswered, configured
+from strategy_rollouts.operator.context import Context
+from strategy_rollouts.operator.paritycheck.adapter import identity
+from strategy_rollouts.testing.operator_process import OperatorProcess, free_port
+from tests.integration.api_proxy import ApiProxy
 from tests.integration.conftest import wait_for
-from tests.integration.workloads import apply, deployment, get, patch_status, replicas, routing, status
+from tests.integration.workloads import (
+    apply,
+    deployment,
+    get,
+    patch_status,
+    replicas,
+    routing,
+    status,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "quoter"))
 from quoter.testing import QuoterProcess, start_quoter
@@ -722,79 +734,60 @@ def test_emergency_racing_a_persons_promote_and_resume_ends_stopped_and_rejects_
     assert e.settled()["actionsTaken"] and set(action_states(e.settled()).values()) == {"Applied"}
 
 
-@contextmanager
-def identity_refused(cluster: DevCluster, user: str) -> Iterator[None]:
-    """The API server answers 429 to `user`'s SelfSubjectReview (how the operator learns its own name):
-    an API Priority and Fairness FlowSchema, ahead of every built-in one (precedence 1, the name sorts
-    before "exempt"), sends exactly those requests to a priority level that rejects everything."""
-    name = "a-refuse-identity"
-    objects = [
-        {
-            "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
-            "kind": "PriorityLevelConfiguration",
-            "metadata": {"name": name},
-            "spec": {
-                "type": "Limited",
-                "limited": {"nominalConcurrencyShares": 0, "lendablePercent": 0, "limitResponse": {"type": "Reject"}},
-            },
-        },
-        {
-            "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
-            "kind": "FlowSchema",
-            "metadata": {"name": name},
-            "spec": {
-                "priorityLevelConfiguration": {"name": name},
-                "matchingPrecedence": 1,
-                "rules": [
-                    {
-                        "subjects": [{"kind": "User", "user": {"name": user}}],
-                        "resourceRules": [
-                            {
-                                "verbs": ["create"],
-                                "apiGroups": ["authentication.k8s.io"],
-                                "resources": ["selfsubjectreviews"],
-                                "clusterScope": True,
-                            }
-                        ],
-                    }
-                ],
-            },
-        },
-    ]
-    apply(cluster, *objects)
+def kube_at(cluster: DevCluster, host: str | None = None) -> Kube:
+    """The operator's own client for the cluster's kubeconfig (optionally pointed at another address)."""
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]
+    if host is not None:
+        cfg.host = host
+    return Kube(client.ApiClient(configured(cfg)))
+
+
+async def test_a_failed_identity_lookup_is_never_cached_and_the_next_pass_asks_again(env: Env) -> None:
+    """The operator's name (`by` of the stop an Emergency sends) is looked up on a ParityCheck pass. When
+    that lookup fails (here: the API server's address refuses the connection), the pass fails and is
+    retried by the loop; nothing is cached, and the next lookup against the real API server gives the real
+    name, which the status admission policy accepts (test_emergency_stops_trading_everywhere shows the
+    stop landing with it). The old code cached "unknown" for the life of the process."""
+    down, up = kube_at(env.cluster, f"https://127.0.0.1:{free_port()}"), kube_at(env.cluster)
     try:
-        refused = lambda: cluster.kubectl("auth", "whoami", check=False).returncode != 0  # noqa: E731
-        wait_for(refused, 30, what="the API server refusing the identity lookup")
-        yield
+        ctx = Context(kube=down)
+        with pytest.raises(Unanswered):
+            await identity(ctx)
+        assert ctx.identity is None, "a failed lookup is not remembered"
+        ctx.kube = up
+        assert await identity(ctx) == env.me
+        assert ctx.identity == env.me
     finally:
-        cluster.kubectl("delete", "flowschema,prioritylevelconfiguration", name, "--ignore-not-found", check=False)
+        for kube in (down, up):
+            kube.api.close()  # its pooled TLS connections (a ResourceWarning wherever they are collected)
 
 
-def test_an_emergency_stops_its_rollout_when_the_first_identity_lookup_failed(
-    env: Env, live_operator: OperatorProcess
+def test_an_emergency_stops_its_rollout_when_the_operators_first_identity_lookup_failed(
+    env: Env, live_operator: OperatorProcess, tmp_path: Path
 ) -> None:
-    """The operator's name (`by` of the stop it sends) is looked up on the first ParityCheck pass; that
-    lookup fails (429). The pass fails and is retried, nothing is cached as "unknown": once the lookup
-    answers, the same Emergency run stops the rollout with the operator's real name, which the status
-    admission policy accepts."""
+    """End to end, the real operator process: its first SelfSubjectReview (asked when the Emergency sends its
+    stop) is answered 503 by a proxy in front of the API server. The pass fails and is retried; the second
+    lookup gives the real name, which the status admission policy accepts, and the rollout stops. The old
+    code cached "unknown", and the policy refused that stop and every later one."""
     e = env
-    me = e.me
     e.start_quoters(EMERGENCY_NOISE)
     start_progressing_rollout(e)
-    with identity_refused(e.cluster, me):
-        live_operator.stop()
-        live_operator.start()  # a fresh process: its identity is not known yet
-        apply(e.cluster, paritycheck("parity", e.namespace, e.strategy, {"rollout": "fib-rsi"}))
-        e.wait_samples()
-        rid = uuid.uuid4().hex
-        at = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        run = {"requests": {rid: {"action": "run", "by": me, "at": at}}}
-        patch_status(e.cluster, "paritycheck", "parity", e.namespace, run)
-        time.sleep(5)  # passes run and fail on the lookup: nothing is decided, nothing is sent
-        assert rid in (e.status().get("requests") or {}) and e.rollout_status().get("phase") == "Progressing"
-    st = wait_for(lambda: (s := e.status()) and rid in handled_ids(s) and s, 60, what="the run after the lookup")
-    assert st["lastRun"]["level"] == "Emergency"
-    rst = wait_for(lambda: (r := e.rollout_status()).get("phase") == "RolledBack" and r, 30, what="stopped")
-    assert rst["reason"] == "TradingStopped"
-    stop = next(h for h in rst["handledRequests"] if h["action"] == "stopTrading")
-    assert stop["by"] == me and stop["source"] == "paritycheck/parity"
+    live_operator.stop()  # this namespace's operator is the one behind the proxy (the fixture restarts it)
+    with ApiProxy(e.cluster.kubeconfig, tmp_path, {"/selfsubjectreviews": 1}) as proxy:
+        op = OperatorProcess(proxy.kubeconfig, e.cluster.prometheus_url, tmp_path / "proxied.log", (e.namespace,))
+        op.start()
+        try:
+            apply(e.cluster, paritycheck("parity", e.namespace, e.strategy, {"rollout": "fib-rsi"}))
+            e.wait_samples()
+            st = e.run(timeout=60)
+            assert st["lastRun"]["level"] == "Emergency", st["lastRun"]
+            rst = wait_for(lambda: (r := e.rollout_status()).get("phase") == "RolledBack" and r, 30, what="stopped")
+            assert rst["reason"] == "TradingStopped"
+            wait_for(lambda: not owned_keys(e.routing()), 15, what="no key owned by anyone")
+            stop = next(h for h in rst["handledRequests"] if h["action"] == "stopTrading")
+            assert stop["by"] == e.me and stop["source"] == "paritycheck/parity"
+            assert proxy.failed["/selfsubjectreviews"] == 1, "the first lookup failed"
+            assert proxy.forwarded["/selfsubjectreviews"] == 1, "asked again once, then kept"
+        finally:
+            op.stop()

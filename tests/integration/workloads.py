@@ -133,6 +133,25 @@ def role_writer(
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(role))
     cluster.kubectl("create", "rolebinding", name, "-n", ns, f"--role={name}", f"--serviceaccount={ns}:{name}")
+    writer = Writer(cluster, token_kubeconfig(cluster, ns, name, tmp_dir))
+    user = writer.run("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
+    assert user == f"system:serviceaccount:{ns}:{name}"
+    return writer, user
+
+
+def self_signed(tmp: Path, name: str = "server", cn: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A one-day self-signed certificate for 127.0.0.1 and its key (PEM files in `tmp`)."""
+    cert, key = tmp / f"{name}.crt", tmp / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={cn}",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def token_kubeconfig(cluster: DevCluster, ns: str, name: str, tmp_dir: Path) -> Path:
+    """A kubeconfig for the cluster as ServiceAccount `ns`/`name` (a one-hour token, no client certificate)."""
     token = cluster.kubectl("create", "token", name, "-n", ns, "--duration=1h").stdout.strip()
     config = yaml.safe_load(cluster.kubeconfig.read_text())
     context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
@@ -141,10 +160,7 @@ def role_writer(
     config["contexts"] = [context]
     path = tmp_dir / "kubeconfig"
     path.write_text(yaml.safe_dump(config))
-    writer = Writer(cluster, path)
-    user = writer.run("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout.strip()
-    assert user == f"system:serviceaccount:{ns}:{name}"
-    return writer, user
+    return path
 
 
 def service_account_writer(
