@@ -46,6 +46,7 @@ class ObservationPlan:
     measure: tuple[GateSpec, ...] = ()  # gates (StrategyRollout) or KPIs (ShadowRun) due in this pass
     # StrategyRollout: per-key gates due, each measured `by (perKey.label)`: one value per key
     measure_per_key: tuple[GateSpec, ...] = ()
+    keys_from: bool = False  # StrategyRollout: spec.routing.keysFrom's ConfigMap (the listed keys)
     streams: StreamPlan | None = None  # ShadowRun: the decision streams, from their cursors
     latency: bool = False  # ShadowRun: the latency profile (the run may end in this pass)
     ranges: bool = False  # ParityCheck: the live and backtest range queries (a run is due)

@@ -281,6 +281,54 @@ async def vector(conn: Connection, query: str, label: str) -> Vector:
     return Vector(values)
 
 
+async def per_key(conn: Connection, query: str, label: str, baseline: str | None = None) -> dict[str, Measurement]:
+    """A per-key gate's measurements: one series per key, keyed by `label` (compare mode: the baseline
+    keyed the same way). A key with several series is an error for that key (the query must aggregate
+    `by (label)`); a failed query gives no key at all (the gate then judges none: Inconclusive)."""
+    answers = await asyncio.gather(*(_keyed(conn, q, label) for q in (query, baseline) if q is not None))
+    values = answers[0]
+    bases = answers[1] if baseline is not None else {}
+    out: dict[str, Measurement] = {}
+    for key, value in values.items():
+        if isinstance(value, str):
+            out[key] = Measurement(None, outcome="error", message=value)
+        elif baseline is None:
+            out[key] = Measurement(value)
+        else:
+            base = bases.get(key)
+            if isinstance(base, float):
+                out[key] = Measurement(value, base)
+            else:
+                why = base if isinstance(base, str) else f"baseline: no series with {label}={key}"
+                out[key] = Measurement(value, None, "inconclusive", why, empty=base is None)
+    return out
+
+
+async def _keyed(conn: Connection, query: str, label: str) -> dict[str, float | str]:
+    """key -> its value, or why it has none (several series); {} when the query failed."""
+    try:
+        result = await _call(conn, client(conn).custom_query, query)
+    except Exception:  # every failure becomes "not measured", never a crash
+        return {}
+    out: dict[str, float | str] = {}
+    seen: set[str] = set()
+    for sample in result if isinstance(result, list) else []:
+        try:
+            key = (sample.get("metric") or {}).get(label)
+            value = float(sample["value"][1])
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError):
+            continue
+        if key is None:
+            continue
+        key = str(key)
+        if key in seen:
+            out[key] = f"several series with {label}={key}; aggregate the query by ({label})"
+        elif math.isfinite(value):
+            out[key] = value
+        seen.add(key)
+    return out
+
+
 @dataclass(frozen=True)
 class Samples:
     """Every finite point of every series of a range query (a judge's population), or why not; `times`

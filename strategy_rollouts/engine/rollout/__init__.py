@@ -27,7 +27,7 @@ from strategy_rollouts.engine.rollout.gates import due_gates
 from strategy_rollouts.engine.rollout.lifecycle import target_namespaces
 from strategy_rollouts.engine.rollout.model import Decision, DeploymentObs, Observations, RoutingPayload, Scale
 from strategy_rollouts.engine.rollout.plan import held_stop, plan, urgent
-from strategy_rollouts.engine.rollout.world import routing_document
+from strategy_rollouts.engine.rollout.world import routing_changes, routing_document
 from strategy_rollouts.engine.routing import DRAINING
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "invalid",
     "plan",
     "reconcile",
+    "routing_changes",
     "routing_document",
     "spec_errors",
     "target_namespaces",

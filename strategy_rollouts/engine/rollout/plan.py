@@ -37,6 +37,7 @@ def plan(
         objects=(("shadowruns", (namespace, spec.shadow_run)),) if spec.shadow_run else (),
         measure=() if urgent(status) else tuple(due_gates(spec, status, now)),
         measure_per_key=() if urgent(status) else tuple(due_per_key_gates(spec, status, now)),
+        keys_from=spec.routing.keys_from is not None,
     )
 
 

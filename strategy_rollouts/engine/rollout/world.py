@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus, TargetStatus
 from strategy_rollouts.engine.rollout.model import BucketRouting, RoutingPayload, Scale
 
@@ -35,6 +37,42 @@ def desired_scales(spec: StrategyRolloutSpec, st: StrategyRolloutStatus) -> list
     return scales
 
 
+def routing_changes(spec: StrategyRolloutSpec | None, payload: RoutingPayload) -> dict[str, object]:
+    """The fields of `routing.json` the rollout writes for `payload`; None removes a field. Without a spec
+    (a stop while it is invalid) only what the stop changes: every key to none, `stopped: true`."""
+    changes: dict[str, object] = {
+        "weight": payload.weight,
+        "assignments": dict(sorted(payload.assignments.items())),
+        "stopped": True if payload.entries_enabled is False else None,  # trading stopped: every id to none
+    }
+    if spec is not None:
+        b = payload.buckets
+        changes |= {
+            "strategy": spec.strategy,
+            "stableVersion": spec.stable.version,
+            "canaryVersion": spec.canary.version,
+            "buckets": b.buckets if b is not None else None,
+            "salt": b.salt if b is not None else None,
+            "canaryBuckets": b.canary if b is not None else None,
+            "drainingBuckets": list(b.draining) if b is not None and b.draining is not None else None,
+        }
+    if payload.entries_enabled is not None:
+        changes["entriesEnabled"] = payload.entries_enabled
+    return changes
+
+
+# What says who trades which key or bucket: the operator reads these back to know what apps may act on.
+ROUTED_FIELDS = ("assignments", "canaryBuckets", "drainingBuckets", "stopped")
+
+
+def published(document: Mapping[str, object] | None, spec: StrategyRolloutSpec, payload: RoutingPayload) -> bool:
+    """Does a routing.json (as read) publish what `payload` routes?"""
+    if document is None:
+        return False
+    changes = routing_changes(spec, payload)
+    return all(document.get(k) == changes[k] for k in ROUTED_FIELDS)
+
+
 def routing_document(
     spec: StrategyRolloutSpec,
     payload: RoutingPayload,
@@ -42,22 +80,6 @@ def routing_document(
     size_multiplier: float,
     entries_enabled: bool,
 ) -> dict[str, object]:
-    """The `routing.json` the strategy apps read (api/keyhash.py `owner` reads it for both universes)."""
-    document: dict[str, object] = {
-        "strategy": spec.strategy,
-        "stableVersion": spec.stable.version,
-        "canaryVersion": spec.canary.version,
-        "weight": payload.weight,
-        "assignments": dict(sorted(payload.assignments.items())),
-        "sizeMultiplier": size_multiplier,
-        "entriesEnabled": entries_enabled,
-        "revision": revision,
-    }
-    b = payload.buckets
-    if b is not None:
-        document.update({"buckets": b.buckets, "salt": b.salt, "canaryBuckets": b.canary})
-        if b.draining is not None:
-            document["drainingBuckets"] = list(b.draining)
-        if b.stopped:
-            document["stopped"] = True
-    return document
+    """The whole `routing.json` the strategy apps read (api/keyhash.py `owner` reads it for both universes)."""
+    fields = {**routing_changes(spec, payload), "sizeMultiplier": size_multiplier, "entriesEnabled": entries_enabled}
+    return {k: v for k, v in {**fields, "revision": revision}.items() if v is not None}

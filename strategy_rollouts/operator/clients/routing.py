@@ -121,7 +121,7 @@ async def update(
                 " not written"
             )
         base = {**DEFAULTS, **(current.document or {})}
-        merged = {**base, **changes}
+        merged = {k: v for k, v in {**base, **changes}.items() if v is not None}  # None removes a field
         if current.document is not None and merged == base:
             return current.revision, False
         merged["revision"] = current.revision + 1

@@ -24,3 +24,13 @@ async def measure(
     if gate.baseline is not None:
         return await prometheus.compare(conn, query, substitute(gate.baseline, values))
     return await prometheus.instant(conn, query)
+
+
+async def measure_per_key(
+    conn: prometheus.Connection, gate: GateSpec, values: dict[str, str]
+) -> dict[str, Measurement]:
+    """A `perKey` gate: key -> its measurement (threshold or compare; validated: never a judge or webhook)."""
+    assert gate.per_key is not None and gate.query is not None
+    values = {**values, "interval": gate.interval}
+    baseline = substitute(gate.baseline, values) if gate.baseline is not None else None
+    return await prometheus.per_key(conn, substitute(gate.query, values), gate.per_key.label, baseline)

@@ -19,7 +19,7 @@ from strategy_rollouts.engine.rollout import (
     invalid,
     plan,
     reconcile,
-    routing_document,
+    routing_changes,
 )
 from strategy_rollouts.engine.routing import NONE
 from strategy_rollouts.engine.types import ObservationPlan, Ref
@@ -121,13 +121,8 @@ class RolloutAdapter(KindAdapter[StrategyRolloutSpec, StrategyRolloutStatus, Obs
     async def enforce(self, ctx: Context, p: RolloutPass, decision: Decision, observed: Observed) -> None:
         """Routing ConfigMaps and replica counts as status records them, writing only differences."""
         for payload in decision.routing:
-            if observed.obs is not None and p.spec is not None:
-                doc = routing_document(p.spec, payload, 0, 1.0, True)
-                changes = {k: doc[k] for k in ("strategy", "stableVersion", "canaryVersion", "weight", "assignments")}
-            else:  # a stop while the spec is invalid: only what the stop changes, nothing read from the spec
-                changes = {"weight": payload.weight, "assignments": dict(sorted(payload.assignments.items()))}
-            if payload.entries_enabled is not None:
-                changes["entriesEnabled"] = payload.entries_enabled
+            # A stop while the spec is invalid: only what the stop changes, nothing read from the spec.
+            changes = routing_changes(p.spec if observed.obs is not None else None, payload)
             read = observed.routings.get((payload.namespace, payload.config_map))
             await routing_writer.update(
                 ctx.kube, payload.namespace, payload.config_map, changes, owner=p.obj, current=read, cache=ctx.watched
@@ -166,7 +161,11 @@ class RolloutAdapter(KindAdapter[StrategyRolloutSpec, StrategyRolloutStatus, Obs
             read = await routing_writer.read(ctx.kube, namespace, config_map, ctx.watched)
             if read.document is None or read.config_map is None or not routing_writer.owned_by(read.config_map, obj):
                 continue
-            changes = {"assignments": dict.fromkeys(sorted(read.assignments), NONE), "entriesEnabled": False}
+            changes = {
+                "assignments": dict.fromkeys(sorted(read.assignments), NONE),
+                "entriesEnabled": False,
+                "stopped": True,  # an open universe's ids too (api/keyhash.py owner)
+            }
             await routing_writer.update(
                 ctx.kube, namespace, config_map, changes, owner=obj, current=read, cache=ctx.watched
             )

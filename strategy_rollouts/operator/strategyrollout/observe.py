@@ -15,11 +15,13 @@ from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutSt
 from strategy_rollouts.engine import webhook_gates
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.rollout import DeploymentObs, Observations
+from strategy_rollouts.engine.rollout.world import desired_routing
+from strategy_rollouts.engine.rollout.world import published as is_published
 from strategy_rollouts.engine.types import ObservationPlan
 from strategy_rollouts.operator.clients import routing as routing_writer
 from strategy_rollouts.operator.clients import webhook as webhook_client
 from strategy_rollouts.operator.context import Context
-from strategy_rollouts.operator.gates.measure import measure
+from strategy_rollouts.operator.gates.measure import measure, measure_per_key
 from strategy_rollouts.operator.runtime import metrics
 from strategy_rollouts.operator.runtime import objects as runtime
 
@@ -38,6 +40,18 @@ async def deployment(ctx: Context, namespace: str, name: str) -> DeploymentObs |
 
 
 Routings = dict[tuple[str, str], routing_writer.Routing]  # (namespace, config map) -> as read
+
+
+async def keys_from(ctx: Context, namespace: str, spec: StrategyRolloutSpec) -> tuple[str, ...] | None:
+    """spec.routing.keysFrom's keys, one per line (blank lines and surrounding spaces ignored); None when
+    the ConfigMap or its key cannot be read (the engine then holds the rollout InvalidSpec)."""
+    ref = spec.routing.keys_from
+    assert ref is not None
+    cm = await ctx.kube.config_map(namespace, ref.config_map_key_ref.name)  # missing: None; other errors raise
+    text = ((cm.data if cm is not None else None) or {}).get(ref.config_map_key_ref.key)
+    if text is None:
+        return None
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 async def observe(
@@ -59,10 +73,8 @@ async def observe(
     reads = await asyncio.gather(*(routing_writer.read(ctx.kube, n, cm, ctx.watched) for n, cm in cms))
     routings: Routings = dict(zip(cms, reads, strict=True))
     recorded = {(t.namespace, t.config_map): t for t in status.targets}
-    published = {
-        t.namespace: routings[k].document is not None and routings[k].assignments == t.assignments
-        for k, t in recorded.items()
-    }
+    desired = {(r.namespace, r.config_map): r for r in desired_routing(spec, status)}
+    published = {t.namespace: is_published(routings[k].document, spec, desired[k]) for k, t in recorded.items()}
     revisions = {t.namespace: routings[k].revision for k, t in recorded.items()}
     # A target status does not record yet: what its ConfigMap publishes already (adopted at the start).
     routed = {n: r.assignments for (n, cm), r in routings.items() if (n, cm) not in recorded and r.assignments}
@@ -73,26 +85,32 @@ async def observe(
         if shadow is not None:
             shadow_found, verdict = True, (shadow.get("status") or {}).get("verdict")
     measurements: dict[str, Measurement] = {}
-    due = plan.measure
-    if due:
+    per_key: dict[str, dict[str, Measurement]] = {}
+    due, due_per_key = plan.measure, plan.measure_per_key
+    if due or due_per_key:
         conn = await ctx.connection(ns, spec.prometheus, ("StrategyRollout", ns, name))
         index = min(status.stage_index or 0, len(spec.stages) - 1)
         stage = spec.stages[index]
         values = placeholder_values(spec, stage.namespace or ns, stage.name, "")
         body = webhook_gates.payload(spec, status, ns, name)
         auth = webhooks or {}
-        results = await asyncio.gather(
-            *(
-                measure(conn, g, values, status.step_started_at)
-                if g.webhook is None
-                else webhook_client.ask(g, body, auth.get(g.name, webhook_client.Auth()))
-                for g in due
-            )
+        results, keyed = await asyncio.gather(
+            asyncio.gather(
+                *(
+                    measure(conn, g, values, status.step_started_at)
+                    if g.webhook is None
+                    else webhook_client.ask(g, body, auth.get(g.name, webhook_client.Auth()))
+                    for g in due
+                )
+            ),
+            asyncio.gather(*(measure_per_key(conn, g, values) for g in due_per_key)),
         )
         measurements = {g.name: m for g, m in zip(due, results, strict=True)}
+        per_key = {g.name: k for g, k in zip(due_per_key, keyed, strict=True)}
         for gate, m in measurements.items():
             if m.value is not None:
                 metrics.gate_value.labels(ns, name, gate).set(m.value)
+    listed = await keys_from(ctx, ns, spec) if plan.keys_from else None
     obs = Observations(
         namespace=ns,
         name=name,
@@ -102,7 +120,9 @@ async def observe(
         published=published,
         revisions=revisions,
         routed=routed,
+        per_key=per_key,
         shadow_found=shadow_found,
         shadow_verdict=verdict,
+        listed_keys=listed,
     )
     return obs, {k: routings[k] for k in recorded}
