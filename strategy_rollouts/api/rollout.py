@@ -38,13 +38,17 @@ PERCENT = r"^(100|[1-9]?[0-9])(\.[0-9]+)?%$"
 # A count of keys, or a percent of the universe ("10%"): Kubernetes' int-or-string, as maxUnavailable.
 CountOrPercent = Annotated[
     Annotated[int, Field(ge=0, strict=True)] | Annotated[str, Field(pattern=PERCENT, max_length=16)],
+    # A structural schema allows int-or-string only as bare types; the bounds are a CEL rule.
     WithJsonSchema(
         {
-            "anyOf": [
-                {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": PERCENT},
-            ],
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
             "x-kubernetes-int-or-string": True,
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"type(self) == int ? self >= 0 : self.matches(r'{PERCENT}')",
+                    "message": "a count >= 0 or a percent such as 10%",
+                }
+            ],
         }
     ),
 ]

@@ -80,12 +80,15 @@ def status(cluster: Cluster, args: argparse.Namespace) -> int:
 
 
 def manual(cluster: Cluster, args: argparse.Namespace) -> int:
-    """promote [--full] / abort / retry / pause / resume / approve: one request in status.requests."""
+    """promote [--full] / abort / retry / pause / resume / approve / release-key: one request in status.requests."""
     action: RolloutAction = "promoteFull" if args.command == "promote" and args.full else args.command
+    if args.command == "release-key":
+        action = "releaseKey"
     what = f"strategyrollout {cluster.namespace}/{args.name}"
     cluster.get(KIND, args.name)  # clear "not found" before anything is written
     id_ = new_id()
-    cluster.patch_status(KIND, args.name, rollout_request(action, cluster.user_name(), args.reason, _now(), id_))
+    key = getattr(args, "key", None)
+    cluster.patch_status(KIND, args.name, rollout_request(action, cluster.user_name(), args.reason, _now(), id_, key))
     if args.no_wait:
         print(f"{action} requested for {what} (request {id_})")
         return 0

@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--reason", required=name == "approve", help="why (recorded in history and an Event)")
         _wait_flags(p, "30s")
 
+    p = command("release-key", cmd_rollout.manual, "return a quarantined key to the canary (docs/keys.md)")
+    p.add_argument("name")
+    p.add_argument("key", help="the quarantined key (status.keys.quarantined)")
+    p.add_argument("--reason", help="why (recorded in history and an Event)")
+    _wait_flags(p, "30s")
+
     shadow = command("shadow", _usage, "ShadowRuns: get, report").add_subparsers(
         dest="shadow_command", required=True, metavar="COMMAND"
     )

@@ -187,6 +187,18 @@ def gates_table(status: StrategyRolloutStatus, now: datetime) -> Table:
     return table
 
 
+def quarantine_table(status: StrategyRolloutStatus, now: datetime) -> Table | None:
+    """Keys a per-key gate sent back to stable (release one with `release-key NAME KEY`)."""
+    if status.keys is None or not status.keys.quarantined:
+        return None
+    table = Table(title="Quarantined keys", title_justify="left", box=None, header_style="bold", pad_edge=False)
+    for column in ("KEY", "GATE", "VALUE", "SINCE"):
+        table.add_column(column)
+    for q in status.keys.quarantined:
+        table.add_row(q.key, q.gate, num(q.value), relative(q.at, now))
+    return table
+
+
 def history_table(status: StrategyRolloutStatus, now: datetime) -> Table:
     table = Table(title="History", title_justify="left", box=None, header_style="bold", pad_edge=False)
     for column in ("WHEN", "VERSION", "OUTCOME", "BY", "REASON"):
@@ -276,6 +288,9 @@ def rollout_detail(obj: dict[str, Any], now: datetime) -> Group:
         parts += [Text(""), symbols]
     if status.gates:
         parts += [Text(""), gates_table(status, now)]
+    quarantined = quarantine_table(status, now)
+    if quarantined is not None:
+        parts += [Text(""), quarantined]
     approvals = approvals_table(obj, status, now)
     if approvals is not None:
         parts += [Text(""), approvals]

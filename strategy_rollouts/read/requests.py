@@ -25,9 +25,12 @@ def _patch(id_: str, request: Request) -> dict[str, Any]:
     return {"status": {"requests": {id_: request.wire()}}}
 
 
-def rollout_request(action: RolloutAction, by: str, reason: str | None, now: datetime, id_: str) -> dict[str, Any]:
-    """Merge patch adding one StrategyRollout request (validated by the model before it is sent)."""
-    return _patch(id_, RolloutRequest(action=action, by=by, reason=reason, at=now))
+def rollout_request(
+    action: RolloutAction, by: str, reason: str | None, now: datetime, id_: str, key: str | None = None
+) -> dict[str, Any]:
+    """Merge patch adding one StrategyRollout request (validated by the model before it is sent);
+    `key`: the key a releaseKey returns."""
+    return _patch(id_, RolloutRequest(action=action, by=by, reason=reason, at=now, key=key))
 
 
 def parity_run_request(by: str, now: datetime, id_: str) -> dict[str, Any]:

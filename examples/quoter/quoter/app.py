@@ -51,6 +51,7 @@ class Quoter:
         self.last_tick: int | None = None
         self.orders_sent = 0
         self._publish_errors = 0
+        self._symbols_reported: set[str] = set()
 
     def keys(self, routing: Routing) -> list[str]:
         return routing.keys_for(self.config.version)
@@ -101,6 +102,14 @@ class Quoter:
             m.returns[source].set(value)
         for key, bps in simulate.costs(knobs).items():
             m.costs[key].set(bps)
+        for symbol in self._symbols_reported - set(keys):
+            m.symbol_net_bps.remove(*m.labels.values(), symbol)
+        for symbol in keys:
+            bad = symbol in cfg.bad_symbols
+            m.symbol_net_bps.labels(**m.labels, symbol=symbol).set(
+                knobs.bad_symbol_net_bps if bad else knobs.symbol_net_bps
+            )
+        self._symbols_reported = set(keys)
         self.last_tick = tick
         return decisions
 

@@ -35,6 +35,8 @@ class Config:
     exit_with_parent: bool = False
     log_level: str = "INFO"
     knobs: Knobs = field(default_factory=Knobs)
+    # symbols whose net bps (strategy_symbol_net_bps) is knob bad_symbol_net_bps instead of symbol_net_bps
+    bad_symbols: frozenset[str] = frozenset()
 
     @property
     def routed(self) -> bool:
@@ -117,6 +119,11 @@ def build_parser(environ: Mapping[str, str]) -> argparse.ArgumentParser:
         default=env("log-level", "INFO"),
         choices=("DEBUG", "INFO", "WARNING", "ERROR"),
     )
+    p.add_argument(
+        "--bad-symbols",
+        default=env("bad-symbols", ""),
+        help="comma-separated symbols that trade badly (their strategy_symbol_net_bps is --bad-symbol-net-bps)",
+    )
     defaults = Knobs()
     knobs = p.add_argument_group("knobs (also settable at runtime: POST /knobs on the control port)")
     for name in KNOB_NAMES:
@@ -162,4 +169,5 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         exit_with_parent=args.exit_with_parent,
         log_level=args.log_level,
         knobs=knobs,
+        bad_symbols=frozenset(s.strip() for s in args.bad_symbols.split(",") if s.strip()),
     )

@@ -28,6 +28,8 @@ class Knobs:
     slippage_bps: float = 0.0
     timing_bps: float = 0.0
     sizing_bps: float = 0.0
+    symbol_net_bps: float = 2.0  # strategy_symbol_net_bps of each traded symbol
+    bad_symbol_net_bps: float = -20.0  # the same for the --bad-symbols
 
     def as_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)

@@ -55,6 +55,11 @@ class QuoterMetrics:
         self.size_multiplier = gauge("size_multiplier", "Routing sizeMultiplier in force.").labels(**labels)
         self.entries_enabled = gauge("entries_enabled", "1 when new entries are allowed.").labels(**labels)
         self.capital_at_risk = gauge("capital_at_risk_percent", "Percent of capital at risk.").labels(**labels)
+        # Per symbol traded now (a per-key gate's input); a symbol no longer traded loses its series.
+        self.symbol_net_bps = Gauge(
+            "strategy_symbol_net_bps", "Net bps of a traded symbol.", [*base, "symbol"], registry=r
+        )
+        self.labels = labels
         returns = Gauge("strategy_return", "Per-period return (fraction).", [*base, "source"], registry=r)
         self.returns = {source: returns.labels(source=source, **labels) for source in SOURCES}
         costs = Gauge(
