@@ -93,7 +93,9 @@ class KeysFrom(ApiModel):
 class Routing(ApiModel):
     model_config = with_rules(
         {
-            "rule": "[has(self.buckets), size(self.keys) > 0, has(self.keysFrom)].filter(x, x).size() <= 1",
+            # has() first: an absent list has no size (list defaults are not in the schema)
+            "rule": "[has(self.buckets), has(self.keys) && size(self.keys) > 0, has(self.keysFrom)]"
+            ".filter(x, x).size() <= 1",
             "message": "set one of keys, keysFrom or buckets",
             "fieldPath": ".buckets",
         },
@@ -169,7 +171,8 @@ class StrategyRolloutSpec(ApiModel):
             "fieldPath": ".canary.deployment",
         },
         {
-            "rule": "!has(self.routing) || self.routing.mode != 'symbols' || size(self.routing.keys) > 0"
+            "rule": "!has(self.routing) || self.routing.mode != 'symbols'"
+            " || has(self.routing.keys) && size(self.routing.keys) > 0"
             " || has(self.routing.keysFrom) || has(self.routing.buckets)",
             "message": "symbols mode needs routing.keys, routing.keysFrom or routing.buckets",
             "fieldPath": ".routing.keys",

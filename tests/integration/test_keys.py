@@ -4,6 +4,8 @@ reach 100 %, `kubectl strategy release-key` returns it; beyond maxQuarantined th
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from strategy_rollouts.api.keyhash import digest
+from strategy_rollouts.api.keyhash import digest, owns
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
 from tests.integration.workloads import apply, deployment, routing, status
@@ -161,3 +163,50 @@ def test_a_bad_max_quarantined_is_refused_naming_the_field(cluster: DevCluster, 
     assert "a count >= 0 or a percent" in result.stderr, result.stderr
     obj["spec"]["routing"]["maxQuarantined"] = "10%"
     assert apply(cluster, obj, check=False).returncode == 0
+
+
+def test_a_bucket_rollout_at_half_a_percent_routes_the_expected_users_in_constant_status_size(
+    cluster: DevCluster, namespace: str, live_operator: OperatorProcess
+) -> None:
+    """An open universe of 10,000 users routed by bucket (never listed): at 0.5 % the canary owns exactly
+    the users an independent sha256 computation puts in buckets 0..49, and status stays the same size."""
+    apply(cluster, deployment("legacy", namespace, 2, "v1.0.0"), deployment("pipeline", namespace, 0, "v2.0.0"))
+    steps = [{"setWeight": 0.5}, {"pause": {}}, {"setWeight": 100}]
+    obj = {
+        "apiVersion": "strategyrollouts.io/v1alpha1",
+        "kind": "StrategyRollout",
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {
+            "strategy": "copy_trading",
+            "stable": {"deployment": "legacy", "version": "v1.0.0"},
+            "canary": {"deployment": "pipeline", "version": "v2.0.0", "replicas": 2},
+            "routing": {"buckets": 10000, "salt": "copy", "handoff": "1s"},
+            "stages": [{"name": "prod", "steps": steps}],
+            "scaleDownDelay": "1s",
+        },
+    }
+    apply(cluster, obj)
+
+    def doc() -> dict[str, Any]:
+        return routing(cluster, CM, namespace) or {}
+
+    wait_for(lambda: doc().get("canaryBuckets") == 50 and "drainingBuckets" not in doc(), 60, what="50 buckets")
+    at_half = doc()
+    assert at_half["weight"] == 0.5 and at_half["buckets"] == 10000 and at_half["salt"] == "copy"
+    assert not at_half.get("assignments"), "no user is listed"
+    users = [f"user-{i}" for i in range(10_000)]
+    expected = {u for u in users if int(hashlib.sha256(f"copy:{u}".encode()).hexdigest(), 16) % 10_000 < 50}
+    assert {u for u in users if owns(at_half, u, "v2.0.0")} == expected
+    assert {u for u in users if owns(at_half, u, "v1.0.0")} == set(users) - expected
+    assert 20 < len(expected) < 90  # about 50 of 10,000
+    paused = wait_for(lambda: (s := status(cluster, NAME, namespace)).get("phase") == "Paused" and s, 30, what="paused")
+    size_half = len(json.dumps(paused))
+    result = subprocess.run(
+        [str(PLUGIN), "promote", NAME, "-n", namespace, "--timeout", "60s"],
+        capture_output=True, text=True, env=cluster.env(), timeout=90,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    done = wait_for(lambda: (s := status(cluster, NAME, namespace)).get("phase") == "Succeeded" and s, 60, what="done")
+    wait_for(lambda: doc().get("canaryBuckets") == 10000, 30, what="every bucket on the canary")
+    assert all(owns(doc(), u, "v2.0.0") for u in users[:500])
+    assert abs(len(json.dumps(done)) - size_half) < 2048, (size_half, len(json.dumps(done)))  # O(1) in the users
