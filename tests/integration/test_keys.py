@@ -210,3 +210,42 @@ def test_a_bucket_rollout_at_half_a_percent_routes_the_expected_users_in_constan
     wait_for(lambda: doc().get("canaryBuckets") == 10000, 30, what="every bucket on the canary")
     assert all(owns(doc(), u, "v2.0.0") for u in users[:500])
     assert abs(len(json.dumps(done)) - size_half) < 2048, (size_half, len(json.dumps(done)))  # O(1) in the users
+
+
+def test_keys_from_a_config_map_go_to_the_canary_tier_by_tier(
+    cluster: DevCluster, namespace: str, live_operator: OperatorProcess
+) -> None:
+    """200 keys listed in a ConfigMap (keysFrom), the ten low-volume ones named as the first tier: at 5 %
+    the canary owns exactly those ten. A tier naming a key the list lacks is InvalidSpec naming the field."""
+    keys = [f"K{i:03d}" for i in range(200)]
+    first = keys[150:160]
+    cluster.kubectl("create", "configmap", "universe", "-n", namespace, f"--from-literal=keys={chr(10).join(keys)}")
+    apply(cluster, deployment("legacy", namespace, 2, "v1.0.0"), deployment("pipeline", namespace, 0, "v2.0.0"))
+    obj = {
+        "apiVersion": "strategyrollouts.io/v1alpha1",
+        "kind": "StrategyRollout",
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {
+            "strategy": "tiers",
+            "stable": {"deployment": "legacy", "version": "v1.0.0"},
+            "canary": {"deployment": "pipeline", "version": "v2.0.0", "replicas": 2},
+            "routing": {
+                "keysFrom": {"configMapKeyRef": {"name": "universe", "key": "keys"}},
+                "order": {"tiers": [first]},
+                "handoff": "1s",
+            },
+            "stages": [{"name": "prod", "steps": [{"setWeight": 5}, {"pause": {}}]}],
+        },
+    }
+    apply(cluster, obj)
+
+    def canary() -> set[str]:
+        doc = routing(cluster, CM, namespace) or {}
+        return {k for k, v in (doc.get("assignments") or {}).items() if v == "v2.0.0"}
+
+    wait_for(lambda: canary() == set(first), 60, what="the first tier on the canary")
+    assert len((routing(cluster, CM, namespace) or {})["assignments"]) == 200
+    obj["spec"]["routing"]["order"] = {"tiers": [[*first, "NOPE"]]}
+    apply(cluster, obj)
+    st = wait_for(lambda: (s := status(cluster, NAME, namespace)).get("phase") == "Invalid" and s, 30, what="Invalid")
+    assert "spec.routing.order.tiers[0][10]" in st["message"] and "NOPE" in st["message"], st["message"]
