@@ -291,6 +291,10 @@ QUARANTINE_LIMIT = MAX_QUARANTINED + 1
 
 class KeysStatus(StatusModel):
     quarantined: Annotated[list[QuarantinedKey], Field(max_length=QUARANTINE_LIMIT)] = []
+    # spec.routing.order.query as measured at the run's start: tiers of equal rank, first tier first (keys
+    # it did not rank form a last tier). Frozen for the run, so an assignment never moves with the market.
+    order: list[list[str]] | None = None
+    ordered_at: Timestamp | None = None
 
 
 class RiskBudgetStatus(StatusModel):

@@ -69,7 +69,10 @@ def routing_state_bytes(spec: StrategyRolloutSpec) -> int:
     keys = set(spec.routing.keys)
     owner = _owner_len(spec, NONE)
     per_namespace = 4 + 2 * _key_lens(keys) + len(keys) * (owner + 20)
-    return distinct_namespaces(spec) * per_namespace
+    # A rank query's order, frozen in status.keys.order for the run: every key once more, `"key",`.
+    order = spec.routing.order
+    frozen = 64 + _key_lens(keys) + 3 * len(keys) if order is not None and order.query is not None else 0
+    return distinct_namespaces(spec) * per_namespace + frozen
 
 
 def routing_json_bytes(spec: StrategyRolloutSpec) -> int:

@@ -47,6 +47,7 @@ class ObservationPlan:
     # StrategyRollout: per-key gates due, each measured `by (perKey.label)`: one value per key
     measure_per_key: tuple[GateSpec, ...] = ()
     keys_from: bool = False  # StrategyRollout: spec.routing.keysFrom's ConfigMap (the listed keys)
+    rank: bool = False  # StrategyRollout: spec.routing.order.query (a run may start in this pass)
     streams: StreamPlan | None = None  # ShadowRun: the decision streams, from their cursors
     latency: bool = False  # ShadowRun: the latency profile (the run may end in this pass)
     ranges: bool = False  # ParityCheck: the live and backtest range queries (a run is due)

@@ -63,6 +63,8 @@ class World:
     published_buckets: dict[str, BucketRouting | None] = field(default_factory=dict)
     bucket_snapshots: list[BucketRouting] = field(default_factory=list)
     listed_keys: tuple[str, ...] | None = None  # what spec.routing.keysFrom's ConfigMap lists, once read
+    ranks: dict[str, float] | None = None  # what spec.routing.order.query answers (None: no answer)
+    rank_queries: int = 0  # how often the plan asked for it
     shadow: tuple[bool, str | None] = (False, None)
     decisions: list[Decision] = field(default_factory=list)
     snapshots: list[dict[str, str]] = field(default_factory=list)
@@ -89,6 +91,8 @@ class World:
             measurements[gate.name] = (
                 Measurement(value) if value is not None else Measurement(None, outcome="inconclusive", message="empty")
             )
+        if planned.rank:
+            self.rank_queries += 1
         published = {
             t.namespace: self.published.get(t.namespace) == t.assignments
             and (self.spec.routing.buckets is None or self.published_buckets.get(t.namespace) == self._buckets_of(t))
@@ -101,6 +105,7 @@ class World:
             measurements=measurements,
             per_key=per_key,
             listed_keys=self.listed_keys,
+            ranks=dict(self.ranks) if planned.rank and self.ranks is not None else None,
             published=published,
             revisions=dict(self.revisions),
             shadow_found=self.shadow[0],

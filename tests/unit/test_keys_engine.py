@@ -132,6 +132,38 @@ def test_a_rollout_with_tiers_gives_the_first_tier_first() -> None:
     assert w.status.canary_weight == 10 and canary_keys(w) <= {"DOTUSDT", "LINKUSDT"} and len(canary_keys(w)) == 1
 
 
+def ranked_world(ranks: dict[str, float] | None) -> World:
+    order = {"query": 'sum by (symbol) (volume{strategy="{{strategy}}"})', "label": "symbol", "ascending": True}
+    w = World(spec({"order": order}))
+    w.ranks = ranks
+    return w
+
+
+def test_a_rank_query_that_ranks_nothing_holds_the_start_and_publishes_no_key() -> None:
+    w = ranked_world(None)
+    w.run(30)
+    assert w.status.phase == "Pending" and w.status.reason == "RankUnmeasured", w.status.message
+    assert "spec.routing.order.query ranks no key" in (w.status.message or "")
+    assert not w.published.get("trading") and not w.status.targets
+    w.ranks = {"NOTAKEY": 1.0}  # answers, but for none of the keys: still held
+    w.run(15)
+    assert w.status.phase == "Pending" and w.status.reason == "RankUnmeasured"
+
+
+def test_a_rank_query_orders_low_volume_first_and_the_order_is_frozen_for_the_run() -> None:
+    volume = {k: float(i) for i, k in enumerate(reversed(KEYS))}  # the last key has the lowest volume
+    w = ranked_world(volume)
+    w.run(30)
+    assert w.status.canary_weight == 10 and canary_keys(w) == {KEYS[-1]}
+    assert w.status.keys is not None and w.status.keys.order is not None
+    assert w.status.keys.order[0] == [KEYS[-1]] and w.status.keys.ordered_at is not None
+    asked = w.rank_queries
+    w.ranks = {k: -v for k, v in volume.items()}  # the market moves: the run keeps its order
+    w.run(120)
+    assert w.rank_queries == asked, "mid-run the rank is not asked again"
+    assert KEYS[-1] in canary_keys(w) or w.status.phase == "Succeeded"
+
+
 # ---- quarantine ----------------------------------------------------------------------------------
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from strategy_rollouts.api.durations import parse_duration
 from strategy_rollouts.api.rollout import HistoryEntry, HistoryOutcome, StrategyRolloutSpec, TargetStatus
+from strategy_rollouts.engine.keys import tiers_from_ranks
 from strategy_rollouts.engine.rollout.assignments import routing_settled
-from strategy_rollouts.engine.rollout.quarantine import set_quarantined
+from strategy_rollouts.engine.rollout.quarantine import set_keys
 from strategy_rollouts.engine.rollout.replicas import schedule_scale_down, total, want_canary
 from strategy_rollouts.engine.rollout.state import OPERATOR, Run
 from strategy_rollouts.engine.routing import DRAINING, NONE
+
+RANK_RETRY = timedelta(seconds=10)  # a rank query that ranked nothing is asked again this often
 
 
 def target_namespaces(spec: StrategyRolloutSpec, namespace: str) -> list[str]:
@@ -29,6 +34,17 @@ def start(run: Run) -> None:
         run.set_phase("Pending", run.hold.reason, f"not starting: {run.hold.message}")
         run.wake(run.hold.until)
         return
+    order = spec.routing.order
+    measured: list[list[str]] | None = None
+    if order is not None and order.query is not None:
+        universe = set(run.universe)
+        ranks = {k: v for k, v in (run.obs.ranks or {}).items() if k in universe}
+        if not ranks:  # never a silent fallback to hash order
+            why = "it failed or named none of the keys" if run.obs.ranks is not None else "it was not measured"
+            run.set_phase("Pending", "RankUnmeasured", f"not starting: spec.routing.order.query ranks no key ({why})")
+            run.wake(run.now + RANK_RETRY)
+            return
+        measured = tiers_from_ranks(ranks, order.ascending)
     known = {t.namespace: t for t in run.st.targets}
     targets: list[TargetStatus] = []
     for ns in target_namespaces(spec, run.obs.namespace):
@@ -47,7 +63,9 @@ def start(run: Run) -> None:
     run.st.manual_pause = None
     run.st.scale_downs = []
     run.st.gates = []
-    set_quarantined(run, [])  # a quarantine lasts for the run it was decided in
+    # A quarantine lasts for the run it was decided in; a measured order is frozen for it.
+    set_keys(run, [], measured, run.now if measured is not None else None)
+    run.rank(measured)
     run.st.started_at = run.st.stage_started_at = run.st.step_started_at = run.now
     run.st.stage_index, run.st.step_index, run.st.canary_weight = 0, 0, 0
     run.st.stage = spec.stages[0].name

@@ -43,6 +43,8 @@ class Observations:
     # spec.routing.keysFrom: the keys its ConfigMap lists, as read this pass; None: not read (the rollout
     # acts on nothing then: an empty universe would route nothing and still complete).
     listed_keys: tuple[str, ...] | None = None
+    # spec.routing.order.query's answer this pass (key -> rank value); None: not measured, or it failed.
+    ranks: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)

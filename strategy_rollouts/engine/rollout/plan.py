@@ -38,7 +38,20 @@ def plan(
         measure=() if urgent(status) else tuple(due_gates(spec, status, now)),
         measure_per_key=() if urgent(status) else tuple(due_per_key_gates(spec, status, now)),
         keys_from=spec.routing.keys_from is not None,
+        rank=wants_rank(spec, status),
     )
+
+
+def wants_rank(spec: StrategyRolloutSpec, status: StrategyRolloutStatus) -> bool:
+    """A rank query is measured only where a run may start: not mid-run (its order is frozen), not for a
+    finished run of these versions with nothing pending (a retry is a request, and then it is measured)."""
+    order = spec.routing.order
+    if order is None or order.query is None:
+        return False
+    same = status.canary_version == spec.canary.version and status.stable_version == spec.stable.version
+    if same and status.phase in ("Progressing", "Paused"):
+        return False
+    return not (same and status.phase in ("Succeeded", "RolledBack") and not status.requests)
 
 
 def held_stop(raw_status: Mapping[str, Any] | None) -> tuple[Ref, ...]:

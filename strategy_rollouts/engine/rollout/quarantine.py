@@ -9,6 +9,8 @@ there for the rest of the run unless a `releaseKey` request returns it. More qua
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from strategy_rollouts.api.gates import GateSpec, GateStatus
 from strategy_rollouts.api.requests import Outcome
 from strategy_rollouts.api.rollout import KeysStatus, QuarantinedKey
@@ -17,8 +19,13 @@ from strategy_rollouts.engine.keys import quarantine_limit
 from strategy_rollouts.engine.rollout.state import Run
 
 
+def set_keys(run: Run, entries: list[QuarantinedKey], order: list[list[str]] | None, at: datetime | None) -> None:
+    run.st.keys = KeysStatus(quarantined=entries, order=order, ordered_at=at) if entries or order else None
+
+
 def set_quarantined(run: Run, entries: list[QuarantinedKey]) -> None:
-    run.st.keys = KeysStatus(quarantined=entries) if entries else None
+    keys = run.st.keys
+    set_keys(run, entries, keys.order if keys else None, keys.ordered_at if keys else None)
     run.quarantined = frozenset(q.key for q in entries)
     run.desired_by_weight.clear()  # the desired assignments depend on the quarantined keys
 

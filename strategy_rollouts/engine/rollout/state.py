@@ -55,17 +55,16 @@ class Run:
         self.now = now
         self.events: list[Event] = []
         self.wakes: list[datetime] = []
-        order = spec.routing.order
-        tiers = tuple(tuple(tier) for tier in order.tiers) if order is not None and order.tiers else ()
+        self.desired_by_weight: dict[float, Mapping[str, str]] = {}
         self.salt = spec.routing.salt or spec.strategy
         listed = obs.listed_keys if spec.routing.keys_from is not None and obs.listed_keys is not None else ()
-        self.ranked = ranked_keys(tuple(spec.routing.keys) or listed, self.salt, tiers)
+        self.universe = tuple(spec.routing.keys) or listed
+        self.rank(status.keys.order if status.keys is not None else None)
         self.symbols = spec.routing.mode == "symbols"
         # An open universe: routed by bucket ranges, no keys in status (engine/keys.py).
         self.buckets = spec.routing.buckets if self.symbols else None
         self.quarantined = frozenset(q.key for q in status.keys.quarantined) if status.keys else frozenset()
         self.unpublished: set[str] = set()
-        self.desired_by_weight: dict[float, Mapping[str, str]] = {}
         # Market hours and freeze windows (engine/market.py): what holds progress now, read fresh from
         # the spec every pass, so an edit applies at once (reconcile() made sure a named calendar came).
         self.calendar = market.resolve(spec.market.calendar if spec.market else None, obs.calendar) or (
@@ -73,6 +72,14 @@ class Run:
         )
         self.hold = market.advance_allowed(spec.market, spec.freeze_windows, self.calendar, now)
         self.closed = market.closed(spec.market, self.calendar, now)
+
+    def rank(self, measured: list[list[str]] | None) -> None:
+        """The ranked order: the spec's tiers, or a rank query's tiers as frozen at the run's start."""
+        order = self.spec.routing.order
+        tiers = order.tiers if order is not None and order.tiers else measured if order is not None else None
+        frozen = tuple(tuple(tier) for tier in tiers or ())
+        self.ranked = ranked_keys(self.universe, self.salt, frozen)
+        self.desired_by_weight.clear()
 
     # ---- small helpers -------------------------------------------------------------------
     def event(self, type_: EventType, reason: str, message: str) -> None:

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from strategy_rollouts.api.placeholders import placeholder_values
+from strategy_rollouts.api.placeholders import placeholder_values, substitute
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine import webhook_gates
 from strategy_rollouts.engine.gates import Measurement
@@ -24,6 +24,7 @@ from strategy_rollouts.operator.context import Context
 from strategy_rollouts.operator.gates.measure import measure, measure_per_key
 from strategy_rollouts.operator.runtime import metrics
 from strategy_rollouts.operator.runtime import objects as runtime
+from strategy_rollouts.read import prometheus
 
 KIND = "rollout"  # waker kind
 # Waker kind: a Deployment's spec.replicas or status.readyReplicas changed (what a rollout observes).
@@ -40,6 +41,18 @@ async def deployment(ctx: Context, namespace: str, name: str) -> DeploymentObs |
 
 
 Routings = dict[tuple[str, str], routing_writer.Routing]  # (namespace, config map) -> as read
+
+
+async def rank(ctx: Context, namespace: str, name: str, spec: StrategyRolloutSpec) -> dict[str, float] | None:
+    """spec.routing.order.query: key -> rank value (one series per key, named by order.label); None when
+    Prometheus did not answer (the start then holds: never a silent fallback to hash order)."""
+    order = spec.routing.order
+    assert order is not None and order.query is not None and order.label is not None
+    conn = await ctx.connection(namespace, spec.prometheus, ("StrategyRollout", namespace, name))
+    stage = spec.stages[0]
+    values = placeholder_values(spec, stage.namespace or namespace, stage.name, "")
+    answer = await prometheus.vector(conn, substitute(order.query, values), order.label)
+    return answer.values if answer.outcome == "ok" else None
 
 
 async def keys_from(ctx: Context, namespace: str, spec: StrategyRolloutSpec) -> tuple[str, ...] | None:
@@ -111,6 +124,7 @@ async def observe(
             if m.value is not None:
                 metrics.gate_value.labels(ns, name, gate).set(m.value)
     listed = await keys_from(ctx, ns, spec) if plan.keys_from else None
+    ranks = await rank(ctx, ns, name, spec) if plan.rank else None
     obs = Observations(
         namespace=ns,
         name=name,
@@ -124,5 +138,6 @@ async def observe(
         shadow_found=shadow_found,
         shadow_verdict=verdict,
         listed_keys=listed,
+        ranks=ranks,
     )
     return obs, {k: routings[k] for k in recorded}
