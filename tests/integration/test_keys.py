@@ -18,6 +18,7 @@ import pytest
 from strategy_rollouts.api.keyhash import digest, owns
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
+from tests.integration.gate_world import scraped
 from tests.integration.workloads import apply, deployment, routing, status
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "quoter"))
@@ -249,3 +250,45 @@ def test_keys_from_a_config_map_go_to_the_canary_tier_by_tier(
     apply(cluster, obj)
     st = wait_for(lambda: (s := status(cluster, NAME, namespace)).get("phase") == "Invalid" and s, 30, what="Invalid")
     assert "spec.routing.order.tiers[0][10]" in st["message"] and "NOPE" in st["message"], st["message"]
+
+
+def test_a_volume_rank_gives_the_low_volume_keys_first_and_no_rank_holds_the_start(
+    cluster: DevCluster, namespace: str, live_operator: OperatorProcess
+) -> None:
+    """order.query ranks the keys by traded volume (ascending) at the run's start: with no series yet the
+    start holds (RankUnmeasured, nothing routed); once Prometheus has them, the lowest volumes go first."""
+    strategy = f"v_{namespace.replace('-', '_')}"
+    apply(cluster, deployment("legacy", namespace, 2, "v1.0.0"), deployment("pipeline", namespace, 0, "v2.0.0"))
+    obj = {
+        "apiVersion": "strategyrollouts.io/v1alpha1",
+        "kind": "StrategyRollout",
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {
+            "strategy": strategy,
+            "stable": {"deployment": "legacy", "version": "v1.0.0"},
+            "canary": {"deployment": "pipeline", "version": "v2.0.0", "replicas": 2},
+            "routing": {
+                "keys": KEYS,
+                "handoff": "1s",
+                "order": {"query": 'max by (symbol) (keys_volume{strategy="{{strategy}}"})', "label": "symbol"},
+            },
+            "stages": [{"name": "prod", "steps": [{"setWeight": 34}, {"pause": {}}]}],
+        },
+    }
+    with scraped(cluster, f"keys-{namespace}") as exporter:
+        apply(cluster, obj)
+        st = wait_for(lambda: (s := status(cluster, NAME, namespace)).get("reason") == "RankUnmeasured" and s, 30,
+                      what="held: no rank")  # fmt: skip
+        assert st["phase"] == "Pending" and "spec.routing.order.query ranks no key" in st["message"]
+        assert not routing(cluster, CM, namespace), "nothing routed while the rank is unknown"
+        volumes = {k: 1000.0 * (i + 1) for i, k in enumerate(KEYS)}  # BTCUSDT the lowest
+        for key, volume in volumes.items():
+            exporter.gauge("keys_volume", volume, strategy=strategy, symbol=key)
+
+        def canary() -> set[str]:
+            doc = routing(cluster, CM, namespace) or {}
+            return {k for k, v in (doc.get("assignments") or {}).items() if v == "v2.0.0"}
+
+        wait_for(lambda: canary() == set(KEYS[:3]), 60, what="the three lowest volumes on the canary (34 % of 6)")
+        order = status(cluster, NAME, namespace)["keys"]["order"]
+        assert order == [[k] for k in KEYS], order
