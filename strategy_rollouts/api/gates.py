@@ -159,6 +159,18 @@ class TemplateUse(StatusModel):
     resource_version: str | None = None
 
 
+SCOREBOARD = 50  # per-key gates: the keys nearest to failing shown in status (it stays small)
+
+
+class KeyScore(StatusModel):
+    """One key of a per-key gate's scoreboard: its value on each version (as smoothed as the query is)."""
+
+    key: str
+    canary: float | None = None
+    stable: float | None = None  # the same query for the stable version (None: not measurable)
+    result: GateResult
+
+
 class GateStatus(StatusModel):
     name: str
     # judge: the one-sided p-value (sequential: anytime-valid); webhook: the HTTP status
@@ -179,3 +191,5 @@ class GateStatus(StatusModel):
     dry_run: bool | None = None
     # sequential judge: no decision by decideWithin, onUndecided: hold (the rollout holds, reason JudgeUndecided)
     undecided_overdue: bool | None = None
+    # per-key gate: the keys the canary trades, worst first (failing, then least headroom), at most SCOREBOARD
+    keys: Annotated[list[KeyScore], Field(max_length=SCOREBOARD)] | None = None

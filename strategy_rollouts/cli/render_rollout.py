@@ -199,6 +199,28 @@ def quarantine_table(status: StrategyRolloutStatus, now: datetime) -> Table | No
     return table
 
 
+SCOREBOARD_ROWS = 10  # of the up to 50 keys status keeps per gate, worst first
+
+
+def scoreboard_tables(status: StrategyRolloutStatus) -> list[Table]:
+    """Per-key gates: the keys nearest to failing, each key's value on the canary and on stable."""
+    tables = []
+    for gate in status.gates:
+        if not gate.keys:
+            continue
+        shown = gate.keys[:SCOREBOARD_ROWS]
+        more = len(gate.keys) - len(shown)
+        title = f"Keys of gate {gate.name} (worst first{f'; {more} more in status' if more else ''})"
+        table = Table(title=title, title_justify="left", box=None, header_style="bold", pad_edge=False)
+        for column in ("KEY", "CANARY", "STABLE", "RESULT"):
+            table.add_column(column)
+        for score in shown:
+            style = RESULT_STYLE.get(score.result, "")
+            table.add_row(score.key, num(score.canary), num(score.stable), Text(score.result, style=style))
+        tables.append(table)
+    return tables
+
+
 def history_table(status: StrategyRolloutStatus, now: datetime) -> Table:
     table = Table(title="History", title_justify="left", box=None, header_style="bold", pad_edge=False)
     for column in ("WHEN", "VERSION", "OUTCOME", "BY", "REASON"):
@@ -288,6 +310,8 @@ def rollout_detail(obj: dict[str, Any], now: datetime) -> Group:
         parts += [Text(""), symbols]
     if status.gates:
         parts += [Text(""), gates_table(status, now)]
+    for board in scoreboard_tables(status):
+        parts += [Text(""), board]
     quarantined = quarantine_table(status, now)
     if quarantined is not None:
         parts += [Text(""), quarantined]

@@ -218,6 +218,7 @@ def rollout_detail(obj: JSON) -> JSON:
         "timeline": current,
         "symbolMap": symbol_map(obj, status),
         "gateStatus": [_dump(g) for g in status.gates],
+        "quarantined": [_dump(q) for q in status.keys.quarantined] if status.keys else [],
         "gateLines": gate_lines(obj),
         "riskBudget": _dump(status.risk_budget) if status.risk_budget else None,
         "history": [_dump(h) for h in reversed(status.history)],

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from strategy_rollouts.api.keyhash import digest, owns
+from strategy_rollouts.testing.dashboard_process import DashboardProcess
 from strategy_rollouts.testing.operator_process import OperatorProcess
 from tests.integration.conftest import wait_for
 from tests.integration.gate_world import scraped
@@ -38,6 +40,7 @@ class World:
     cluster: DevCluster
     namespace: str
     strategy: str
+    tmp: Path
     quoters: dict[str, QuoterProcess] = field(default_factory=dict)
 
     def ranked(self) -> list[str]:
@@ -94,8 +97,8 @@ class World:
 
 
 @pytest.fixture
-def world(cluster: DevCluster, namespace: str, live_operator: OperatorProcess) -> Iterator[World]:
-    w = World(cluster, namespace, f"k_{namespace.replace('-', '_')}")
+def world(cluster: DevCluster, namespace: str, live_operator: OperatorProcess, tmp_path: Path) -> Iterator[World]:
+    w = World(cluster, namespace, f"k_{namespace.replace('-', '_')}", tmp_path)
     try:
         yield w
     finally:
@@ -120,6 +123,29 @@ def test_a_bad_symbol_is_quarantined_the_rest_reach_100_and_release_key_returns_
         [str(PLUGIN), "status", NAME, "-n", w.namespace], capture_output=True, text=True, env=w.cluster.env()
     )
     assert "Quarantined keys" in shown.stdout and bad in shown.stdout, shown.stdout + shown.stderr
+    assert "Keys of gate net-bps" in shown.stdout, shown.stdout
+    # The scoreboard: the keys the canary trades now, each with its value (the quarantined one is not judged).
+    board = next(g for g in w.status()["gates"] if g["name"] == "net-bps")["keys"]
+    assert {s["key"] for s in board} == set(others) and all(s["canary"] == 2.0 for s in board), board
+    # The dashboard shows the same, in a real browser: the scoreboard and the quarantined key.
+    log = w.tmp / "dashboard.log"
+    with DashboardProcess(w.cluster.kubeconfig, w.cluster.prometheus_url, log) as dash, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(dash.url)
+            row = f'tr[data-key="strategyrollouts/{w.namespace}/{NAME}"]'
+            page.wait_for_selector(row, timeout=30_000)
+            page.click(f"{row} a")
+            page.wait_for_selector("#keys", timeout=30_000)
+            keys = page.inner_text("#keys")
+            assert "Keys of gate net-bps" in keys and "Quarantined keys" in keys and bad in keys, keys
+            assert all(k in keys for k in others), keys
+            assert not errors, errors
+        finally:
+            browser.close()
     # Fixed in the canary, then released by a person: it goes back through a drain, and the run completes.
     w.quoters["v2.0.0"].set_knobs(bad_symbol_net_bps=3.0)
     released = subprocess.run(

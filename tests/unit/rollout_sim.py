@@ -59,6 +59,7 @@ class World:
     gate_values: dict[str, float | None] = field(default_factory=dict)
     # per-key gates: gate -> key -> value (a key not named: 100.0)
     key_values: dict[str, dict[str, float]] = field(default_factory=dict)
+    key_values_stable: dict[str, dict[str, float]] = field(default_factory=dict)  # the scoreboard's stable side
     # open universes: what each namespace's routing.json publishes about its buckets
     published_buckets: dict[str, BucketRouting | None] = field(default_factory=dict)
     bucket_snapshots: list[BucketRouting] = field(default_factory=list)
@@ -104,6 +105,7 @@ class World:
             deployments={k: DeploymentObs(v, v) for k, v in self.replicas.items()},
             measurements=measurements,
             per_key=per_key,
+            per_key_stable={g.name: dict(self.key_values_stable.get(g.name, {})) for g in planned.measure_per_key},
             listed_keys=self.listed_keys,
             ranks=dict(self.ranks) if planned.rank and self.ranks is not None else None,
             published=published,

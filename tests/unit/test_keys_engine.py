@@ -17,7 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from strategy_rollouts.api import keyhash
+from strategy_rollouts.api.gates import SCOREBOARD, GateSpec
 from strategy_rollouts.api.rollout import StrategyRolloutSpec
+from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.keys import (
     BucketState,
     compact,
@@ -29,6 +31,7 @@ from strategy_rollouts.engine.keys import (
 )
 from strategy_rollouts.engine.rollout import routing_document
 from strategy_rollouts.engine.rollout.model import BucketRouting
+from strategy_rollouts.engine.rollout.quarantine import scoreboard
 from strategy_rollouts.engine.routing import DRAINING, NONE, desired_assignments, rank_keys
 from tests.unit.rollout_sim import EXAMPLE, T0, World
 
@@ -208,6 +211,34 @@ def test_more_bad_keys_than_max_quarantined_roll_back_the_whole_rollout() -> Non
     assert "more than spec.routing.maxQuarantined allows (1)" in (w.status.message or "")
     w.run(30)
     assert set(w.published["trading"].values()) == {V1}
+
+
+def test_the_scoreboard_shows_the_keys_nearest_to_failing_first_with_both_versions() -> None:
+    w = quarantine_world(3, {"SOLUSDT": -12.0, "ETHUSDT": -3.0, "BTCUSDT": 40.0})
+    w.key_values_stable["net-bps"] = {"SOLUSDT": 1.5, "ETHUSDT": 2.0}
+    while not any(g.keys and {s.key for s in g.keys} >= {"ETHUSDT", "BTCUSDT"} for g in w.status.gates):
+        assert w.now < T0 + timedelta(hours=2), (w.status.phase, w.status.message)
+        w.reconcile()
+        w.now += timedelta(seconds=1)
+    board = next(g for g in w.status.gates if g.name == "net-bps").keys
+    assert board is not None
+    order = [s.key for s in board]
+    assert [k for k in order if k != "SOLUSDT"][:2] == ["ETHUSDT", "BTCUSDT"]  # least headroom over "> -5" first
+    assert "SOLUSDT" not in order or order[0] == "SOLUSDT"  # failing first (when judged in this very pass)
+    eth = next(s for s in board if s.key == "ETHUSDT")
+    assert (eth.canary, eth.stable, eth.result) == (-3.0, 2.0, "Pass")
+    assert all(s.stable is None for s in board if s.key not in ("SOLUSDT", "ETHUSDT"))
+
+
+def test_scoreboard_order_and_cap() -> None:
+    gate = GateSpec.model_validate(NET_BPS)
+    measured = {f"K{i:03d}": Measurement(float(i)) for i in range(100)} | {"BAD": Measurement(-9.0)}
+    board = scoreboard(gate, measured, {"K000": 7.0})
+    assert len(board) == SCOREBOARD and board[0].key == "BAD" and board[0].result == "Fail"
+    assert [s.key for s in board[1:4]] == ["K000", "K001", "K002"] and board[1].stable == 7.0
+    compare = GateSpec.model_validate({**NET_BPS, "condition": None, "baseline": "b", "maxIncreasePercent": 10})
+    near = scoreboard(compare, {"A": Measurement(10.9, 10.0), "B": Measurement(10.1, 10.0)}, {})
+    assert [s.key for s in near] == ["A", "B"]  # +9 % is nearer to +10 % than +1 %
 
 
 def test_release_key_of_a_key_not_quarantined_is_rejected() -> None:

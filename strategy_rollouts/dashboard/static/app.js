@@ -181,10 +181,22 @@ function rolloutHtml(d) {
   <h2>Symbol map</h2><div id="symbols">${symbolMap(d.symbolMap)}</div>
   <h2>Gates</h2><div class="grid" id="gate-charts">${d.gateLines.map((g, i) => `<div class="card chart" id="gate-${i}" data-gate="${esc(g.name)}"></div>`).join("")}</div>
   ${table(["Gate", "Value", "Result", "Failures", "Inconclusive", "Evaluated", "Message"], gates)}
+  ${keysHtml(d)}
   <h2>Risk budget</h2><p>${rb}</p>
   <h2>Approvals</h2>${ap}
   <h2>Requests</h2>${requestsHtml(d.requests)}
   <h2>History</h2>${table(["When", "Version", "Outcome", "By", "Reason"], d.history.map((h) => [ago(h.at), esc(h.version), esc(h.outcome), esc(h.by || "-"), esc(h.reason)]))}`;
+}
+
+// Per-key gates (docs/keys.md): each gate's scoreboard, worst key first, and the quarantined keys.
+function keysHtml(d) {
+  const boards = d.gateStatus.filter((g) => g.keys && g.keys.length).map((g) =>
+    `<h3>Keys of gate ${esc(g.name)}</h3>` + table(["Key", "Canary", "Stable", "Result"],
+      g.keys.map((k) => [esc(k.key), num(k.canary, 3), num(k.stable, 3), `<span class="${cls("result", k.result)}">${esc(k.result)}</span>`])));
+  const q = d.quarantined.length
+    ? `<h3>Quarantined keys</h3>` + table(["Key", "Gate", "Value", "Since"], d.quarantined.map((k) => [esc(k.key), esc(k.gate), num(k.value, 3), ago(k.at)]))
+    : "";
+  return boards.length || q ? `<h2>Keys</h2><div id="keys">${boards.join("")}${q}</div>` : "";
 }
 
 function requestsHtml(r) {

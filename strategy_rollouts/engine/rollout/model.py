@@ -36,6 +36,8 @@ class Observations:
     routed: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     # per-key gate name -> key -> the key's measurement (canary side), for gates with perKey
     per_key: Mapping[str, Mapping[str, Measurement]] = field(default_factory=dict)
+    # the same gates' query for the stable version, key -> value (the scoreboard's other column)
+    per_key_stable: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     shadow_found: bool = False
     shadow_verdict: str | None = None
     # spec.market's calendar (operator/checks/calendars.py); None: 24/7, or no market.

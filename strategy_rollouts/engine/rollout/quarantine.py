@@ -9,9 +9,12 @@ there for the rest of the run unless a `releaseKey` request returns it. More qua
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from datetime import datetime
 
-from strategy_rollouts.api.gates import GateSpec, GateStatus
+from strategy_rollouts.api.conditions import parse_condition
+from strategy_rollouts.api.gates import SCOREBOARD, GateSpec, GateStatus, KeyScore
 from strategy_rollouts.api.requests import Outcome
 from strategy_rollouts.api.rollout import KeysStatus, QuarantinedKey
 from strategy_rollouts.engine import gates as gatelib
@@ -83,8 +86,11 @@ def judge_keys(run: Run, gate: GateSpec, prev: GateStatus | None) -> GateStatus 
     else:
         result, inconclusives = "Pass", 0
         message = f"{len(judged)} keys judged; {len(newly)} quarantined now, {len(entries)} in all (at most {allowed})"
+    stable = run.obs.per_key_stable.get(gate.name, {})
+    board = scoreboard(gate, {k: measured[k] for k in judged}, stable)
     return GateStatus(
         name=gate.name,
+        keys=board or None,
         value=float(len(entries)),
         result=result,
         failures=failures,
@@ -94,6 +100,37 @@ def judge_keys(run: Run, gate: GateSpec, prev: GateStatus | None) -> GateStatus 
         message=message,
         dry_run=gate.dry_run or None,
     )
+
+
+_ORDER = {"Fail": 0, "Error": 1, "Inconclusive": 2}
+
+
+def headroom(gate: GateSpec, m: gatelib.Measurement) -> float:
+    """How far a key's value is from failing the gate (smaller: nearer); inf when it cannot say."""
+    if m.value is None or not math.isfinite(m.value):
+        return math.inf
+    if gate.condition is not None:
+        cond = parse_condition(gate.condition)
+        gap = m.value - cond.threshold
+        return gap if cond.op in (">", ">=") else -gap if cond.op in ("<", "<=") else abs(gap)
+    if m.baseline is None or not math.isfinite(m.baseline) or m.baseline <= 0:
+        return math.inf
+    return (gate.max_increase_percent or 0.0) - (m.value - m.baseline) / m.baseline * 100
+
+
+def scoreboard(
+    gate: GateSpec, measured: Mapping[str, gatelib.Measurement], stable: Mapping[str, float]
+) -> list[KeyScore]:
+    """The keys judged this pass, worst first: failing, then erroring or inconclusive, then by headroom."""
+    scored = []
+    for key, m in measured.items():
+        result, _ = gatelib.judge(gate, m)
+        scored.append((_ORDER.get(result, 3), headroom(gate, m), key, result, m.value))
+    scored.sort(key=lambda s: (s[0], s[1], s[2]))
+    return [
+        KeyScore(key=key, canary=value, stable=stable.get(key), result=result)
+        for _, _, key, result, value in scored[:SCOREBOARD]
+    ]
 
 
 def over_limit(run: Run) -> bool:

@@ -3,6 +3,7 @@ two populations. Shared by every kind that measures gates."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from strategy_rollouts.api.gates import GateSpec
@@ -10,6 +11,8 @@ from strategy_rollouts.api.placeholders import substitute
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.operator.gates import judge as judge_measure
 from strategy_rollouts.read import prometheus
+
+CANARY_VERSION = "{{canary.version}}"
 
 
 async def measure(
@@ -28,9 +31,17 @@ async def measure(
 
 async def measure_per_key(
     conn: prometheus.Connection, gate: GateSpec, values: dict[str, str]
-) -> dict[str, Measurement]:
-    """A `perKey` gate: key -> its measurement (threshold or compare; validated: never a judge or webhook)."""
+) -> tuple[dict[str, Measurement], dict[str, float]]:
+    """A `perKey` gate (threshold or compare; validated: never a judge or webhook): key -> its measurement,
+    and key -> the same query for the stable version (the scoreboard's other column; {} when the query
+    does not name {{canary.version}}, so there is no stable side to ask)."""
     assert gate.per_key is not None and gate.query is not None
     values = {**values, "interval": gate.interval}
+    label = gate.per_key.label
     baseline = substitute(gate.baseline, values) if gate.baseline is not None else None
-    return await prometheus.per_key(conn, substitute(gate.query, values), gate.per_key.label, baseline)
+    canary = prometheus.per_key(conn, substitute(gate.query, values), label, baseline)
+    if CANARY_VERSION not in gate.query:
+        return await canary, {}
+    as_stable = substitute(gate.query, {**values, "canary.version": values.get("stable.version", "")})
+    keyed, stable = await asyncio.gather(canary, prometheus.per_key(conn, as_stable, label))
+    return keyed, {k: m.value for k, m in stable.items() if m.value is not None}

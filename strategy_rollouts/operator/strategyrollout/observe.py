@@ -99,6 +99,7 @@ async def observe(
             shadow_found, verdict = True, (shadow.get("status") or {}).get("verdict")
     measurements: dict[str, Measurement] = {}
     per_key: dict[str, dict[str, Measurement]] = {}
+    per_key_stable: dict[str, dict[str, float]] = {}
     due, due_per_key = plan.measure, plan.measure_per_key
     if due or due_per_key:
         conn = await ctx.connection(ns, spec.prometheus, ("StrategyRollout", ns, name))
@@ -119,7 +120,8 @@ async def observe(
             asyncio.gather(*(measure_per_key(conn, g, values) for g in due_per_key)),
         )
         measurements = {g.name: m for g, m in zip(due, results, strict=True)}
-        per_key = {g.name: k for g, k in zip(due_per_key, keyed, strict=True)}
+        per_key = {g.name: k for g, (k, _) in zip(due_per_key, keyed, strict=True)}
+        per_key_stable = {g.name: s for g, (_, s) in zip(due_per_key, keyed, strict=True)}
         for gate, m in measurements.items():
             if m.value is not None:
                 metrics.gate_value.labels(ns, name, gate).set(m.value)
@@ -135,6 +137,7 @@ async def observe(
         revisions=revisions,
         routed=routed,
         per_key=per_key,
+        per_key_stable=per_key_stable,
         shadow_found=shadow_found,
         shadow_verdict=verdict,
         listed_keys=listed,
