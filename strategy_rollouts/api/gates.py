@@ -160,6 +160,7 @@ class TemplateUse(StatusModel):
 
 
 SCOREBOARD = 50  # per-key gates: the keys nearest to failing shown in status (it stays small)
+MAX_PER_KEY_GATES = 4  # a rollout's per-key gates, each with its scoreboard (engine/size.py's budget holds)
 
 
 class KeyScore(StatusModel):

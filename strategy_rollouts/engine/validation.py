@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from fractions import Fraction
 
 from strategy_rollouts.api.durations import format_duration, parse_duration
-from strategy_rollouts.api.gates import GateSpec, JudgeSpec
+from strategy_rollouts.api.gates import MAX_PER_KEY_GATES, SCOREBOARD, GateSpec, JudgeSpec
 from strategy_rollouts.api.notify import EVENTS_BY_KIND, NotifyRule
 from strategy_rollouts.api.placeholders import (
     ROLLOUT_PLACEHOLDERS,
@@ -185,9 +185,15 @@ def keys_errors(spec: StrategyRolloutSpec) -> list[str]:
     buckets = routing.buckets is not None and sources == ["buckets"]
     errors += _quarantine_errors(spec)
     errors += _order_errors(spec, buckets)
-    for i, gate in enumerate(spec.gates):
-        if gate.per_key is not None and buckets:
+    per_key = [i for i, gate in enumerate(spec.gates) if gate.per_key is not None]
+    for i in per_key:
+        if buckets:
             errors.append(f"spec.gates[{i}].perKey: buckets are not keys; per-key gates need keys or keysFrom")
+    if len(per_key) > MAX_PER_KEY_GATES:  # each keeps a scoreboard in status: the status stays under etcd's limit
+        errors.append(
+            f"spec.gates[{per_key[MAX_PER_KEY_GATES]}].perKey: at most {MAX_PER_KEY_GATES} per-key gates"
+            f" (got {len(per_key)}): each keeps a scoreboard of up to {SCOREBOARD} keys in status"
+        )
     for i, stage in enumerate(spec.stages):
         for j, step in enumerate(stage.steps):
             errors += _weight_errors(

@@ -15,7 +15,15 @@ from typing import Any
 
 from strategy_rollouts.api.approvals import Approval
 from strategy_rollouts.api.common import Condition, SecretKeyRef
-from strategy_rollouts.api.gates import ConfidenceInterval, GateStatus, JudgeSamples, TemplateUse
+from strategy_rollouts.api.gates import (
+    MAX_PER_KEY_GATES,
+    SCOREBOARD,
+    ConfidenceInterval,
+    GateStatus,
+    JudgeSamples,
+    KeyScore,
+    TemplateUse,
+)
 from strategy_rollouts.api.market import MarketStatus
 from strategy_rollouts.api.notify import NotificationStatus, PendingNotification, SentNotification
 from strategy_rollouts.api.requests import HANDLED_LIMIT, HandledRequest
@@ -250,6 +258,10 @@ def rest_at_limits(namespaces: int = 16) -> StrategyRolloutStatus:
         result="Inconclusive", failures=10**6, consecutive_failures=10**6, inconclusives=10**6,
         evaluated_at=now, message="x" * 420, dry_run=True,
     )  # fmt: skip
+    # the per-key gates at their limit, each with a full scoreboard
+    scored = gate.model_copy(
+        update={"keys": [KeyScore(key="k" * 128, canary=big, stable=big, result="Inconclusive")] * SCOREBOARD}
+    )
     to = SecretKeyRef(name="n" * 253, key="k" * 253)
     sent = SentNotification(
         id=rid, event="AwaitingApproval", occurrence=10**9, at=now, outcome="Failed", message="m" * 512
@@ -276,7 +288,7 @@ def rest_at_limits(namespaces: int = 16) -> StrategyRolloutStatus:
             for n in ns
         ],
         keys=KeysStatus(quarantined=quarantined),
-        gates=[gate] * 33,  # 32 gates and the stage's risk budget
+        gates=[scored] * MAX_PER_KEY_GATES + [gate] * (33 - MAX_PER_KEY_GATES),  # 32 gates and the risk budget
         risk_budget=RiskBudgetStatus(used_percent=big, max_percent=100.0),
         history=[entry] * HISTORY_LIMIT,
         conditions=[

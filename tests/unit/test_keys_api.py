@@ -140,3 +140,11 @@ def test_the_crd_says_the_same_where_cel_can() -> None:
     assert "a rank query needs label (and label a query)" in rules
     steps = schema["stages"]["items"]["properties"]["steps"]["items"]["properties"]
     assert steps["setWeight"]["type"] == "number"
+
+
+def test_at_most_four_per_key_gates_each_with_its_scoreboard() -> None:
+    gates = [{"name": f"g{i}", "query": "q", "condition": "< 1", "perKey": {"label": "symbol"}} for i in range(5)]
+    assert errors(spec(gates=gates[:4])) == []
+    assert errors(spec(gates=gates)) == [
+        "spec.gates[4].perKey: at most 4 per-key gates (got 5): each keeps a scoreboard of up to 50 keys in status"
+    ]
