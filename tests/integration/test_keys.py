@@ -31,8 +31,32 @@ if TYPE_CHECKING:
 
 KEYS = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "ADAUSDT", "XRPUSDT"]
 NAME, CM = "keys", "keys-routing"
-STEPS = [{"setWeight": 50}, {"pause": {"duration": "20s"}}, {"setWeight": 100}]
+STEPS: list[dict[str, Any]] = [{"setWeight": 50}, {"pause": {"duration": "20s"}}, {"setWeight": 100}]
 PLUGIN = Path(sys.executable).parent / "kubectl-strategy"
+
+
+def keyed_rollout(
+    namespace: str, strategy: str, routing: dict[str, Any], steps: list[dict[str, Any]], **spec: Any
+) -> dict[str, Any]:
+    """The rollout every test here starts: legacy v1.0.0 to pipeline v2.0.0, handoff 1 s, one stage."""
+    return {
+        "apiVersion": "strategyrollouts.io/v1alpha1",
+        "kind": "StrategyRollout",
+        "metadata": {"name": NAME, "namespace": namespace},
+        "spec": {
+            "strategy": strategy,
+            "stable": {"deployment": "legacy", "version": "v1.0.0"},
+            "canary": {"deployment": "pipeline", "version": "v2.0.0", "replicas": 2},
+            "routing": {"handoff": "1s", **routing},
+            "stages": [{"name": "prod", "steps": steps}],
+            "scaleDownDelay": "1s",
+            **spec,
+        },
+    }
+
+
+def deployments(cluster: DevCluster, namespace: str) -> None:
+    apply(cluster, deployment("legacy", namespace, 2, "v1.0.0"), deployment("pipeline", namespace, 0, "v2.0.0"))
 
 
 @dataclass
@@ -61,30 +85,11 @@ class World:
             )
             self.quoters[version] = q
             self.cluster.add_scrape_target(f"keys-{self.namespace}-{version}", q.metrics_target)
-        apply(
-            self.cluster,
-            deployment("legacy", self.namespace, 2, "v1.0.0"),
-            deployment("pipeline", self.namespace, 0, "v2.0.0"),
-        )
+        deployments(self.cluster, self.namespace)
         query = 'strategy_symbol_net_bps{strategy="{{strategy}}",version="{{canary.version}}"}'
         gate = {"name": "net-bps", "query": query, "condition": "> -5", "interval": "2s", "perKey": {"label": "symbol"}}
-        apply(
-            self.cluster,
-            {
-                "apiVersion": "strategyrollouts.io/v1alpha1",
-                "kind": "StrategyRollout",
-                "metadata": {"name": NAME, "namespace": self.namespace},
-                "spec": {
-                    "strategy": self.strategy,
-                    "stable": {"deployment": "legacy", "version": "v1.0.0"},
-                    "canary": {"deployment": "pipeline", "version": "v2.0.0", "replicas": 2},
-                    "routing": {"keys": KEYS, "handoff": "1s", "maxQuarantined": max_quarantined},
-                    "gates": [gate],
-                    "stages": [{"name": "prod", "steps": STEPS}],
-                    "scaleDownDelay": "1s",
-                },
-            },
-        )
+        routing = {"keys": KEYS, "maxQuarantined": max_quarantined}
+        apply(self.cluster, keyed_rollout(self.namespace, self.strategy, routing, STEPS, gates=[gate]))
 
     def status(self) -> dict[str, Any]:
         return status(self.cluster, NAME, self.namespace)
@@ -172,18 +177,7 @@ def test_more_bad_keys_than_max_quarantined_roll_the_whole_rollout_back(world: W
 
 
 def test_a_bad_max_quarantined_is_refused_naming_the_field(cluster: DevCluster, namespace: str, crds: None) -> None:
-    obj = {
-        "apiVersion": "strategyrollouts.io/v1alpha1",
-        "kind": "StrategyRollout",
-        "metadata": {"name": "bad-max", "namespace": namespace},
-        "spec": {
-            "strategy": "s",
-            "stable": {"deployment": "legacy", "version": "v1"},
-            "canary": {"deployment": "pipeline", "version": "v2"},
-            "routing": {"keys": KEYS, "maxQuarantined": "150%"},
-            "stages": [{"name": "prod", "steps": STEPS}],
-        },
-    }
+    obj = keyed_rollout(namespace, "s", {"keys": KEYS, "maxQuarantined": "150%"}, STEPS)
     result = apply(cluster, obj, check=False)
     assert result.returncode != 0
     assert "spec.routing.maxQuarantined" in result.stderr, result.stderr
@@ -197,21 +191,9 @@ def test_a_bucket_rollout_at_half_a_percent_routes_the_expected_users_in_constan
 ) -> None:
     """An open universe of 10,000 users routed by bucket (never listed): at 0.5 % the canary owns exactly
     the users an independent sha256 computation puts in buckets 0..49, and status stays the same size."""
-    apply(cluster, deployment("legacy", namespace, 2, "v1.0.0"), deployment("pipeline", namespace, 0, "v2.0.0"))
-    steps = [{"setWeight": 0.5}, {"pause": {}}, {"setWeight": 100}]
-    obj = {
-        "apiVersion": "strategyrollouts.io/v1alpha1",
-        "kind": "StrategyRollout",
-        "metadata": {"name": NAME, "namespace": namespace},
-        "spec": {
-            "strategy": "copy_trading",
-            "stable": {"deployment": "legacy", "version": "v1.0.0"},
-            "canary": {"deployment": "pipeline", "version": "v2.0.0", "replicas": 2},
-            "routing": {"buckets": 10000, "salt": "copy", "handoff": "1s"},
-            "stages": [{"name": "prod", "steps": steps}],
-            "scaleDownDelay": "1s",
-        },
-    }
+    deployments(cluster, namespace)
+    steps: list[dict[str, Any]] = [{"setWeight": 0.5}, {"pause": {}}, {"setWeight": 100}]
+    obj = keyed_rollout(namespace, "copy_trading", {"buckets": 10000, "salt": "copy"}, steps)
     apply(cluster, obj)
 
     def doc() -> dict[str, Any]:
@@ -247,23 +229,9 @@ def test_keys_from_a_config_map_go_to_the_canary_tier_by_tier(
     keys = [f"K{i:03d}" for i in range(200)]
     first = keys[150:160]
     cluster.kubectl("create", "configmap", "universe", "-n", namespace, f"--from-literal=keys={chr(10).join(keys)}")
-    apply(cluster, deployment("legacy", namespace, 2, "v1.0.0"), deployment("pipeline", namespace, 0, "v2.0.0"))
-    obj = {
-        "apiVersion": "strategyrollouts.io/v1alpha1",
-        "kind": "StrategyRollout",
-        "metadata": {"name": NAME, "namespace": namespace},
-        "spec": {
-            "strategy": "tiers",
-            "stable": {"deployment": "legacy", "version": "v1.0.0"},
-            "canary": {"deployment": "pipeline", "version": "v2.0.0", "replicas": 2},
-            "routing": {
-                "keysFrom": {"configMapKeyRef": {"name": "universe", "key": "keys"}},
-                "order": {"tiers": [first]},
-                "handoff": "1s",
-            },
-            "stages": [{"name": "prod", "steps": [{"setWeight": 5}, {"pause": {}}]}],
-        },
-    }
+    deployments(cluster, namespace)
+    universe = {"keysFrom": {"configMapKeyRef": {"name": "universe", "key": "keys"}}, "order": {"tiers": [first]}}
+    obj = keyed_rollout(namespace, "tiers", universe, [{"setWeight": 5}, {"pause": {}}])
     apply(cluster, obj)
 
     def canary() -> set[str]:
@@ -284,23 +252,9 @@ def test_a_volume_rank_gives_the_low_volume_keys_first_and_no_rank_holds_the_sta
     """order.query ranks the keys by traded volume (ascending) at the run's start: with no series yet the
     start holds (RankUnmeasured, nothing routed); once Prometheus has them, the lowest volumes go first."""
     strategy = f"v_{namespace.replace('-', '_')}"
-    apply(cluster, deployment("legacy", namespace, 2, "v1.0.0"), deployment("pipeline", namespace, 0, "v2.0.0"))
-    obj = {
-        "apiVersion": "strategyrollouts.io/v1alpha1",
-        "kind": "StrategyRollout",
-        "metadata": {"name": NAME, "namespace": namespace},
-        "spec": {
-            "strategy": strategy,
-            "stable": {"deployment": "legacy", "version": "v1.0.0"},
-            "canary": {"deployment": "pipeline", "version": "v2.0.0", "replicas": 2},
-            "routing": {
-                "keys": KEYS,
-                "handoff": "1s",
-                "order": {"query": 'max by (symbol) (keys_volume{strategy="{{strategy}}"})', "label": "symbol"},
-            },
-            "stages": [{"name": "prod", "steps": [{"setWeight": 34}, {"pause": {}}]}],
-        },
-    }
+    deployments(cluster, namespace)
+    order = {"query": 'max by (symbol) (keys_volume{strategy="{{strategy}}"})', "label": "symbol"}
+    obj = keyed_rollout(namespace, strategy, {"keys": KEYS, "order": order}, [{"setWeight": 34}, {"pause": {}}])
     with scraped(cluster, f"keys-{namespace}") as exporter:
         apply(cluster, obj)
         st = wait_for(lambda: (s := status(cluster, NAME, namespace)).get("reason") == "RankUnmeasured" and s, 30,
