@@ -96,6 +96,11 @@ def routed_quoter(cluster: DevCluster, namespace: str, strategy: str, version: s
     )
 
 
+def recorded(quantity: float) -> Any:
+    """A quantity as the decision stream records it: eight decimals, so within half of 1e-8."""
+    return pytest.approx(quantity, abs=5e-9 + 1e-15)
+
+
 def wait_metric(q: QuoterProcess, name: str, value: float, timeout: float = 3.0) -> float:
     """Wait until q's `name` equals `value`; returns the seconds it took."""
     start = time.monotonic()
@@ -239,7 +244,7 @@ def test_size_multiplier_and_entries_enabled_are_obeyed(
         for d in full:
             sig = market.signal("0", d["symbol"], int(d["tick"]))
             assert sig is not None
-            assert float(d["quantity"]) == pytest.approx(sig.quantity, rel=1e-6)
+            assert float(d["quantity"]) == recorded(sig.quantity)
 
         changed = put_routing(
             cluster,
@@ -265,7 +270,7 @@ def test_size_multiplier_and_entries_enabled_are_obeyed(
         for d in after:
             sig = market.signal("0", d["symbol"], int(d["tick"]))
             assert sig is not None
-            assert float(d["quantity"]) == pytest.approx(0.5 * sig.quantity, rel=1e-6)
+            assert float(d["quantity"]) == recorded(0.5 * sig.quantity)
         assert (q.metric("orders_total") or 0) > 0
 
 
