@@ -272,11 +272,17 @@ def _routing_done(record: ActionTaken, action: parity.Action, target: Target) ->
         if cm.document is None:
             missing.append(cm.name)
         elif action.kind == "stop_trading":
-            if cm.value("entriesEnabled") is not False or any(v != "none" for v in cm.assignments.values()):
+            if not _stopped(cm):
                 missing.append(cm.name)
         elif cm.value(ROUTING_FIELDS[action.kind]) != action.value:
             missing.append(cm.name)
     return f"waiting for configmap {', '.join(missing)}" if missing else None
+
+
+def _stopped(cm: RoutingObs) -> bool:
+    """Does the ConfigMap publish a stop: entries off, every listed key and every other id to none?"""
+    keys_none = all(v == "none" for v in cm.assignments.values())
+    return cm.value("entriesEnabled") is False and keys_none and cm.value("stopped") is True
 
 
 def settle(records: Sequence[ActionTaken], target: Target, now: datetime) -> list[Transition]:
@@ -361,6 +367,8 @@ def effects(records: Sequence[ActionTaken], target: Target, by: str, check: str)
         changes = {k: v for k, v in desired.items() if cm.document is None or cm.value(k) != v}
         if stopping and any(v != "none" for v in cm.assignments.values()):
             changes["assignments"] = dict.fromkeys(cm.assignments, "none")
+        if stopping and cm.value("stopped") is not True:
+            changes["stopped"] = True  # every id of an open or compact universe too (api/keyhash.py owner)
         if changes:
             routing.append(RoutingChange(cm.namespace, cm.name, changes))
     scales: list[Scale] = []

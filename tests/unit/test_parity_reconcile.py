@@ -133,7 +133,9 @@ def test_emergency_on_a_deployment_frees_every_key_and_scales_to_zero_recording_
     stop = next(r for r in w.status.actions_taken if r.action == "stopTrading")
     assert stop.replicas == 3 and stop.target == "deployment/legacy" and stop.request is None
     (change,) = d.effects.routing
-    assert change.changes == {"entriesEnabled": False, "assignments": {"BTC": "none", "ETH": "none", "SOL": "none"}}
+    # `stopped`: every id of an open or compact universe to none too (api/keyhash.py owner)
+    none = {"BTC": "none", "ETH": "none", "SOL": "none"}
+    assert change.changes == {"entriesEnabled": False, "assignments": none, "stopped": True}
     assert d.effects.scales == (acts.Scale(NS, "legacy", 0),) and d.effects.requests == ()
     w.step()
     w.step()
