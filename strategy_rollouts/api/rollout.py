@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Literal
 
 from pydantic import Field, WithJsonSchema, model_validator
@@ -230,6 +231,39 @@ class RoutingStatus(StatusModel):
     draining: int = 0
 
 
+# Listed universes larger than this are recorded (status) and published (routing.json) as segments of the
+# hash order rather than key by key (docs/keys.md "Large listed universes"), and take no `order`.
+SEGMENTED_ABOVE = 1000
+
+
+class KeySegment(StatusModel):
+    """The keys whose sha256(salt:key) hex digest is >= `start`, up to the next segment's start: their
+    owner and, while they drain, the owner they get once the handoff is over."""
+
+    start: str
+    owner: str
+    next: str | None = None
+
+
+class SegmentedKeys(StatusModel):
+    """A large listed universe's routing state in O(segments): the run-lengths of its hash order. `keys`
+    and `sha256` (api/keyhash.py universe_digest) name the universe the boundaries were drawn between."""
+
+    keys: int
+    sha256: str
+    segments: list[KeySegment]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SegmentedKeys:
+        starts = [s.start for s in self.segments]
+        if not starts or starts[0] != "" or any(a >= b for a, b in itertools.pairwise(starts)):
+            raise ValueError("segments must start at '' and be in strictly increasing order of start")
+        odd = [s.start for s in self.segments if (s.owner == DRAINING) != (s.next is not None)]
+        if odd:
+            raise ValueError(f"segments {odd[:5]} must be draining exactly when they have a next owner")
+        return self
+
+
 class TargetStatus(StatusModel):
     """One stage target (namespace): its routing state. Draining keys finish at `drainingUntil`."""
 
@@ -247,6 +281,9 @@ class TargetStatus(StatusModel):
     canary_buckets: int | None = None
     draining_buckets: int | None = None
     next_buckets: int | None = None
+    # A listed universe of more than SEGMENTED_ABOVE keys: its assignments and pending, segmented
+    # (both maps are then empty in status; the engine expands them for a pass: engine/keys.py).
+    segmented: SegmentedKeys | None = None
     # Desired replicas the operator enforces (None: leave the deployment alone).
     stable_replicas: int | None = None
     canary_replicas: int | None = None
@@ -264,6 +301,11 @@ class TargetStatus(StatusModel):
             raise ValueError(f"keys {odd} must be draining in assignments exactly when they have a pending owner")
         if self.pending and self.draining_until is None:
             raise ValueError("pending owners without drainingUntil")
+        if self.segmented is not None:
+            if self.assignments or self.pending:
+                raise ValueError("segmented keys and assignments/pending cannot both be recorded")
+            if any(s.next is not None for s in self.segmented.segments) and self.draining_until is None:
+                raise ValueError("draining segments without drainingUntil")
         if self.draining_buckets is not None:
             lo, hi, nxt = self.canary_buckets, self.draining_buckets, self.next_buckets
             if lo is None or nxt is None or not lo <= nxt <= hi or self.draining_until is None:
@@ -287,6 +329,12 @@ class QuarantinedKey(StatusModel):
 # the engine stops quarantining at one key beyond the limit, and fails the rollout then.
 MAX_QUARANTINED = 100
 QUARANTINE_LIMIT = MAX_QUARANTINED + 1
+# Segments a target of a segmented universe can hold: the weight's regions (owned, draining to either
+# side, the rest) and each quarantined key on its own between two boundaries (test_keys_properties.py).
+MAX_SEGMENTS = 2 * QUARANTINE_LIMIT + 8
+# A segment's start is the shortest digest prefix after the key before it: validation refuses two keys
+# whose digests share BOUNDARY_DIGITS - 1 leading hex digits (another salt separates them).
+BOUNDARY_DIGITS = 24
 
 
 class KeysStatus(StatusModel):

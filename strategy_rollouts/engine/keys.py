@@ -1,18 +1,20 @@
 """Keys as first-class (docs/keys.md): ordered tiers, open universes of buckets, quarantine limits, and a
-compact assignment (a canary prefix of the ranked order plus a short list of exceptions).
+segmented form of a large listed universe's assignment (run-lengths of the hash order).
 
 Pure functions; the rollout engine (engine/rollout/assignments.py) applies them one pass at a time.
 """
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from strategy_rollouts.api.keyhash import DRAINING, NONE, exact, share
-from strategy_rollouts.api.rollout import MAX_QUARANTINED
+from strategy_rollouts.api.keyhash import digest, exact, share, universe_digest
+from strategy_rollouts.api.rollout import BOUNDARY_DIGITS, MAX_QUARANTINED, KeySegment
 from strategy_rollouts.engine.routing import rank_keys
 
 # ---- order -------------------------------------------------------------------------------------
@@ -106,79 +108,80 @@ def step_buckets(state: BucketState, desired: int, now: datetime, handoff: timed
     return BucketState(lo, hi, desired, until)
 
 
-# ---- compact assignments ------------------------------------------------------------------------
+# ---- segmented assignments (large listed universes) -------------------------------------------------
 
 
-UNASSIGNED = ""  # an exception: a ranked key the assignment does not name
+UNASSIGNED = ""  # a segment of ranked keys the assignment does not name (nobody trades them)
 
 
-@dataclass(frozen=True)
-class CompactAssignment:
-    """An assignment of N ranked keys in O(exceptions): ranked keys [0, canary) are the canary's,
-    [canary, draining_to) are draining (a weight change drains one contiguous range of the ranked order),
-    the rest stable's; `exceptions` (key -> owner) override single keys: a quarantined key back on stable,
-    a key draining alone, `none`. What status and routing.json can carry at 100,000 keys."""
-
-    canary: int
-    draining_to: int
-    exceptions: dict[str, str] = field(default_factory=dict)
-    rest: str | None = None  # the owner of the keys past draining_to; None: stable (`none` after a stop)
+@functools.lru_cache(maxsize=64)
+def hash_order(keys: tuple[str, ...], salt: str) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """The universe in hash order, each key's digest beside it, and the universe's own digest: once per
+    universe and salt (100,000 sha256 take ~0.1 s; a pass reads the cache)."""
+    ranked = tuple(rank_keys(keys, salt))
+    return ranked, tuple(digest(salt, k) for k in ranked), universe_digest(ranked)
 
 
-def compact(ranked: Sequence[str], assignments: Mapping[str, str], stable: str, canary: str) -> CompactAssignment:
-    """The form of `assignments` over `ranked` with the fewest exceptions (exact: the three regions canary,
-    draining, rest follow each other in ranked order, so the best boundaries are a shortest path). The rest
-    is stable's, or `none` when more keys are (a stop). Keys outside `ranked` are exceptions too."""
-    forms = [_compact(ranked, assignments, stable, canary, rest) for rest in (None, NONE)]
-    return min(forms, key=lambda f: len(f.exceptions))
+def boundary(previous: str | None, first: str) -> str:
+    """The shortest prefix of `first` that sorts after `previous` (`first` > `previous`, both hex digests of
+    one length): where a segment starts. '' before the first key."""
+    if previous is None:
+        return ""
+    for index, (a, b) in enumerate(zip(previous, first, strict=True)):
+        if a != b:
+            return first[: index + 1]
+    raise ValueError("two keys with one digest")
 
 
-def _compact(
-    ranked: Sequence[str], assignments: Mapping[str, str], stable: str, canary: str, rest: str | None
-) -> CompactAssignment:
-    regions = (canary, DRAINING, rest or stable)
-    owners = [assignments.get(k, UNASSIGNED) for k in ranked]
-    cost = [0, 0, 0]
-    back: list[tuple[int, int, int]] = []  # per key: the region the previous key was in, for each region
-    for owner in owners:
-        prev = (0, 0 if cost[0] <= cost[1] else 1, min(range(3), key=lambda r: (cost[r], r)))
-        cost = [cost[prev[r]] + (owner != regions[r]) for r in range(3)]
-        back.append(prev)
-    region = min(range(3), key=lambda r: (cost[r], r))
-    ends = [0, 0, len(owners)]  # ends[r]: one past the last key in region r
-    seen = [False, False, False]
-    for index in range(len(owners) - 1, -1, -1):
-        if not seen[region]:
-            ends[region], seen[region] = index + 1, True
-        region = back[index][region]
-    canary_end = ends[0] if seen[0] else 0
-    draining_end = ends[1] if seen[1] else canary_end
-    form = CompactAssignment(canary_end, draining_end, rest=rest)
-    exceptions = {}
-    for index, (key, owner) in enumerate(zip(ranked, owners, strict=True)):
-        if owner != _expected(form, index, stable, canary):
-            exceptions[key] = owner
-    ranked_set = set(ranked)
-    exceptions.update({k: v for k, v in assignments.items() if k not in ranked_set})
-    return CompactAssignment(canary_end, draining_end, exceptions, rest)
+def near_collisions(keys: tuple[str, ...], salt: str, width: int = BOUNDARY_DIGITS - 1) -> list[tuple[str, str]]:
+    """Neighbours in hash order whose digests share `width` leading hex digits: no segment start of at most
+    width + 1 digits could fall between them (for 23 digits, 1 in 2^58 for 100,000 random keys)."""
+    ranked, digests, _ = hash_order(keys, salt)
+    return [(ranked[i - 1], ranked[i]) for i in range(1, len(ranked)) if digests[i - 1][:width] == digests[i][:width]]
 
 
-def _expected(form: CompactAssignment, index: int, stable: str, canary: str) -> str:
-    if index < form.canary:
-        return canary
-    return DRAINING if index < form.draining_to else (form.rest or stable)
+def segments_of(
+    ranked: Sequence[str], digests: Sequence[str], assignments: Mapping[str, str], pending: Mapping[str, str]
+) -> list[KeySegment]:
+    """The run-lengths of (owner, next owner) along the hash order. Keys outside `ranked` are left out:
+    a segmented routing.json routes only an app whose keys are exactly `ranked` (api/keyhash.py owner),
+    so a key that left the universe is traded by nobody who reads it."""
+    out: list[KeySegment] = []
+    last: tuple[str, str | None] | None = None
+    previous: str | None = None
+    for key, key_digest in zip(ranked, digests, strict=True):
+        state = (assignments.get(key, UNASSIGNED), pending.get(key))
+        if state != last:
+            out.append(KeySegment(start=boundary(previous, key_digest), owner=state[0], next=state[1]))
+            last = state
+        previous = key_digest
+    return out or [KeySegment(start="", owner=UNASSIGNED)]
 
 
-def expand(ranked: Sequence[str], form: CompactAssignment, stable: str, canary: str) -> dict[str, str]:
-    """The full key -> owner map a compact assignment stands for (the inverse of `compact`)."""
-    out = {key: _expected(form, index, stable, canary) for index, key in enumerate(ranked)}
-    for key, owner in form.exceptions.items():
-        if owner == UNASSIGNED:
-            out.pop(key, None)
-        else:
-            out[key] = owner
+def expand_segments(
+    ranked: Sequence[str], digests: Sequence[str], segments: Sequence[KeySegment]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The assignments and pending owners `segments` stand for, over the universe `ranked` (the inverse of
+    `segments_of` on the same universe; on another, each key gets the owner of the segment it falls in)."""
+    assignments: dict[str, str] = {}
+    pending: dict[str, str] = {}
+    starts = [s.start for s in segments] + [None]
+    for segment, end in zip(segments, starts[1:], strict=True):
+        lo = bisect.bisect_left(digests, segment.start)
+        hi = len(digests) if end is None else bisect.bisect_left(digests, end)
+        if segment.owner == UNASSIGNED:
+            continue
+        keys = ranked[lo:hi]
+        assignments.update(dict.fromkeys(keys, segment.owner))
+        if segment.next is not None:
+            pending.update(dict.fromkeys(keys, segment.next))
+    return assignments, pending
+
+
+def published_segments(segments: Sequence[KeySegment]) -> list[list[str]]:
+    """What routing.json shows of them: [start, owner] pairs, neighbours with one owner merged."""
+    out: list[list[str]] = []
+    for s in segments:
+        if not out or out[-1][1] != s.owner:
+            out.append([s.start, s.owner])
     return out
-
-
-def draining_keys(form: CompactAssignment) -> Collection[str]:
-    return [k for k, v in form.exceptions.items() if v == DRAINING]

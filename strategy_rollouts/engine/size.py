@@ -15,16 +15,17 @@ case does not fit these budgets, computed from the spec's own keys and versions:
 - each namespace's routing.json (the ConfigMap every strategy pod reads): ROUTING_JSON_BUDGET;
 - the spec itself: SPEC_BUDGET (it is stored up to twice, with kubectl's last-applied annotation).
 The bytes are those of compact JSON, how the API server stores custom resources; tests measure the
-engine's own documents against these formulas. A compact representation for far more keys
-(100,000) is future work (docs/limitations.md).
+engine's own documents against these formulas. A listed universe of more than SEGMENTED_ABOVE keys is
+recorded and published as segments of its hash order (engine/keys.py), at most MAX_SEGMENTS of them:
+its size does not grow with the keys (100,000 keys take what 1,001 take).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
-from strategy_rollouts.api.rollout import StrategyRolloutSpec
+from strategy_rollouts.api.rollout import BOUNDARY_DIGITS, MAX_SEGMENTS, SEGMENTED_ABOVE, StrategyRolloutSpec
 from strategy_rollouts.engine.routing import DRAINING, NONE
 
 KIB = 1024
@@ -57,16 +58,32 @@ def _key_lens(keys: Iterable[str]) -> int:
     return sum(encoded_len(k) for k in keys)
 
 
-def routing_state_bytes(spec: StrategyRolloutSpec) -> int:
-    """status.targets' assignments + pending in the worst phase, all namespaces.
+def segmented(spec: StrategyRolloutSpec, keys: Collection[str] | None = None) -> bool:
+    """Is a listed universe (the spec's keys, or `keys` read from keysFrom) recorded and published as
+    segments? Above SEGMENTED_ABOVE keys, and whenever the key-by-key form would not fit its budgets, so
+    that more keys never means refused (docs/keys.md)."""
+    if spec.routing.mode != "symbols" or spec.routing.buckets is not None:
+        return False
+    universe = set(spec.routing.keys if keys is None else keys)
+    if len(universe) > SEGMENTED_ABOVE:
+        return True
+    return _listed_state(spec, universe) > ROUTING_STATE_BUDGET or _listed_json(spec, universe) > ROUTING_JSON_BUDGET
 
-    Per key and namespace, draining: `"key":"draining",` in assignments and `"key":"owner",` in
-    pending (the owner: a version, or `none` after a stop), 2 x key + owner + 20 bytes; plus the two
-    maps' braces. A settled key (`"key":"owner",` in assignments only) takes less.
-    """
+
+def routing_state_bytes(spec: StrategyRolloutSpec) -> int:
+    """status.targets' routing state in the worst phase, all namespaces (see _listed_state and
+    _segmented_state)."""
     if spec.routing.mode != "symbols":
         return 0
-    keys = set(spec.routing.keys)
+    if segmented(spec):
+        return _segmented_state(spec)
+    return _listed_state(spec, set(spec.routing.keys))
+
+
+def _listed_state(spec: StrategyRolloutSpec, keys: Collection[str]) -> int:
+    """Key by key. Per key and namespace, draining: `"key":"draining",` in assignments and `"key":"owner",`
+    in pending (the owner: a version, or `none` after a stop), 2 x key + owner + 20 bytes; plus the two
+    maps' braces. A settled key (`"key":"owner",` in assignments only) takes less."""
     owner = _owner_len(spec, NONE)
     per_namespace = 4 + 2 * _key_lens(keys) + len(keys) * (owner + 20)
     # A rank query's order, frozen in status.keys.order for the run: every key once more, `"key",`.
@@ -75,14 +92,42 @@ def routing_state_bytes(spec: StrategyRolloutSpec) -> int:
     return distinct_namespaces(spec) * per_namespace + frozen
 
 
+def _segmented_state(spec: StrategyRolloutSpec) -> int:
+    """Per segment `{"start":"<digest prefix>","owner":"o","next":"o"},` at most MAX_SEGMENTS a namespace,
+    plus `segmented: {keys, sha256}` and the braces: the same for 1,001 keys as for 100,000."""
+    owner = _owner_len(spec, NONE, DRAINING)
+    return distinct_namespaces(spec) * (160 + MAX_SEGMENTS * (BOUNDARY_DIGITS + 2 * owner + 36))
+
+
 def routing_json_bytes(spec: StrategyRolloutSpec) -> int:
-    """One namespace's routing.json at its largest: every key with the longest owner it can show."""
+    """One namespace's routing.json at its largest: every key with the longest owner it can show, or every
+    segment."""
     if spec.routing.mode != "symbols":
         return 0
-    keys = set(spec.routing.keys)
+    if segmented(spec):
+        return _segmented_json(spec)
+    return _listed_json(spec, set(spec.routing.keys))
+
+
+def _fixed_json(spec: StrategyRolloutSpec) -> int:
+    return (
+        ROUTING_JSON_FIXED
+        + encoded_len(spec.strategy)
+        + encoded_len(spec.stable.version)
+        + (encoded_len(spec.canary.version))
+    )
+
+
+def _listed_json(spec: StrategyRolloutSpec, keys: Collection[str]) -> int:
     owner = _owner_len(spec, DRAINING, NONE)
-    fixed = ROUTING_JSON_FIXED + encoded_len(spec.strategy) + encoded_len(spec.stable.version)
-    return fixed + encoded_len(spec.canary.version) + _key_lens(keys) + len(keys) * (owner + 6)
+    return _fixed_json(spec) + _key_lens(keys) + len(keys) * (owner + 6)
+
+
+def _segmented_json(spec: StrategyRolloutSpec) -> int:
+    """Per segment `["<digest prefix>","owner"],`; plus the salt and `universe: {keys, sha256}`."""
+    owner = _owner_len(spec, DRAINING, NONE)
+    salt = encoded_len(spec.routing.salt or spec.strategy)
+    return _fixed_json(spec) + salt + 160 + MAX_SEGMENTS * (BOUNDARY_DIGITS + owner + 8)
 
 
 def spec_bytes(spec: StrategyRolloutSpec) -> int:
@@ -90,30 +135,19 @@ def spec_bytes(spec: StrategyRolloutSpec) -> int:
 
 
 def size_errors(spec: StrategyRolloutSpec) -> list[str]:
-    """The spec's worst case against each budget; each message names the field, the limit and why."""
+    """The spec's worst case against each budget; each message names the field, the limit and why. A listed
+    universe whose key-by-key form would not fit is segmented (`segmented`), so only a segmented one can
+    still exceed: by its number of stage namespaces and the length of its versions."""
     errors: list[str] = []
-    keys = len(set(spec.routing.keys))
-    namespaces = distinct_namespaces(spec)
-    state = routing_state_bytes(spec)
-    if state > ROUTING_STATE_BUDGET:
-        each = state / (keys * namespaces)
-        most = int(ROUTING_STATE_BUDGET // each)
-        across = f"{namespaces} stage namespace{'s' if namespaces > 1 else ''}"
+    state, document = routing_state_bytes(spec), routing_json_bytes(spec)
+    if state > ROUTING_STATE_BUDGET or document > ROUTING_JSON_BUDGET:
+        namespaces = distinct_namespaces(spec)
         errors.append(
-            f"spec.routing.keys: {keys} keys across {across} exceed the status size budget: at most {most}"
-            f" key-namespaces (keys x distinct stage namespaces) with these keys and versions. An abort drains"
-            f" every key in every namespace at once, {each:.0f} bytes each in status.targets: {state:,} bytes,"
-            f" over the {ROUTING_STATE_BUDGET // KIB} KiB allowed (the rollback must fit in etcd's"
-            f" {ETCD_REQUEST_LIMIT / KIB / KIB:.1f} MiB per object)"
-        )
-    document = routing_json_bytes(spec)
-    if document > ROUTING_JSON_BUDGET:
-        each = (document - ROUTING_JSON_FIXED) / keys
-        most = int((ROUTING_JSON_BUDGET - ROUTING_JSON_FIXED) // each)
-        errors.append(
-            f"spec.routing.keys: {keys} keys exceed the routing.json size budget: at most {most} keys with these"
-            f" keys and versions, {each:.0f} bytes each: {document:,} bytes, over the"
-            f" {ROUTING_JSON_BUDGET // KIB} KiB allowed in each stage namespace's routing ConfigMap"
+            f"spec.stages: {namespaces} stage namespaces with versions of up to {_owner_len(spec)} characters"
+            f" exceed the status size budget of {ROUTING_STATE_BUDGET // KIB} KiB with a universe of"
+            f" {len(set(spec.routing.keys)):,} keys: recorded as segments of the keys' hash order, at most"
+            f" {MAX_SEGMENTS} a namespace, {state:,} bytes (an abort must fit in etcd's"
+            f" {ETCD_REQUEST_LIMIT / KIB / KIB:.1f} MiB per object); use fewer stage namespaces or shorter versions"
         )
     size = spec_bytes(spec)
     if size > SPEC_BUDGET:

@@ -16,9 +16,16 @@ from strategy_rollouts.api.placeholders import (
     placeholders_in,
     unknown_placeholders,
 )
-from strategy_rollouts.api.rollout import MAX_LISTED_KEYS, MAX_QUARANTINED, StrategyRolloutSpec
+from strategy_rollouts.api.rollout import (
+    BOUNDARY_DIGITS,
+    MAX_LISTED_KEYS,
+    MAX_QUARANTINED,
+    SEGMENTED_ABOVE,
+    StrategyRolloutSpec,
+)
+from strategy_rollouts.engine.keys import near_collisions
 from strategy_rollouts.engine.market import market_errors
-from strategy_rollouts.engine.size import size_errors
+from strategy_rollouts.engine.size import segmented, size_errors
 
 
 def _duplicates(names: Iterable[str]) -> list[str]:
@@ -158,6 +165,7 @@ def rollout_errors(spec: StrategyRolloutSpec) -> list[str]:
     errors += market_errors("spec", spec.market, spec.freeze_windows)
     errors += notify_errors("StrategyRollout", spec.notify)
     errors += size_errors(spec)  # status, routing.json and spec well within etcd's limit (engine/size.py)
+    errors += segment_errors(spec, spec.routing.keys, "spec.routing.keys")
     return errors
 
 
@@ -220,11 +228,13 @@ def listed_keys_errors(spec: StrategyRolloutSpec, listed: Sequence[str] | None) 
     errors += [f"{where}: key {k!r} in ConfigMap {cm.name} is longer than 128 characters" for k in listed
                if len(k) > 128][:10]  # fmt: skip
     universe = set(listed)
-    # Status still records every key (engine/keys.py's compact form is not used yet): the same budget.
+    # The same budgets as keys in the spec (engine/size.py: segmented when the key-by-key form does not fit).
     sized = spec.model_copy(update={"routing": spec.routing.model_copy(update={"keys": list(universe)})})
-    errors += [f"{where}: {e.removeprefix('spec.routing.keys: ')}" for e in size_errors(sized)
-               if e.startswith("spec.routing.keys")]  # fmt: skip
+    errors += [e for e in size_errors(sized) if e.startswith("spec.stages")]
+    errors += segment_errors(spec, tuple(universe), where)
     order = spec.routing.order
+    if order is not None and segmented(spec, universe):
+        errors += _segmented_order_errors(len(universe), f"ConfigMap {cm.name}")
     for i, tier in enumerate(order.tiers or [] if order else []):
         for j, key in enumerate(tier):
             if key not in universe:
@@ -253,6 +263,28 @@ def _quarantine_errors(spec: StrategyRolloutSpec) -> list[str]:
     return []
 
 
+def segment_errors(spec: StrategyRolloutSpec, universe: Sequence[str], where: str) -> list[str]:
+    """A segmented universe whose keys a segment start could not tell apart (engine/keys.py near_collisions)."""
+    if not segmented(spec, universe):
+        return []
+    salt = spec.routing.salt or spec.strategy
+    return [
+        f"{where}: keys {a!r} and {b!r} have sha256 digests sharing {BOUNDARY_DIGITS - 1} leading hex digits under"
+        f" salt {salt!r}, too close to route as segments: set spec.routing.salt to another value"
+        for a, b in near_collisions(tuple(universe), salt)[:5]
+    ]
+
+
+def _segmented_order_errors(keys: int, source: str) -> list[str]:
+    """A segmented universe is routed in hash order: an order would scatter the canary's keys over its
+    segments (docs/keys.md)."""
+    return [
+        f"spec.routing.order: {source} has {keys:,} keys, routed as segments of their hash order (more than"
+        f" {SEGMENTED_ABOVE:,} keys, or too long to list key by key in status): an order (tiers or a rank"
+        f" query) needs a smaller universe"
+    ]
+
+
 def _order_errors(spec: StrategyRolloutSpec, buckets: bool) -> list[str]:
     order = spec.routing.order
     if order is None:
@@ -270,6 +302,7 @@ def _order_errors(spec: StrategyRolloutSpec, buckets: bool) -> list[str]:
     errors += query_errors(f"{where}.query", order.query, ROLLOUT_PLACEHOLDERS)
     # keysFrom: the universe is read by the operator, which checks the tiers against it then.
     universe = set(spec.routing.keys) if spec.routing.keys else None
+    errors += _segmented_order_errors(len(universe or ()), "spec.routing.keys") if segmented(spec) else []
     first: dict[str, str] = {}
     for i, tier in enumerate(order.tiers or []):
         for j, key in enumerate(tier):

@@ -5,18 +5,20 @@ No mocks: the engine is pure, so the 'world' is just data that the test advances
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
 
+from strategy_rollouts.api import keyhash
 from strategy_rollouts.api.requests import RolloutAction, RolloutRequest
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus, TargetStatus
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.rollout import Decision, DeploymentObs, Observations, plan, reconcile
-from strategy_rollouts.engine.rollout.model import BucketRouting
-from strategy_rollouts.engine.rollout.world import desired_routing
+from strategy_rollouts.engine.rollout.model import BucketRouting, RoutingPayload
+from strategy_rollouts.engine.rollout.world import desired_routing, routing_changes
 
 T0 = datetime(2026, 1, 5, 6, 0, tzinfo=UTC)
 
@@ -70,6 +72,7 @@ class World:
     decisions: list[Decision] = field(default_factory=list)
     snapshots: list[dict[str, str]] = field(default_factory=list)
     scale_log: list[tuple[str, str, int]] = field(default_factory=list)
+    views: dict[tuple[str, tuple[str, ...]], dict[str, str]] = field(default_factory=dict)  # app_view's last
 
     def __post_init__(self) -> None:
         for stage in self.spec.stages:
@@ -94,8 +97,9 @@ class World:
             )
         if planned.rank:
             self.rank_queries += 1
+        expected = {p.namespace: self.app_view(p) for p in desired_routing(self.spec, self.status)}
         published = {
-            t.namespace: self.published.get(t.namespace) == t.assignments
+            t.namespace: self.published.get(t.namespace) == expected.get(t.namespace)
             and (self.spec.routing.buckets is None or self.published_buckets.get(t.namespace) == self._buckets_of(t))
             for t in self.status.targets
         }
@@ -128,15 +132,30 @@ class World:
         payloads = [p for p in desired_routing(self.spec, self.status) if p.namespace == t.namespace]
         return payloads[0].buckets if payloads else None
 
+    def app_view(self, payload: RoutingPayload) -> dict[str, str]:
+        """Each key's owner as an app reads the payload's routing.json: named keys, or, for a segmented
+        universe, every key of the app's list through api/keyhash.py (the app holds the current list)."""
+        if payload.segmented is None:
+            return dict(payload.assignments)
+        document = routing_changes(self.spec, payload)
+        keys = tuple(self.spec.routing.keys or self.listed_keys or ())
+        cache_key = (json.dumps(document, sort_keys=True), keys)
+        if cache_key not in self.views:  # 100,000 sha256 a view: once per document
+            digest = keyhash.universe_digest(keys)
+            owners = {k: keyhash.owner(document, k, digest) for k in keys}
+            self.views = {cache_key: {k: v for k, v in owners.items() if v is not None}}
+        return dict(self.views[cache_key])
+
     def apply(self, decision: Decision) -> None:
         for payload in decision.routing:
             if payload.buckets is not None and self.published_buckets.get(payload.namespace) != payload.buckets:
                 self.published_buckets[payload.namespace] = payload.buckets
                 self.bucket_snapshots.append(payload.buckets)
-            if self.published.get(payload.namespace) != payload.assignments:
-                self.published[payload.namespace] = dict(payload.assignments)
+            view = self.app_view(payload)
+            if self.published.get(payload.namespace) != view:
+                self.published[payload.namespace] = view
                 self.revisions[payload.namespace] = self.revisions.get(payload.namespace, 0) + 1
-                self.snapshots.append(dict(payload.assignments))
+                self.snapshots.append(dict(view))
         for scale in decision.scales:
             key = (scale.namespace, scale.deployment)
             if self.replicas.get(key) != scale.replicas:

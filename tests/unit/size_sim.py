@@ -45,7 +45,8 @@ from strategy_rollouts.api.rollout import (
 from strategy_rollouts.engine.notifications import PENDING_LIMIT
 from strategy_rollouts.engine.rollout import Decision, routing_document
 from strategy_rollouts.engine.rollout.state import HISTORY_LIMIT
-from strategy_rollouts.engine.size import size_errors
+from strategy_rollouts.engine.routing import DRAINING
+from strategy_rollouts.engine.size import segmented
 from tests.unit.rollout_sim import T0, World
 
 # Scenarios: what is requested once the rollout stands at weight 100 in every stage namespace, or
@@ -112,14 +113,15 @@ def sized_spec(
 
 
 def most_keys(namespaces: int, key_length: int, version_length: int) -> int:
-    """The most keys (at most the CRD's 5000) a spec of these dimensions may have: validation refuses one more."""
+    """The most keys (at most the CRD's 5000) a spec of these dimensions records key by key: one more is
+    segmented (engine/size.py `segmented`)."""
     ceiling = min(MAX_KEYS, int(36**key_length))
-    if not size_errors(sized_spec(ceiling, namespaces, key_length, version_length)):
+    if not segmented(sized_spec(ceiling, namespaces, key_length, version_length)):
         return ceiling
-    low, high = 0, ceiling  # low accepted (0: none is), high refused
+    low, high = 0, ceiling  # low key by key (0: none is), high segmented
     while high - low > 1:
         mid = (low + high) // 2
-        if size_errors(sized_spec(mid, namespaces, key_length, version_length)):
+        if segmented(sized_spec(mid, namespaces, key_length, version_length)):
             high = mid
         else:
             low = mid
@@ -144,10 +146,16 @@ class Sizes:
         size = wire_bytes(wire)
         if size > self.status:
             self.status, self.status_phase, self.largest = size, f"{st.phase}/{st.reason}", wire
-        state = sum(wire_bytes(t.assignments) + wire_bytes(t.pending) for t in st.targets)
+        state = sum(
+            wire_bytes(t.assignments) + wire_bytes(t.pending) + (wire_bytes(t.segmented.wire()) if t.segmented else 0)
+            for t in st.targets
+        )
         self.state = max(self.state, state)
         self.rest = max(self.rest, size - state)
-        self.draining = max(self.draining, sum(len(t.pending) for t in st.targets))
+        segmented_draining = sum(
+            list(world.app_view(p).values()).count(DRAINING) for p in decision.routing if p.segmented is not None
+        )
+        self.draining = max(self.draining, sum(len(t.pending) for t in st.targets) + segmented_draining)
         self.phases.add(f"{st.phase}/{st.reason}")
         entries = not st.trading_stopped
         for payload in decision.routing:
@@ -176,7 +184,12 @@ def _awaiting_promotion(world: World) -> bool:
 
 def _draining(world: World) -> bool:
     """Keys waiting for their next owner, or (an open universe) a range of buckets."""
-    return any(t.pending or t.draining_buckets is not None for t in world.status.targets)
+    return any(
+        t.pending
+        or t.draining_buckets is not None
+        or (t.segmented is not None and any(s.next is not None for s in t.segmented.segments))
+        for t in world.status.targets
+    )
 
 
 def _settled(world: World) -> bool:

@@ -22,9 +22,13 @@ from strategy_rollouts.api.rollout import StrategyRolloutSpec
 from strategy_rollouts.engine.gates import Measurement
 from strategy_rollouts.engine.keys import (
     BucketState,
-    compact,
-    expand,
+    boundary,
+    expand_segments,
+    hash_order,
+    near_collisions,
+    published_segments,
     quarantine_limit,
+    segments_of,
     step_buckets,
     tiered_rank,
     tiers_from_ranks,
@@ -316,28 +320,100 @@ def test_step_buckets_drains_every_change_of_owner() -> None:
     assert s.draining == (0, 80)
 
 
-# ---- compact form --------------------------------------------------------------------------------
+# ---- segmented form (large listed universes) ------------------------------------------------------
 
 
 @settings(max_examples=300, deadline=None)
-@given(owners=st.lists(st.sampled_from([V1, V2, DRAINING, NONE, ""]), max_size=30))
-def test_property_compact_expands_back_to_the_same_assignment(owners: list[str]) -> None:
-    ranked = [f"K{i}" for i in range(len(owners))]
-    assignments = {k: o for k, o in zip(ranked, owners, strict=True) if o}
-    form = compact(ranked, assignments, V1, V2)
-    assert expand(ranked, form, V1, V2) == assignments
+@given(
+    owners=st.lists(
+        st.sampled_from([(V1, None), (V2, None), (DRAINING, V1), (DRAINING, V2), (DRAINING, NONE), (NONE, None)]),
+        max_size=40,
+    ),
+    unassigned=st.sets(st.integers(0, 39), max_size=5),
+)
+def test_property_segments_expand_back_and_route_every_key_as_recorded(
+    owners: list[tuple[str, str | None]], unassigned: set[int]
+) -> None:
+    ranked, digests, sha256 = hash_order(tuple(f"K{i}" for i in range(len(owners))), "seg")
+    assignments = {k: o for i, (k, (o, _)) in enumerate(zip(ranked, owners, strict=True)) if i not in unassigned}
+    pending = {k: n for k, (o, n) in zip(ranked, owners, strict=True) if n is not None and k in assignments}
+    segments = segments_of(ranked, digests, assignments, pending)
+    assert expand_segments(ranked, digests, segments) == (assignments, pending)
+    assert len(segments) <= len(owners) + 1
+    # An app holding the same keys routes each exactly as recorded (an independent sha256 per key).
+    document = {"salt": "seg", "universe": {"keys": len(ranked), "sha256": sha256},
+                "segments": published_segments(segments)}  # fmt: skip
+    for key in ranked:
+        assert keyhash.owner(document, key, keyhash.universe_digest(ranked)) == (assignments.get(key) or None)
+    # Another list of keys (one more, or one fewer) routes nothing: the boundaries are not its own.
+    assert {keyhash.owner(document, k, keyhash.universe_digest([*ranked, "NEW"])) for k in ranked} <= {None}
+    assert keyhash.universe_digest(ranked) == hashlib.sha256("\n".join(sorted(ranked)).encode()).hexdigest()
 
 
-def test_compact_form_of_a_100000_key_abort_is_a_few_bytes() -> None:
-    ranked = [f"SYM{i:06d}" for i in range(100_000)]
-    at_half = desired_assignments(ranked, 50, V1, V2, quarantined={"SYM000007", "SYM000123"})
-    form = compact(ranked, at_half, V1, V2)
-    assert (form.canary, len(form.exceptions)) == (50_000, 2)
-    aborting = dict.fromkeys(ranked[:50_000], DRAINING) | dict.fromkeys(ranked[50_000:], V1)
-    form = compact(ranked, aborting, V1, V2)
-    assert (form.canary, form.draining_to, form.exceptions) == (0, 50_000, {})
-    stopped = dict.fromkeys(ranked, NONE)
-    assert compact(ranked, stopped, V1, V2).exceptions == {}
+def test_a_segment_starts_at_the_shortest_prefix_after_the_last_key_before_it() -> None:
+    assert boundary(None, "ab") == ""
+    assert boundary("3f00", "3f10") == "3f1"
+    assert boundary("3f00", "4000") == "4"
+
+
+def test_keys_too_close_in_hash_order_to_segment_are_found_and_refused_naming_the_salt() -> None:
+    keys = tuple(f"K{i}" for i in range(2_000))
+    close = near_collisions(keys, "fib_rsi", width=4)  # 23 digits in earnest: 4 make some among 2,000
+    ranked, digests, _ = hash_order(keys, "fib_rsi")
+    where = {k: i for i, k in enumerate(ranked)}
+    assert close and all(digests[where[a]][:4] == digests[where[b]][:4] and where[b] == where[a] + 1 for a, b in close)
+    assert near_collisions(keys, "fib_rsi") == []
+
+
+def segmented_world(keys: int, **routing: Any) -> World:
+    ref = {"configMapKeyRef": {"name": "symbols", "key": "list"}}
+    w = World(spec({"keys": [], "keysFrom": ref, **routing}))
+    w.listed_keys = tuple(f"SYM{i:06d}" for i in range(keys))
+    return w
+
+
+def wire_bytes(status: Any) -> int:
+    return len(json.dumps(status.wire(), separators=(",", ":")))
+
+
+def test_a_large_universe_is_recorded_and_published_as_a_few_segments_and_routed_as_listed() -> None:
+    w = segmented_world(1_001)  # the first size above SEGMENTED_ABOVE
+    w.run(60)
+    t = w.status.targets[0]
+    assert t.assignments == {} and t.pending == {} and t.segmented is not None
+    assert t.segmented.keys == 1_001 and len(t.segmented.segments) <= 3
+    routed = w.published["trading"]
+    owned = {k for k, v in routed.items() if v == V2}
+    ranked = rank_keys(w.listed_keys or (), "fib_rsi")
+    assert owned == set(ranked[: len(owned)]) and len(owned) == 101  # 10 % of 1,001, rounded up
+    assert w.status.routing is not None and w.status.routing.canary_keys == 101
+
+
+def test_a_100000_key_rollout_aborts_in_status_and_routing_json_of_a_few_hundred_bytes() -> None:
+    w = segmented_world(100_000, maxQuarantined=3)
+    bad = hash_order(w.listed_keys or (), "fib_rsi")[0][0]  # the canary's first key
+    w.key_values["net-bps"] = {bad: -50.0}
+    w.spec = w.spec.model_copy(update={"gates": [*w.spec.gates, GateSpec.model_validate(NET_BPS)]})
+    while not (w.status.targets and w.status.targets[0].weight == 50):  # staging at 10 %, prod at 10 %, 50 %
+        w.run(10, tick=5)
+        assert w.now - T0 < timedelta(minutes=10), w.status.message
+    w.run(10, tick=5)  # the keys' handoff
+    t = w.status.targets[0]
+    assert t.segmented is not None
+    assert [q.key for q in w.status.keys.quarantined] == [bad]  # type: ignore[union-attr]
+    at_half = wire_bytes(w.status)
+    w.request("a1", "abort", "alice", "aborting")
+    w.reconcile()
+    t = w.status.targets[0]
+    assert w.status.phase == "RolledBack" and w.status.history[-1].outcome == "Aborted"
+    assert t.segmented is not None and {s.owner for s in t.segmented.segments} <= {DRAINING, V1}
+    draining = sum(1 for v in w.published["trading"].values() if v == DRAINING)
+    assert draining == 50_000 - 1  # every canary key, each drained back at once (the quarantined one is stable)
+    document = routing_document(w.spec, w.decisions[-1].routing[0], 9, 1.0, True)
+    sizes = (at_half, wire_bytes(w.status), len(json.dumps(document, separators=(",", ":"))))
+    assert max(sizes) < 8_000, sizes  # status and routing.json: O(segments), not O(keys)
+    w.run(10, tick=5)
+    assert set(w.published["trading"].values()) == {V1}
 
 
 # ---- keys from a ConfigMap -----------------------------------------------------------------------
@@ -376,6 +452,14 @@ def test_keys_from_a_configmap_are_checked_when_read() -> None:
         w.status.message or ""
     )
     w = World(keys_from_spec())
-    w.listed_keys = tuple(f"S{i:07d}" for i in range(100_000))
+    w.listed_keys = tuple(f"S{i:07d}" for i in range(100_001))
     w.reconcile()
-    assert w.status.phase == "Invalid" and "spec.routing.keysFrom: 100000 keys" in (w.status.message or "")
+    assert w.status.phase == "Invalid"
+    assert "spec.routing.keysFrom: ConfigMap symbols lists 100001 keys, at most 100,000" in (w.status.message or "")
+    # An order scatters the canary's keys over a segmented universe: refused above 1,000 keys.
+    w = World(keys_from_spec(order={"tiers": [["S0000001"]]}))
+    w.listed_keys = tuple(f"S{i:07d}" for i in range(1_001))
+    w.reconcile()
+    assert "spec.routing.order: ConfigMap symbols has 1,001 keys, routed as segments of their hash order" in (
+        w.status.message or ""
+    )

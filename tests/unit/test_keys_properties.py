@@ -20,8 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from strategy_rollouts.api.durations import parse_duration
-from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
-from strategy_rollouts.engine.keys import quarantine_limit
+from strategy_rollouts.api.rollout import (
+    MAX_SEGMENTS,
+    SEGMENTED_ABOVE,
+    StrategyRolloutSpec,
+    StrategyRolloutStatus,
+    TargetStatus,
+)
+from strategy_rollouts.engine.keys import expand_segments, hash_order, quarantine_limit
 from strategy_rollouts.engine.rollout import reconcile
 from strategy_rollouts.engine.routing import DRAINING
 from tests.unit.rollout_sim import World
@@ -95,7 +101,15 @@ events = st.lists(
 )
 
 
-def meant_for_canary(status: StrategyRolloutStatus) -> dict[str, set[str] | int]:
+def maps(spec: StrategyRolloutSpec, t: TargetStatus) -> tuple[dict[str, str], dict[str, str]]:
+    """A target's assignments and pending owners, its segments expanded (over the spec's keys)."""
+    if t.segmented is None:
+        return t.assignments, t.pending
+    ranked, digests, _ = hash_order(tuple(spec.routing.keys), spec.routing.salt or spec.strategy)
+    return expand_segments(ranked, digests, t.segmented.segments)
+
+
+def meant_for_canary(spec: StrategyRolloutSpec, status: StrategyRolloutStatus) -> dict[str, set[str] | int]:
     """Per namespace: the keys the canary owns or will own once their drain ends (listed), or the buckets
     it will own (open universe)."""
     out: dict[str, set[str] | int] = {}
@@ -103,8 +117,9 @@ def meant_for_canary(status: StrategyRolloutStatus) -> dict[str, set[str] | int]
         if t.canary_buckets is not None:
             out[t.namespace] = t.next_buckets if t.draining_buckets is not None else t.canary_buckets
         else:
-            out[t.namespace] = {k for k, v in t.assignments.items() if v == V2} | {
-                k for k, v in t.pending.items() if v == V2
+            assignments, pending = maps(spec, t)
+            out[t.namespace] = {k for k, v in assignments.items() if v == V2} | {
+                k for k, v in pending.items() if v == V2
             }
     return out
 
@@ -114,10 +129,45 @@ def meant_for_canary(status: StrategyRolloutStatus) -> dict[str, set[str] | int]
 def test_property_exclusivity_and_monotonicity_hold_with_quarantines_tiers_and_buckets(
     spec: StrategyRolloutSpec, script: list[tuple[int, str, str, int]]
 ) -> None:
+    check(spec, script, spec.routing.keys)
+
+
+@st.composite
+def segmented_specs(draw: st.DrawFn) -> StrategyRolloutSpec:
+    """A listed universe just above SEGMENTED_ABOVE keys, so status and routing.json hold segments."""
+    data = draw(specs()).model_dump(by_alias=True, exclude_none=True)
+    keys = [f"K{i}" for i in range(SEGMENTED_ABOVE + draw(st.integers(1, 30)))]
+    routing = {k: v for k, v in data["routing"].items() if k not in ("buckets", "salt", "order")}
+    routing |= {"keys": keys, "maxQuarantined": draw(st.sampled_from([0, 2, 5]))}
+    gates = [*data["gates"][:1], {"name": "net", "query": "q", "condition": "> -5", "interval": "3s",
+                                  "perKey": {"label": "s"}}]  # fmt: skip
+    stages = [
+        {
+            **stage,
+            "steps": [x if "setWeight" not in x else {"setWeight": round(x["setWeight"])} for x in stage["steps"]],
+        }
+        for stage in data["stages"]
+    ]
+    return StrategyRolloutSpec.model_validate({**data, "routing": routing, "gates": gates, "stages": stages})
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=segmented_specs(), script=events)
+def test_property_exclusivity_and_monotonicity_hold_in_a_segmented_universe(
+    spec: StrategyRolloutSpec, script: list[tuple[int, str, str, int]]
+) -> None:
+    # Bad keys and releases among the canary's first keys (hash order), so quarantines happen.
+    first = list(hash_order(tuple(spec.routing.keys), spec.routing.salt or spec.strategy)[0][:20])
+    check(spec, script, first)
+    world = World(spec)
+    world.run(3)
+    assert world.status.targets and all(t.segmented is not None for t in world.status.targets)
+
+
+def check(spec: StrategyRolloutSpec, script: list[tuple[int, str, str, int]], keys: list[str]) -> None:
     world = World(spec)
     handoff = parse_duration(spec.routing.handoff)
-    keys = spec.routing.keys
-    limit = quarantine_limit(spec.routing.max_quarantined, len(keys))
+    limit = quarantine_limit(spec.routing.max_quarantined, len(spec.routing.keys))
     by_tick: dict[int, list[tuple[str, str, int]]] = {}
     for tick, what, action, key in script:
         by_tick.setdefault(tick, []).append((what, action, key))
@@ -151,7 +201,9 @@ def test_property_exclusivity_and_monotonicity_hold_with_quarantines_tiers_and_b
         quarantined = {q.key for q in after.keys.quarantined} if after.keys else set()
         # -- a quarantined key is never the canary's; beyond the limit the rollout fails in this pass
         for t in after.targets:
-            assert not any(t.assignments.get(k) == V2 or t.pending.get(k) == V2 for k in quarantined), quarantined
+            assignments, pending = maps(spec, t)
+            assert not any(assignments.get(k) == V2 or pending.get(k) == V2 for k in quarantined), quarantined
+            assert t.segmented is None or len(t.segmented.segments) <= MAX_SEGMENTS
         assert len(quarantined) <= limit + 1
         was_quarantined = len(before.keys.quarantined) if before.keys else 0
         handled = {h.id for h in before.handled_requests}
@@ -162,7 +214,7 @@ def test_property_exclusivity_and_monotonicity_hold_with_quarantines_tiers_and_b
         # -- monotonic within a run: only a quarantine takes a key from the canary
         same_run = after.started_at == before.started_at and before.phase in ("Progressing", "Paused")
         if same_run and after.phase in ("Progressing", "Paused", "Succeeded") and not after.trading_stopped:
-            was, now = meant_for_canary(before), meant_for_canary(after)
+            was, now = meant_for_canary(spec, before), meant_for_canary(spec, after)
             for ns, owned in now.items():
                 if ns not in was:
                     continue

@@ -22,6 +22,7 @@ from strategy_rollouts.engine.size import (
     STATUS_BUDGET,
     routing_json_bytes,
     routing_state_bytes,
+    segmented,
     size_errors,
 )
 from tests.unit.rollout_sim import World
@@ -41,18 +42,27 @@ from tests.unit.size_sim import (
 REST_IN_PRACTICE = 16 * KIB
 
 
-def test_the_finding_5000_keys_across_4_namespaces_is_refused_naming_the_field_and_the_reason() -> None:
+def test_the_finding_5000_keys_across_4_namespaces_is_segmented_and_its_abort_stays_small() -> None:
+    """Refused before (46 bytes a key-namespace, over the budget), now recorded as segments of the hash
+    order: the same few hundred bytes whatever the number of keys, in every phase."""
     spec = sized_spec(5000, 4, 10, 6)
-    errors = spec_errors(spec, "ns")
-    assert len(errors) == 1, errors
-    message = errors[0]
-    assert message.startswith("spec.routing.keys: 5000 keys across 4 stage namespaces exceed the status size budget")
-    assert "at most 5698 key-namespaces" in message and "46 bytes each" in message and "abort" in message
-    # ... and the engine, which validates every pass, acts on nothing (InvalidSpec): no routing, no scaling.
+    assert spec_errors(spec, "ns") == [] and segmented(spec)
+    assert routing_state_bytes(spec) <= ROUTING_STATE_BUDGET and routing_json_bytes(spec) <= ROUTING_JSON_BUDGET
+    sizes = measure(spec, "abort-then-stop")
+    assert {"RolledBack/Aborted", "RolledBack/TradingStopped", "Progressing/Handoff"} <= sizes.phases
+    assert sizes.draining == 5000 * 4, "every key of every namespace drained at once"
+    assert sizes.state < 4 * 1024 and sizes.routing < 2 * 1024, (sizes.state, sizes.routing)
+    assert sizes.state <= routing_state_bytes(spec)
+
+
+def test_a_segmented_universe_refuses_only_what_its_segments_cannot_fit_naming_the_field() -> None:
+    spec = sized_spec(5000, 16, 10, 128)  # 16 stage namespaces, versions of 128 characters
+    (message,) = size_errors(spec)
+    assert message.startswith("spec.stages: 16 stage namespaces with versions of up to 128 characters exceed")
+    assert "segments of the keys' hash order" in message
     world = World(spec)
     decision = world.reconcile()
-    assert world.status.phase == "Invalid" and "status size budget" in (world.status.message or "")
-    assert decision.routing == [] and decision.scales == []
+    assert world.status.phase == "Invalid" and decision.routing == [] and decision.scales == []
 
 
 @pytest.mark.parametrize(
@@ -71,7 +81,11 @@ def test_abort_and_stop_with_every_key_draining_stay_under_the_budget_at_the_max
     spec = sized_spec(keys, namespaces, key_length, version_length)
     assert spec_errors(spec, "ns") == []
     if keys < MAX_KEYS:
-        assert size_errors(sized_spec(keys + 1, namespaces, key_length, version_length)), "one more key is refused"
+        more = sized_spec(keys + 1, namespaces, key_length, version_length)
+        assert segmented(more), "one more key is segmented"
+        # ... accepted, unless its segments cannot fit in that many namespaces: then refused naming the field
+        assert all(e.startswith("spec.stages: ") for e in size_errors(more))
+        assert not size_errors(more) or routing_state_bytes(more) > ROUTING_STATE_BUDGET
     sizes = measure(spec, "abort-then-stop")  # the whole progress, then an abort, then a stop while draining
     assert {"RolledBack/Aborted", "RolledBack/TradingStopped", "Progressing/Handoff"} <= sizes.phases
     assert sizes.draining == keys * namespaces, "every key of every namespace drained at once"
@@ -145,11 +159,9 @@ def test_spec_and_routing_budgets_name_the_field() -> None:
     spec = StrategyRolloutSpec.model_validate({**sized_spec(10, 1).model_dump(by_alias=True), "gates": gates})
     (message,) = size_errors(spec)
     assert message.startswith("spec: ") and "exceed the spec size budget of 256 KiB" in message
-    # routing.json binds before the status only for long versions in few namespaces; both name the keys.
+    # Keys beyond what the key-by-key form holds are segmented, never refused.
     long = sized_spec(1500, 1, 128, 128)
-    errors = size_errors(long)
-    assert any(e.startswith("spec.routing.keys: 1500 keys exceed the routing.json size budget") for e in errors)
-    assert any("status size budget" in e for e in errors)
+    assert segmented(long) and size_errors(long) == []
 
 
 def test_replicas_mode_routes_no_keys_and_has_no_key_budget() -> None:

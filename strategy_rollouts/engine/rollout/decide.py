@@ -7,7 +7,7 @@ import functools
 from datetime import datetime
 
 from strategy_rollouts.api.common import set_condition
-from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
+from strategy_rollouts.api.rollout import KeySegment, StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine import approvals as approvallib
 from strategy_rollouts.engine import gates as gatelib
 from strategy_rollouts.engine import market, requests
@@ -37,11 +37,13 @@ def reconcile(
     errors = spec_errors(spec, obs.namespace)
     if spec.market is not None and market.resolve(spec.market.calendar, obs.calendar) is None:
         errors = [*errors, f"spec.market.calendar: calendar {spec.market.calendar} is not available"]
-    errors = [*errors, *listed_keys_errors(spec, obs.listed_keys)]
+    if spec.routing.keys_from is not None:
+        errors = [*errors, *_listed_errors_of(spec.model_dump_json(), obs.listed_keys)]
     if errors:
         return invalid(status, errors, obs.generation, now)
     run = Run(spec, status, obs, now)
     decide(run)
+    run.segment_targets()
     return Decision(
         status=run.st,
         routing=desired_routing(spec, run.st),
@@ -128,6 +130,12 @@ def _errors_of(spec_json: str) -> tuple[str, ...]:
     return tuple(rollout_errors(StrategyRolloutSpec.model_validate_json(spec_json)))
 
 
+@functools.lru_cache(maxsize=256)
+def _listed_errors_of(spec_json: str, listed: tuple[str, ...] | None) -> tuple[str, ...]:
+    # As _errors_of: a keysFrom list of 100,000 keys is checked once, not every pass.
+    return tuple(listed_keys_errors(StrategyRolloutSpec.model_validate_json(spec_json), listed))
+
+
 def invalid(status: StrategyRolloutStatus, errors: list[str], generation: int, now: datetime) -> Decision:
     """Never act on what cannot be trusted: report, change nothing else, except a stop.
 
@@ -150,6 +158,8 @@ def invalid(status: StrategyRolloutStatus, errors: list[str], generation: int, n
         for t in st.targets:
             t.assignments = {key: NONE for key in {**t.assignments, **t.pending}}
             t.pending, t.draining_until, t.weight = {}, None, 0
+            if t.segmented is not None:
+                t.segmented.segments = [KeySegment(start="", owner=NONE)]
         st.canary_weight = 0
         st.trading_stopped = True
         done = [

@@ -61,6 +61,16 @@ class BucketRouting:
 
 
 @dataclass(frozen=True)
+class SegmentedRouting:
+    """A large listed universe's routing (api/keyhash.py `owner`): [start, owner] segments of the hash
+    order, for the apps whose keys are the universe named by `keys` and `sha256`."""
+
+    keys: int
+    sha256: str
+    segments: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class RoutingPayload:
     namespace: str
     config_map: str
@@ -69,6 +79,7 @@ class RoutingPayload:
     # False while trading is stopped; None leaves entriesEnabled to its other writer (a ParityCheck).
     entries_enabled: bool | None = None
     buckets: BucketRouting | None = None
+    segmented: SegmentedRouting | None = None
 
 
 @dataclass(frozen=True)

@@ -5,15 +5,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus, TargetStatus
-from strategy_rollouts.engine.rollout.model import BucketRouting, RoutingPayload, Scale
+from strategy_rollouts.engine.keys import published_segments
+from strategy_rollouts.engine.rollout.model import BucketRouting, RoutingPayload, Scale, SegmentedRouting
 
 
 def desired_routing(spec: StrategyRolloutSpec | None, st: StrategyRolloutStatus) -> list[RoutingPayload]:
     entries = False if st.trading_stopped else None
     return [
-        RoutingPayload(t.namespace, t.config_map, t.weight, dict(t.assignments), entries, _buckets(spec, st, t))
+        RoutingPayload(
+            t.namespace, t.config_map, t.weight, dict(t.assignments), entries, _buckets(spec, st, t), _segmented(t)
+        )
         for t in st.targets
     ]
+
+
+def _segmented(t: TargetStatus) -> SegmentedRouting | None:
+    s = t.segmented
+    if s is None:
+        return None
+    return SegmentedRouting(s.keys, s.sha256, tuple((a, b) for a, b in published_segments(s.segments)))
 
 
 def _buckets(spec: StrategyRolloutSpec | None, st: StrategyRolloutStatus, t: TargetStatus) -> BucketRouting | None:
@@ -46,15 +56,17 @@ def routing_changes(spec: StrategyRolloutSpec | None, payload: RoutingPayload) -
         "stopped": True if payload.entries_enabled is False else None,  # trading stopped: every id to none
     }
     if spec is not None:
-        b = payload.buckets
+        b, s = payload.buckets, payload.segmented
         changes |= {
             "strategy": spec.strategy,
             "stableVersion": spec.stable.version,
             "canaryVersion": spec.canary.version,
             "buckets": b.buckets if b is not None else None,
-            "salt": b.salt if b is not None else None,
+            "salt": b.salt if b is not None else (spec.routing.salt or spec.strategy) if s is not None else None,
             "canaryBuckets": b.canary if b is not None else None,
             "drainingBuckets": list(b.draining) if b is not None and b.draining is not None else None,
+            "universe": {"keys": s.keys, "sha256": s.sha256} if s is not None else None,
+            "segments": [list(x) for x in s.segments] if s is not None else None,
         }
     if payload.entries_enabled is not None:
         changes["entriesEnabled"] = payload.entries_enabled
@@ -62,7 +74,7 @@ def routing_changes(spec: StrategyRolloutSpec | None, payload: RoutingPayload) -
 
 
 # What says who trades which key or bucket: the operator reads these back to know what apps may act on.
-ROUTED_FIELDS = ("assignments", "canaryBuckets", "drainingBuckets", "stopped")
+ROUTED_FIELDS = ("assignments", "canaryBuckets", "drainingBuckets", "stopped", "universe", "segments")
 
 
 def published(document: Mapping[str, object] | None, spec: StrategyRolloutSpec, payload: RoutingPayload) -> bool:
