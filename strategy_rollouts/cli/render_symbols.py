@@ -22,6 +22,13 @@ def owners(target: TargetStatus, stable: str | None, canary: str | None) -> list
     by_owner: dict[str, list[str]] = {}
     for key, owner in sorted(target.assignments.items()):
         by_owner.setdefault(owner, []).append(key)
+    pending = target.pending
+    if target.segmented is not None:  # one "key" per segment of the hash order, named by where it starts
+        pending = {}
+        for s in target.segmented.segments:
+            label = f"sha256≥{s.start or '0'}"
+            by_owner.setdefault(s.owner, []).append(label)
+            pending |= {label: s.next} if s.next is not None else {}
     rows: list[tuple[str, Text]] = []
     roles = [(canary, "canary", CANARY_STYLE)] if canary is not None and canary != stable else []
     for version, role, style in [*roles, (stable, "stable", STABLE_STYLE)]:
@@ -31,7 +38,7 @@ def owners(target: TargetStatus, stable: str | None, canary: str | None) -> list
     if draining:
         text = Text()
         for i, key in enumerate(draining):
-            text.append(("  " if i else "") + f"{key} → {target.pending.get(key, '?')}", style=DRAINING_STYLE)
+            text.append(("  " if i else "") + f"{key} → {pending.get(key, '?')}", style=DRAINING_STYLE)
         rows.append(("draining", text))
     for owner, keys in sorted(by_owner.items()):  # "none" (nobody: trading stopped) or a version no longer named
         rows.append((owner, Text(" ".join(keys), style=NOBODY_STYLE)))
@@ -51,6 +58,8 @@ def symbol_map(obj: dict[str, Any]) -> Table | None:
         table.add_column(column, no_wrap=column != "KEYS")
     for target in status.targets:
         where = f"{target.namespace}/{target.config_map} {target.weight}%"
+        if target.segmented is not None:
+            where += f" ({target.segmented.keys:,} keys, segmented)"
         for i, (label, keys) in enumerate(owners(target, stable, canary)):
             table.add_row(where if i == 0 else "", label, keys)
     return table

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from strategy_rollouts.api.conditions import parse_condition
 from strategy_rollouts.api.paritycheck import ParityCheckSpec, ParityCheckStatus
-from strategy_rollouts.api.rollout import StrategyRolloutStatus
+from strategy_rollouts.api.rollout import StrategyRolloutStatus, TargetStatus
 from strategy_rollouts.api.shadowrun import ShadowRunStatus
 from strategy_rollouts.engine.shadow import MatcherState, decision_to_dict
 from strategy_rollouts.read.requests import requests_of
@@ -146,6 +146,9 @@ def symbol_map(obj: JSON, status: StrategyRolloutStatus) -> list[JSON]:
     }
     out = []
     for target in status.targets:
+        if target.segmented is not None:
+            out.append(_segment_map(target, roles))
+            continue
         order = keys + sorted(k for k in target.assignments if k not in keys)
         owners = {k: target.assignments.get(k, "none") for k in order}
         out.append(
@@ -167,6 +170,28 @@ def symbol_map(obj: JSON, status: StrategyRolloutStatus) -> list[JSON]:
             }
         )
     return out
+
+
+def _segment_map(target: TargetStatus, roles: dict[str | None, str]) -> JSON:
+    """A segmented universe (docs/keys.md): one entry per segment of the hash order, named by where it starts."""
+    assert target.segmented is not None
+    return {
+        "namespace": target.namespace,
+        "configMap": target.config_map,
+        "weight": target.weight,
+        "revision": target.revision,
+        "drainingUntil": target.draining_until.isoformat() if target.draining_until else None,
+        "segmented": {"keys": target.segmented.keys, "segments": len(target.segmented.segments)},
+        "keys": [
+            {
+                "key": f"sha256 ≥ {s.start or '0'}",
+                "owner": roles.get(s.owner, s.owner),
+                "version": s.owner,
+                "next": roles.get(s.next, s.next) if s.next is not None else None,
+            }
+            for s in target.segmented.segments
+        ],
+    }
 
 
 def gate_lines(obj: JSON) -> list[JSON]:

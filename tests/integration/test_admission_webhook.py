@@ -129,11 +129,14 @@ def test_bad_objects_are_refused_at_apply_naming_the_field(hooked: Hooked) -> No
     refused(h, template, "spec.gates[0].templateRef", "missing")
     shadow = shadowrun("shadow", h.ns, f"s_{h.ns}", h.cluster.redis_url, kpis=[{**GOOD_GATE, "query": "max(up"}])
     refused(h, shadow, "spec.kpis[0].query", "Prometheus cannot parse")
-    # Beyond the size budget (engine/size.py): an abort of 5,000 keys across 4 stage namespaces.
+    # Beyond the size budget (engine/size.py): 5,000 keys are segmented, but 16 stage namespaces of versions
+    # named by git SHAs could not hold every segment an abort may write.
     wide = rollout("wide", h.ns, f"s_{h.ns}", gates=[GOOD_GATE])
     wide["spec"]["routing"]["keys"] = [f"SYM{i:04d}USD" for i in range(5000)]
-    wide["spec"]["stages"] = [{"name": f"s{i}", "namespace": f"ns{i}", "steps": [{"setWeight": 100}]} for i in range(4)]
-    refused(h, wide, "spec.routing.keys: 5000 keys across 4 stage namespaces exceed the status size budget")
+    wide["spec"]["stable"]["version"], wide["spec"]["canary"]["version"] = "a" * 40, "b" * 40
+    steps = [{"setWeight": 100}]
+    wide["spec"]["stages"] = [{"name": f"s{i}", "namespace": f"ns{i}", "steps": steps} for i in range(16)]
+    refused(h, wide, "spec.stages: 16 stage namespaces with versions of up to 40 characters exceed the status size")
     # A sequential judge that could never decide, or whose sides cannot be paired by time (docs/judge.md).
     judge = {"test": "sequential", "query": 'pnl{version="{{version}}"}', "worseWhen": "lower", "step": "1m"}
     short = bad_rollout(h, "seq-short")

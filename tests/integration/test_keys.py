@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from playwright.sync_api import sync_playwright
 
+from strategy_rollouts.api import keyhash
 from strategy_rollouts.api.keyhash import digest, owns
 from strategy_rollouts.testing.dashboard_process import DashboardProcess
 from strategy_rollouts.testing.operator_process import OperatorProcess
@@ -272,3 +273,40 @@ def test_a_volume_rank_gives_the_low_volume_keys_first_and_no_rank_holds_the_sta
         wait_for(lambda: canary() == set(KEYS[:3]), 60, what="the three lowest volumes on the canary (34 % of 6)")
         order = status(cluster, NAME, namespace)["keys"]["order"]
         assert order == [[k] for k in KEYS], order
+
+
+def test_a_100000_key_rollout_aborts_and_the_abort_is_recorded_in_a_few_kilobytes(
+    cluster: DevCluster, namespace: str, live_operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """100,000 keys listed in a ConfigMap: status and routing.json hold segments of the hash order. At 10 %
+    the canary owns exactly the first 10,000 keys by sha256(strategy:key) (an independent computation,
+    through api/keyhash.py as an app holding the list reads routing.json); an abort drains them all back
+    and is recorded, every document a few kilobytes."""
+    keys = [f"K{i:05d}" for i in range(100_000)]
+    listing = tmp_path / "keys"
+    listing.write_text("\n".join(keys))
+    cluster.kubectl("create", "configmap", "universe", "-n", namespace, f"--from-file=keys={listing}")
+    deployments(cluster, namespace)
+    universe = {"keysFrom": {"configMapKeyRef": {"name": "universe", "key": "keys"}}}
+    apply(cluster, keyed_rollout(namespace, "big", universe, [{"setWeight": 10}, {"pause": {}}]))
+    first = set(sorted(keys, key=lambda k: hashlib.sha256(f"big:{k}".encode()).hexdigest())[:10_000])
+    mine = keyhash.universe_digest(keys)
+
+    def owned(version: str) -> set[str]:
+        doc = routing(cluster, CM, namespace) or {}
+        return {k for k in keys if keyhash.owner(doc, k, mine) == version}
+
+    wait_for(lambda: owned("v2.0.0") == first, 90, interval=2, what="the first 10,000 keys on the canary")
+    doc = routing(cluster, CM, namespace) or {}
+    assert doc["universe"] == {"keys": 100_000, "sha256": mine} and doc["assignments"] == {}, doc["universe"]
+    assert keyhash.owner(doc, "K00001", keyhash.universe_digest(keys[1:])) is None  # another list: nothing
+    r = subprocess.run(
+        [str(PLUGIN), "abort", NAME, "-n", namespace, "--reason", "too many keys", "--no-wait"],
+        capture_output=True, text=True, env=cluster.env(),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    st = wait_for(lambda: (s := status(cluster, NAME, namespace)).get("phase") == "RolledBack" and s, 60, what="abort")
+    assert st["reason"] == "Aborted" and st["history"][-1]["outcome"] == "Aborted", st["history"]
+    assert len(json.dumps(st)) < 16 * 1024, len(json.dumps(st))
+    wait_for(lambda: owned("v1.0.0") == set(keys), 60, interval=2, what="every key back on stable")
+    assert len(json.dumps(routing(cluster, CM, namespace))) < 4 * 1024

@@ -37,6 +37,9 @@ BASE: dict[str, Any] = {
 }
 
 
+ACCOUNTS = [f"ACCOUNT-{i:022d}" for i in range(5000)]
+
+
 def mutate(path: str, value: Any) -> dict[str, Any]:
     obj = copy.deepcopy(BASE)
     node: Any = obj["spec"]
@@ -149,10 +152,12 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "spec.prometheus.bearerTokenSecretRef: Secret",
     ),
     (
-        "keys-beyond-size-budget",  # an abort would drain all 5000 in one status write: engine/size.py
-        mutate("routing.keys", [f"ACCOUNT-{i:022d}" for i in range(5000)]),
+        "order-of-a-segmented-universe",  # 5,000 keys are routed as segments of their hash order: engine/size.py
+        mutate(
+            "routing", {"keys": [f"ACCOUNT-{i:022d}" for i in range(5000)], "order": {"tiers": [[f"ACCOUNT-{0:022d}"]]}}
+        ),
         "operator",
-        "spec.routing.keys: 5000 keys across 1 stage namespace exceed the status size budget",
+        "spec.routing.order: spec.routing.keys has 5,000 keys, routed as segments of their hash order",
     ),
     (
         "bad-risk-placeholder",

@@ -161,7 +161,7 @@ function symbolMap(targets) {
   if (!targets.length) return '<p class="dim">no routing yet</p>';
   const legend = `<div class="legend">${["stable", "canary", "draining", "none"].map((o) => `<span><span class="swatch owner-${o}"></span>${o}</span>`).join("")}</div>`;
   return legend + targets.map((t) => `<div class="card target" data-namespace="${esc(t.namespace)}">
-    <div><b>${esc(t.namespace)}</b> <span class="dim">configmap ${esc(t.configMap)}, revision ${t.revision}, weight ${t.weight}%${t.drainingUntil ? ", draining until " + esc(t.drainingUntil) : ""}</span></div>
+    <div><b>${esc(t.namespace)}</b> <span class="dim">configmap ${esc(t.configMap)}, revision ${t.revision}, weight ${t.weight}%${t.drainingUntil ? ", draining until " + esc(t.drainingUntil) : ""}${t.segmented ? `, ${t.segmented.keys} keys as ${t.segmented.segments} segments of their hash order` : ""}</span></div>
     <div class="keys">${t.keys.map((k) => `<span class="key owner-${esc(k.owner)}" data-key="${esc(k.key)}" data-owner="${esc(k.owner)}" title="${esc(k.version || k.owner)}${k.next ? " → " + esc(k.next) : ""}">${esc(k.key)}${k.next ? " → " + esc(k.next) : ""}</span>`).join("")}</div></div>`).join("");
 }
 

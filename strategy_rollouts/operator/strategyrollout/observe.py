@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from strategy_rollouts.api import keyhash
 from strategy_rollouts.api.placeholders import placeholder_values, substitute
 from strategy_rollouts.api.rollout import StrategyRolloutSpec, StrategyRolloutStatus
 from strategy_rollouts.engine import webhook_gates
@@ -55,6 +56,16 @@ async def rank(ctx: Context, namespace: str, name: str, spec: StrategyRolloutSpe
     return answer.values if answer.outcome == "ok" else None
 
 
+def adopted(document: dict[str, Any] | None, assignments: dict[str, str], universe: tuple[str, ...]) -> dict[str, str]:
+    """What a routing.json the status has no record of lets apps trade: its named keys, or, segmented, each
+    key of the universe by its segment (api/keyhash.py, as an app holding these keys reads it)."""
+    if document is None or "segments" not in document:
+        return assignments
+    digest = keyhash.universe_digest(universe)
+    owners = {k: keyhash.owner(document, k, digest) for k in universe}
+    return {k: v for k, v in owners.items() if v is not None}
+
+
 async def keys_from(ctx: Context, namespace: str, spec: StrategyRolloutSpec) -> tuple[str, ...] | None:
     """spec.routing.keysFrom's keys, one per line (blank lines and surrounding spaces ignored); None when
     the ConfigMap or its key cannot be read (the engine then holds the rollout InvalidSpec)."""
@@ -90,7 +101,6 @@ async def observe(
     published = {t.namespace: is_published(routings[k].document, spec, desired[k]) for k, t in recorded.items()}
     revisions = {t.namespace: routings[k].revision for k, t in recorded.items()}
     # A target status does not record yet: what its ConfigMap publishes already (adopted at the start).
-    routed = {n: r.assignments for (n, cm), r in routings.items() if (n, cm) not in recorded and r.assignments}
     shadow_found, verdict = False, None
     for plural, (n, shadow_name) in plan.objects:
         ctx.wakers.watch(KIND, (ns, name), "shadowrun", [(n, shadow_name)])
@@ -126,6 +136,9 @@ async def observe(
             if m.value is not None:
                 metrics.gate_value.labels(ns, name, gate).set(m.value)
     listed = await keys_from(ctx, ns, spec) if plan.keys_from else None
+    universe = tuple(spec.routing.keys) or listed or ()
+    unrecorded = [(n, r) for (n, cm), r in routings.items() if (n, cm) not in recorded]
+    routed = {n: owned for n, r in unrecorded if (owned := adopted(r.document, r.assignments, universe))}
     ranks = await rank(ctx, ns, name, spec) if plan.rank else None
     obs = Observations(
         namespace=ns,
