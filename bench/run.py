@@ -31,10 +31,10 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
-FULL = "engine,judge,step,peer-step,rollback,peer-rollback,write-cost,scale,peer-scale,peer-memory,dashboard"
+FULL = "engine,judge,step,keys,peer-step,rollback,peer-rollback,write-cost,scale,peer-scale,peer-memory,dashboard"
 # under 10 minutes: ours-only step, rollback and scale are left to the full run (the side-by-side ones
 # measure ours too)
-QUICK = "engine,judge,peer-step,peer-rollback,peer-scale"
+QUICK = "engine,judge,keys,peer-step,peer-rollback,peer-scale"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         judge.run(_env_int("BENCH_JUDGE_RUNS", 1000), machine)
     if only & {
         "step",
+        "keys",
         "peer-step",
         "rollback",
         "peer-rollback",
@@ -154,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
             if "step" in only:
                 res = scenarios.step_latency(env, cfg["step_rollouts"])
                 write_result("step_latency", res, machine, cfg)
+                env.drop_namespaces()
+            if "keys" in only:  # issue 33: 1,000 / 10,000 / 100,000 listed keys; a per-key gate over 500 symbols
+                from bench import keys
+
+                write_result("keys", keys.run(env, quick), machine, cfg)
                 env.drop_namespaces()
             if "peer-step" in only:
                 from bench import peer, side_by_side
