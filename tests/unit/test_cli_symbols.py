@@ -59,3 +59,25 @@ def test_no_targets_no_map_and_status_shows_it_once_there_are() -> None:
     assert "Symbols" not in text(rollout_detail(rollout([]), now))
     target = {"namespace": "demo", "configMap": "cm", "assignments": {"BTC": "v1.0.0"}}
     assert "v1.0.0 (stable)  BTC" in text(rollout_detail(rollout([target]), now))
+
+
+def test_a_segmented_universe_lists_its_segments_by_owner() -> None:
+    target = {
+        "namespace": "demo",
+        "configMap": "fib-rsi-routing",
+        "weight": 10,
+        "revision": 2,
+        "drainingUntil": "2026-12-02T10:00:00Z",
+        "segmented": {
+            "keys": 100_000,
+            "sha256": "ab" * 32,
+            "segments": [
+                {"start": "", "owner": "v2.0.0"},
+                {"start": "199b", "owner": "draining", "next": "v2.0.0"},
+                {"start": "7f", "owner": "v1.0.0"},
+            ],
+        },
+    }
+    shown = text(symbol_map(rollout([target])) or "")
+    assert "100,000 keys, segmented" in shown
+    assert "sha256≥0" in shown and "sha256≥199b → v2.0.0" in shown and "sha256≥7f" in shown

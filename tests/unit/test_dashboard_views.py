@@ -146,3 +146,24 @@ def test_shadow_detail_reads_the_worst_examples_from_the_matcher_state() -> None
     (example,) = detail["worstExamples"]
     assert example["kind"] == "missing_shadow" and example["live"]["price"] == "100" and example["shadow"] is None
     assert views.row("shadowruns", obj)["mismatches"] == "missing_shadow=2"
+
+
+def test_a_segmented_universe_shows_one_entry_per_segment_with_its_role() -> None:
+    segmented = {
+        "keys": 100_000,
+        "sha256": "ab" * 32,
+        "segments": [
+            {"start": "", "owner": "v2"},
+            {"start": "199b", "owner": "draining", "next": "v2"},
+            {"start": "7f", "owner": "v1"},
+        ],
+    }
+    target = {**TARGET, "assignments": {}, "pending": {}, "segmented": segmented}
+    detail = views.rollout_detail(rollout({"phase": "Progressing", "targets": [target]}))
+    (shown,) = detail["symbolMap"]
+    assert shown["segmented"] == {"keys": 100_000, "segments": 3}
+    assert [(k["key"], k["owner"], k["next"]) for k in shown["keys"]] == [
+        ("sha256 ≥ 0", "canary", None),
+        ("sha256 ≥ 199b", "draining", "canary"),
+        ("sha256 ≥ 7f", "stable", None),
+    ]
