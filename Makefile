@@ -76,7 +76,7 @@ typecheck: venv ## mypy only
 	$(VENV)/bin/mypy demo
 
 unit: venv helm promtool checkov ## engine, model, chart and manifest tests, no cluster (installs helm, promtool, checkov once)
-	$(VENV)/bin/pytest tests/unit -q
+	$(VENV)/bin/pytest tests/unit -q -n 2
 
 # checkov (third-party manifest scanner) in its own venv: its pins clash with ours. Cached per version.
 CHECKOV_VERSION := 3.3.30
@@ -91,7 +91,8 @@ $(CHECKOV):
 test: venv system-deps binaries checkov ## everything: installs, builds or reuses binaries, runs every test
 	$(MAKE) -s crds-check
 	$(MAKE) -s lint
-	$(VENV)/bin/pytest tests -q -p no:cacheprovider --durations=15
+	$(VENV)/bin/pytest tests/unit -q -p no:cacheprovider -n 2 --durations=10
+	$(VENV)/bin/pytest tests -q -p no:cacheprovider --ignore=tests/unit --durations=25 --junitxml=.test-results.xml
 
 integration: venv system-deps binaries ## the integration suite alone, on the local control plane it starts (tests/integration)
 	$(VENV)/bin/pytest tests/integration -q -p no:cacheprovider --durations=15
