@@ -2,7 +2,8 @@
 control plane with the real operator process and the real Prometheus. Results: bench/results/*.json,
 bench/README.md (table), bench/cost_curve.png.
 
-    python -m bench.run [--quick] [--only engine,judge,step,peer-step,rollback,peer-rollback,scale,peer-scale,dashboard]
+    python -m bench.run [--quick]
+                        [--only engine,judge,step,keys,peer-step,rollback,peer-rollback,scale,peer-scale,dashboard]
                         [--scale 10,100,300,1000]
 
 Environment overrides: BENCH_SCALE (e.g. "10,100"), BENCH_STEP_ROLLOUTS, BENCH_ROLLBACK_ROLLOUTS,
