@@ -104,6 +104,14 @@ def _segmented(document: Mapping[str, object], segments: list[object], id_: str,
     return segment_owner(segments, digest(salt, id_)) or None  # type: ignore[arg-type]  # "": unassigned
 
 
+def owners(document: Mapping[str, object], keys: Iterable[str]) -> dict[str, str]:
+    """Each of `keys` that the document routes, and to whom, as an app holding exactly these keys reads it."""
+    held = list(keys)
+    universe = universe_digest(held)
+    routed = {k: owner(document, k, universe) for k in held}
+    return {k: v for k, v in routed.items() if v is not None}
+
+
 def owns(document: Mapping[str, object], id_: str, version: str, universe: str | None = None) -> bool:
     """May the pods of `version` trade `id_` now? (Never while it is draining or stopped.)"""
     return owner(document, id_, universe) == version

@@ -368,7 +368,7 @@ def effects(records: Sequence[ActionTaken], target: Target, by: str, check: str)
         if stopping and any(v != "none" for v in cm.assignments.values()):
             changes["assignments"] = dict.fromkeys(cm.assignments, "none")
         if stopping and cm.value("stopped") is not True:
-            changes["stopped"] = True  # every id of an open or compact universe too (api/keyhash.py owner)
+            changes["stopped"] = True  # every id of an open or segmented universe too (api/keyhash.py owner)
         if changes:
             routing.append(RoutingChange(cm.namespace, cm.name, changes))
     scales: list[Scale] = []

@@ -141,9 +141,7 @@ class World:
         keys = tuple(self.spec.routing.keys or self.listed_keys or ())
         cache_key = (json.dumps(document, sort_keys=True), keys)
         if cache_key not in self.views:  # 100,000 sha256 a view: once per document
-            digest = keyhash.universe_digest(keys)
-            owners = {k: keyhash.owner(document, k, digest) for k in keys}
-            self.views = {cache_key: {k: v for k, v in owners.items() if v is not None}}
+            self.views = {cache_key: keyhash.owners(document, keys)}
         return dict(self.views[cache_key])
 
     def apply(self, decision: Decision) -> None:

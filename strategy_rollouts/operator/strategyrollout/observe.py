@@ -61,9 +61,7 @@ def adopted(document: dict[str, Any] | None, assignments: dict[str, str], univer
     key of the universe by its segment (api/keyhash.py, as an app holding these keys reads it)."""
     if document is None or "segments" not in document:
         return assignments
-    digest = keyhash.universe_digest(universe)
-    owners = {k: keyhash.owner(document, k, digest) for k in universe}
-    return {k: v for k, v in owners.items() if v is not None}
+    return keyhash.owners(document, universe)
 
 
 async def keys_from(ctx: Context, namespace: str, spec: StrategyRolloutSpec) -> tuple[str, ...] | None:
